@@ -1,0 +1,42 @@
+# evcharge: PGXS build.
+#   make && make install             build and install into the server of $(PG_CONFIG)
+#   make installcheck                pg_regress against a running server (PGHOST/PGPORT)
+#   make WERROR=1                    warnings are errors (the test build does this)
+# The install script evcharge--$(EXTVERSION).sql is built from sql/install/*.sql
+# in the order of INSTALL_SQL; upgrade scripts live in sql/upgrade/.
+
+EXTENSION = evcharge
+EXTVERSION = 0.1.0
+
+MODULE_big = evcharge
+OBJS = \
+	src/evcharge.o \
+	src/pile_id_parse.o \
+	src/pile_id.o
+
+# The extension's SQL, one file per concept, in load order.
+INSTALL_SQL = \
+	sql/install/pile_id.sql
+
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA = $(wildcard sql/upgrade/$(EXTENSION)--*--*.sql)
+
+# pg_regress pairs: sql/<test>.sql and expected/<test>.out (input dir ".").
+REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -Isrc
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+ifdef WERROR
+PG_CFLAGS += -Werror
+endif
+SHLIB_LINK = -lcurl -lssl -lcrypto
+
+EXTRA_CLEAN = results regression.diffs regression.out
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SQL)
+	cat $^ > $@

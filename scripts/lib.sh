@@ -1,0 +1,123 @@
+# scripts/lib.sh: what scripts/demo and scripts/test share.
+#
+# - install_deps: the Debian 12 packages evcharge needs (as root; otherwise
+#   only checks they are there).
+# - build_install: make WERROR=1 && make install.
+# - cluster_up NAME [CRON_DB]: a private PostgreSQL 15 cluster in
+#   .cluster/NAME of the checkout, initialised as an unprivileged user on a
+#   free loopback port, with pg_cron preloaded; reused when it exists.
+# - cluster_down NAME: stops it.
+# After cluster_up, PGHOST/PGPORT/PGUSER are exported for psql and friends.
+
+set -euo pipefail
+
+EV_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin
+export PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
+
+# Debian packages: server, headers, pg_cron, pgTAP and pg_prove, libcurl,
+# OpenSSL, libpq, a compiler, and clang with its libFuzzer runtime for the
+# fuzz target.
+EV_PACKAGES=(
+	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
+	libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libssl-dev libpq-dev
+	build-essential clang libclang-rt-14-dev python3 iproute2
+)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+install_deps() {
+	local missing=() p
+	for p in "${EV_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		die "missing Debian packages: ${missing[*]} (run this command as root once, or apt-get install them)"
+	fi
+	say "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build_install() {
+	say "building evcharge"
+	make -C "$EV_ROOT" -s WERROR=1 >/dev/null
+	if [ "$(id -u)" -eq 0 ]; then
+		make -C "$EV_ROOT" -s install >/dev/null
+	else
+		sudo -n make -C "$EV_ROOT" -s install >/dev/null 2>&1 ||
+			die "make install needs root: run this command as root"
+	fi
+}
+
+# The unprivileged user that owns private clusters: ourselves, or, as root,
+# Debian's postgres user.
+cluster_owner() {
+	if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
+}
+
+as_owner() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+port_free() {
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+cluster_up() {
+	local name=$1 cron_db=${2:-evcharge}
+	local dir="$EV_ROOT/.cluster/$name" port
+
+	mkdir -p "$EV_ROOT/.cluster"
+	if [ ! -f "$dir/data/PG_VERSION" ]; then
+		say "creating cluster $name in .cluster/$name"
+		rm -rf "$dir"
+		mkdir -p "$dir"
+		port=5440
+		while ! port_free "$port"; do port=$((port + 1)); done
+		echo "$port" > "$dir/port"
+		[ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir"
+		as_owner "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust \
+			--encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+			{ cat "$dir/initdb.log" >&2; die "initdb failed"; }
+		cat >>"$dir/data/postgresql.conf" <<-EOF
+
+		# evcharge private cluster (scripts/lib.sh)
+		listen_addresses = '127.0.0.1'
+		port = $port
+		unix_socket_directories = ''
+		shared_preload_libraries = 'pg_cron'
+		cron.database_name = '$cron_db'
+		cron.use_background_workers = on
+		max_worker_processes = 16
+		timezone = 'Asia/Shanghai'
+		log_min_messages = warning
+		EOF
+	fi
+	port=$(cat "$dir/port")
+	export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres
+	if ! as_owner "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+		port_free "$port" || die "port $port of cluster $name is taken by another program"
+		say "starting cluster $name on port $port"
+		as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+			{ tail -20 "$dir/server.log" >&2; die "cluster $name did not start"; }
+	fi
+}
+
+cluster_down() {
+	local dir="$EV_ROOT/.cluster/$1"
+	[ -f "$dir/data/PG_VERSION" ] || return 0
+	as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# Run psql quietly, stopping at the first error.
+pq() {
+	psql -X -q -v ON_ERROR_STOP=1 "$@"
+}
