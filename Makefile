@@ -16,6 +16,7 @@ OBJS = \
 
 # The extension's SQL, one file per concept, in load order.
 INSTALL_SQL = \
+	sql/install/evcharge.sql \
 	sql/install/pile_id.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
@@ -26,7 +27,7 @@ REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -Isrc
+PG_CPPFLAGS = -Isrc -DEVCHARGE_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 ifdef WERROR
 PG_CFLAGS += -Werror
@@ -40,3 +41,6 @@ include $(PGXS)
 
 $(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SQL)
 	cat $^ > $@
+
+# The version string is compiled in; rebuild evcharge.o when it changes.
+src/evcharge.o: Makefile

@@ -133,6 +133,8 @@ CREATE OPERATOR CLASS evcharge.pile_id_hash_ops
 
 COMMENT ON OPERATOR CLASS evcharge.pile_id_ops USING btree IS 'btree operator class for pile_id: indexes, ORDER BY, merge joins';
 COMMENT ON OPERATOR CLASS evcharge.pile_id_hash_ops USING hash IS 'hash operator class for pile_id: hash joins, GROUP BY, DISTINCT';
+COMMENT ON OPERATOR FAMILY evcharge.pile_id_ops USING btree IS 'btree operator family of pile_id';
+COMMENT ON OPERATOR FAMILY evcharge.pile_id_hash_ops USING hash IS 'hash operator family of pile_id';
 
 --------------------------------------------------------------------------
 -- gun_id
@@ -261,6 +263,8 @@ CREATE OPERATOR CLASS evcharge.gun_id_hash_ops
 
 COMMENT ON OPERATOR CLASS evcharge.gun_id_ops USING btree IS 'btree operator class for gun_id: indexes, ORDER BY, merge joins';
 COMMENT ON OPERATOR CLASS evcharge.gun_id_hash_ops USING hash IS 'hash operator class for gun_id: hash joins, GROUP BY, DISTINCT';
+COMMENT ON OPERATOR FAMILY evcharge.gun_id_ops USING btree IS 'btree operator family of gun_id';
+COMMENT ON OPERATOR FAMILY evcharge.gun_id_hash_ops USING hash IS 'hash operator family of gun_id';
 
 --------------------------------------------------------------------------
 -- Accessors, overloaded for both types
