@@ -12,12 +12,16 @@ MODULE_big = evcharge
 OBJS = \
 	src/evcharge.o \
 	src/pile_id_parse.o \
-	src/pile_id.o
+	src/pile_id.o \
+	src/tariff.o \
+	src/energy_split.o \
+	src/pricing.o
 
 # The extension's SQL, one file per concept, in load order.
 INSTALL_SQL = \
 	sql/install/evcharge.sql \
-	sql/install/pile_id.sql
+	sql/install/pile_id.sql \
+	sql/install/tariff.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/upgrade/$(EXTENSION)--*--*.sql)
