@@ -71,19 +71,38 @@ port_free() {
 	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# The cluster lives in .cluster/NAME.  As root, the server runs as postgres,
+# which must be able to reach that directory; when the checkout sits where
+# postgres cannot go (a clone under /root, mode 700), the data lives in
+# /var/lib/evcharge/<checkout hash>/NAME and .cluster/NAME links to it.
+cluster_place() {
+	local name=$1 dir="$EV_ROOT/.cluster/$1" real
+	[ -e "$dir" ] && return 0
+	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$EV_ROOT" 2>/dev/null; then
+		real="/var/lib/evcharge/$(echo "$EV_ROOT" | sha1sum | cut -c1-12)/$name"
+		say "postgres cannot reach $EV_ROOT; keeping cluster $name in $real"
+		mkdir -p "$real"
+		ln -s "$real" "$dir"
+	else
+		mkdir -p "$dir"
+	fi
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$dir/"
+	return 0
+}
+
 cluster_up() {
 	local name=$1 cron_db=${2:-evcharge}
 	local dir="$EV_ROOT/.cluster/$name" port
 
 	mkdir -p "$EV_ROOT/.cluster"
+	cluster_place "$name"
 	if [ ! -f "$dir/data/PG_VERSION" ]; then
 		say "creating cluster $name in .cluster/$name"
-		rm -rf "$dir"
-		mkdir -p "$dir"
+		rm -rf "${dir:?}"/*
 		port=5440
 		while ! port_free "$port"; do port=$((port + 1)); done
 		echo "$port" > "$dir/port"
-		[ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir"
+		[ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir/"
 		as_owner "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust \
 			--encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
 			{ cat "$dir/initdb.log" >&2; die "initdb failed"; }

@@ -145,7 +145,7 @@ ReportIdSyntaxError(const char *typname, const char *input, const IdParse *r)
 			detail = psprintf("Gun number 000 in digits 21-23; guns are numbered from 001.");
 			break;
 		case ID_LEGACY_GUN:
-			detail = psprintf("Found 19 digits: a 16-digit legacy pile id followed by a gun number; the cloud pile protocol does not accept legacy pile ids, so guns are addressed by the 20-digit pile id.");
+			detail = psprintf("Found 19 digits; a gun id has 23.  If this is a 16-digit legacy pile id followed by a gun number: the cloud pile protocol does not accept legacy pile ids, so guns are addressed by the 20-digit pile id.");
 			break;
 		default:
 			elog(ERROR, "unexpected id parse status %d", (int) r->status);

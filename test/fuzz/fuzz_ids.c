@@ -11,7 +11,7 @@
  *	  - formatting an accepted id and parsing the result gives the same id
  *		(the canonical form is a fixed point);
  *	  - an error offset lies inside the input.
- * Build and run: see test/fuzz/README.md (make -C test/fuzz run).
+ * Build and run: make -C test/fuzz run (docs/testing.md).
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -10,5 +10,11 @@ work=$(mktemp -d)
 rc=$?
 grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' "$work/log" | sed 's/^/# /'
 ok $rc "20 s of fuzzing found nothing"
+# Keep whatever it found, to replay: ./test/fuzz/fuzz_ids <file>
+if ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* >/dev/null 2>&1; then
+	mkdir -p "$EV_ROOT/.cluster/test-logs/fuzz-artifacts"
+	cp "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$EV_ROOT/.cluster/test-logs/fuzz-artifacts/" 2>/dev/null
+	echo "# artifacts kept in .cluster/test-logs/fuzz-artifacts"
+fi
 rm -rf "$work"
 done_testing

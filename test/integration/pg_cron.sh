@@ -6,7 +6,7 @@ db=evcharge_it
 q -d postgres -tA -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
 	q -d postgres -c "CREATE DATABASE $db"
 q -d $db -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
-	-c "CREATE EXTENSION IF NOT EXISTS evcharge" >/dev/null
+	-c "CREATE EXTENSION IF NOT EXISTS evcharge CASCADE" >/dev/null
 
 q -d $db -c "SHOW shared_preload_libraries" | grep -q pg_cron
 ok $? "pg_cron is in shared_preload_libraries"

@@ -75,7 +75,8 @@ FROM unnest(ARRAY['pile_id_ops', 'pile_id_hash_ops', 'gun_id_ops', 'gun_id_hash_
 SELECT results_eq(
 	$$SELECT opcname::text COLLATE "default", am.amname::text COLLATE "default", opcintype::regtype::text, opcdefault
 	  FROM pg_opclass c JOIN pg_am am ON am.oid = c.opcmethod
-	  WHERE opcnamespace = 'evcharge'::regnamespace ORDER BY 1$$,
+	  WHERE opcnamespace = 'evcharge'::regnamespace
+	    AND opcintype IN ('evcharge.pile_id'::regtype, 'evcharge.gun_id'::regtype) ORDER BY 1$$,
 	$$VALUES ('gun_id_hash_ops', 'hash', 'evcharge.gun_id', true),
 	         ('gun_id_ops', 'btree', 'evcharge.gun_id', true),
 	         ('pile_id_hash_ops', 'hash', 'evcharge.pile_id', true),
@@ -84,7 +85,8 @@ SELECT results_eq(
 
 SELECT is(
 	(SELECT count(*)::int FROM pg_amproc
-	 WHERE amprocfamily IN (SELECT opcfamily FROM pg_opclass WHERE opcnamespace = 'evcharge'::regnamespace)),
+	 WHERE amprocfamily IN (SELECT opcfamily FROM pg_opclass WHERE opcnamespace = 'evcharge'::regnamespace
+	                        AND opcintype IN ('evcharge.pile_id'::regtype, 'evcharge.gun_id'::regtype))),
 	8,
 	'support functions: cmp + sortsupport per btree class, hash + extended hash per hash class');
 
@@ -107,6 +109,9 @@ SELECT is(
 	   AND d.deptype = 'e'
 	   AND d.classid <> 'pg_namespace'::regclass
 	   AND obj_description(d.objid, d.classid::regclass::name) IS NULL
+	   -- identity sequences belong to their column
+	   AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_class'::regclass
+	                   AND i.objid = d.objid AND i.deptype = 'i')
 	   AND NOT (d.classid = 'pg_type'::regclass
 	            AND EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = d.objid AND (t.typelem <> 0 OR t.typrelid <> 0)))),
 	NULL,

@@ -1,5 +1,5 @@
-# test/integration/tap.sh: a few TAP helpers for the integration scripts.
-# Each script sources this, calls plan N, then ok/is, and exits through done.
+# test/integration/lib/tap.sh: a few TAP helpers for the integration scripts.
+# Each script sources this, calls plan N, then ok/is, and ends with done_testing.
 # The scripts run with PGHOST/PGPORT/PGUSER of the test cluster exported by
 # scripts/test; EV_ROOT is the checkout.
 
@@ -46,6 +46,6 @@ q() { psql -X -q -tA -v ON_ERROR_STOP=1 "$@"; }
 # A fresh database with evcharge in it.
 fresh_db() {
 	q -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null 2>&1
-	q -d "$1" -c "SET client_min_messages = warning" -c "CREATE EXTENSION evcharge" \
+	q -d "$1" -c "SET client_min_messages = warning" -c "CREATE EXTENSION evcharge CASCADE" \
 		-c "ALTER DATABASE $1 SET search_path = \"\$user\", public, evcharge" >/dev/null
 }
