@@ -21,14 +21,16 @@ OBJS = \
 INSTALL_SQL = \
 	sql/install/evcharge.sql \
 	sql/install/pile_id.sql \
-	sql/install/tariff.sql
+	sql/install/tariff.sql \
+	sql/install/price_rules.sql \
+	sql/install/quote.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/upgrade/$(EXTENSION)--*--*.sql)
 
 # pg_regress pairs: sql/<test>.sql and expected/<test>.out (input dir ".").
 REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
-REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+REGRESS_OPTS = --inputdir=. --load-extension=btree_gist --load-extension=$(EXTENSION)
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -Isrc -DEVCHARGE_VERSION='"$(EXTVERSION)"'

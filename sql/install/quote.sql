@@ -1,0 +1,254 @@
+-- quote.sql: pricing a charge with everything applied: the plans in force
+-- across its span, group prices, promotions, occupancy fee and coupons.
+-- price_session() prices meter samples (the pipeline passes heartbeats);
+-- quote() prices a span and an energy total as a linear session.
+\echo Use "CREATE EXTENSION evcharge" to load this file. \quit
+
+CREATE TYPE evcharge.charge_quote AS (
+	kwh numeric,
+	energy_fee numeric,
+	service_fee numeric,
+	occupancy_fee numeric,
+	discount numeric,
+	total numeric,
+	class_kwh numeric[],
+	class_energy_fee numeric[],
+	class_service_fee numeric[],
+	applied text[]
+);
+COMMENT ON TYPE evcharge.charge_quote IS
+	'A priced charge: kWh; electricity, service and occupancy fees, coupon discount and total (yuan, each truncated to the fen; total = energy + service + occupancy - discount); per class {sharp, peak, flat, valley} kWh and exact fees; and what applied (plans, group, promotions, occupancy, coupon)';
+
+-- The service fee per kWh due for one class at one moment: the plan's,
+-- replaced or scaled by the group price where the group is bound to the
+-- station, then by the cheapest promotion valid then for the station (and
+-- for the group, when the promotion is limited to groups).
+CREATE FUNCTION evcharge.service_rate(p_station_id bigint, p_group_id bigint, p_at timestamptz,
+	p_base numeric, OUT rate numeric, OUT applied text[])
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	g record;
+	p record;
+	best numeric;
+	best_name text;
+BEGIN
+	rate := p_base;
+	applied := '{}';
+	IF p_group_id IS NOT NULL THEN
+		SELECT cg.name, cg.service_fee, cg.service_factor INTO g
+		FROM evcharge.customer_group cg
+		JOIN evcharge.group_station gs ON gs.group_id = cg.group_id AND gs.station_id = p_station_id
+		WHERE cg.group_id = p_group_id;
+		IF FOUND AND (g.service_fee IS NOT NULL OR g.service_factor IS NOT NULL) THEN
+			rate := coalesce(g.service_fee, rate * g.service_factor);
+			applied := applied || ('group: ' || g.name);
+		END IF;
+	END IF;
+	best := rate;
+	FOR p IN
+		SELECT pr.name, pr.service_fee, pr.service_factor
+		FROM evcharge.promotion pr
+		JOIN evcharge.promotion_station ps ON ps.promotion_id = pr.promotion_id AND ps.station_id = p_station_id
+		WHERE pr.valid @> p_at
+		  AND (NOT EXISTS (SELECT 1 FROM evcharge.promotion_group pg WHERE pg.promotion_id = pr.promotion_id)
+		       OR EXISTS (SELECT 1 FROM evcharge.promotion_group pg
+		                  WHERE pg.promotion_id = pr.promotion_id AND pg.group_id = p_group_id))
+		ORDER BY pr.promotion_id
+	LOOP
+		IF coalesce(p.service_fee, rate * p.service_factor) < best THEN
+			best := coalesce(p.service_fee, rate * p.service_factor);
+			best_name := p.name;
+		END IF;
+	END LOOP;
+	IF best_name IS NOT NULL THEN
+		rate := best;
+		applied := applied || ('promotion: ' || best_name);
+	END IF;
+END $$;
+COMMENT ON FUNCTION evcharge.service_rate(bigint, bigint, timestamptz, numeric) IS
+	'service fee per kWh at a station for a group at a moment, from the plan''s: group price (bound stations only), then the cheapest valid promotion';
+
+CREATE FUNCTION evcharge.price_session(p_station_id bigint, p_current_type text, p_group_id bigint,
+	p_ts timestamptz[], p_meter_wh bigint[])
+RETURNS evcharge.charge_quote
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	st record;
+	t_from timestamptz;
+	t_to timestamptz;
+	cuts timestamptz[];
+	plans evcharge.tou_tariff[] := '{}';
+	plan_names text[] := '{}';
+	starts timestamptz[] := '{}';
+	cut timestamptz;
+	pl record;
+	wh bigint[];
+	k int;
+	c int;
+	pr record;
+	sr record;
+	e_exact numeric[] := '{0,0,0,0}';
+	s_exact numeric[] := '{0,0,0,0}';
+	wh_sum bigint[] := '{0,0,0,0}';
+	applied text[] := '{}';
+	r evcharge.charge_quote;
+BEGIN
+	SELECT s.station_id, s.tz, s.name INTO st FROM evcharge.station s WHERE s.station_id = p_station_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'station % does not exist', p_station_id
+			USING ERRCODE = 'foreign_key_violation', HINT = 'Register it in evcharge.station.';
+	END IF;
+	IF p_current_type IS NULL OR p_current_type NOT IN ('AC', 'DC') THEN
+		RAISE EXCEPTION 'current type % is neither AC nor DC', quote_nullable(p_current_type)
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass ''AC'' or ''DC'', as evcharge.current_type(pile) gives it.';
+	END IF;
+	SELECT min(x), max(x) INTO t_from, t_to FROM unnest(p_ts) x;
+	IF t_from IS NULL THEN
+		RAISE EXCEPTION 'a session needs at least one sample' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- Where the price may change: plan changes and promotion bounds.
+	SELECT array_agg(DISTINCT b ORDER BY b) INTO cuts FROM (
+		SELECT lower(valid) AS b FROM evcharge.station_tariff
+		WHERE station_id = p_station_id AND current_type = p_current_type
+		  AND valid && tstzrange(t_from, t_to, '[]')
+		UNION
+		SELECT upper(valid) FROM evcharge.station_tariff
+		WHERE station_id = p_station_id AND current_type = p_current_type
+		  AND valid && tstzrange(t_from, t_to, '[]') AND NOT upper_inf(valid)
+		UNION
+		SELECT unnest(ARRAY[lower(promo.valid), upper(promo.valid)])
+		FROM evcharge.promotion promo JOIN evcharge.promotion_station ps USING (promotion_id)
+		WHERE ps.station_id = p_station_id AND promo.valid && tstzrange(t_from, t_to, '[]')
+	) bounds WHERE b > t_from AND b <= t_to;
+	cuts := ARRAY[t_from] || coalesce(cuts, '{}');
+
+	-- The plan in force at each cut; none is an error that names the time.
+	FOREACH cut IN ARRAY cuts LOOP
+		IF cut = t_to AND cut <> t_from THEN
+			CONTINUE;			-- nothing is consumed from the session's last instant on
+		END IF;
+		SELECT station_tariff_id, tariff, coalesce(name, 'plan ' || station_tariff_id) AS name INTO pl
+		FROM evcharge.station_tariff
+		WHERE station_id = p_station_id AND current_type = p_current_type AND valid @> cut;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'no tariff in force for station % (%) at %', p_station_id, p_current_type, cut
+				USING ERRCODE = 'EV001',
+				      DETAIL = format('Station "%s" has no %s plan whose validity contains %s; evcharge never prices at a default price.',
+				                      st.name, p_current_type, cut),
+				      HINT = 'Add the plan to evcharge.station_tariff, then price the session again.';
+		END IF;
+		plans := plans || pl.tariff;
+		plan_names := plan_names || pl.name;
+		starts := starts || cut;
+	END LOOP;
+
+	wh := evcharge.split_energy_by_span(plans, starts, p_ts, p_meter_wh, st.tz);
+
+	FOR k IN 1 .. array_length(plans, 1) LOOP
+		FOR pr IN SELECT * FROM evcharge.tariff_prices(plans[k]) LOOP
+			c := array_position(ARRAY['sharp', 'peak', 'flat', 'valley'], pr.class);
+			IF wh[k][c] = 0 THEN
+				CONTINUE;
+			END IF;
+			sr := evcharge.service_rate(p_station_id, p_group_id, starts[k], pr.service_fee);
+			e_exact[c] := e_exact[c] + wh[k][c] * pr.energy_price / 1000;
+			s_exact[c] := s_exact[c] + wh[k][c] * sr.rate / 1000;
+			wh_sum[c] := wh_sum[c] + wh[k][c];
+			applied := applied || ('plan: ' || plan_names[k]) || sr.applied;
+		END LOOP;
+	END LOOP;
+	IF array_length(applied, 1) IS NULL THEN
+		applied := ARRAY['plan: ' || plan_names[1]];
+	END IF;
+
+	r.class_kwh := ARRAY(SELECT trim_scale(w / 1000.0) FROM unnest(wh_sum) w);
+	r.class_energy_fee := ARRAY(SELECT trim_scale(x) FROM unnest(e_exact) x);
+	r.class_service_fee := ARRAY(SELECT trim_scale(x) FROM unnest(s_exact) x);
+	r.kwh := round((SELECT sum(w) FROM unnest(wh_sum) w) / 1000.0, 3);
+	r.energy_fee := trunc((SELECT sum(x) FROM unnest(e_exact) x), 2);
+	r.service_fee := trunc((SELECT sum(x) FROM unnest(s_exact) x), 2);
+	r.occupancy_fee := 0.00;
+	r.discount := 0.00;
+	r.total := r.energy_fee + r.service_fee;
+	r.applied := ARRAY(SELECT DISTINCT a FROM unnest(applied) a ORDER BY a);
+	RETURN r;
+END $$;
+COMMENT ON FUNCTION evcharge.price_session(bigint, text, bigint, timestamptz[], bigint[]) IS
+	'prices a session''s meter samples at a station: each part by the plan in force then, group price and promotions applied; no occupancy fee or coupon';
+
+CREATE FUNCTION evcharge.quote(station_id bigint, current_type text, group_id bigint,
+	started_at timestamptz, ended_at timestamptz, kwh numeric,
+	occupied_until timestamptz DEFAULT NULL, member_id bigint DEFAULT NULL)
+RETURNS evcharge.charge_quote
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r evcharge.charge_quote;
+	wh bigint;
+	occ record;
+	minutes bigint;
+	cp record;
+BEGIN
+	IF started_at IS NULL OR ended_at IS NULL OR kwh IS NULL THEN
+		RAISE EXCEPTION 'started_at, ended_at and kwh are required' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF ended_at < started_at THEN
+		RAISE EXCEPTION 'the charge ends (%) before it starts (%)', ended_at, started_at
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF kwh < 0 OR kwh <> round(kwh, 3) THEN
+		RAISE EXCEPTION 'energy % kWh is not a whole number of Wh at least 0', kwh
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'evcharge measures energy in Wh: give kWh with at most 3 decimals.';
+	END IF;
+	IF occupied_until IS NOT NULL AND occupied_until < ended_at THEN
+		RAISE EXCEPTION 'the gun is unplugged (%) before charging ends (%)', occupied_until, ended_at
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	wh := (kwh * 1000)::bigint;
+
+	-- A linear session: the energy rises evenly from start to end.
+	r := evcharge.price_session(quote.station_id, quote.current_type, quote.group_id,
+	                            ARRAY[started_at, ended_at], ARRAY[0, wh]);
+
+	-- Occupancy: whole minutes plugged after charging, beyond the grace.
+	IF occupied_until IS NOT NULL THEN
+		SELECT o.grace_minutes, o.fee_per_minute, o.cap,
+		       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e
+		               WHERE e.station_id = o.station_id AND e.group_id = quote.group_id) AS exempt
+		INTO occ FROM evcharge.occupancy_fee o WHERE o.station_id = quote.station_id;
+		IF FOUND THEN
+			minutes := floor(extract(epoch FROM occupied_until - ended_at) / 60)::bigint - occ.grace_minutes;
+			IF occ.exempt THEN
+				r.applied := r.applied || 'occupancy: group exempt'::text;
+			ELSIF minutes > 0 THEN
+				r.occupancy_fee := trunc(minutes * occ.fee_per_minute, 2);
+				IF occ.cap IS NOT NULL AND r.occupancy_fee > occ.cap THEN
+					r.occupancy_fee := occ.cap;
+					r.applied := r.applied || format('occupancy: %s min, capped', minutes);
+				ELSE
+					r.applied := r.applied || format('occupancy: %s min', minutes);
+				END IF;
+			END IF;
+		END IF;
+	END IF;
+
+	-- The best coupon of the member valid at the start, for this much energy.
+	IF member_id IS NOT NULL THEN
+		SELECT c.coupon_id, c.amount INTO cp
+		FROM evcharge.coupon c JOIN evcharge.station s ON s.operator_id = c.operator_id
+		WHERE s.station_id = quote.station_id AND c.member_id = quote.member_id
+		  AND c.used_order_no IS NULL AND c.valid @> started_at AND c.min_kwh <= kwh
+		ORDER BY c.amount DESC, upper(c.valid) ASC NULLS LAST, c.coupon_id
+		LIMIT 1;
+		IF FOUND AND r.service_fee > 0 THEN
+			r.discount := least(cp.amount, r.service_fee);
+			r.applied := r.applied || format('coupon: %s', cp.coupon_id);
+		END IF;
+	END IF;
+
+	r.total := r.energy_fee + r.service_fee + r.occupancy_fee - r.discount;
+	RETURN r;
+END $$;
+COMMENT ON FUNCTION evcharge.quote(bigint, text, bigint, timestamptz, timestamptz, numeric, timestamptz, bigint) IS
+	'what a charge would cost: plans in force across the span, group price, promotions, occupancy fee up to occupied_until, the member''s best coupon';
