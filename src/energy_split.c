@@ -169,7 +169,7 @@ ReadSamples(ArrayType *ts_arr, ArrayType *wh_arr, int *nout)
 	if (nts != nwh)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ts has %d samples but meter_wh has %d", nts, nwh),
+				 errmsg("ts and meter_wh differ in length: %d and %d", nts, nwh),
 				 errdetail("Each sample is a time and a meter reading at the same position of the two arrays."),
 				 errhint("Pass arrays of equal length.")));
 

@@ -132,10 +132,11 @@ BEGIN
 		FROM evcharge.station_tariff
 		WHERE station_id = p_station_id AND current_type = p_current_type AND valid @> cut;
 		IF NOT FOUND THEN
-			RAISE EXCEPTION 'no tariff in force for station % (%) at %', p_station_id, p_current_type, cut
+			RAISE EXCEPTION 'no tariff in force for station % (%) at %', p_station_id, p_current_type,
+				to_char(cut AT TIME ZONE st.tz, 'YYYY-MM-DD HH24:MI:SS') || ' ' || st.tz
 				USING ERRCODE = 'EV001',
-				      DETAIL = format('Station "%s" has no %s plan whose validity contains %s; evcharge never prices at a default price.',
-				                      st.name, p_current_type, cut),
+				      DETAIL = format('Station "%s" has no %s plan whose validity contains that time; evcharge never prices at a default price.',
+				                      st.name, p_current_type),
 				      HINT = 'Add the plan to evcharge.station_tariff, then price the session again.';
 		END IF;
 		plans := plans || pl.tariff;
