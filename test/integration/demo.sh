@@ -1,7 +1,8 @@
 # The demo's SQL runs on a fresh database and reads what it should: every
-# raw id is either accepted or quarantined with its reason, none is lost.
+# raw id is either accepted or quarantined with its reason, none is lost;
+# the tariff demo prices its charges and refuses the one with no plan.
 source "$(dirname "$0")/lib/tap.sh"
-plan 4
+plan 7
 db=evcharge_it_demo
 fresh_db $db
 q -d $db -f "$EV_ROOT/demo/ids.sql" >/dev/null
@@ -11,4 +12,10 @@ is "$(q -d $db -c "SELECT (SELECT count(*) FROM demo.pile) + (SELECT count(*) FR
 is "$(q -d $db -c "SELECT count(*) FROM demo.quarantine")" 12 "the 12 bad ids are quarantined"
 is "$(q -d $db -c "SELECT count(*) FROM demo.quarantine WHERE sqlstate <> '22P02' OR detail IS NULL")" 0 \
 	"each with SQLSTATE 22P02 and a detail"
+out=$(q -d $db -f "$EV_ROOT/demo/tariffs.sql" 2>&1)
+ok $? "demo/tariffs.sql runs"
+echo "$out" | grep -qF 'a bus, DC, 13:00-15:00, 60 kWh|60.000|50.10|24.00|0.00|0.00|74.10|'
+ok $? "the bus pays its group service fee: 50.10 + 24.00 = 74.10"
+echo "$out" | grep -q 'refused (EV001): no tariff in force for station 2 (AC) at 2025-12-31 23:00:00 Asia/Shanghai'
+ok $? "a charge before the first plan is refused with EV001"
 done_testing
