@@ -50,3 +50,18 @@ $(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SQL)
 
 # The version string is compiled in; rebuild evcharge.o when it changes.
 src/evcharge.o: Makefile
+
+# Static analysis, as the code is held to: both must print nothing.
+PG_INCLUDEDIR_SERVER := $(shell $(PG_CONFIG) --includedir-server)
+LINT_DEFS = -DEVCHARGE_VERSION='"$(EXTVERSION)"' -D_GNU_SOURCE
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--std=c99 -Isrc -I$(PG_INCLUDEDIR_SERVER) $(LINT_DEFS) \
+		'-Dpg_attribute_noreturn()=__attribute__((noreturn))' \
+		--suppress=missingIncludeSystem --suppress='*:$(PG_INCLUDEDIR_SERVER)/*' \
+		src/*.c test/fuzz/fuzz_ids.c
+	clang-tidy --quiet --warnings-as-errors='*' \
+		--checks='-*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-macro-parentheses,-bugprone-branch-clone,-bugprone-assignment-in-if-condition' \
+		src/*.c -- -Isrc -I$(PG_INCLUDEDIR_SERVER) -I$(shell $(PG_CONFIG) --includedir)/internal $(LINT_DEFS)
+
+.PHONY: lint

@@ -21,7 +21,7 @@ export PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
 EV_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libssl-dev libpq-dev
-	build-essential clang libclang-rt-14-dev python3 iproute2
+	build-essential clang libclang-rt-14-dev cppcheck clang-tidy
 )
 
 say() { printf '==> %s\n' "$*" >&2; }
