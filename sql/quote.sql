@@ -9,6 +9,10 @@ INSERT INTO station (station_id, operator_id, name) VALUES
 -- row holds the time of the test run).
 \set VERBOSITY terse
 INSERT INTO station (station_id, operator_id, name, tz) VALUES (4, 12, 'Mars base', 'Mars/Olympus');
+-- An abbreviation is refused too: CST is China to some and US Central to
+-- the server, and has no clock changes.
+INSERT INTO station (station_id, operator_id, name, tz) VALUES (5, 12, 'Ambiguous', 'CST');
+SELECT evcharge.is_time_zone('Asia/Shanghai'), evcharge.is_time_zone('CST'), evcharge.is_time_zone('Mars/Olympus');
 \set VERBOSITY default
 
 -- The plan of station 1's AC piles, and a new one from 2026-12-01.
@@ -118,6 +122,14 @@ SELECT discount, applied FROM quote(2, 'AC', NULL, '2026-11-20 10:00', '2026-11-
 UPDATE coupon SET used_order_no = '20261120100000000001', used_at = '2026-11-20 11:00' WHERE member_id = 7001 AND amount = 3.00;
 UPDATE coupon SET used_order_no = '20261121100000000002', used_at = '2026-11-21 11:00' WHERE member_id = 7001 AND amount = 3.00;
 SELECT discount, applied FROM quote(2, 'AC', NULL, '2026-11-20 10:00', '2026-11-20 14:00', 40, NULL, 7001);
+-- A used coupon is part of a bill's record: it is neither changed nor deleted.
+UPDATE coupon SET amount = 30 WHERE member_id = 7001 AND amount = 3.00;
+DELETE FROM coupon WHERE member_id = 7001 AND amount = 3.00;
+-- Of two coupons that both cover the service fee, the smaller is used.
+INSERT INTO coupon (operator_id, member_id, amount, min_kwh, valid) VALUES
+	(12, 7003, 50.00, 0, '[2026-11-01, 2026-12-01)'), (12, 7003, 5.00, 0, '[2026-11-01, 2026-12-01)');
+SELECT service_fee, discount, applied, (SELECT amount FROM coupon WHERE coupon_id = substr(applied[1], 9)::bigint) AS coupon_amount
+FROM quote(2, 'AC', NULL, '2026-11-20 10:00', '2026-11-20 11:00', 10, NULL, 7003);
 
 -- Bad input.
 SELECT * FROM quote(99, 'AC', NULL, '2026-11-20 10:00', '2026-11-20 11:00', 10);
@@ -126,8 +138,13 @@ SELECT * FROM quote(2, 'AC', NULL, '2026-11-20 11:00', '2026-11-20 10:00', 10);
 SELECT * FROM quote(2, 'AC', NULL, '2026-11-20 10:00', '2026-11-20 11:00', 10.0005);
 SELECT * FROM quote(2, 'AC', NULL, '2026-11-20 10:00', '2026-11-20 11:00', -1);
 SELECT * FROM quote(2, 'AC', NULL, '2026-11-20 10:00', '2026-11-20 11:00', 10, '2026-11-20 10:30');
+SELECT * FROM quote(2, 'AC', NULL, '2026-11-20 10:00', '2026-11-20 10:00', 10);
+SELECT kwh, total FROM quote(2, 'AC', NULL, '2026-11-20 10:00', '2026-11-20 10:00', 0);
+-- price_session ignores -1 ("no reading") samples, also for the span.
+SELECT kwh, applied FROM price_session(1, 'AC', NULL, ARRAY['2025-12-31 23:00', '2026-11-20 10:00', '2026-11-20 11:00']::timestamptz[], ARRAY[-1, 100, 1100]);
 -- Prices and station data are checked where they are stored.
 \set VERBOSITY terse
 INSERT INTO station_tariff (station_id, current_type, tariff, valid) VALUES (2, 'XC', '00:00-24:00 flat | flat 1+1', '[2027-01-01,)');
 INSERT INTO customer_group (group_id, operator_id, name, service_fee, service_factor) VALUES (103, 12, 'both', 0.4, 0.9);
+INSERT INTO promotion (operator_id, name, valid, service_factor) VALUES (12, 'surcharge', '[2027-01-01, 2027-02-01)', 1.5);
 \set VERBOSITY default

@@ -47,6 +47,11 @@ SELECT '00:00-8:00 valley, 08:00-24:00 flat | flat 0.64+0.51, valley 0.33+0.55':
 SELECT '00:00-24:00 flat | flat 0.64'::tou_tariff;
 SELECT '00:00-24:00 flat | flat 0.64+0.51, flat 0.7+0.51'::tou_tariff;
 SELECT '00:00-24:00 flat | flat 0.64+0.51 | valley 0.3+0.5'::tou_tariff;
+SELECT '00:00-24:00 flat | flat abc+0.51'::tou_tariff;
+-- The jsonb form is checked field by field.
+SELECT tou_tariff('{"segment": []}'::jsonb);
+SELECT tou_tariff('{"segments": [{"start": "00:00", "end": "24:00", "class": "flat, 00:00-24:00 peak"}], "prices": {}}'::jsonb);
+SELECT tou_tariff('{"segments": [{"start": "00:00", "end": "24:00", "class": "flat"}], "prices": {"flat": {"energy": "0.7", "service": 0.45}}}'::jsonb);
 
 -- Money: price() sums exactly and truncates each figure to the fen once.
 -- The domain's worked example: 12.50 kWh flat at 0.70 + 0.45 and 3.33 kWh

@@ -40,6 +40,7 @@
 
 PG_FUNCTION_INFO_V1(split_energy);
 PG_FUNCTION_INFO_V1(split_energy_by_span);
+PG_FUNCTION_INFO_V1(evcharge_is_time_zone);
 
 typedef struct Sample
 {
@@ -390,4 +391,18 @@ split_energy_by_span(PG_FUNCTION_ARGS)
 	dims[0] = ntariff;
 	dims[1] = TOU_CLASSES;
 	PG_RETURN_ARRAYTYPE_P(Int64Array(result, ntariff * TOU_CLASSES, 2, dims));
+}
+
+/*
+ * is_time_zone(name): whether the split can follow this zone's wall clock;
+ * the same lookup split_energy makes, so that a station whose zone passes
+ * its check can always be priced.  Abbreviations such as CST are refused:
+ * they are ambiguous (China or US Central) and carry no clock changes.
+ */
+Datum
+evcharge_is_time_zone(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	PG_RETURN_BOOL(pg_tzset(name) != NULL && pg_tz_acceptable(pg_tzset(name)));
 }

@@ -383,7 +383,7 @@ tou_tariff_in(PG_FUNCTION_ARGS)
 		q = SkipSpaces(q, itemend);
 		if (s->start < 0 || q >= itemend || *q != '-')
 			SyntaxError(input, psprintf("Segment %d \"%s\" does not begin with a span such as \"08:00-14:00\".",
-										nseg + 1, pnstrdup(p, TrimEnd(p, itemend) - p)));
+										nseg + 1, pnstrdup(SkipSpaces(p, itemend), TrimEnd(p, itemend) - SkipSpaces(p, itemend))));
 		q = SkipSpaces(q + 1, itemend);
 		s->end = ParseClock(&q, itemend);
 		if (s->end < 0)
@@ -451,12 +451,17 @@ tou_tariff_in(PG_FUNCTION_ARGS)
 										pnstrdup(q, itemtrim - q)));
 		if (!ParsePrice(cend, TrimEnd(cend, plus), &e, &why) ||
 			!ParsePrice(SkipSpaces(plus + 1, itemtrim), itemtrim, &s, &why))
+		{
+			if (strcmp(why, "is not a number") == 0)
+				SyntaxError(input, psprintf("Price \"%s\" is not written \"class electricity+service\" with two numbers, as in \"peak 1.0300+0.5100\".",
+											pnstrdup(q, itemtrim - q)));
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid tou_tariff: price \"%s\" %s", pnstrdup(q, itemtrim - q), why),
 					 errdetail("Prices are in yuan per kWh, at least 0, with at most 4 decimals."),
 					 errhint("Write the price of class \"%s\" as in \"%s 1.0300+0.5100\".",
 							 TouClassNames[cls], TouClassNames[cls])));
+		}
 		energy[cls] = e;
 		service[cls] = s;
 		p = itemend + 1;

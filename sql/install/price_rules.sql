@@ -4,15 +4,9 @@
 \echo Use "CREATE EXTENSION evcharge" to load this file. \quit
 
 CREATE FUNCTION evcharge.is_time_zone(name text) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
-BEGIN
-	PERFORM now() AT TIME ZONE name;
-	RETURN true;
-EXCEPTION WHEN invalid_parameter_value THEN
-	RETURN false;
-END $$;
+	AS 'MODULE_PATHNAME', 'evcharge_is_time_zone' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION evcharge.is_time_zone(text) IS
-	'true when the server knows the time zone (e.g. Asia/Shanghai); used by station.tz''s check';
+	'true for a zone name whose wall clock split_energy can follow (Asia/Shanghai); false for abbreviations such as CST; used by station.tz''s check';
 
 CREATE TABLE evcharge.operator (
 	operator_id bigint PRIMARY KEY,
@@ -96,7 +90,7 @@ CREATE TABLE evcharge.promotion (
 	name text NOT NULL CHECK (name <> ''),
 	valid tstzrange NOT NULL CHECK (NOT isempty(valid)),
 	service_fee numeric(10, 4) CHECK (service_fee >= 0),
-	service_factor numeric(6, 4) CHECK (service_factor >= 0),
+	service_factor numeric(6, 4) CHECK (service_factor >= 0 AND service_factor <= 1),
 	CHECK (num_nonnulls(service_fee, service_factor) = 1)
 );
 COMMENT ON TABLE evcharge.promotion IS
@@ -106,7 +100,7 @@ COMMENT ON COLUMN evcharge.promotion.operator_id IS 'the operator running it';
 COMMENT ON COLUMN evcharge.promotion.name IS 'name shown on the bill';
 COMMENT ON COLUMN evcharge.promotion.valid IS 'when it applies, [from, until)';
 COMMENT ON COLUMN evcharge.promotion.service_fee IS 'service fee in yuan per kWh during the promotion (0 = free)';
-COMMENT ON COLUMN evcharge.promotion.service_factor IS 'factor on the service fee otherwise due (0.5 = half price); exactly one of service_fee and service_factor';
+COMMENT ON COLUMN evcharge.promotion.service_factor IS 'factor on the service fee otherwise due, 0 to 1 (0.5 = half price); exactly one of service_fee and service_factor';
 
 CREATE TABLE evcharge.promotion_station (
 	promotion_id bigint NOT NULL REFERENCES evcharge.promotion ON DELETE CASCADE,
@@ -177,7 +171,16 @@ COMMENT ON COLUMN evcharge.coupon.used_at IS 'when it was used';
 CREATE FUNCTION evcharge.coupon_single_use() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF OLD.used_order_no IS NOT NULL AND NEW.used_order_no IS DISTINCT FROM OLD.used_order_no THEN
+	IF TG_OP = 'DELETE' THEN
+		IF OLD.used_order_no IS NOT NULL THEN
+			RAISE EXCEPTION 'coupon % was used by order % and is kept', OLD.coupon_id, OLD.used_order_no
+				USING ERRCODE = 'check_violation', HINT = 'A used coupon is part of a bill''s record.';
+		END IF;
+		RETURN OLD;
+	END IF;
+	IF OLD.used_order_no IS NOT NULL AND (NEW.used_order_no IS DISTINCT FROM OLD.used_order_no
+	                                     OR NEW.used_at IS DISTINCT FROM OLD.used_at
+	                                     OR NEW.amount IS DISTINCT FROM OLD.amount) THEN
 		RAISE EXCEPTION 'coupon % was already used by order %', OLD.coupon_id, OLD.used_order_no
 			USING ERRCODE = 'check_violation',
 			      DETAIL = format('It was used at %s; a coupon is used once.', OLD.used_at),
@@ -185,8 +188,8 @@ BEGIN
 	END IF;
 	RETURN NEW;
 END $$;
-COMMENT ON FUNCTION evcharge.coupon_single_use() IS 'trigger: a used coupon cannot be used again or released';
-CREATE TRIGGER coupon_single_use BEFORE UPDATE ON evcharge.coupon
+COMMENT ON FUNCTION evcharge.coupon_single_use() IS 'trigger: a used coupon cannot be used again, released, changed or deleted';
+CREATE TRIGGER coupon_single_use BEFORE UPDATE OR DELETE ON evcharge.coupon
 	FOR EACH ROW EXECUTE FUNCTION evcharge.coupon_single_use();
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.operator', '');

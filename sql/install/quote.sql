@@ -102,9 +102,13 @@ BEGIN
 		RAISE EXCEPTION 'current type % is neither AC nor DC', quote_nullable(p_current_type)
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass ''AC'' or ''DC'', as evcharge.current_type(pile) gives it.';
 	END IF;
-	SELECT min(x), max(x) INTO t_from, t_to FROM unnest(p_ts) x;
+	IF p_ts IS NULL OR p_meter_wh IS NULL THEN
+		RAISE EXCEPTION 'the samples of a session are required' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	-- The span of the readings (a -1 is no reading and draws no energy).
+	SELECT min(t), max(t) INTO t_from, t_to FROM unnest(p_ts, p_meter_wh) AS u(t, w) WHERE w >= 0;
 	IF t_from IS NULL THEN
-		RAISE EXCEPTION 'a session needs at least one sample' USING ERRCODE = 'invalid_parameter_value';
+		RAISE EXCEPTION 'a session needs at least one meter reading' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
 	-- Where the price may change: plan changes and promotion bounds.
@@ -202,6 +206,11 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'evcharge measures energy in Wh: give kWh with at most 3 decimals.';
 	END IF;
+	IF ended_at = started_at AND kwh > 0 THEN
+		RAISE EXCEPTION 'a charge of % kWh cannot start and end at the same time (%)', kwh, started_at
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Energy flows over time: give the time charging ended.';
+	END IF;
 	IF occupied_until IS NOT NULL AND occupied_until < ended_at THEN
 		RAISE EXCEPTION 'the gun is unplugged (%) before charging ends (%)', occupied_until, ended_at
 			USING ERRCODE = 'invalid_parameter_value';
@@ -220,8 +229,8 @@ BEGIN
 		INTO occ FROM evcharge.occupancy_fee o WHERE o.station_id = quote.station_id;
 		IF FOUND THEN
 			minutes := floor(extract(epoch FROM occupied_until - ended_at) / 60)::bigint - occ.grace_minutes;
-			IF occ.exempt THEN
-				r.applied := r.applied || 'occupancy: group exempt'::text;
+			IF minutes > 0 AND occ.exempt THEN
+				r.applied := r.applied || format('occupancy: %s min, group exempt', minutes);
 			ELSIF minutes > 0 THEN
 				r.occupancy_fee := trunc(minutes * occ.fee_per_minute, 2);
 				IF occ.cap IS NOT NULL AND r.occupancy_fee > occ.cap THEN
@@ -234,13 +243,15 @@ BEGIN
 		END IF;
 	END IF;
 
-	-- The best coupon of the member valid at the start, for this much energy.
+	-- The member's best coupon valid at the start for this much energy: the
+	-- largest discount it gives (never more than the service fee), and of
+	-- those the smallest coupon, soonest to expire, so that nothing is wasted.
 	IF member_id IS NOT NULL THEN
 		SELECT c.coupon_id, c.amount INTO cp
 		FROM evcharge.coupon c JOIN evcharge.station s ON s.operator_id = c.operator_id
 		WHERE s.station_id = quote.station_id AND c.member_id = quote.member_id
 		  AND c.used_order_no IS NULL AND c.valid @> started_at AND c.min_kwh <= kwh
-		ORDER BY c.amount DESC, upper(c.valid) ASC NULLS LAST, c.coupon_id
+		ORDER BY least(c.amount, r.service_fee) DESC, c.amount ASC, upper(c.valid) ASC NULLS LAST, c.coupon_id
 		LIMIT 1;
 		IF FOUND AND r.service_fee > 0 THEN
 			r.discount := least(cp.amount, r.service_fee);
@@ -249,6 +260,7 @@ BEGIN
 	END IF;
 
 	r.total := r.energy_fee + r.service_fee + r.occupancy_fee - r.discount;
+	r.applied := ARRAY(SELECT a FROM unnest(r.applied) a ORDER BY a);
 	RETURN r;
 END $$;
 COMMENT ON FUNCTION evcharge.quote(bigint, text, bigint, timestamptz, timestamptz, numeric, timestamptz, bigint) IS

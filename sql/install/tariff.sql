@@ -93,15 +93,40 @@ CREATE CAST (evcharge.tou_tariff AS jsonb) WITH FUNCTION evcharge.to_jsonb(evcha
 COMMENT ON CAST (evcharge.tou_tariff AS jsonb) IS 'the plan as jsonb, see evcharge.to_jsonb(tou_tariff)';
 
 CREATE FUNCTION evcharge.tou_tariff(plan jsonb) RETURNS evcharge.tou_tariff
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN (
-	SELECT (coalesce(string_agg(format('%s-%s %s', s->>'start', s->>'end', s->>'class'), ', '), '')
-	        || ' | ' ||
-	        coalesce((SELECT string_agg(format('%s %s+%s', p.key, p.value->>'energy', p.value->>'service'), ', ')
-	                  FROM jsonb_each(CASE jsonb_typeof(plan->'prices') WHEN 'object' THEN plan->'prices' END) p), '')
-	       )::evcharge.tou_tariff
-	FROM jsonb_array_elements(CASE jsonb_typeof(plan->'segments') WHEN 'array' THEN plan->'segments' ELSE '[]' END) s
-);
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	seg jsonb;
+	pr record;
+	n int := 0;
+	segs text[] := '{}';
+	prices text[] := '{}';
+BEGIN
+	IF jsonb_typeof(plan->'segments') IS DISTINCT FROM 'array' OR jsonb_typeof(plan->'prices') IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'invalid tou_tariff: a plan in jsonb has an array "segments" and an object "prices"'
+			USING ERRCODE = 'invalid_text_representation',
+			      HINT = 'Write it as to_jsonb(tou_tariff) does: {"segments": [{"start": "00:00", "end": "24:00", "class": "flat"}], "prices": {"flat": {"energy": 0.64, "service": 0.51}}}.';
+	END IF;
+	FOR seg IN SELECT * FROM jsonb_array_elements(plan->'segments') LOOP
+		n := n + 1;
+		IF jsonb_typeof(seg) IS DISTINCT FROM 'object'
+		   OR coalesce(seg->>'start', '') !~ '^\d\d:\d\d$' OR coalesce(seg->>'end', '') !~ '^\d\d:\d\d$'
+		   OR coalesce(seg->>'class', '') !~ '^[[:alnum:]]+$' THEN
+			RAISE EXCEPTION 'invalid tou_tariff: segment % of the jsonb plan is not {"start": "HH:MM", "end": "HH:MM", "class": name}', n
+				USING ERRCODE = 'invalid_text_representation', DETAIL = format('Segment %s is %s.', n, seg);
+		END IF;
+		segs := segs || format('%s-%s %s', seg->>'start', seg->>'end', seg->>'class');
+	END LOOP;
+	FOR pr IN SELECT * FROM jsonb_each(plan->'prices') LOOP
+		IF pr.key !~ '^[[:alnum:]]+$' OR jsonb_typeof(pr.value) IS DISTINCT FROM 'object'
+		   OR jsonb_typeof(pr.value->'energy') IS DISTINCT FROM 'number'
+		   OR jsonb_typeof(pr.value->'service') IS DISTINCT FROM 'number' THEN
+			RAISE EXCEPTION 'invalid tou_tariff: price "%" of the jsonb plan is not {"energy": number, "service": number}', pr.key
+				USING ERRCODE = 'invalid_text_representation', DETAIL = format('It is %s.', pr.value);
+		END IF;
+		prices := prices || format('%s %s+%s', pr.key, pr.value->>'energy', pr.value->>'service');
+	END LOOP;
+	RETURN (array_to_string(segs, ', ') || ' | ' || array_to_string(prices, ', '))::evcharge.tou_tariff;
+END $$;
 COMMENT ON FUNCTION evcharge.tou_tariff(jsonb) IS
 	'a plan from the jsonb form that to_jsonb(tou_tariff) produces; validated like text input';
 
