@@ -15,7 +15,8 @@ OBJS = \
 	src/pile_id.o \
 	src/tariff.o \
 	src/energy_split.o \
-	src/pricing.o
+	src/pricing.o \
+	src/heartbeat_trigger.o
 
 # The extension's SQL, one file per concept, in load order.
 INSTALL_SQL = \
@@ -23,7 +24,9 @@ INSTALL_SQL = \
 	sql/install/pile_id.sql \
 	sql/install/tariff.sql \
 	sql/install/price_rules.sql \
-	sql/install/quote.sql
+	sql/install/quote.sql \
+	sql/install/heartbeat.sql \
+	sql/install/jobs.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/upgrade/$(EXTENSION)--*--*.sql)

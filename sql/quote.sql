@@ -148,3 +148,16 @@ INSERT INTO station_tariff (station_id, current_type, tariff, valid) VALUES (2, 
 INSERT INTO customer_group (group_id, operator_id, name, service_fee, service_factor) VALUES (103, 12, 'both', 0.4, 0.9);
 INSERT INTO promotion (operator_id, name, valid, service_factor) VALUES (12, 'surcharge', '[2027-01-01, 2027-02-01)', 1.5);
 \set VERBOSITY default
+
+-- Leave the database as found: pg_regress runs every file in one database.
+TRUNCATE heartbeat, quarantine, gun_state, offline_period, network_incident, pile,
+	coupon, occupancy_exemption, occupancy_fee, promotion_group, promotion_station, promotion,
+	group_station, customer_group, station_tariff, station, operator;
+DO $$
+DECLARE p text;
+BEGIN
+	FOR p IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	         WHERE i.inhparent = 'evcharge.heartbeat'::regclass AND c.relname <> 'heartbeat_default' LOOP
+		EXECUTE format('DROP TABLE evcharge.%I', p);
+	END LOOP;
+END $$;

@@ -15,6 +15,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 PG_MODULE_MAGIC;
 
@@ -22,10 +23,39 @@ void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(evcharge_library_versions);
 
-/* Called once when the library is loaded into a backend. */
+/* Settings; SQL reads them with evcharge.setting_int(). */
+static int	offline_after = 180;
+static int	incident_window = 120;
+static int	incident_min_piles = 3;
+static int	partitions_ahead_days = 7;
+static int	heartbeat_retention_days = 90;
+
+/* Called once when the library is loaded into a backend: the settings. */
 void
 _PG_init(void)
 {
+	DefineCustomIntVariable("evcharge.offline_after",
+							"Silence after which a gun is marked offline.",
+							"sweep_offline() marks a gun offline when its last heartbeat is older than this.",
+							&offline_after, 180, 30, 86400, PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("evcharge.incident_window",
+							"How close together piles of one station must fall silent to be one network incident.",
+							NULL, &incident_window, 120, 0, 3600, PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("evcharge.incident_min_piles",
+							"How many piles of one station falling silent together make a network incident.",
+							NULL, &incident_min_piles, 3, 2, 10000, PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("evcharge.partitions_ahead_days",
+							"Days of heartbeat partitions maintain_partitions() creates ahead.",
+							NULL, &partitions_ahead_days, 7, 1, 366, PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("evcharge.heartbeat_retention_days",
+							"Days of heartbeats kept; maintain_partitions() drops older partitions.",
+							NULL, &heartbeat_retention_days, 90, 1, 36600, PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("evcharge");
 }
 
 /*

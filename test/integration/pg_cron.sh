@@ -1,12 +1,15 @@
 # The real pg_cron is preloaded in the test cluster and runs jobs in the
-# database named by cron.database_name (evcharge_it), next to evcharge.
+# database named by cron.database_name (evcharge_it), next to evcharge:
+# a probe job that calls evcharge, and evcharge's own jobs registered by
+# evcharge.schedule_jobs(), which must mark a silent gun offline.
 source "$(dirname "$0")/lib/tap.sh"
-plan 5
+plan 10
 db=evcharge_it
 q -d postgres -tA -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
 	q -d postgres -c "CREATE DATABASE $db"
+# The database stays (pg_cron's launcher lives in it); evcharge is made anew.
 q -d $db -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
-	-c "CREATE EXTENSION IF NOT EXISTS evcharge CASCADE" >/dev/null
+	-c "DROP EXTENSION IF EXISTS evcharge CASCADE" -c "CREATE EXTENSION evcharge CASCADE" >/dev/null
 
 q -d $db -c "SHOW shared_preload_libraries" | grep -q pg_cron
 ok $? "pg_cron is in shared_preload_libraries"
@@ -19,7 +22,7 @@ for _ in $(seq 1 30); do
 done
 is "$launchers" 1 "the pg_cron launcher is running in $db"
 
-# A job that uses evcharge, run by pg_cron itself within its next minute.
+# A probe job that uses evcharge, and a gun that has been silent 10 minutes.
 q -d $db >/dev/null <<'SQL'
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS cron_probe;
@@ -27,16 +30,34 @@ CREATE TABLE cron_probe (ran_at timestamptz DEFAULT now(), region int);
 SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'evcharge_it_probe';
 SELECT cron.schedule('evcharge_it_probe', '* * * * *',
   $$INSERT INTO cron_probe (region) VALUES (evcharge.region_code('4420 0000 1200 0020 0045'::evcharge.pile_id))$$);
+INSERT INTO evcharge.operator VALUES (1, 'cron test');
+INSERT INTO evcharge.station (station_id, operator_id, name) VALUES (1, 1, 'cron test');
+INSERT INTO evcharge.pile VALUES ('44200000010000100001', 1, 1, 7000);
+INSERT INTO evcharge.heartbeat (gun, ts, status, meter_wh)
+VALUES ('44200000010000100001001', now() - interval '10 minutes', 'idle', 1000);
 SQL
-is "$(q -d $db -c "SELECT count(*) FROM cron.job WHERE jobname = 'evcharge_it_probe'")" 1 "job scheduled"
+is "$(q -d $db -c "SELECT online FROM evcharge.gun_state")" t "the gun is online after its heartbeat"
+
+# schedule_jobs() twice: the same two jobs, not four.
+q -d $db -c "SELECT evcharge.schedule_jobs()" >/dev/null && q -d $db -c "SELECT evcharge.schedule_jobs()" >/dev/null
+ok $? "schedule_jobs() runs, twice"
+is "$(q -d $db -c "SELECT string_agg(jobname || ' ' || schedule, ', ' ORDER BY jobname) FROM cron.job WHERE jobname LIKE 'evcharge-%'")" \
+	"evcharge-partitions 7 * * * *, evcharge-sweep-offline * * * * *" "schedule_jobs() registered its two jobs once"
+ok $([ "$(q -d $db -c "SELECT count(*) FROM pg_inherits WHERE inhparent = 'evcharge.heartbeat'::regclass")" -ge 9 ]; echo $?) \
+	"schedule_jobs() made the heartbeat partitions"
 
 ran=0
-for _ in $(seq 1 90); do
+offline=t
+for _ in $(seq 1 100); do
 	ran=$(q -d $db -c "SELECT count(*) FROM cron_probe")
-	[ "$ran" -gt 0 ] && break
+	offline=$(q -d $db -c "SELECT online FROM evcharge.gun_state")
+	[ "$ran" -gt 0 ] && [ "$offline" = f ] && break
 	sleep 1
 done
-ok $([ "$ran" -gt 0 ]; echo $?) "pg_cron ran the job within 90 seconds"
-is "$(q -d $db -c "SELECT region FROM cron_probe LIMIT 1")" 442000 "the job called evcharge"
-q -d $db -c "SELECT cron.unschedule('evcharge_it_probe')" >/dev/null
+ok $([ "$ran" -gt 0 ]; echo $?) "pg_cron ran the probe job within 100 seconds"
+is "$(q -d $db -c "SELECT region FROM cron_probe LIMIT 1")" 442000 "the probe job called evcharge"
+is "$offline" f "pg_cron ran evcharge.sweep_offline(), which marked the silent gun offline"
+is "$(q -d $db -c "SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid) WHERE j.jobname = 'evcharge-sweep-offline' AND d.status = 'succeeded'")" \
+	1 "the sweep job's run succeeded"
+q -d $db -c "SELECT cron.unschedule(jobname) FROM cron.job WHERE jobname IN ('evcharge_it_probe', 'evcharge-sweep-offline', 'evcharge-partitions')" >/dev/null
 done_testing

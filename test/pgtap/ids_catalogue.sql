@@ -43,11 +43,12 @@ SELECT is(
 	(SELECT array_agg(p.oid::regprocedure::text ORDER BY 1)
 	 FROM pg_proc p
 	 WHERE p.pronamespace = 'evcharge'::regnamespace
+	   AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
 	   AND (p.proargtypes[0] IN ('evcharge.pile_id'::regtype, 'evcharge.gun_id'::regtype)
 	        OR p.prorettype IN ('evcharge.pile_id'::regtype, 'evcharge.gun_id'::regtype))
 	   AND NOT (p.provolatile = 'i' AND p.proisstrict AND p.proparallel = 's')),
 	NULL,
-	'every function over the id types is IMMUTABLE STRICT PARALLEL SAFE');
+	'every C function over the id types is IMMUTABLE STRICT PARALLEL SAFE');
 
 SELECT is(
 	(SELECT array_agg(p.oid::regprocedure::text ORDER BY 1)

@@ -1,0 +1,210 @@
+-- heartbeat.sql: what the pile side writes (registered piles, heartbeats),
+-- what cannot be accepted (quarantine), and the live state of every gun,
+-- kept by the statement-level trigger in src/heartbeat_trigger.c.
+\echo Use "CREATE EXTENSION evcharge" to load this file. \quit
+
+CREATE TYPE evcharge.gun_status AS ENUM ('idle', 'plugged', 'charging', 'suspended', 'occupied', 'fault');
+COMMENT ON TYPE evcharge.gun_status IS
+	'What a gun reports: idle, plugged (not charging), charging, suspended (paused by car or pile), occupied (finished but still plugged, 满电占桩), fault';
+
+CREATE TABLE evcharge.pile (
+	pile_id evcharge.pile_id PRIMARY KEY CONSTRAINT pile_id_not_legacy CHECK (NOT evcharge.is_legacy(pile_id)),
+	station_id bigint NOT NULL REFERENCES evcharge.station,
+	gun_count int NOT NULL CHECK (gun_count BETWEEN 1 AND 999),
+	rated_power_w int NOT NULL CHECK (rated_power_w > 0),
+	firmware text,
+	registered_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX pile_station_idx ON evcharge.pile (station_id);
+COMMENT ON TABLE evcharge.pile IS
+	'Registered piles, guns numbered 1..gun_count; traffic for any other gun goes to quarantine.  Legacy 16-digit ids are refused: the cloud protocol does not accept them';
+COMMENT ON COLUMN evcharge.pile.pile_id IS '20-digit pile id; its current type (AC/DC) is read from the id';
+COMMENT ON COLUMN evcharge.pile.station_id IS 'the station the pile stands at';
+COMMENT ON COLUMN evcharge.pile.gun_count IS 'number of guns, numbered from 1';
+COMMENT ON COLUMN evcharge.pile.rated_power_w IS 'rated power per gun in watts: a meter jump larger than this allows is not billed';
+COMMENT ON COLUMN evcharge.pile.firmware IS 'firmware version as the pile reports it';
+COMMENT ON COLUMN evcharge.pile.registered_at IS 'when the pile was registered';
+
+-- Heartbeats: the raw log of what piles sent, partitioned by day on ts.  No
+-- constraint beyond the column types, so that a COPY is never failed by one
+-- bad row: the trigger moves rows it cannot accept to evcharge.quarantine.
+CREATE TABLE evcharge.heartbeat (
+	gun evcharge.gun_id NOT NULL,
+	ts timestamptz NOT NULL,
+	status evcharge.gun_status NOT NULL,
+	meter_wh bigint,
+	power_w integer,
+	voltage_v numeric(7, 2),
+	current_a numeric(7, 2),
+	soc smallint,
+	fault_code smallint,
+	order_no text,
+	received_at timestamptz NOT NULL DEFAULT now()
+) PARTITION BY RANGE (ts);
+CREATE INDEX heartbeat_gun_ts_idx ON evcharge.heartbeat (gun, ts);
+COMMENT ON TABLE evcharge.heartbeat IS
+	'Heartbeats and real-time data per gun, as piles send them (every 10-60 s, about every 15 s while charging); partitioned by day on ts, see maintain_partitions()';
+COMMENT ON COLUMN evcharge.heartbeat.gun IS 'the gun';
+COMMENT ON COLUMN evcharge.heartbeat.ts IS 'when the pile took the sample (its clock)';
+COMMENT ON COLUMN evcharge.heartbeat.status IS 'gun status';
+COMMENT ON COLUMN evcharge.heartbeat.meter_wh IS 'cumulative energy register in Wh (-1 or NULL: no reading)';
+COMMENT ON COLUMN evcharge.heartbeat.power_w IS 'power in W';
+COMMENT ON COLUMN evcharge.heartbeat.voltage_v IS 'voltage in V';
+COMMENT ON COLUMN evcharge.heartbeat.current_a IS 'current in A';
+COMMENT ON COLUMN evcharge.heartbeat.soc IS 'state of charge of the car, percent';
+COMMENT ON COLUMN evcharge.heartbeat.fault_code IS 'fault code, 0 for none (99: other)';
+COMMENT ON COLUMN evcharge.heartbeat.order_no IS 'order number of the charge in progress, as the pile knows it';
+COMMENT ON COLUMN evcharge.heartbeat.received_at IS 'when the platform received it';
+
+-- Rows whose time has no partition yet, or is far from now, land here.
+CREATE TABLE evcharge.heartbeat_default PARTITION OF evcharge.heartbeat DEFAULT;
+COMMENT ON TABLE evcharge.heartbeat_default IS
+	'Default partition of heartbeat: rows whose day has no partition (maintain_partitions() creates them ahead)';
+
+CREATE TABLE evcharge.quarantine (
+	quarantine_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	source text NOT NULL CHECK (source IN ('heartbeat', 'pile_record')),
+	reason text NOT NULL,
+	gun evcharge.gun_id,
+	ts timestamptz,
+	payload jsonb NOT NULL,
+	quarantined_at timestamptz NOT NULL DEFAULT now(),
+	replayed_at timestamptz
+);
+CREATE INDEX quarantine_pending_idx ON evcharge.quarantine (gun) WHERE replayed_at IS NULL;
+COMMENT ON TABLE evcharge.quarantine IS
+	'Traffic that could not be accepted, kept whole with the reason; replay_quarantine() feeds it again after the cause is mended (a pile registered)';
+COMMENT ON COLUMN evcharge.quarantine.quarantine_id IS 'row id';
+COMMENT ON COLUMN evcharge.quarantine.source IS 'heartbeat or pile_record';
+COMMENT ON COLUMN evcharge.quarantine.reason IS 'why it was not accepted';
+COMMENT ON COLUMN evcharge.quarantine.gun IS 'the gun it names';
+COMMENT ON COLUMN evcharge.quarantine.ts IS 'its time';
+COMMENT ON COLUMN evcharge.quarantine.payload IS 'the row as received';
+COMMENT ON COLUMN evcharge.quarantine.quarantined_at IS 'when it was quarantined';
+COMMENT ON COLUMN evcharge.quarantine.replayed_at IS 'when replay_quarantine() fed it again (NULL: still waiting)';
+
+CREATE TABLE evcharge.gun_state (
+	gun evcharge.gun_id PRIMARY KEY,
+	station_id bigint NOT NULL,
+	status evcharge.gun_status NOT NULL,
+	online boolean NOT NULL DEFAULT true,
+	last_heartbeat timestamptz NOT NULL,
+	current_order text,
+	power_w integer,
+	soc smallint,
+	meter_wh bigint,
+	fault_code smallint,
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX gun_state_station_idx ON evcharge.gun_state (station_id);
+CREATE INDEX gun_state_online_idx ON evcharge.gun_state (last_heartbeat) WHERE online;
+COMMENT ON TABLE evcharge.gun_state IS
+	'Live state of each gun: its latest heartbeat (a late, older heartbeat never overwrites a newer one) and whether it is online';
+COMMENT ON COLUMN evcharge.gun_state.gun IS 'the gun';
+COMMENT ON COLUMN evcharge.gun_state.station_id IS 'its station';
+COMMENT ON COLUMN evcharge.gun_state.status IS 'status of the latest heartbeat';
+COMMENT ON COLUMN evcharge.gun_state.online IS 'false once sweep_offline() found it silent too long; true again on its next heartbeat';
+COMMENT ON COLUMN evcharge.gun_state.last_heartbeat IS 'time of the latest heartbeat';
+COMMENT ON COLUMN evcharge.gun_state.current_order IS 'order number of the latest heartbeat';
+COMMENT ON COLUMN evcharge.gun_state.power_w IS 'latest power, W';
+COMMENT ON COLUMN evcharge.gun_state.soc IS 'latest state of charge, percent';
+COMMENT ON COLUMN evcharge.gun_state.meter_wh IS 'latest meter reading, Wh';
+COMMENT ON COLUMN evcharge.gun_state.fault_code IS 'latest fault code';
+COMMENT ON COLUMN evcharge.gun_state.updated_at IS 'when the row was last written';
+
+CREATE TABLE evcharge.offline_period (
+	offline_period_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	gun evcharge.gun_id NOT NULL,
+	station_id bigint NOT NULL,
+	started_at timestamptz NOT NULL,
+	detected_at timestamptz NOT NULL,
+	ended_at timestamptz,
+	network_incident_id bigint,
+	CHECK (ended_at IS NULL OR ended_at >= started_at)
+);
+CREATE UNIQUE INDEX offline_period_open_idx ON evcharge.offline_period (gun) WHERE ended_at IS NULL;
+CREATE INDEX offline_period_station_idx ON evcharge.offline_period (station_id, started_at);
+COMMENT ON TABLE evcharge.offline_period IS
+	'Each span a gun was silent: from its last heartbeat until the next one (ended_at NULL while it lasts)';
+COMMENT ON COLUMN evcharge.offline_period.offline_period_id IS 'row id';
+COMMENT ON COLUMN evcharge.offline_period.gun IS 'the gun';
+COMMENT ON COLUMN evcharge.offline_period.station_id IS 'its station';
+COMMENT ON COLUMN evcharge.offline_period.started_at IS 'its last heartbeat before the silence';
+COMMENT ON COLUMN evcharge.offline_period.detected_at IS 'when sweep_offline() marked it offline';
+COMMENT ON COLUMN evcharge.offline_period.ended_at IS 'its first heartbeat after the silence';
+COMMENT ON COLUMN evcharge.offline_period.network_incident_id IS 'the network incident it is part of, if any';
+
+CREATE TABLE evcharge.network_incident (
+	network_incident_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	station_id bigint NOT NULL,
+	started_at timestamptz NOT NULL,
+	detected_at timestamptz NOT NULL,
+	piles int NOT NULL,
+	guns int NOT NULL,
+	ended_at timestamptz
+);
+ALTER TABLE evcharge.offline_period
+	ADD FOREIGN KEY (network_incident_id) REFERENCES evcharge.network_incident;
+COMMENT ON TABLE evcharge.network_incident IS
+	'Many piles of one station silent from the same couple of minutes: a network (4G carrier) incident, reported once instead of a fault per pile';
+COMMENT ON COLUMN evcharge.network_incident.network_incident_id IS 'row id';
+COMMENT ON COLUMN evcharge.network_incident.station_id IS 'the station';
+COMMENT ON COLUMN evcharge.network_incident.started_at IS 'the earliest last heartbeat among its piles';
+COMMENT ON COLUMN evcharge.network_incident.detected_at IS 'when sweep_offline() recognised it';
+COMMENT ON COLUMN evcharge.network_incident.piles IS 'piles that went silent together';
+COMMENT ON COLUMN evcharge.network_incident.guns IS 'guns that went silent together';
+COMMENT ON COLUMN evcharge.network_incident.ended_at IS 'when the last of its guns was heard again';
+
+-- The trigger (C): quarantine what cannot be accepted, then bring the live
+-- state of every gun in the batch up to date, once per statement.
+CREATE FUNCTION evcharge.heartbeat_ingest() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'heartbeat_ingest' LANGUAGE C;
+COMMENT ON FUNCTION evcharge.heartbeat_ingest() IS
+	'statement-level AFTER INSERT trigger on heartbeat: quarantines rows it cannot accept and updates gun_state and offline periods, per batch';
+CREATE TRIGGER heartbeat_ingest AFTER INSERT ON evcharge.heartbeat
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.heartbeat_ingest();
+
+-- Replay: feed quarantined heartbeats again, e.g. after registering a pile.
+CREATE FUNCTION evcharge.replay_quarantine(p_pile evcharge.pile_id DEFAULT NULL)
+RETURNS TABLE (replayed bigint, quarantined_again bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	ids bigint[];
+	last_id bigint;
+BEGIN
+	SELECT array_agg(id ORDER BY id) INTO ids FROM (
+		SELECT q.quarantine_id AS id FROM evcharge.quarantine q
+		WHERE q.source = 'heartbeat' AND q.replayed_at IS NULL
+		  AND (p_pile IS NULL OR evcharge.pile(q.gun) OPERATOR(evcharge.=) p_pile)
+		FOR UPDATE) locked;
+	replayed := 0;
+	quarantined_again := 0;
+	IF ids IS NULL THEN
+		RETURN NEXT;
+		RETURN;
+	END IF;
+	SELECT max(quarantine_id) INTO last_id FROM evcharge.quarantine;
+	UPDATE evcharge.quarantine SET replayed_at = clock_timestamp() WHERE quarantine_id = ANY (ids);
+	INSERT INTO evcharge.heartbeat
+	SELECT (jsonb_populate_record(NULL::evcharge.heartbeat, q.payload)).*
+	FROM evcharge.quarantine q WHERE q.quarantine_id = ANY (ids)
+	ORDER BY q.quarantine_id;
+	-- What the trigger quarantined again in this transaction.
+	SELECT count(*) INTO quarantined_again FROM evcharge.quarantine q
+	WHERE q.quarantine_id > last_id AND q.xmin = pg_current_xact_id()::xid;
+	replayed := array_length(ids, 1) - quarantined_again;
+	RETURN NEXT;
+END $$;
+COMMENT ON FUNCTION evcharge.replay_quarantine(evcharge.pile_id) IS
+	'feeds quarantined heartbeats (of one pile, or all) through the trigger again; returns how many were accepted and how many were quarantined again';
+
+SELECT pg_catalog.pg_extension_config_dump('evcharge.pile', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.heartbeat_default', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.quarantine', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.quarantine_quarantine_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.gun_state', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.offline_period', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.offline_period_offline_period_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.network_incident', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.network_incident_network_incident_id_seq', '');
