@@ -36,6 +36,7 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "energy_split.h"
 #include "tariff.h"
 
 PG_FUNCTION_INFO_V1(split_energy);
@@ -405,4 +406,40 @@ evcharge_is_time_zone(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
 	PG_RETURN_BOOL(pg_tzset(name) != NULL && pg_tz_acceptable(pg_tzset(name)));
+}
+
+/* ---------- one rise at a time, for the pipeline ---------- */
+
+struct RiseSplitter
+{
+	Span		span;
+	const pg_tz *tz;
+};
+
+RiseSplitter *
+RiseSplitterCreate(const TouTariff *t, const char *tzname)
+{
+	pg_tz	   *tz = pg_tzset(tzname);
+	RiseSplitter *rs;
+
+	if (tz == NULL)
+		return NULL;
+	rs = palloc(sizeof(RiseSplitter));
+	rs->tz = tz;
+	BuildSpan(&rs->span, t, DT_NOBEGIN);
+	return rs;
+}
+
+void
+RiseSplitterAdd(RiseSplitter *rs, TimestampTz a, TimestampTz b, int64 rise, int64 *wh)
+{
+	Sample		s[2];
+
+	if (rise <= 0 || b <= a)
+		return;
+	s[0].ts = a;
+	s[0].wh = 0;
+	s[1].ts = b;
+	s[1].wh = rise;
+	SplitSamples(s, 2, &rs->span, 1, rs->tz, wh);
 }

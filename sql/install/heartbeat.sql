@@ -155,6 +155,23 @@ COMMENT ON COLUMN evcharge.network_incident.piles IS 'piles that went silent tog
 COMMENT ON COLUMN evcharge.network_incident.guns IS 'guns that went silent together';
 COMMENT ON COLUMN evcharge.network_incident.ended_at IS 'when the last of its guns was heard again';
 
+-- Why a heartbeat cannot be accepted, or NULL; p_pile and p_gun_count are
+-- the registered pile's (NULL when it is not registered).
+CREATE FUNCTION evcharge.heartbeat_problem(p_gun evcharge.gun_id, p_ts timestamptz, p_status evcharge.gun_status,
+	p_meter_wh bigint, p_soc smallint, p_pile evcharge.pile_id, p_gun_count int) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+	WHEN p_pile IS NULL THEN format('pile %s is not registered', evcharge.pile(p_gun))
+	WHEN evcharge.gun_no(p_gun) > p_gun_count
+		THEN format('gun %s of pile %s, which has %s gun(s)', evcharge.gun_no(p_gun), p_pile, p_gun_count)
+	WHEN p_status = 'charging' AND p_meter_wh IS NULL THEN 'charging without a meter reading'
+	WHEN p_ts < '2015-01-01 00:00+08' THEN 'time before 2015: the pile''s clock is not set'
+	WHEN p_ts > now() + interval '1 day' THEN 'time more than a day ahead: the pile''s clock is wrong'
+	WHEN p_soc NOT BETWEEN 0 AND 100 THEN format('state of charge %s outside 0-100', p_soc)
+END;
+COMMENT ON FUNCTION evcharge.heartbeat_problem(evcharge.gun_id, timestamptz, evcharge.gun_status, bigint, smallint, evcharge.pile_id, int) IS
+	'why a heartbeat cannot be accepted (the quarantine reason), or NULL';
+
 -- The trigger (C): quarantine what cannot be accepted, then bring the live
 -- state of every gun in the batch up to date, once per statement.
 CREATE FUNCTION evcharge.heartbeat_ingest() RETURNS trigger

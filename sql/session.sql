@@ -1,0 +1,165 @@
+-- Sessions and bills: from pile traffic to a priced bill.
+SET search_path = public, evcharge;
+SET timezone = 'Asia/Shanghai';
+
+INSERT INTO operator VALUES (12, 'Zhongshan Charging Co.');
+INSERT INTO station (station_id, operator_id, name) VALUES (1, 12, 'Shiqi bus depot'), (2, 12, 'No plan yet');
+INSERT INTO station_tariff (station_id, current_type, tariff, valid, name) VALUES
+ (1, 'AC', '00:00-08:00 valley, 08:00-24:00 flat | flat 0.7000+0.4500, valley 0.3000+0.4500', '[2026-01-01, 2026-11-15)', 'AC 2026'),
+ (1, 'AC', '00:00-08:00 valley, 08:00-24:00 flat | flat 0.8000+0.4500, valley 0.3500+0.4500', '[2026-11-15,)', 'AC winter');
+INSERT INTO occupancy_fee VALUES (1, 15, 0.50, 30.00);
+INSERT INTO coupon (operator_id, member_id, amount, min_kwh, valid) VALUES (12, 501, 3.00, 5, '[2026-11-01, 2027-01-01)');
+-- AC piles of 7 kW: A and B at station 1 (two guns each), C at station 2.
+INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w, firmware) VALUES
+	('44200000120000100001', 1, 2, 7000, 'AC-2.3.1'),
+	('44200000120000100002', 1, 2, 7000, 'AC-2.3.1'),
+	('44200000120000100003', 2, 1, 7000, 'AC-1.9.0');
+SELECT created FROM maintain_partitions('2026-11-20 12:00+08');
+SELECT created FROM maintain_partitions('2026-11-14 12:00+08');
+
+-- 1. An app start: the platform opens the session and gives the order
+-- number (yyyyMMddHHmmss + 6 digits); the pile's heartbeats carry it.
+SELECT start_session('44200000120000100001001', 501, 'app') AS order_no \gset
+SELECT :'order_no' ~ '^\d{20}$' AS order_no_has_20_digits,
+       (SELECT state FROM charge_session WHERE order_no = :'order_no') AS state;
+-- The gun is busy now (the order number in the message is masked here).
+DO $$
+BEGIN
+	PERFORM evcharge.start_session('44200000120000100001001', 502, 'qr');
+EXCEPTION WHEN lock_not_available THEN
+	RAISE NOTICE '% %', SQLSTATE, regexp_replace(SQLERRM, '\d{20}$', '<order_no>');
+END $$;
+
+-- 7 kW for an hour, 10:00-11:00, finished at 11:00, unplugged at 11:30.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w, order_no)
+SELECT '44200000120000100001001', '2026-11-20 10:00+08'::timestamptz + i * interval '15 min',
+       'charging', 100000 + i * 1750, 7000, :'order_no'
+FROM generate_series(0, 4) i;
+SELECT state, started_at, wh_by_class, running_total FROM charge_session WHERE order_no = :'order_no';
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100001001', '2026-11-20 11:00:15+08', 'occupied', 107000, :'order_no'),
+	('44200000120000100001001', '2026-11-20 11:30:15+08', 'idle', 107000, NULL);
+SELECT state, charging_ended_at, occupied_until, wh_by_class FROM charge_session WHERE order_no = :'order_no';
+-- Ended, but no bill until the pile's own record comes.
+SELECT count(*) AS bills FROM bill;
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh, stop_reason)
+VALUES (:'order_no', '44200000120000100001001', '2026-11-20 10:00+08', '2026-11-20 11:00+08', 7000, 'full');
+-- 7 kWh flat at the winter plan: electricity 5.60, service 3.15; plugged
+-- 30 min after charging, 15 min over the grace: 7.50; the coupon: -3.00.
+SELECT channel, energy_wh, wh_by_class, energy_fee, service_fee, occupancy_fee, discount, total, applied, energy_source
+FROM bill WHERE order_no = :'order_no';
+SELECT used_order_no = :'order_no' AS coupon_used FROM coupon WHERE member_id = 501;
+-- The same record again changes nothing.
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh)
+VALUES (:'order_no', '44200000120000100001001', '2026-11-20 10:00+08', '2026-11-20 11:00+08', 9999);
+SELECT count(*) AS bills, sum(total) AS total FROM bill;
+
+-- 2. A card start the platform did not see: the first charging heartbeat
+-- with an unknown order opens an offline session.  It runs 23:30-00:30 over
+-- midnight, into the valley and into the winter plan; the pile's record
+-- comes late and its energy (3600 Wh) is authoritative, shared in the
+-- measured proportions (measured: 1746 Wh before midnight, 1754 after).
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no)
+SELECT '44200000120000100001002', '2026-11-14 23:30+08'::timestamptz + i * interval '5 min',
+       CASE WHEN i = 12 THEN 'idle' ELSE 'charging' END::gun_status,
+       500000 + least(i, 12) * 291 + CASE WHEN i >= 12 THEN 8 ELSE 0 END, CASE WHEN i < 12 THEN 'CARD-7731' END
+FROM generate_series(0, 12) i;
+SELECT order_no, channel, state, started_at, occupied_until, wh_by_class FROM charge_session WHERE order_no = 'CARD-7731';
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh)
+VALUES ('CARD-7731', '44200000120000100001002', '2026-11-14 23:30+08', '2026-11-15 00:30+08', 3600);
+SELECT channel, energy_wh, wh_by_class, energy_fee, service_fee, total, applied, energy_source
+FROM bill WHERE order_no = 'CARD-7731';
+
+-- 3. The same charge delivered in order on gun B1, and on gun B2 in three
+-- batches, out of order, with every heartbeat twice: the same bill.
+CREATE TEMP TABLE hb AS
+SELECT '2026-11-20 14:00+08'::timestamptz + i * interval '15 s' AS ts,
+       CASE WHEN i < 200 THEN 'charging' ELSE 'idle' END::gun_status AS status,
+       200000 + least(i, 199) * 29 AS meter_wh
+FROM generate_series(0, 200) i;
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no)
+SELECT '44200000120000100002001', ts, status, meter_wh, CASE WHEN status = 'charging' THEN 'ORDER-B1' END FROM hb ORDER BY ts;
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no)
+SELECT '44200000120000100002002', ts, status, meter_wh, 'ORDER-B2' FROM hb WHERE status = 'charging' AND extract(second FROM ts)::int % 2 = 0 ORDER BY md5(ts::text);
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no)
+SELECT '44200000120000100002002', ts, status, meter_wh, 'ORDER-B2' FROM hb WHERE status = 'charging' ORDER BY ts DESC;
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no)
+SELECT '44200000120000100002002', ts, status, meter_wh, CASE WHEN status = 'charging' THEN 'ORDER-B2' END FROM hb ORDER BY ts;
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh) VALUES
+	('ORDER-B1', '44200000120000100002001', '2026-11-20 14:00+08', '2026-11-20 14:50+08', NULL),
+	('ORDER-B2', '44200000120000100002002', '2026-11-20 14:00+08', '2026-11-20 14:50+08', NULL);
+SELECT order_no, energy_wh, wh_by_class, energy_fee, service_fee, total, energy_source
+FROM bill WHERE order_no IN ('ORDER-B1', 'ORDER-B2') ORDER BY order_no;
+
+-- A charge's first heartbeat arriving after its second (two loaders, the
+-- later batch committed first) moves the session's start back: the bill
+-- counts from it, 40 Wh, not 20.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100001002', '2026-11-21 10:00:15+08', 'charging', 1020, 'LATE-FIRST'),
+	('44200000120000100001002', '2026-11-21 10:00:30+08', 'charging', 1040, 'LATE-FIRST');
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100001002', '2026-11-21 10:00:00+08', 'charging', 1000, 'LATE-FIRST');
+INSERT INTO heartbeat (gun, ts, status, meter_wh) VALUES ('44200000120000100001002', '2026-11-21 10:01:00+08', 'idle', 1040);
+INSERT INTO pile_record (order_no, gun, started_at, ended_at)
+VALUES ('LATE-FIRST', '44200000120000100001002', '2026-11-21 10:00+08', '2026-11-21 10:00:30+08');
+SELECT s.started_at, s.first_meter_wh, b.energy_wh FROM charge_session s JOIN bill b USING (order_no) WHERE order_no = 'LATE-FIRST';
+
+-- 4. A pile back online first reports 0, then its real register: the jump
+-- is larger than 7 kW could deliver in 15 s, so it is not billed (it is
+-- kept on the session); only the real 100 Wh are.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100001001', '2026-11-20 16:00:00+08', 'charging', 0, 'ZERO-1'),
+	('44200000120000100001001', '2026-11-20 16:00:15+08', 'charging', 910000, 'ZERO-1'),
+	('44200000120000100001001', '2026-11-20 16:01:15+08', 'charging', 910100, 'ZERO-1'),
+	('44200000120000100001001', '2026-11-20 16:02:00+08', 'idle', 910100, NULL);
+SELECT wh_by_class, jump_wh FROM charge_session WHERE order_no = 'ZERO-1';
+INSERT INTO pile_record (order_no, gun, started_at, ended_at) VALUES ('ZERO-1', '44200000120000100001001', '2026-11-20 16:00+08', '2026-11-20 16:01:15+08');
+SELECT energy_wh, total FROM bill WHERE order_no = 'ZERO-1';
+
+-- 5. A pile offline for the whole charge sends only its record: an offline
+-- session is made from it, and billed from the pile's energy over its span.
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh)
+VALUES ('LOST-HB-1', '44200000120000100002001', '2026-11-21 07:00+08', '2026-11-21 09:00+08', 10000);
+SELECT s.channel, s.state, b.wh_by_class, b.total, b.energy_source
+FROM charge_session s JOIN bill b USING (order_no) WHERE order_no = 'LOST-HB-1';
+
+-- 6. No plan in force: the bill is not made at any default price; the
+-- reason is kept on the session, and the batch is not failed.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100003001', '2026-11-20 10:00+08', 'charging', 1000, 'NOPLAN-1'),
+	('44200000120000100003001', '2026-11-20 10:15+08', 'charging', 2000, 'NOPLAN-1'),
+	('44200000120000100003001', '2026-11-20 10:20+08', 'idle', 2000, NULL);
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh)
+VALUES ('NOPLAN-1', '44200000120000100003001', '2026-11-20 10:00+08', '2026-11-20 10:15+08', 1000);
+SELECT state, bill_error FROM charge_session WHERE order_no = 'NOPLAN-1';
+SELECT count(*) AS bills_without_plan FROM bill WHERE order_no = 'NOPLAN-1';
+
+-- 7. A record that cannot be accepted is quarantined with the reason.
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh) VALUES
+	('GHOST-1', '44200000990000100001001', '2026-11-20 10:00+08', '2026-11-20 11:00+08', 100),
+	('BACKWARDS-1', '44200000120000100001001', '2026-11-20 11:00+08', '2026-11-20 10:00+08', 100);
+SELECT source, reason, payload->>'order_no' AS order_no FROM quarantine ORDER BY quarantine_id;
+
+-- 8. Faults open and close as events.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, fault_code) VALUES
+	('44200000120000100002001', '2026-11-21 12:00+08', 'fault', 300000, 12);
+INSERT INTO heartbeat (gun, ts, status, meter_wh, fault_code) VALUES
+	('44200000120000100002001', '2026-11-21 12:05+08', 'idle', 300000, 0);
+SELECT gun, fault_code, started_at, ended_at FROM fault_event;
+
+-- 9. start_session refuses what it cannot do.
+SELECT start_session('44200000120000100009001', 501, 'app');
+SELECT start_session('44200000120000100002001', 501, 'fax');
+
+-- Leave the database as found: pg_regress runs every file in one database.
+TRUNCATE heartbeat, quarantine, gun_state, offline_period, network_incident, pile, bill, pile_record, charge_session, fault_event,
+	coupon, occupancy_exemption, occupancy_fee, promotion_group, promotion_station, promotion,
+	group_station, customer_group, station_tariff, station, operator;
+DO $$
+DECLARE p text;
+BEGIN
+	FOR p IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	         WHERE i.inhparent = 'evcharge.heartbeat'::regclass AND c.relname <> 'heartbeat_default' LOOP
+		EXECUTE format('DROP TABLE evcharge.%I', p);
+	END LOOP;
+END $$;

@@ -1,0 +1,122 @@
+/*-------------------------------------------------------------------------
+ *
+ * pile_record_trigger.c
+ *	  Owns pile_record_ingest(), the statement-level AFTER INSERT trigger on
+ *	  evcharge.pile_record.  Once per statement it quarantines records it
+ *	  cannot accept (unregistered gun, an end before the start, a clock
+ *	  before 2015), opens an ended session for a record whose order the
+ *	  platform never saw (the pile was offline throughout), and finalises
+ *	  the bill of every order the batch closes.  A record that arrives a
+ *	  second time changes nothing: the first one made the bill.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+
+PG_FUNCTION_INFO_V1(pile_record_ingest);
+
+static const char *const RecordSql =
+"WITH checked AS ("
+"  SELECT n.*, p.station_id, CASE"
+"    WHEN p.pile_id IS NULL OR evcharge.gun_no(n.gun) > p.gun_count"
+"      THEN format('gun %s is not registered', n.gun)"
+"    WHEN n.ended_at < n.started_at THEN 'ends before it starts'"
+"    WHEN n.started_at < '2015-01-01 00:00+08' THEN 'time before 2015: the pile''s clock is not set'"
+"    WHEN n.energy_wh < 0 THEN 'negative energy'"
+"  END AS reason"
+"  FROM new_rows n LEFT JOIN evcharge.pile p ON p.pile_id OPERATOR(evcharge.=) evcharge.pile(n.gun)"
+"), bad AS ("
+"  INSERT INTO evcharge.quarantine (source, reason, gun, ts, payload)"
+"  SELECT 'pile_record', c.reason, c.gun, c.ended_at,"
+"         jsonb_build_object('order_no', c.order_no, 'gun', c.gun, 'started_at', c.started_at,"
+"                            'ended_at', c.ended_at, 'energy_wh', c.energy_wh, 'wh_by_class', c.wh_by_class,"
+"                            'stop_reason', c.stop_reason, 'received_at', c.received_at)"
+"  FROM checked c WHERE c.reason IS NOT NULL"
+"  RETURNING payload"
+"), del AS ("
+"  DELETE FROM evcharge.pile_record r USING bad"
+"  WHERE r.order_no = bad.payload->>'order_no' AND r.received_at = (bad.payload->>'received_at')::timestamptz"
+"  RETURNING 1"
+"), unseen AS ("
+"  INSERT INTO evcharge.charge_session (order_no, gun, station_id, channel, state, started_at,"
+"                                       charging_ended_at, occupied_until)"
+"  SELECT DISTINCT ON (c.order_no) c.order_no, c.gun, c.station_id, 'offline', 'ended', c.started_at,"
+"         c.ended_at, c.ended_at"
+"  FROM checked c WHERE c.reason IS NULL"
+"    AND NOT EXISTS (SELECT 1 FROM evcharge.charge_session s WHERE s.order_no = c.order_no)"
+"  ORDER BY c.order_no, c.received_at"
+"  ON CONFLICT (order_no) DO NOTHING"
+"  RETURNING 1"
+") "
+"SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM unseen),"
+"       (SELECT array_agg(DISTINCT c.order_no) FROM checked c WHERE c.reason IS NULL)";
+
+static const char *const BillSql = "SELECT evcharge.try_finalise_bill(o) FROM unnest($1::text[]) o ORDER BY o";
+
+static SPIPlanPtr record_plan = NULL;
+static SPIPlanPtr bill_plan = NULL;
+
+static SPIPlanPtr
+KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for the pile record trigger: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed for the pile record trigger");
+		*cache = plan;
+	}
+	return *cache;
+}
+
+Datum
+pile_record_ingest(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	int			ret;
+	bool		isnull;
+	Datum		orders;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pile_record_ingest() must be called as a trigger")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		trigdata->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pile_record_ingest() must be an AFTER INSERT ... FOR EACH STATEMENT trigger with REFERENCING NEW TABLE AS new_rows")));
+
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	if ((ret = SPI_register_trigger_data(trigdata)) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "SPI_register_trigger_data failed: %s", SPI_result_code_string(ret));
+
+	ret = SPI_execute_plan(KeptPlan(&record_plan, RecordSql, 0, NULL), NULL, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pile record statement failed: %s", SPI_result_code_string(ret));
+	orders = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	if (!isnull)
+	{
+		Oid			argtypes[1] = {TEXTARRAYOID};
+		Datum		args[1];
+
+		args[0] = orders;
+		ret = SPI_execute_plan(KeptPlan(&bill_plan, BillSql, 1, argtypes), args, NULL, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "bill finalisation failed: %s", SPI_result_code_string(ret));
+	}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
