@@ -6,11 +6,13 @@ SET timezone = 'Asia/Shanghai';
 INSERT INTO operator VALUES (12, 'Zhongshan Charging Co.');
 INSERT INTO station (station_id, operator_id, name) VALUES (1, 12, 'Shiqi bus depot'), (2, 12, 'Xiaolan public');
 
--- Registered piles: two guns of 7 kW AC, one gun of 120 kW DC.  Legacy ids
--- are refused: the cloud protocol does not accept them.
+-- Registered piles: two guns of 7 kW AC, one gun of 120 kW DC, and a
+-- parking ground lock (product 01).  Legacy ids are refused: the cloud
+-- protocol does not accept them.
 INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w, firmware) VALUES
 	('4420 0000 1200 0010 0001', 1, 2, 7000, 'AC-2.3.1'),
-	('4420 0000 1200 0020 0002', 1, 1, 120000, 'DC-3.0.4');
+	('4420 0000 1200 0020 0002', 1, 1, 120000, 'DC-3.0.4'),
+	('4420 0000 1200 1010 0005', 1, 1, 1, 'LOCK-1.0');
 \set VERBOSITY terse
 INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w) VALUES ('4420000012000003', 1, 1, 7000);
 \set VERBOSITY default
@@ -33,6 +35,8 @@ COPY heartbeat (gun, ts, status, meter_wh, power_w, soc, fault_code, order_no) F
 44200000120000200002001	2026-11-20 10:00:20+08	charging	\N	118000	55	0	20261120095500000007
 44200000120000200002001	1999-12-31 23:59:59+08	charging	9000100	118000	55	0	20261120095500000007
 44200000120000200002001	2026-11-20 10:00:35+08	charging	9000990	118000	150	0	20261120095500000007
+44200000120010100005001	2026-11-20 10:00:40+08	charging	0	0	\N	0	\N
+44200000120010100005001	2026-11-20 10:00:45+08	idle	\N	\N	\N	0	\N
 \.
 
 SELECT reason, gun, ts FROM quarantine ORDER BY quarantine_id;

@@ -164,6 +164,8 @@ RETURN CASE
 	WHEN p_pile IS NULL THEN format('pile %s is not registered', evcharge.pile(p_gun))
 	WHEN evcharge.gun_no(p_gun) > p_gun_count
 		THEN format('gun %s of pile %s, which has %s gun(s)', evcharge.gun_no(p_gun), p_pile, p_gun_count)
+	WHEN p_status IN ('charging', 'suspended', 'occupied') AND evcharge.product_kind(p_gun) = 'ground_lock'
+		THEN format('status %s, which a parking ground lock cannot have', p_status)
 	WHEN p_status = 'charging' AND p_meter_wh IS NULL THEN 'charging without a meter reading'
 	WHEN p_ts < '2015-01-01 00:00+08' THEN 'time before 2015: the pile''s clock is not set'
 	WHEN p_ts > now() + interval '1 day' THEN 'time more than a day ahead: the pile''s clock is wrong'
