@@ -17,7 +17,8 @@ OBJS = \
 	src/energy_split.o \
 	src/pricing.o \
 	src/heartbeat_trigger.o \
-	src/pile_record_trigger.o
+	src/pile_record_trigger.o \
+	src/spi_trigger.o
 
 # The extension's SQL, one file per concept, in load order.
 INSTALL_SQL = \

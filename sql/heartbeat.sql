@@ -86,14 +86,4 @@ SET evcharge.offline_after = '10s';
 SET evcharge.incident_min_piles = 1;
 
 -- Leave the database as found: pg_regress runs every file in one database.
-TRUNCATE heartbeat, quarantine, gun_state, offline_period, network_incident, pile, bill, pile_record, charge_session, fault_event,
-	coupon, occupancy_exemption, occupancy_fee, promotion_group, promotion_station, promotion,
-	group_station, customer_group, station_tariff, station, operator;
-DO $$
-DECLARE p text;
-BEGIN
-	FOR p IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-	         WHERE i.inhparent = 'evcharge.heartbeat'::regclass AND c.relname <> 'heartbeat_default' LOOP
-		EXECUTE format('DROP TABLE evcharge.%I', p);
-	END LOOP;
-END $$;
+\i sql/include/reset.sql

@@ -25,8 +25,6 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "commands/trigger.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -35,6 +33,7 @@
 #include "utils/timestamp.h"
 
 #include "energy_split.h"
+#include "spi_trigger.h"
 #include "tariff.h"
 
 PG_FUNCTION_INFO_V1(heartbeat_ingest);
@@ -118,49 +117,16 @@ static const char *const IncidentSql =
 static SPIPlanPtr ingest_plan = NULL;
 static SPIPlanPtr incident_plan = NULL;
 
-static SPIPlanPtr
-PreparedPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for the heartbeat trigger: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed for the heartbeat trigger");
-		*cache = plan;
-	}
-	return *cache;
-}
-
 Datum
 heartbeat_ingest(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	int			ret;
 	bool		isnull;
 	Datum		incidents;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("heartbeat_ingest() must be called as a trigger")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		trigdata->tg_newtable == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("heartbeat_ingest() must be an AFTER INSERT ... FOR EACH STATEMENT trigger with REFERENCING NEW TABLE AS new_rows")));
+	StatementTriggerBegin(fcinfo, "heartbeat_ingest");
 
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-	if ((ret = SPI_register_trigger_data(trigdata)) != SPI_OK_TD_REGISTER)
-		elog(ERROR, "SPI_register_trigger_data failed: %s", SPI_result_code_string(ret));
-
-	ret = SPI_execute_plan(PreparedPlan(&ingest_plan, IngestSql, 0, NULL), NULL, NULL, false, 1);
+	ret = SPI_execute_plan(KeptPlan(&ingest_plan, IngestSql, 0, NULL), NULL, NULL, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "heartbeat ingest statement failed: %s", SPI_result_code_string(ret));
 
@@ -171,7 +137,7 @@ heartbeat_ingest(PG_FUNCTION_ARGS)
 		Datum		args[1];
 
 		args[0] = incidents;
-		ret = SPI_execute_plan(PreparedPlan(&incident_plan, IncidentSql, 1, argtypes),
+		ret = SPI_execute_plan(KeptPlan(&incident_plan, IncidentSql, 1, argtypes),
 							   args, NULL, false, 0);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "network incident update failed: %s", SPI_result_code_string(ret));
@@ -317,6 +283,32 @@ OfflineOrderNo(const char *gun, TimestampTz ts)
 	return psprintf("%s-%lld", gun, (long long) (ts / USECS_PER_SEC));
 }
 
+/* A session starts charging at ts with this meter reading as its baseline. */
+static void
+StartCharging(SessionOut *s, TimestampTz ts, int64 meter)
+{
+	s->state = "charging";
+	s->started_at = ts;
+	s->started_null = false;
+	s->last_ts = ts;
+	s->high_meter = meter;
+	s->first_meter = meter;
+}
+
+/* A new session of the batch, charging from ts. */
+static SessionOut *
+OpenSession(SessionBatch *b, char *order_no, char *gun, int64 station_id,
+			TimestampTz ts, int64 meter)
+{
+	SessionOut *s = NewSessionRow(b);
+
+	s->order_no = order_no;
+	s->gun = gun;
+	s->station_id = station_id;
+	StartCharging(s, ts, meter);
+	return s;
+}
+
 static Datum
 GetCol(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
 {
@@ -431,43 +423,21 @@ RunSessionMachine(HeapTuple tup, TupleDesc desc, SessionBatch *batch)
 					cur->occupied_null = false;
 					batch->ended[batch->nended++] = cur->order_no;
 				}
-				cur = NewSessionRow(batch);
-				cur->order_no = o_nulls[i] ? OfflineOrderNo(gun, ts) : TextDatumGetCString(o_d[i]);
-				cur->gun = gun;
-				cur->station_id = station_id;
-				cur->state = "charging";
-				cur->started_at = ts;
-				cur->started_null = false;
-				cur->last_ts = ts;
-				cur->high_meter = meter;
-				cur->first_meter = meter;
+				cur = OpenSession(batch, o_nulls[i] ? OfflineOrderNo(gun, ts) : TextDatumGetCString(o_d[i]),
+								  gun, station_id, ts, meter);
 			}
 		}
 		else if (charging && strcmp(cur->state, "pending") == 0)
 		{
 			if (o_nulls[i] || strcmp(TextDatumGetCString(o_d[i]), cur->order_no) == 0)
 			{
-				cur->state = "charging";
-				cur->started_at = ts;
-				cur->started_null = false;
-				cur->last_ts = ts;
-				cur->high_meter = meter;
-				cur->first_meter = meter;
+				StartCharging(cur, ts, meter);
 			}
 			else
 			{
 				/* The pile charges for another order: the app start never came. */
 				cur->state = "cancelled";
-				cur = NewSessionRow(batch);
-				cur->order_no = TextDatumGetCString(o_d[i]);
-				cur->gun = gun;
-				cur->station_id = station_id;
-				cur->state = "charging";
-				cur->started_at = ts;
-				cur->started_null = false;
-				cur->last_ts = ts;
-				cur->high_meter = meter;
-				cur->first_meter = meter;
+				cur = OpenSession(batch, TextDatumGetCString(o_d[i]), gun, station_id, ts, meter);
 			}
 			continue;
 		}
@@ -618,7 +588,7 @@ WriteSessions(SessionBatch *b)
 	for (k = 0; k < 8; k++)
 		args[8 + k] = Int8ArrayDatum(v[k], n);
 
-	ret = SPI_execute_plan(PreparedPlan(&session_write_plan, SessionWriteSql, SESSION_COLS, types),
+	ret = SPI_execute_plan(KeptPlan(&session_write_plan, SessionWriteSql, SESSION_COLS, types),
 						   args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "session write failed: %s", SPI_result_code_string(ret));
@@ -629,7 +599,7 @@ WriteSessions(SessionBatch *b)
 		Datum		bargs[1];
 
 		bargs[0] = TextArrayDatum(b->ended, b->nended);
-		ret = SPI_execute_plan(PreparedPlan(&session_bill_plan, SessionBillSql, 1, btypes),
+		ret = SPI_execute_plan(KeptPlan(&session_bill_plan, SessionBillSql, 1, btypes),
 							   bargs, NULL, false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "bill finalisation failed: %s", SPI_result_code_string(ret));
@@ -651,7 +621,7 @@ ProcessSessions(void)
 	int			ret;
 	uint64		i;
 
-	ret = SPI_execute_plan(PreparedPlan(&session_plan, SessionSql, 0, NULL), NULL, NULL, false, 0);
+	ret = SPI_execute_plan(KeptPlan(&session_plan, SessionSql, 0, NULL), NULL, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "session read failed: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)

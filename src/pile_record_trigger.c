@@ -14,9 +14,9 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "commands/trigger.h"
-#include "executor/spi.h"
 #include "fmgr.h"
+
+#include "spi_trigger.h"
 
 PG_FUNCTION_INFO_V1(pile_record_ingest);
 
@@ -61,47 +61,14 @@ static const char *const BillSql = "SELECT evcharge.try_finalise_bill(o) FROM un
 static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr bill_plan = NULL;
 
-static SPIPlanPtr
-KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for the pile record trigger: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed for the pile record trigger");
-		*cache = plan;
-	}
-	return *cache;
-}
-
 Datum
 pile_record_ingest(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	int			ret;
 	bool		isnull;
 	Datum		orders;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("pile_record_ingest() must be called as a trigger")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		trigdata->tg_newtable == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("pile_record_ingest() must be an AFTER INSERT ... FOR EACH STATEMENT trigger with REFERENCING NEW TABLE AS new_rows")));
-
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-	if ((ret = SPI_register_trigger_data(trigdata)) != SPI_OK_TD_REGISTER)
-		elog(ERROR, "SPI_register_trigger_data failed: %s", SPI_result_code_string(ret));
+	StatementTriggerBegin(fcinfo, "pile_record_ingest");
 
 	ret = SPI_execute_plan(KeptPlan(&record_plan, RecordSql, 0, NULL), NULL, NULL, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)

@@ -1,0 +1,17 @@
+-- sql/include/reset.sql: leaves the regression database as the test found
+-- it.  pg_regress runs every file in one database, so a test that writes
+-- evcharge's tables ends with \i sql/include/reset.sql.
+TRUNCATE evcharge.heartbeat, evcharge.quarantine, evcharge.gun_state, evcharge.offline_period,
+	evcharge.network_incident, evcharge.pile, evcharge.bill, evcharge.pile_record,
+	evcharge.charge_session, evcharge.fault_event, evcharge.coupon, evcharge.occupancy_exemption,
+	evcharge.occupancy_fee, evcharge.promotion_group, evcharge.promotion_station, evcharge.promotion,
+	evcharge.group_station, evcharge.customer_group, evcharge.station_tariff, evcharge.station,
+	evcharge.operator;
+DO $$
+DECLARE p text;
+BEGIN
+	FOR p IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	         WHERE i.inhparent = 'evcharge.heartbeat'::regclass AND c.relname <> 'heartbeat_default' LOOP
+		EXECUTE format('DROP TABLE evcharge.%I', p);
+	END LOOP;
+END $$;
