@@ -121,13 +121,16 @@ cluster_up() {
 		EOF
 	fi
 	port=$(cat "$dir/port")
-	export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres
 	if ! as_owner "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-		port_free "$port" || die "port $port of cluster $name is taken by another program"
+		# The port was free when the cluster was made; another program (or
+		# another private cluster) may hold it now: take the next free one.
+		while ! port_free "$port"; do port=$((port + 1)); done
+		echo "$port" > "$dir/port"
 		say "starting cluster $name on port $port"
-		as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+		as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null ||
 			{ tail -20 "$dir/server.log" >&2; die "cluster $name did not start"; }
 	fi
+	export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres
 }
 
 cluster_down() {
