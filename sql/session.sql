@@ -147,7 +147,59 @@ INSERT INTO heartbeat (gun, ts, status, meter_wh, fault_code) VALUES
 	('44200000120000100002001', '2026-11-21 12:05+08', 'idle', 300000, 0);
 SELECT gun, fault_code, started_at, ended_at FROM fault_event;
 
--- 9. start_session refuses what it cannot do.
+-- 9. Traffic as real piles send it.  A pile that sends its record when
+-- charging stops, before the unplug: the bill waits for the unplug, so the
+-- occupancy fee is counted (30 min plugged after charging, 15 over grace).
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100002001', '2026-11-21 18:00+08', 'charging', 400000, 'EARLY-REC'),
+	('44200000120000100002001', '2026-11-21 19:00+08', 'charging', 407000, 'EARLY-REC'),
+	('44200000120000100002001', '2026-11-21 19:00:15+08', 'occupied', 407000, 'EARLY-REC');
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh)
+VALUES ('EARLY-REC', '44200000120000100002001', '2026-11-21 18:00+08', '2026-11-21 19:00+08', 7000);
+SELECT state, (SELECT count(*) FROM bill WHERE order_no = 'EARLY-REC') AS bills FROM charge_session WHERE order_no = 'EARLY-REC';
+INSERT INTO heartbeat (gun, ts, status, meter_wh) VALUES ('44200000120000100002001', '2026-11-21 19:30:15+08', 'idle', 407000);
+SELECT energy_wh, occupancy_fee, total FROM bill WHERE order_no = 'EARLY-REC';
+
+-- A charging line of that session arriving again after it ended opens
+-- nothing and changes nothing.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no)
+VALUES ('44200000120000100002001', '2026-11-21 18:30+08', 'charging', 403500, 'EARLY-REC');
+SELECT count(*) AS sessions, max(state) AS state FROM charge_session WHERE order_no = 'EARLY-REC';
+SELECT count(*) AS open_sessions FROM charge_session WHERE gun = '44200000120000100002001' AND state IN ('pending', 'charging', 'occupied');
+
+-- The pile was silent across the end of one charge and the start of the
+-- next: heartbeats under a new order end the old session and open a new one.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100002002', '2026-11-21 08:00+08', 'charging', 10000, 'FIRST-A'),
+	('44200000120000100002002', '2026-11-21 08:30+08', 'charging', 13000, 'FIRST-A');
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100002002', '2026-11-21 09:30+08', 'charging', 14000, 'SECOND-B'),
+	('44200000120000100002002', '2026-11-21 10:00+08', 'charging', 17000, 'SECOND-B');
+SELECT order_no, state, started_at, charging_ended_at, wh_by_class FROM charge_session
+WHERE order_no IN ('FIRST-A', 'SECOND-B') ORDER BY order_no;
+
+-- After an outage the pile reads 0, then its register again: the real rise
+-- had the whole outage (since the highest reading), so it is counted; only
+-- a rise no 7 kW gun could make is a jump.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100001001', '2026-11-21 20:00+08', 'charging', 600000, 'OUTAGE-1'),
+	('44200000120000100001001', '2026-11-21 21:00:00+08', 'charging', 0, 'OUTAGE-1'),
+	('44200000120000100001001', '2026-11-21 21:00:15+08', 'charging', 606000, 'OUTAGE-1'),
+	('44200000120000100001001', '2026-11-21 21:00:30+08', 'idle', 606000, NULL);
+SELECT wh_by_class, jump_wh FROM charge_session WHERE order_no = 'OUTAGE-1';
+
+-- A record claiming more than the gun could deliver in its span (the whole
+-- odometer, 5,000 kWh in 10 minutes) is not billed: the bill is measured
+-- from the heartbeats and held.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100001002', '2026-11-21 22:00+08', 'charging', 800000, 'ODOMETER-1'),
+	('44200000120000100001002', '2026-11-21 22:10+08', 'charging', 801000, 'ODOMETER-1'),
+	('44200000120000100001002', '2026-11-21 22:10:15+08', 'idle', 801000, NULL);
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh)
+VALUES ('ODOMETER-1', '44200000120000100001002', '2026-11-21 22:00+08', '2026-11-21 22:10+08', 5001000);
+SELECT state, energy_wh, total, energy_source, applied FROM bill WHERE order_no = 'ODOMETER-1';
+
+-- 10. start_session refuses what it cannot do.
 SELECT start_session('44200000120000100009001', 501, 'app');
 SELECT start_session('44200000120000100002001', 501, 'fax');
 

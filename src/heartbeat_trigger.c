@@ -164,7 +164,10 @@ static const char *const SessionSql =
 "       (SELECT t.tariff FROM evcharge.station_tariff t WHERE t.station_id = p.station_id"
 "          AND t.current_type = evcharge.current_type(b.gun) AND t.valid @> b.ts[1]),"
 "       cs.order_no, cs.state, cs.last_ts, cs.high_meter_wh, cs.wh_by_class, cs.jump_wh,"
-"       cs.started_at, cs.first_meter_wh, cs.charging_ended_at"
+"       cs.started_at, cs.first_meter_wh, cs.charging_ended_at, cs.high_meter_at,"
+"       (SELECT max(coalesce(c2.occupied_until, c2.charging_ended_at)) FROM evcharge.charge_session c2"
+"         WHERE c2.gun OPERATOR(evcharge.=) b.gun AND c2.state IN ('ended', 'cancelled')"
+"           AND c2.occupied_until >= b.ts[1] - interval '1 day')"
 " FROM (SELECT n.gun, array_agg(n.ts ORDER BY n.ts, n.received_at) AS ts,"
 "              array_agg(n.status::text ORDER BY n.ts, n.received_at) AS status,"
 "              array_agg(coalesce(n.meter_wh, -1) ORDER BY n.ts, n.received_at) AS meter,"
@@ -182,22 +185,24 @@ static const char *const SessionSql =
 /* Writes the sessions back, in the order computed (ends before starts). */
 static const char *const SessionWriteSql =
 "INSERT INTO evcharge.charge_session AS s (order_no, gun, station_id, channel, state, started_at,"
-"    charging_ended_at, occupied_until, last_ts, first_meter_wh, high_meter_wh, wh_by_class, jump_wh,"
-"    running_total, updated_at)"
+"    charging_ended_at, occupied_until, last_ts, first_meter_wh, high_meter_wh, high_meter_at, wh_by_class,"
+"    jump_wh, running_total, updated_at)"
 " SELECT u.order_no, u.gun::evcharge.gun_id, u.station_id, 'offline', u.state, u.started_at,"
-"        u.charging_ended_at, u.occupied_until, u.last_ts, u.first_meter, u.high_meter,"
+"        u.charging_ended_at, u.occupied_until, u.last_ts, u.first_meter, u.high_meter, u.high_at,"
 "        ARRAY[u.w0, u.w1, u.w2, u.w3], u.jump, u.fen / 100.0, now()"
 " FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::timestamptz[], $6::timestamptz[],"
 "             $7::timestamptz[], $8::timestamptz[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],"
-"             $13::int8[], $14::int8[], $15::int8[], $16::int8[])"
+"             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::timestamptz[])"
 "      WITH ORDINALITY AS u(order_no, gun, station_id, state, started_at, charging_ended_at, occupied_until,"
-"                           last_ts, first_meter, high_meter, w0, w1, w2, w3, jump, fen, n)"
+"                           last_ts, first_meter, high_meter, w0, w1, w2, w3, jump, fen, high_at, n)"
 " ORDER BY u.n"
 " ON CONFLICT (order_no) DO UPDATE SET state = EXCLUDED.state, started_at = EXCLUDED.started_at,"
 "    charging_ended_at = EXCLUDED.charging_ended_at, occupied_until = EXCLUDED.occupied_until,"
 "    last_ts = EXCLUDED.last_ts, first_meter_wh = EXCLUDED.first_meter_wh,"
-"    high_meter_wh = EXCLUDED.high_meter_wh, wh_by_class = EXCLUDED.wh_by_class,"
-"    jump_wh = EXCLUDED.jump_wh, running_total = EXCLUDED.running_total, updated_at = now()";
+"    high_meter_wh = EXCLUDED.high_meter_wh, high_meter_at = EXCLUDED.high_meter_at,"
+"    wh_by_class = EXCLUDED.wh_by_class, jump_wh = EXCLUDED.jump_wh,"
+"    running_total = EXCLUDED.running_total, updated_at = now()"
+" WHERE s.state IN ('pending', 'charging', 'occupied')";
 
 /* Sessions ended in this batch get their bill if their pile record is in. */
 static const char *const SessionBillSql =
@@ -207,7 +212,7 @@ static SPIPlanPtr session_plan = NULL;
 static SPIPlanPtr session_write_plan = NULL;
 static SPIPlanPtr session_bill_plan = NULL;
 
-#define SESSION_COLS 16
+#define SESSION_COLS 17
 
 /* One session as the state machine leaves it. */
 typedef struct SessionOut
@@ -225,6 +230,7 @@ typedef struct SessionOut
 	TimestampTz last_ts;
 	int64		first_meter;
 	int64		high_meter;		/* -1: none yet */
+	TimestampTz high_at;		/* when high_meter was read */
 	int64		wh[TOU_CLASSES];
 	int64		jump;
 	int64		fen;
@@ -292,6 +298,7 @@ StartCharging(SessionOut *s, TimestampTz ts, int64 meter)
 	s->started_null = false;
 	s->last_ts = ts;
 	s->high_meter = meter;
+	s->high_at = ts;
 	s->first_meter = meter;
 }
 
@@ -346,6 +353,7 @@ RunSessionMachine(HeapTuple tup, TupleDesc desc, SessionBatch *batch)
 	int			n;
 	int			i;
 	SessionOut *cur = NULL;
+	TimestampTz last_closed;
 
 	deconstruct_array(ts_arr, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ts_d, NULL, &n);
 	deconstruct_array(st_arr, TEXTOID, -1, false, TYPALIGN_INT, &st_d, NULL, &n);
@@ -382,7 +390,13 @@ RunSessionMachine(HeapTuple tup, TupleDesc desc, SessionBatch *batch)
 		if (isnull)
 			cur->first_meter = -1;
 		cur->charging_ended_at = DatumGetTimestampTz(GetCol(tup, desc, 18, &cur->charging_ended_null));
+		cur->high_at = DatumGetTimestampTz(GetCol(tup, desc, 19, &isnull));
+		if (isnull)
+			cur->high_at = cur->last_ts;
 	}
+	last_closed = DatumGetTimestampTz(GetCol(tup, desc, 20, &isnull));
+	if (isnull)
+		last_closed = DT_NOBEGIN;
 
 	for (i = 0; i < n; i++)
 	{
@@ -406,6 +420,27 @@ RunSessionMachine(HeapTuple tup, TupleDesc desc, SessionBatch *batch)
 				if (meter >= 0)
 					cur->first_meter = meter;
 			}
+			continue;
+		}
+
+		/* A late line of a session that has already ended opens nothing. */
+		if (cur == NULL && ts <= last_closed)
+			continue;
+
+		/*
+		 * Charging under another order than the open session's: the pile ended
+		 * that charge and began a new one while we did not hear it.
+		 */
+		if (charging && cur != NULL && strcmp(cur->state, "charging") == 0 && !o_nulls[i] &&
+			strcmp(TextDatumGetCString(o_d[i]), cur->order_no) != 0)
+		{
+			cur->state = "ended";
+			cur->charging_ended_at = cur->last_ts;
+			cur->charging_ended_null = false;
+			cur->occupied_until = ts;
+			cur->occupied_null = false;
+			batch->ended[batch->nended++] = cur->order_no;
+			cur = OpenSession(batch, TextDatumGetCString(o_d[i]), gun, station_id, ts, meter);
 			continue;
 		}
 
@@ -451,19 +486,25 @@ RunSessionMachine(HeapTuple tup, TupleDesc desc, SessionBatch *batch)
 			if (cur->high_meter < 0)
 			{
 				cur->high_meter = meter;
+				cur->high_at = ts;
 				if (cur->first_meter < 0)
 					cur->first_meter = meter;
 			}
 			else if (meter > cur->high_meter)
 			{
+				/*
+				 * The rise had the time since the highest reading (a 0 in
+				 * between, after an outage, does not shorten it).
+				 */
 				int64		rise = meter - cur->high_meter;
-				double		allowed = (double) rated * (double) (ts - cur->last_ts) / (double) USECS_PER_HOUR * 1.2 + 10.0;
+				double		allowed = (double) rated * (double) (ts - cur->high_at) / (double) USECS_PER_HOUR * 1.2 + 10.0;
 
 				if ((double) rise > allowed)
 					cur->jump += rise;
 				else if (splitter != NULL)
-					RiseSplitterAdd(splitter, cur->last_ts, ts, rise, cur->wh);
+					RiseSplitterAdd(splitter, cur->high_at, ts, rise, cur->wh);
 				cur->high_meter = meter;
+				cur->high_at = ts;
 			}
 		}
 		cur->last_ts = ts;
@@ -536,19 +577,19 @@ WriteSessions(SessionBatch *b)
 	char	  **gun = palloc(sizeof(char *) * Max(n, 1));
 	char	  **state = palloc(sizeof(char *) * Max(n, 1));
 	int64	   *station = palloc(sizeof(int64) * Max(n, 1));
-	TimestampTz *t[4];
-	bool	   *tn[4];
+	TimestampTz *t[5];
+	bool	   *tn[5];
 	int64	   *v[8];
 	Datum		args[SESSION_COLS];
 	Oid			types[SESSION_COLS] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
 		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-	INT8ARRAYOID, INT8ARRAYOID};
+	INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
 	int			i;
 	int			k;
 	int			ret;
 
-	for (k = 0; k < 4; k++)
+	for (k = 0; k < 5; k++)
 	{
 		t[k] = palloc(sizeof(TimestampTz) * Max(n, 1));
 		tn[k] = palloc(sizeof(bool) * Max(n, 1));
@@ -572,6 +613,8 @@ WriteSessions(SessionBatch *b)
 		tn[2][i] = s->occupied_null;
 		t[3][i] = s->last_ts;
 		tn[3][i] = (s->last_ts == DT_NOBEGIN);
+		t[4][i] = s->high_at;
+		tn[4][i] = (s->high_meter < 0 || s->high_at == DT_NOBEGIN);
 		v[0][i] = s->first_meter;
 		v[1][i] = s->high_meter;
 		for (k = 0; k < TOU_CLASSES; k++)
@@ -587,6 +630,7 @@ WriteSessions(SessionBatch *b)
 		args[4 + k] = TimestampArrayDatum(t[k], tn[k], n);
 	for (k = 0; k < 8; k++)
 		args[8 + k] = Int8ArrayDatum(v[k], n);
+	args[16] = TimestampArrayDatum(t[4], tn[4], n);
 
 	ret = SPI_execute_plan(KeptPlan(&session_write_plan, SessionWriteSql, SESSION_COLS, types),
 						   args, NULL, false, 0);

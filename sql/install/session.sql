@@ -20,6 +20,7 @@ CREATE TABLE evcharge.charge_session (
 	last_ts timestamptz,
 	first_meter_wh bigint,
 	high_meter_wh bigint,
+	high_meter_at timestamptz,
 	wh_by_class bigint[] NOT NULL DEFAULT '{0,0,0,0}' CHECK (array_length(wh_by_class, 1) = 4),
 	jump_wh bigint NOT NULL DEFAULT 0,
 	running_total numeric(12, 2),
@@ -29,6 +30,7 @@ CREATE TABLE evcharge.charge_session (
 CREATE UNIQUE INDEX charge_session_open_idx ON evcharge.charge_session (gun)
 	WHERE state IN ('pending', 'charging', 'occupied');
 CREATE INDEX charge_session_station_idx ON evcharge.charge_session (station_id, started_at);
+CREATE INDEX charge_session_gun_idx ON evcharge.charge_session (gun, occupied_until);
 COMMENT ON TABLE evcharge.charge_session IS
 	'A charging session of a gun: opened by start_session() (app, QR) or by the first charging heartbeat with an order number the platform does not know (card, password, other offline starts); energy per class accumulated live by the heartbeat trigger; at most one open session per gun';
 COMMENT ON COLUMN evcharge.charge_session.order_no IS 'order number: the platform''s (yyyyMMddHHmmss + 6 digits) or the pile''s for offline starts';
@@ -45,6 +47,7 @@ COMMENT ON COLUMN evcharge.charge_session.occupied_until IS 'when the gun was un
 COMMENT ON COLUMN evcharge.charge_session.last_ts IS 'time of the newest sample taken in';
 COMMENT ON COLUMN evcharge.charge_session.first_meter_wh IS 'the meter at the start: the baseline, never zero';
 COMMENT ON COLUMN evcharge.charge_session.high_meter_wh IS 'highest meter reading seen: energy counts above it only';
+COMMENT ON COLUMN evcharge.charge_session.high_meter_at IS 'when the highest reading was taken: the jump guard measures the time since then';
 COMMENT ON COLUMN evcharge.charge_session.wh_by_class IS 'Wh so far per class {sharp, peak, flat, valley}, as measured live';
 COMMENT ON COLUMN evcharge.charge_session.jump_wh IS 'Wh of meter jumps larger than the gun''s rated power allows: not billed';
 COMMENT ON COLUMN evcharge.charge_session.running_total IS 'what the energy so far costs at the plan''s prices (before group prices, promotions, coupons)';
@@ -182,8 +185,8 @@ DECLARE
 	r record;
 	rated int;
 	high bigint;
+	high_at timestamptz;
 	eff bigint := 0;
-	prev timestamptz;
 BEGIN
 	SELECT cs.gun, cs.started_at, coalesce(cs.charging_ended_at, cs.occupied_until, cs.last_ts) AS until INTO s
 	FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
@@ -198,21 +201,24 @@ BEGIN
 	LOOP
 		IF high IS NULL THEN
 			high := r.m;
+			high_at := r.ts;
 		ELSIF r.m > high THEN
-			IF r.m - high > rated::bigint * extract(epoch FROM r.ts - prev) / 3600 * 1.2 + 10 THEN
+			-- Measured from the highest reading's time: a 0 after an outage
+			-- does not shorten the time the real rise had.
+			IF r.m - high > rated::bigint * extract(epoch FROM r.ts - high_at) / 3600 * 1.2 + 10 THEN
 				jump_wh := jump_wh + (r.m - high);
 			ELSE
 				eff := eff + (r.m - high);
 			END IF;
 			high := r.m;
+			high_at := r.ts;
 		END IF;
-		prev := r.ts;
 		ts := ts || r.ts;
 		meter_wh := meter_wh || eff;
 	END LOOP;
 END $$;
 COMMENT ON FUNCTION evcharge.session_samples(text) IS
-	'the session''s heartbeat samples as (ts, energy so far) with meter jumps beyond rated power (x1.2 + 10 Wh) taken out, and the Wh taken out';
+	'the session''s heartbeat samples as (ts, energy so far) with meter jumps beyond rated power (x1.2 + 10 Wh, over the time since the highest reading) taken out, and the Wh taken out';
 
 -- Finalise the bill of a session whose pile record has arrived: idempotent,
 -- the first record counts, a bill once made is not remade here.
@@ -232,6 +238,8 @@ DECLARE
 	cp record;
 	discount numeric := 0;
 	i int;
+	rated int;
+	plausible boolean;
 BEGIN
 	SELECT * INTO s FROM evcharge.charge_session WHERE order_no = p_order_no FOR UPDATE;
 	IF NOT FOUND OR EXISTS (SELECT 1 FROM evcharge.bill WHERE order_no = p_order_no) THEN
@@ -241,8 +249,15 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
-	-- The pile's record closes the session even if its last heartbeats are late.
-	IF s.state IN ('pending', 'charging', 'occupied') THEN
+	-- A record before the unplug (many piles send it when charging stops)
+	-- ends charging; the bill waits for the unplug, which the occupancy fee
+	-- needs.  A session that never saw a heartbeat ends with its record.
+	IF s.state IN ('charging', 'occupied') THEN
+		UPDATE evcharge.charge_session SET state = 'occupied',
+			charging_ended_at = coalesce(charging_ended_at, rec.ended_at), updated_at = now()
+		WHERE order_no = p_order_no;
+		RETURN false;
+	ELSIF s.state = 'pending' THEN
 		UPDATE evcharge.charge_session SET state = 'ended',
 			started_at = coalesce(started_at, rec.started_at),
 			charging_ended_at = coalesce(charging_ended_at, rec.ended_at),
@@ -250,13 +265,18 @@ BEGIN
 		WHERE order_no = p_order_no
 		RETURNING * INTO s;
 	END IF;
+	SELECT pl.rated_power_w INTO rated FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(s.gun);
+	-- The pile's energy is trusted only when the gun could have delivered
+	-- it in the record's span; otherwise the bill is measured and held.
+	plausible := rec.energy_wh IS NULL
+		OR rec.energy_wh <= rated::bigint * extract(epoch FROM rec.ended_at - rec.started_at) / 3600 * 1.2 + 10;
 
 	smp := evcharge.session_samples(p_order_no);
 	IF array_length(smp.ts, 1) IS NULL OR smp.meter_wh[array_length(smp.meter_wh, 1)] = 0 THEN
 		-- No measured rise: the pile's energy, evenly over its span.
 		smp.ts := ARRAY[rec.started_at, greatest(rec.ended_at, rec.started_at + interval '1 s')];
-		smp.meter_wh := ARRAY[0, coalesce(rec.energy_wh, 0)];
-	ELSIF rec.energy_wh IS NOT NULL THEN
+		smp.meter_wh := ARRAY[0, CASE WHEN plausible THEN coalesce(rec.energy_wh, 0) ELSE 0 END];
+	ELSIF rec.energy_wh IS NOT NULL AND plausible THEN
 		-- The pile's total is authoritative, shared in the measured proportions.
 		total_wh := smp.meter_wh[array_length(smp.meter_wh, 1)];
 		scaled := smp.meter_wh;
@@ -268,6 +288,9 @@ BEGIN
 
 	q := evcharge.price_session(s.station_id, evcharge.current_type(s.gun), s.group_id, smp.ts, smp.meter_wh);
 	applied := q.applied;
+	IF NOT plausible THEN
+		applied := applied || format('held: the pile''s %s Wh exceed what %s W allow in its span', rec.energy_wh, rated);
+	END IF;
 
 	SELECT o.grace_minutes, o.fee_per_minute, o.cap,
 	       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e WHERE e.station_id = o.station_id AND e.group_id = s.group_id) AS exempt
@@ -302,11 +325,14 @@ BEGIN
 		q.energy_fee, q.service_fee, occupancy, discount,
 		q.energy_fee + q.service_fee + occupancy - discount,
 		ARRAY(SELECT a FROM unnest(applied) a ORDER BY a),
-		CASE WHEN rec.energy_wh IS NOT NULL THEN 'pile' ELSE 'heartbeats' END);
+		CASE WHEN rec.energy_wh IS NOT NULL AND plausible THEN 'pile' ELSE 'heartbeats' END);
+	IF NOT plausible THEN
+		UPDATE evcharge.bill SET state = 'held' WHERE order_no = p_order_no;
+	END IF;
 	RETURN true;
 END $$;
 COMMENT ON FUNCTION evcharge.finalise_bill(text) IS
-	'makes the bill of a session from its heartbeats and its pile record (whose energy, when given, is authoritative), priced as quote() would; returns false when there is nothing to do';
+	'makes the bill of a session that has ended and whose pile record is in, from its heartbeats and the record (whose energy is authoritative when the gun could have delivered it; otherwise the bill is held), priced as quote() would; returns false when there is nothing to do yet';
 
 -- From the triggers: a bill that cannot be made must not fail the batch
 -- that brought its last piece; the reason is kept on the session.
