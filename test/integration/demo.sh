@@ -2,7 +2,7 @@
 # raw id is either accepted or quarantined with its reason, none is lost;
 # the tariff demo prices its charges and refuses the one with no plan.
 source "$(dirname "$0")/lib/tap.sh"
-plan 7
+plan 12
 db=evcharge_it_demo
 fresh_db $db
 q -d $db -f "$EV_ROOT/demo/ids.sql" >/dev/null
@@ -18,4 +18,19 @@ echo "$out" | grep -qF 'a bus, DC, 13:00-15:00, 60 kWh|60.000|50.10|24.00|0.00|0
 ok $? "the bus pays its group service fee: 50.10 + 24.00 = 74.10"
 echo "$out" | grep -q 'refused (EV001): no tariff in force for station 2 (AC) at 2025-12-31 23:00:00 Asia/Shanghai'
 ok $? "a charge before the first plan is refused with EV001"
+
+# The day: generated traffic with its defects, replayed through the pipeline.
+"$EV_ROOT/demo/day.sh" $db >/dev/null
+ok $? "demo/day.sh builds the generator and replays a day"
+is "$(q -d $db -c "SELECT count(*) FILTER (WHERE b.energy_wh = e.energy_wh) || '/' || count(*) FROM demo_day.expected e LEFT JOIN evcharge.bill b USING (order_no) WHERE e.record <> 'lost'")" \
+	"$(q -d $db -c "SELECT count(*) || '/' || count(*) FROM demo_day.expected WHERE record <> 'lost'")" \
+	"every session whose record came is billed exactly as metered, defects notwithstanding"
+is "$(q -d $db -c "SELECT count(*) FROM evcharge.charge_session s WHERE s.station_id BETWEEN 101 AND 199 AND NOT EXISTS (SELECT 1 FROM demo_day.expected e WHERE e.order_no = s.order_no)")" 0 \
+	"no session the ground truth does not know (late and repeated lines make none)"
+is "$(q -d $db -c "SELECT count(*) FROM evcharge.network_incident WHERE station_id BETWEEN 101 AND 199")" \
+	"$(q -d $db -c "SELECT count FROM demo_day.summary WHERE kind = 'network_incident'")" \
+	"the station-wide outage is reported as one network incident"
+is "$(q -d $db -c "SELECT count(*) FROM evcharge.charge_session s WHERE s.station_id BETWEEN 101 AND 199 AND NOT EXISTS (SELECT 1 FROM evcharge.bill b WHERE b.order_no = s.order_no)")" \
+	"$(q -d $db -c "SELECT count FROM demo_day.summary WHERE kind = 'record_lost'")" \
+	"only the sessions whose record was never sent are without a bill"
 done_testing
