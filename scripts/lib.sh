@@ -131,6 +131,9 @@ cluster_up() {
 			{ tail -20 "$dir/server.log" >&2; die "cluster $name did not start"; }
 	fi
 	export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres
+	# pg_cron's launcher waits for its database: make it, so it stops retrying.
+	psql -X -q -tA -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$cron_db'" | grep -q 1 ||
+		psql -X -q -d postgres -c "CREATE DATABASE \"$cron_db\"" >/dev/null
 }
 
 cluster_down() {

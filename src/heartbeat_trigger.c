@@ -63,9 +63,10 @@ static const char *const IngestSql =
 "), del AS ("
 "  DELETE FROM evcharge.heartbeat h USING bad"
 "  WHERE h.gun OPERATOR(evcharge.=) bad.gun AND h.ts = bad.ts"
-"    AND h.received_at = (bad.payload->>'received_at')::timestamptz"
-"    AND h.status = (bad.payload->>'status')::evcharge.gun_status"
-"    AND h.meter_wh IS NOT DISTINCT FROM (bad.payload->>'meter_wh')::bigint"
+"    AND jsonb_build_object('gun', h.gun, 'ts', h.ts, 'status', h.status, 'meter_wh', h.meter_wh,"
+"                           'power_w', h.power_w, 'voltage_v', h.voltage_v, 'current_a', h.current_a,"
+"                           'soc', h.soc, 'fault_code', h.fault_code, 'order_no', h.order_no,"
+"                           'received_at', h.received_at) = bad.payload"
 "  RETURNING 1"
 "), latest AS ("
 "  SELECT DISTINCT ON (c.gun) c.* FROM checked c WHERE c.reason IS NULL"
@@ -282,11 +283,14 @@ RunningFen(const TouTariff *t, const int64 *wh)
 	return e / INT64CONST(100000) + s / INT64CONST(100000);
 }
 
-/* An offline order number for a charge the platform did not start. */
+/* An order name for a charge that carried no order number: gun-unix time. */
 static char *
 OfflineOrderNo(const char *gun, TimestampTz ts)
 {
-	return psprintf("%s-%lld", gun, (long long) (ts / USECS_PER_SEC));
+	int64		unix_secs = ts / USECS_PER_SEC +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+
+	return psprintf("%s-" INT64_FORMAT, gun, unix_secs);
 }
 
 /* A session starts charging at ts with this meter reading as its baseline. */
@@ -354,6 +358,7 @@ RunSessionMachine(HeapTuple tup, TupleDesc desc, SessionBatch *batch)
 	int			i;
 	SessionOut *cur = NULL;
 	TimestampTz last_closed;
+	int			first_row = batch->n;	/* this gun's rows start here */
 
 	deconstruct_array(ts_arr, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ts_d, NULL, &n);
 	deconstruct_array(st_arr, TEXTOID, -1, false, TYPALIGN_INT, &st_d, NULL, &n);
@@ -525,10 +530,9 @@ RunSessionMachine(HeapTuple tup, TupleDesc desc, SessionBatch *batch)
 		}
 	}
 
-	/* Running amounts at the plan's prices. */
-	for (i = 0; i < batch->n; i++)
-		if (strcmp(batch->rows[i].gun, gun) == 0)
-			batch->rows[i].fen = RunningFen(tariff, batch->rows[i].wh);
+	/* Running amounts at the plan's prices, for this gun's rows only. */
+	for (i = first_row; i < batch->n; i++)
+		batch->rows[i].fen = RunningFen(tariff, batch->rows[i].wh);
 }
 
 static Datum

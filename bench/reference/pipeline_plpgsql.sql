@@ -5,12 +5,12 @@
 --
 -- Tables: own copies in schema bench_ref, made with LIKE ... INCLUDING ALL
 -- from the extension's tables (same columns, defaults, checks, indexes,
--- identity columns; foreign keys are not copied):
---   heartbeat_ref        partitioned the same way as evcharge.heartbeat: by
---                        RANGE (ts), one partition per UTC day
---                        (bench_ref.make_partitions, the same days as
---                        evcharge.maintain_partitions) plus a DEFAULT one,
---                        index (gun, ts);
+-- identity columns; foreign keys are not copied), except:
+--   heartbeat_ref        LIKE evcharge.heartbeat INCLUDING DEFAULTS,
+--                        partitioned the same way: by RANGE (ts), one
+--                        partition per UTC day (bench_ref.make_partitions,
+--                        the same days as evcharge.maintain_partitions) plus
+--                        a DEFAULT one, and the same (gun, ts) index;
 --   quarantine_ref, gun_state_ref, charge_session_ref, fault_event_ref,
 --   offline_period_ref, network_incident_ref.
 -- Lookups read the extension's registry and prices: evcharge.pile,

@@ -26,7 +26,7 @@ CREATE TABLE evcharge.charge_session (
 	running_total numeric(12, 2),
 	bill_error text,
 	updated_at timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 50);
 CREATE UNIQUE INDEX charge_session_open_idx ON evcharge.charge_session (gun)
 	WHERE state IN ('pending', 'charging', 'occupied');
 CREATE INDEX charge_session_station_idx ON evcharge.charge_session (station_id, started_at);
