@@ -17,6 +17,7 @@ OBJS = \
 	src/energy_split.o \
 	src/pricing.o \
 	src/heartbeat_trigger.o \
+	src/session_machine.o \
 	src/pile_record_trigger.o \
 	src/spi_trigger.o
 

@@ -2,63 +2,108 @@
  *
  * heartbeat_trigger.c
  *	  Owns heartbeat_ingest(), the statement-level AFTER INSERT trigger on
- *	  evcharge.heartbeat.  Once per statement (a COPY of thousands of rows is
- *	  one call) it reads the transition table and, set-based:
- *	  - moves rows it cannot accept to evcharge.quarantine with the reason
- *	    (unregistered pile, gun beyond the pile's gun count, charging without
- *	    a meter reading, a time before 2015 or more than a day ahead, a state
- *	    of charge outside 0-100) and removes them from the log, so one bad
- *	    row never fails the batch;
- *	  - brings evcharge.gun_state up to date with each gun's newest
- *	    heartbeat (an older one arriving late never overwrites it), marking
- *	    the gun online;
- *	  - ends the gun's open offline period, and the network incident once
- *	    all its guns are heard again.
+ *	  evcharge.heartbeat.  Once per statement (a COPY of a million rows is
+ *	  one call) it reads the transition table once, in C, and:
+ *	  - checks every row against the pile registry (looked up once per pile
+ *	    of the batch) and moves the rows it cannot accept to
+ *	    evcharge.quarantine with the reason (evcharge.heartbeat_problem()
+ *	    words it), removing them from the log, so one bad row never fails
+ *	    the batch;
+ *	  - sorts the accepted rows by gun and time and brings
+ *	    evcharge.gun_state up to date with each gun's newest heartbeat (an
+ *	    older one arriving late never overwrites it), marking it online;
+ *	  - opens and closes fault events, ends the gun's open offline period
+ *	    at its first heartbeat after it, and the network incident once all
+ *	    its guns are heard again;
+ *	  - hands the guns to the session machine (session_machine.c).
  *
- * Rows are upserted in gun order so that concurrent loaders take row locks
- * in the same order and cannot deadlock; the conflict clause keeps the
- * newest heartbeat whichever loader commits first.  The statements are
- * prepared once per backend and kept (SPI_keepplan).
+ * Every write is one statement per batch over arrays built here.  The
+ * gun_state upsert comes first and in gun order: its row locks serialise
+ * concurrent loaders per gun (the later one waits, then reads the session
+ * and fault rows as the earlier one left them) and, taken in the same
+ * order by every loader, cannot deadlock.  The statements are prepared
+ * once per backend and kept.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
-#include "energy_split.h"
+#include "heartbeat_batch.h"
 #include "spi_trigger.h"
-#include "tariff.h"
 
 PG_FUNCTION_INFO_V1(heartbeat_ingest);
 
-static void ProcessSessions(void);
+const char *const GunStatusName[GUN_STATUS_COUNT] = {
+	"idle", "plugged", "charging", "suspended", "occupied", "fault"
+};
+
+/* The registry's facts about one pile of the batch. */
+typedef struct PileInfo
+{
+	bool		registered;
+	int32		gun_count;
+	int32		rated_power_w;
+	int64		station_id;
+	char	   *tz;
+	char	   *current_type;
+	bool		ground_lock;
+} PileInfo;
+
+/* One plan of a station, as station_tariff has it. */
+typedef struct PlanRow
+{
+	int64		station_id;
+	char	   *current_type;
+	TimestampTz lower;			/* never infinite: the table forbids it */
+	TimestampTz upper;
+	bool		upper_inf;
+	bool		lower_inc;
+	bool		upper_inc;
+	TouTariff  *tariff;
+} PlanRow;
+
+/* The registry, one row per pile of the batch (one gun of it given). */
+static const char *const PileSql =
+"SELECT p.gun_count, p.rated_power_w, p.station_id, st.tz,"
+"       coalesce(evcharge.product_kind(u.g) = 'ground_lock', false), evcharge.current_type(u.g)"
+" FROM unnest($1::evcharge.gun_id[]) WITH ORDINALITY AS u(g, n)"
+" LEFT JOIN evcharge.pile p ON p.pile_id OPERATOR(evcharge.=) evcharge.pile(u.g)"
+" LEFT JOIN evcharge.station st ON st.station_id = p.station_id"
+" ORDER BY u.n";
 
 /*
- * One statement does the batch: checked (every new row with the reason it
- * cannot be accepted, or NULL), bad (quarantined), del (removed from the
- * log), latest (each gun's newest accepted row), up (gun_state), back
- * (offline periods that end).
+ * Quarantine: the rows with these keys that heartbeat_problem() refuses go
+ * to quarantine whole, with its reason, and leave the log.  A row is
+ * removed only if all its columns equal a quarantined one, so an accepted
+ * twin with the same gun and time stays.
  */
-static const char *const IngestSql =
-"WITH checked AS ("
-"  SELECT n.*, p.station_id,"
-"         evcharge.heartbeat_problem(n.gun, n.ts, n.status, n.meter_wh, n.soc, p.pile_id, p.gun_count) AS reason"
-"  FROM new_rows n LEFT JOIN evcharge.pile p ON p.pile_id OPERATOR(evcharge.=) evcharge.pile(n.gun)"
-"), bad AS ("
+static const char *const QuarantineSql =
+"WITH bad AS ("
 "  INSERT INTO evcharge.quarantine (source, reason, gun, ts, payload)"
 "  SELECT 'heartbeat', c.reason, c.gun, c.ts,"
 "         jsonb_build_object('gun', c.gun, 'ts', c.ts, 'status', c.status, 'meter_wh', c.meter_wh,"
 "                            'power_w', c.power_w, 'voltage_v', c.voltage_v, 'current_a', c.current_a,"
 "                            'soc', c.soc, 'fault_code', c.fault_code, 'order_no', c.order_no,"
 "                            'received_at', c.received_at)"
-"  FROM checked c WHERE c.reason IS NOT NULL"
+"  FROM (SELECT n.*, evcharge.heartbeat_problem(n.gun, n.ts, n.status, n.meter_wh, n.soc,"
+"                                               p.pile_id, p.gun_count) AS reason"
+"        FROM new_rows n LEFT JOIN evcharge.pile p ON p.pile_id OPERATOR(evcharge.=) evcharge.pile(n.gun)"
+"        WHERE EXISTS (SELECT 1 FROM unnest($1::evcharge.gun_id[], $2::timestamptz[]) AS b(gun, ts)"
+"                      WHERE b.gun OPERATOR(evcharge.=) n.gun AND b.ts = n.ts)) c"
+"  WHERE c.reason IS NOT NULL"
 "  RETURNING gun, ts, payload"
 "), del AS ("
 "  DELETE FROM evcharge.heartbeat h USING bad"
@@ -68,43 +113,78 @@ static const char *const IngestSql =
 "                           'soc', h.soc, 'fault_code', h.fault_code, 'order_no', h.order_no,"
 "                           'received_at', h.received_at) = bad.payload"
 "  RETURNING 1"
-"), latest AS ("
-"  SELECT DISTINCT ON (c.gun) c.* FROM checked c WHERE c.reason IS NULL"
-"  ORDER BY c.gun, c.ts DESC, c.received_at DESC"
-"), up AS ("
-"  INSERT INTO evcharge.gun_state AS g (gun, station_id, status, online, last_heartbeat, current_order,"
-"                                       power_w, soc, meter_wh, fault_code, updated_at)"
-"  SELECT l.gun, l.station_id, l.status, true, l.ts, l.order_no, l.power_w, l.soc, l.meter_wh, l.fault_code, now()"
-"  FROM latest l ORDER BY l.gun"
-"  ON CONFLICT (gun) DO UPDATE SET station_id = EXCLUDED.station_id, status = EXCLUDED.status, online = true,"
+") "
+"SELECT (SELECT count(*) FROM bad), (SELECT count(*) FROM del)";
+
+/* Each gun's newest accepted heartbeat, in gun order. */
+static const char *const GunStateSql =
+"INSERT INTO evcharge.gun_state AS g (gun, station_id, status, online, last_heartbeat, current_order,"
+"                                     power_w, soc, meter_wh, fault_code, updated_at)"
+" SELECT u.gun, u.station_id, u.status::evcharge.gun_status, true, u.ts, u.order_no, u.power_w, u.soc,"
+"        u.meter_wh, u.fault_code, now()"
+" FROM unnest($1::evcharge.gun_id[], $2::int8[], $3::text[], $4::timestamptz[], $5::text[], $6::int4[],"
+"             $7::int2[], $8::int8[], $9::int2[])"
+"      WITH ORDINALITY AS u(gun, station_id, status, ts, order_no, power_w, soc, meter_wh, fault_code, n)"
+" ORDER BY u.n"
+" ON CONFLICT (gun) DO UPDATE SET station_id = EXCLUDED.station_id, status = EXCLUDED.status, online = true,"
 "    last_heartbeat = EXCLUDED.last_heartbeat, current_order = EXCLUDED.current_order,"
 "    power_w = EXCLUDED.power_w, soc = EXCLUDED.soc, meter_wh = EXCLUDED.meter_wh,"
 "    fault_code = EXCLUDED.fault_code, updated_at = EXCLUDED.updated_at"
-"  WHERE g.last_heartbeat < EXCLUDED.last_heartbeat"
+" WHERE g.last_heartbeat < EXCLUDED.last_heartbeat";
+
+/*
+ * Each gun's open fault, open offline period and open session, and for the
+ * guns the session machine will see, the end of the last closed session
+ * (a late line of it must not open a new one).  Read after GunStateSql, so
+ * under the gun's row lock.
+ */
+static const char *const ContextSql =
+"SELECT f.started_at, o.started_at,"
+"       cs.order_no, cs.state, cs.last_ts, cs.high_meter_wh, cs.wh_by_class, cs.jump_wh,"
+"       cs.started_at, cs.first_meter_wh, cs.charging_ended_at, cs.high_meter_at,"
+"       (SELECT max(coalesce(c2.occupied_until, c2.charging_ended_at)) FROM evcharge.charge_session c2"
+"         WHERE (u.active OR cs.order_no IS NOT NULL) AND c2.gun OPERATOR(evcharge.=) u.g"
+"           AND c2.state IN ('ended', 'cancelled') AND c2.occupied_until >= u.ts1 - interval '1 day')"
+" FROM unnest($1::evcharge.gun_id[], $2::bool[], $3::timestamptz[]) WITH ORDINALITY AS u(g, active, ts1, n)"
+" LEFT JOIN evcharge.fault_event f ON f.gun OPERATOR(evcharge.=) u.g AND f.ended_at IS NULL"
+" LEFT JOIN evcharge.offline_period o ON o.gun OPERATOR(evcharge.=) u.g AND o.ended_at IS NULL"
+" LEFT JOIN evcharge.charge_session cs ON cs.gun OPERATOR(evcharge.=) u.g"
+"      AND cs.state IN ('pending', 'charging', 'occupied')"
+" ORDER BY u.n";
+
+/* The plans of the stations whose guns the session machine will see. */
+static const char *const PlanSql =
+"SELECT t.station_id, t.current_type, lower(t.valid), upper(t.valid), upper_inf(t.valid),"
+"       lower_inc(t.valid), upper_inc(t.valid), t.tariff"
+" FROM evcharge.station_tariff t WHERE t.station_id = ANY ($1::int8[])"
+" ORDER BY t.station_id";
+
+/*
+ * Fault events the batch closed and opened (opened ones may already be
+ * closed by a later row of the batch), and offline periods it ended; the
+ * network incidents of those periods come back.
+ */
+static const char *const EventSql =
+"WITH fault_close AS ("
+"  UPDATE evcharge.fault_event f SET ended_at = c.ended_at"
+"  FROM unnest($1::evcharge.gun_id[], $2::timestamptz[]) AS c(gun, ended_at)"
+"  WHERE f.gun OPERATOR(evcharge.=) c.gun AND f.ended_at IS NULL"
 "  RETURNING 1"
 "), fault_open AS ("
-"  INSERT INTO evcharge.fault_event (gun, fault_code, started_at)"
-"  SELECT DISTINCT ON (c.gun) c.gun, c.fault_code, c.ts FROM checked c"
-"  WHERE c.reason IS NULL AND c.fault_code <> 0"
-"    AND NOT EXISTS (SELECT 1 FROM evcharge.fault_event f WHERE f.gun OPERATOR(evcharge.=) c.gun AND f.ended_at IS NULL)"
-"  ORDER BY c.gun, c.ts"
+"  INSERT INTO evcharge.fault_event (gun, fault_code, started_at, ended_at)"
+"  SELECT o.gun, o.code, o.started_at, o.ended_at"
+"  FROM unnest($3::evcharge.gun_id[], $4::int2[], $5::timestamptz[], $6::timestamptz[])"
+"       WITH ORDINALITY AS o(gun, code, started_at, ended_at, n)"
+"  ORDER BY o.n"
 "  ON CONFLICT (gun) WHERE ended_at IS NULL DO NOTHING"
 "  RETURNING 1"
-"), fault_close AS ("
-"  UPDATE evcharge.fault_event f SET ended_at = z.ts"
-"  FROM (SELECT c.gun, min(c.ts) AS ts FROM checked c, evcharge.fault_event f2"
-"        WHERE c.reason IS NULL AND c.fault_code = 0 AND f2.gun OPERATOR(evcharge.=) c.gun"
-"          AND f2.ended_at IS NULL AND c.ts > f2.started_at GROUP BY c.gun) z"
-"  WHERE f.gun OPERATOR(evcharge.=) z.gun AND f.ended_at IS NULL"
-"  RETURNING 1"
 "), back AS ("
-"  UPDATE evcharge.offline_period o SET ended_at = f.first_ts"
-"  FROM (SELECT c.gun, min(c.ts) AS first_ts FROM checked c WHERE c.reason IS NULL GROUP BY c.gun) f"
-"  WHERE o.gun OPERATOR(evcharge.=) f.gun AND o.ended_at IS NULL AND f.first_ts > o.started_at"
+"  UPDATE evcharge.offline_period o SET ended_at = b.ended_at"
+"  FROM unnest($7::evcharge.gun_id[], $8::timestamptz[]) AS b(gun, ended_at)"
+"  WHERE o.gun OPERATOR(evcharge.=) b.gun AND o.ended_at IS NULL"
 "  RETURNING o.network_incident_id"
 ") "
-"SELECT (SELECT count(*) FROM bad), (SELECT count(*) FROM del), (SELECT count(*) FROM up)"
-"         + (SELECT count(*) FROM fault_open) + (SELECT count(*) FROM fault_close),"
+"SELECT (SELECT count(*) FROM fault_close) + (SELECT count(*) FROM fault_open),"
 "       (SELECT array_agg(DISTINCT network_incident_id) FROM back WHERE network_incident_id IS NOT NULL)";
 
 /* Network incidents whose guns have all been heard again end. */
@@ -115,570 +195,769 @@ static const char *const IncidentSql =
 "   AND NOT EXISTS (SELECT 1 FROM evcharge.offline_period o"
 "                   WHERE o.network_incident_id = i.network_incident_id AND o.ended_at IS NULL)";
 
-static SPIPlanPtr ingest_plan = NULL;
+static SPIPlanPtr pile_plan = NULL;
+static SPIPlanPtr quarantine_plan = NULL;
+static SPIPlanPtr gun_state_plan = NULL;
+static SPIPlanPtr context_plan = NULL;
+static SPIPlanPtr plan_plan = NULL;
+static SPIPlanPtr event_plan = NULL;
 static SPIPlanPtr incident_plan = NULL;
+
+/* The gun_id type the kept statements were prepared for. */
+static Oid	kept_gun_type = InvalidOid;
+
+/* The batch's memory; SPI calls return in SPI's context, so switch back. */
+static MemoryContext batch_cxt = NULL;
+
+static void
+RunKept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args,
+		int expect, const char *what)
+{
+	int			ret = SPI_execute_plan(KeptPlan(cache, sql, nargs, types), args, NULL, false, 0);
+
+	MemoryContextSwitchTo(batch_cxt);
+	if (ret != expect)
+		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(ret));
+}
+
+/* Statements kept for another gun_id type (the extension was recreated) go. */
+static void
+ForgetPlansIfTypeChanged(Oid gun_type)
+{
+	SPIPlanPtr *plans[] = {&pile_plan, &quarantine_plan, &gun_state_plan, &context_plan,
+	&event_plan};
+	int			i;
+
+	if (kept_gun_type == gun_type)
+		return;
+	for (i = 0; i < (int) lengthof(plans); i++)
+		if (*plans[i] != NULL)
+		{
+			SPI_freeplan(*plans[i]);
+			*plans[i] = NULL;
+		}
+	kept_gun_type = gun_type;
+}
+
+/* ---------- arrays for the statements ---------- */
+
+typedef struct ArrayOut
+{
+	Datum	   *d;
+	bool	   *nulls;
+	int			n;
+	Oid			elemtype;
+} ArrayOut;
+
+static void
+ArrayInit(ArrayOut *a, int cap, Oid elemtype)
+{
+	a->d = palloc(sizeof(Datum) * Max(cap, 1));
+	a->nulls = palloc(sizeof(bool) * Max(cap, 1));
+	a->n = 0;
+	a->elemtype = elemtype;
+}
+
+static void
+ArrayPush(ArrayOut *a, Datum d, bool isnull)
+{
+	a->d[a->n] = isnull ? (Datum) 0 : d;
+	a->nulls[a->n] = isnull;
+	a->n++;
+}
+
+static Datum
+ArrayDatum(ArrayOut *a)
+{
+	int16		typlen;
+	bool		byval;
+	char		align;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(a->elemtype, &typlen, &byval, &align);
+	dims[0] = a->n;
+	return PointerGetDatum(construct_md_array(a->d, a->nulls, 1, dims, lbs, a->elemtype,
+											  typlen, byval, align));
+}
+
+/* ---------- reading the batch ---------- */
+
+/* Attribute numbers of the columns read, in the heartbeat table. */
+typedef struct HbColumns
+{
+	int			gun;
+	int			ts;
+	int			status;
+	int			meter;
+	int			power;
+	int			soc;
+	int			fault;
+	int			order_no;
+	int			received_at;
+} HbColumns;
+
+static int
+ColumnNumber(TupleDesc desc, const char *name)
+{
+	int			att = SPI_fnumber(desc, name);
+
+	if (att <= 0)
+		elog(ERROR, "heartbeat table has no column \"%s\"", name);
+	return att;
+}
+
+/* Enum value (an OID) to GunStatus, by label, remembered per batch. */
+typedef struct StatusMap
+{
+	Oid			oid[GUN_STATUS_COUNT];
+	uint8		status[GUN_STATUS_COUNT];
+	int			n;
+} StatusMap;
+
+static uint8
+StatusOf(StatusMap *m, Datum value)
+{
+	Oid			oid = DatumGetObjectId(value);
+	char	   *label;
+	int			i;
+
+	for (i = 0; i < m->n; i++)
+		if (m->oid[i] == oid)
+			return m->status[i];
+	label = DatumGetCString(DirectFunctionCall1(enum_out, value));
+	for (i = 0; i < GUN_STATUS_COUNT; i++)
+		if (strcmp(label, GunStatusName[i]) == 0)
+			break;
+	if (i == GUN_STATUS_COUNT)
+		elog(ERROR, "unknown gun status \"%s\"", label);
+	if (m->n < GUN_STATUS_COUNT)
+	{
+		m->oid[m->n] = oid;
+		m->status[m->n] = (uint8) i;
+		m->n++;
+	}
+	return (uint8) i;
+}
+
+/* Reads every row of the transition table into rows (allocated here). */
+static HbRow *
+ReadNewRows(TriggerData *trigdata, int *nrows)
+{
+	Tuplestorestate *store = trigdata->tg_newtable;
+	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	HbColumns	c;
+	StatusMap	statuses = {{0}, {0}, 0};
+	HbRow	   *rows;
+	Size		cap = 1024;
+	int			n = 0;
+	int			readptr;
+
+	c.gun = ColumnNumber(desc, "gun");
+	c.ts = ColumnNumber(desc, "ts");
+	c.status = ColumnNumber(desc, "status");
+	c.meter = ColumnNumber(desc, "meter_wh");
+	c.power = ColumnNumber(desc, "power_w");
+	c.soc = ColumnNumber(desc, "soc");
+	c.fault = ColumnNumber(desc, "fault_code");
+	c.order_no = ColumnNumber(desc, "order_no");
+	c.received_at = ColumnNumber(desc, "received_at");
+
+	rows = MemoryContextAllocHuge(CurrentMemoryContext, cap * sizeof(HbRow));
+
+	/* A read pointer of our own: the SPI statements scan with theirs. */
+	readptr = tuplestore_alloc_read_pointer(store, EXEC_FLAG_REWIND);
+	tuplestore_select_read_pointer(store, readptr);
+	tuplestore_rescan(store);
+
+	while (tuplestore_gettupleslot(store, true, false, slot))
+	{
+		HbRow	   *r;
+		bool		isnull;
+		Datum		v;
+
+		if ((n & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
+		if ((Size) n == cap)
+		{
+			cap *= 2;
+			rows = repalloc_huge(rows, cap * sizeof(HbRow));
+		}
+		r = &rows[n++];
+
+		/* gun, ts, status and received_at are NOT NULL in the table. */
+		v = slot_getattr(slot, c.gun, &isnull);
+		r->gun = *DatumGetGunIdP(v);
+		r->ts = DatumGetTimestampTz(slot_getattr(slot, c.ts, &isnull));
+		r->status = StatusOf(&statuses, slot_getattr(slot, c.status, &isnull));
+		r->received_at = DatumGetTimestampTz(slot_getattr(slot, c.received_at, &isnull));
+
+		v = slot_getattr(slot, c.meter, &r->meter_null);
+		r->meter = r->meter_null ? -1 : DatumGetInt64(v);
+		v = slot_getattr(slot, c.power, &r->power_null);
+		r->power_w = r->power_null ? 0 : DatumGetInt32(v);
+		v = slot_getattr(slot, c.soc, &r->soc_null);
+		r->soc = r->soc_null ? 0 : DatumGetInt16(v);
+		v = slot_getattr(slot, c.fault, &r->fault_null);
+		r->fault_code = r->fault_null ? 0 : DatumGetInt16(v);
+		v = slot_getattr(slot, c.order_no, &isnull);
+		r->order_no = isnull ? NULL : TextDatumGetCString(v);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	*nrows = n;
+	return rows;
+}
+
+static int
+GunCmp(const GunId *a, const GunId *b)
+{
+	if (a->head != b->head)
+		return a->head < b->head ? -1 : 1;
+	if (a->tail != b->tail)
+		return a->tail < b->tail ? -1 : 1;
+	return 0;
+}
+
+/* By gun, then time, then arrival. */
+static int
+RowCmp(const void *x, const void *y)
+{
+	const HbRow *a = *(HbRow *const *) x;
+	const HbRow *b = *(HbRow *const *) y;
+	int			c = GunCmp(&a->gun, &b->gun);
+
+	if (c != 0)
+		return c;
+	if (a->ts != b->ts)
+		return a->ts < b->ts ? -1 : 1;
+	if (a->received_at != b->received_at)
+		return a->received_at < b->received_at ? -1 : 1;
+	return 0;
+}
+
+static bool
+SamePile(const GunId *a, const GunId *b)
+{
+	return a->head == b->head && a->tail / 1000 == b->tail / 1000;
+}
+
+/* The registry's facts for each pile, in the order of the first gun given. */
+static PileInfo *
+LookUpPiles(GunId *piles, int npiles, Oid gun_type)
+{
+	PileInfo   *info = palloc0(sizeof(PileInfo) * Max(npiles, 1));
+	ArrayOut	a;
+	Oid			types[1];
+	Datum		args[1];
+	int			i;
+
+	ArrayInit(&a, npiles, gun_type);
+	for (i = 0; i < npiles; i++)
+		ArrayPush(&a, PointerGetDatum(&piles[i]), false);
+	types[0] = get_array_type(gun_type);
+	args[0] = ArrayDatum(&a);
+	RunKept(&pile_plan, PileSql, 1, types, args, SPI_OK_SELECT, "pile look-up");
+	if ((int) SPI_processed != npiles)
+		elog(ERROR, "pile look-up returned " UINT64_FORMAT " rows for %d piles", SPI_processed, npiles);
+
+	for (i = 0; i < npiles; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		v;
+
+		v = SPI_getbinval(tup, desc, 1, &isnull);
+		info[i].registered = !isnull;
+		if (isnull)
+			continue;
+		info[i].gun_count = DatumGetInt32(v);
+		info[i].rated_power_w = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		info[i].station_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		info[i].tz = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
+		info[i].ground_lock = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		v = SPI_getbinval(tup, desc, 6, &isnull);
+		info[i].current_type = isnull ? NULL : TextDatumGetCString(v);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return info;
+}
+
+/*
+ * Whether evcharge.heartbeat_problem() refuses the row: the same tests in
+ * the same terms (it words the reason when the row is quarantined; the
+ * trigger checks that both agree).
+ */
+static bool
+RowRefused(const HbRow *r, const PileInfo *p, TimestampTz not_before, TimestampTz not_after)
+{
+	if (!p->registered)
+		return true;
+	if (GunIdNumber(&r->gun) > p->gun_count)
+		return true;
+	if ((r->status == GUN_CHARGING || r->status == GUN_SUSPENDED || r->status == GUN_OCCUPIED) &&
+		p->ground_lock)
+		return true;
+	if (r->status == GUN_CHARGING && r->meter_null)
+		return true;
+	if (r->ts < not_before || r->ts > not_after)
+		return true;
+	if (!r->soc_null && (r->soc < 0 || r->soc > 100))
+		return true;
+	return false;
+}
+
+static void
+Quarantine(HbRow **bad, int nbad, Oid gun_type)
+{
+	ArrayOut	guns;
+	ArrayOut	ts;
+	Oid			types[2];
+	Datum		args[2];
+	int64		quarantined;
+	bool		isnull;
+	int			i;
+
+	ArrayInit(&guns, nbad, gun_type);
+	ArrayInit(&ts, nbad, TIMESTAMPTZOID);
+	for (i = 0; i < nbad; i++)
+	{
+		ArrayPush(&guns, PointerGetDatum(&bad[i]->gun), false);
+		ArrayPush(&ts, TimestampTzGetDatum(bad[i]->ts), false);
+	}
+	types[0] = get_array_type(gun_type);
+	types[1] = TIMESTAMPTZARRAYOID;
+	args[0] = ArrayDatum(&guns);
+	args[1] = ArrayDatum(&ts);
+	RunKept(&quarantine_plan, QuarantineSql, 2, types, args, SPI_OK_SELECT, "quarantine");
+	quarantined = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	if (quarantined != nbad)
+		elog(ERROR, "heartbeat check disagrees with heartbeat_problem(): %d rows refused, " INT64_FORMAT " quarantined",
+			 nbad, quarantined);
+}
+
+/* ---------- live state, context, events ---------- */
+
+static void
+WriteGunState(GunBatch *guns, int nguns, Oid gun_type)
+{
+	ArrayOut	a[9];
+	Oid			elem[9] = {gun_type, INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID, INT4OID, INT2OID,
+	INT8OID, INT2OID};
+	Oid			types[9];
+	Datum		args[9];
+	int			i;
+	int			k;
+
+	for (k = 0; k < 9; k++)
+		ArrayInit(&a[k], nguns, elem[k]);
+	for (i = 0; i < nguns; i++)
+	{
+		const HbRow *r;
+
+		if (guns[i].nrows == 0)
+			continue;
+		r = guns[i].rows[guns[i].nrows - 1];
+		ArrayPush(&a[0], PointerGetDatum(&guns[i].gun), false);
+		ArrayPush(&a[1], Int64GetDatum(guns[i].station_id), false);
+		ArrayPush(&a[2], CStringGetTextDatum(GunStatusName[r->status]), false);
+		ArrayPush(&a[3], TimestampTzGetDatum(r->ts), false);
+		ArrayPush(&a[4], r->order_no ? CStringGetTextDatum(r->order_no) : (Datum) 0, r->order_no == NULL);
+		ArrayPush(&a[5], Int32GetDatum(r->power_w), r->power_null);
+		ArrayPush(&a[6], Int16GetDatum(r->soc), r->soc_null);
+		ArrayPush(&a[7], Int64GetDatum(r->meter), r->meter_null);
+		ArrayPush(&a[8], Int16GetDatum(r->fault_code), r->fault_null);
+	}
+	if (a[0].n == 0)
+		return;
+	for (k = 0; k < 9; k++)
+	{
+		types[k] = get_array_type(elem[k]);
+		args[k] = ArrayDatum(&a[k]);
+	}
+	RunKept(&gun_state_plan, GunStateSql, 9, types, args, SPI_OK_INSERT, "gun state upsert");
+}
+
+static SessionOut *
+ReadOpenSession(HeapTuple tup, TupleDesc desc, int64 station_id)
+{
+	SessionOut *s = palloc0(sizeof(SessionOut));
+	bool		isnull;
+	Datum		v;
+	ArrayType  *wh_arr;
+	Datum	   *wh_d;
+	int			nwh;
+	int			c;
+
+	s->order_no = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+	s->station_id = station_id;
+	s->state = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
+	v = SPI_getbinval(tup, desc, 5, &isnull);
+	s->last_ts = isnull ? DT_NOBEGIN : DatumGetTimestampTz(v);
+	v = SPI_getbinval(tup, desc, 6, &isnull);
+	s->high_meter = isnull ? -1 : DatumGetInt64(v);
+	wh_arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 7, &isnull));
+	deconstruct_array(wh_arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &wh_d, NULL, &nwh);
+	for (c = 0; c < TOU_CLASSES && c < nwh; c++)
+		s->wh[c] = DatumGetInt64(wh_d[c]);
+	s->jump = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+	s->started_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &s->started_null));
+	v = SPI_getbinval(tup, desc, 10, &isnull);
+	s->first_meter = isnull ? -1 : DatumGetInt64(v);
+	s->charging_ended_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &s->charging_ended_null));
+	v = SPI_getbinval(tup, desc, 12, &isnull);
+	s->high_at = isnull ? s->last_ts : DatumGetTimestampTz(v);
+	s->occupied_null = true;
+	return s;
+}
+
+/*
+ * Reads each gun's context, then works out its fault events and the end of
+ * its offline period and writes them; returns nothing, ends incidents.
+ */
+static void
+LoadContextAndWriteEvents(GunBatch *guns, int nguns, Oid gun_type)
+{
+	ArrayOut	in[3];
+	ArrayOut	fc[2];			/* faults closed: gun, ended_at */
+	ArrayOut	fo[4];			/* faults opened: gun, code, started_at, ended_at */
+	ArrayOut	bk[2];			/* offline periods ended: gun, ended_at */
+	Oid			types[8];
+	Datum		args[8];
+	Oid			gun_array = get_array_type(gun_type);
+	int			i;
+	int			k;
+	bool		isnull;
+	Datum		incidents;
+
+	ArrayInit(&in[0], nguns, gun_type);
+	ArrayInit(&in[1], nguns, BOOLOID);
+	ArrayInit(&in[2], nguns, TIMESTAMPTZOID);
+	for (i = 0; i < nguns; i++)
+	{
+		ArrayPush(&in[0], PointerGetDatum(&guns[i].gun), false);
+		ArrayPush(&in[1], BoolGetDatum(guns[i].active), false);
+		ArrayPush(&in[2], TimestampTzGetDatum(guns[i].rows[0]->ts), false);
+	}
+	types[0] = gun_array;
+	types[1] = BOOLARRAYOID;
+	types[2] = TIMESTAMPTZARRAYOID;
+	for (k = 0; k < 3; k++)
+		args[k] = ArrayDatum(&in[k]);
+	RunKept(&context_plan, ContextSql, 3, types, args, SPI_OK_SELECT, "gun context read");
+	if ((int) SPI_processed != nguns)
+		elog(ERROR, "gun context read returned " UINT64_FORMAT " rows for %d guns", SPI_processed, nguns);
+
+	ArrayInit(&fc[0], nguns, gun_type);
+	ArrayInit(&fc[1], nguns, TIMESTAMPTZOID);
+	for (k = 0; k < 4; k++)
+		ArrayInit(&fo[k], nguns, k == 0 ? gun_type : k == 1 ? INT2OID : TIMESTAMPTZOID);
+	ArrayInit(&bk[0], nguns, gun_type);
+	ArrayInit(&bk[1], nguns, TIMESTAMPTZOID);
+
+	for (i = 0; i < nguns; i++)
+	{
+		GunBatch   *g = &guns[i];
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		v;
+		bool		fault_open;
+		TimestampTz fault_since;
+		int			opened = -1;	/* index in fo of a fault this batch opened */
+		int			j;
+
+		/* Faults: open at the first row with a code, close at the first without. */
+		v = SPI_getbinval(tup, desc, 1, &isnull);
+		fault_open = !isnull;
+		fault_since = isnull ? DT_NOBEGIN : DatumGetTimestampTz(v);
+		for (j = 0; j < g->nrows; j++)
+		{
+			const HbRow *r = g->rows[j];
+
+			if (r->fault_null)
+				continue;
+			if (r->fault_code != 0 && !fault_open)
+			{
+				opened = fo[0].n;
+				ArrayPush(&fo[0], PointerGetDatum(&g->gun), false);
+				ArrayPush(&fo[1], Int16GetDatum(r->fault_code), false);
+				ArrayPush(&fo[2], TimestampTzGetDatum(r->ts), false);
+				ArrayPush(&fo[3], (Datum) 0, true);
+				fault_open = true;
+				fault_since = r->ts;
+			}
+			else if (r->fault_code == 0 && fault_open && r->ts > fault_since)
+			{
+				if (opened >= 0)
+				{
+					fo[3].d[opened] = TimestampTzGetDatum(r->ts);
+					fo[3].nulls[opened] = false;
+					opened = -1;
+				}
+				else
+				{
+					ArrayPush(&fc[0], PointerGetDatum(&g->gun), false);
+					ArrayPush(&fc[1], TimestampTzGetDatum(r->ts), false);
+				}
+				fault_open = false;
+			}
+		}
+
+		/* Offline: the period ends at the first heartbeat after its start. */
+		v = SPI_getbinval(tup, desc, 2, &isnull);
+		if (!isnull)
+		{
+			TimestampTz since = DatumGetTimestampTz(v);
+
+			for (j = 0; j < g->nrows; j++)
+				if (g->rows[j]->ts > since)
+				{
+					ArrayPush(&bk[0], PointerGetDatum(&g->gun), false);
+					ArrayPush(&bk[1], TimestampTzGetDatum(g->rows[j]->ts), false);
+					break;
+				}
+		}
+
+		/* The open session and the last closed one, for the session machine. */
+		(void) SPI_getbinval(tup, desc, 3, &isnull);
+		g->open = isnull ? NULL : ReadOpenSession(tup, desc, g->station_id);
+		v = SPI_getbinval(tup, desc, 13, &isnull);
+		g->last_closed = isnull ? DT_NOBEGIN : DatumGetTimestampTz(v);
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	if (fc[0].n == 0 && fo[0].n == 0 && bk[0].n == 0)
+		return;
+	types[0] = gun_array;
+	types[1] = TIMESTAMPTZARRAYOID;
+	types[2] = gun_array;
+	types[3] = INT2ARRAYOID;
+	types[4] = TIMESTAMPTZARRAYOID;
+	types[5] = TIMESTAMPTZARRAYOID;
+	types[6] = gun_array;
+	types[7] = TIMESTAMPTZARRAYOID;
+	args[0] = ArrayDatum(&fc[0]);
+	args[1] = ArrayDatum(&fc[1]);
+	for (k = 0; k < 4; k++)
+		args[2 + k] = ArrayDatum(&fo[k]);
+	args[6] = ArrayDatum(&bk[0]);
+	args[7] = ArrayDatum(&bk[1]);
+	RunKept(&event_plan, EventSql, 8, types, args, SPI_OK_SELECT, "fault and offline update");
+
+	incidents = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+	{
+		Oid			itypes[1] = {INT8ARRAYOID};
+		Datum		iargs[1];
+
+		iargs[0] = datumCopy(incidents, false, -1);
+		SPI_freetuptable(SPI_tuptable);
+		RunKept(&incident_plan, IncidentSql, 1, itypes, iargs, SPI_OK_UPDATE, "network incident update");
+	}
+}
+
+/* The plan in force for each gun the session machine will see, at its first row. */
+static void
+FindPlans(GunBatch *guns, int nguns)
+{
+	ArrayOut	st;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		args[1];
+	PlanRow    *plans;
+	int			nplans;
+	int64		last = -1;
+	int			i;
+
+	ArrayInit(&st, nguns, INT8OID);
+	for (i = 0; i < nguns; i++)
+		if (guns[i].open != NULL || guns[i].active)
+		{
+			/* guns of one pile, hence of one station, are adjacent */
+			if (guns[i].station_id != last)
+				ArrayPush(&st, Int64GetDatum(guns[i].station_id), false);
+			last = guns[i].station_id;
+		}
+	if (st.n == 0)
+		return;
+	args[0] = ArrayDatum(&st);
+	RunKept(&plan_plan, PlanSql, 1, types, args, SPI_OK_SELECT, "plan look-up");
+
+	nplans = (int) SPI_processed;
+	plans = palloc(sizeof(PlanRow) * Max(nplans, 1));
+	for (i = 0; i < nplans; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		v;
+
+		plans[i].station_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		plans[i].current_type = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		plans[i].lower = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+		v = SPI_getbinval(tup, desc, 4, &isnull);
+		plans[i].upper = isnull ? 0 : DatumGetTimestampTz(v);
+		plans[i].upper_inf = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		plans[i].lower_inc = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+		plans[i].upper_inc = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+		plans[i].tariff = (TouTariff *) PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 8, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	for (i = 0; i < nguns; i++)
+	{
+		GunBatch   *g = &guns[i];
+		TimestampTz t = g->rows[0]->ts;
+		int			lo = 0;
+		int			hi = nplans;
+		int			j;
+
+		g->tariff = NULL;
+		if ((g->open == NULL && !g->active) || g->current_type == NULL)
+			continue;
+		/* first plan of the station (plans are in station order) */
+		while (lo < hi)
+		{
+			int			mid = lo + (hi - lo) / 2;
+
+			if (plans[mid].station_id < g->station_id)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (j = lo; j < nplans && plans[j].station_id == g->station_id; j++)
+		{
+			PlanRow    *p = &plans[j];
+
+			if (strcmp(p->current_type, g->current_type) != 0)
+				continue;
+			if (t < p->lower || (t == p->lower && !p->lower_inc))
+				continue;
+			if (!p->upper_inf && (t > p->upper || (t == p->upper && !p->upper_inc)))
+				continue;
+			g->tariff = p->tariff;
+			break;
+		}
+	}
+}
+
+/* ---------- the trigger ---------- */
 
 Datum
 heartbeat_ingest(PG_FUNCTION_ARGS)
 {
-	int			ret;
-	bool		isnull;
-	Datum		incidents;
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			gun_type;
+	HbRow	   *rows;
+	HbRow	  **sorted;
+	HbRow	  **bad;
+	int			nrows;
+	int			nbad = 0;
+	GunId	   *piles;
+	int		   *pile_of_row;
+	PileInfo   *info;
+	int			npiles = 0;
+	GunBatch   *guns;
+	int			nguns = 0;
+	Size		guns_cap = 256;
+	TimestampTz not_before;
+	TimestampTz not_after;
+	int			i;
 
 	StatementTriggerBegin(fcinfo, "heartbeat_ingest");
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "evcharge heartbeat batch",
+									  ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(batch_cxt);
 
-	ret = SPI_execute_plan(KeptPlan(&ingest_plan, IngestSql, 0, NULL), NULL, NULL, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "heartbeat ingest statement failed: %s", SPI_result_code_string(ret));
+	gun_type = TupleDescAttr(RelationGetDescr(trigdata->tg_relation),
+							 SPI_fnumber(RelationGetDescr(trigdata->tg_relation), "gun") - 1)->atttypid;
+	ForgetPlansIfTypeChanged(gun_type);
 
-	incidents = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
-	if (!isnull)
+	rows = ReadNewRows(trigdata, &nrows);
+	if (nrows == 0)
 	{
-		Oid			argtypes[1] = {INT8ARRAYOID};
-		Datum		args[1];
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+	sorted = MemoryContextAllocHuge(batch_cxt, sizeof(HbRow *) * nrows);
+	for (i = 0; i < nrows; i++)
+		sorted[i] = &rows[i];
+	qsort(sorted, nrows, sizeof(HbRow *), RowCmp);
 
-		args[0] = incidents;
-		ret = SPI_execute_plan(KeptPlan(&incident_plan, IncidentSql, 1, argtypes),
-							   args, NULL, false, 0);
-		if (ret != SPI_OK_UPDATE)
-			elog(ERROR, "network incident update failed: %s", SPI_result_code_string(ret));
+	/* The piles of the batch, each once (its guns are adjacent). */
+	piles = MemoryContextAllocHuge(batch_cxt, sizeof(GunId) * nrows);
+	pile_of_row = MemoryContextAllocHuge(batch_cxt, sizeof(int) * nrows);
+	for (i = 0; i < nrows; i++)
+	{
+		if (npiles == 0 || !SamePile(&piles[npiles - 1], &sorted[i]->gun))
+			piles[npiles++] = sorted[i]->gun;
+		pile_of_row[i] = npiles - 1;
+	}
+	info = LookUpPiles(piles, npiles, gun_type);
+
+	/* The same bounds as heartbeat_problem(): 2015 in China, a day ahead. */
+	not_before = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+														 CStringGetDatum("2015-01-01 00:00+08"),
+														 ObjectIdGetDatum(InvalidOid),
+														 Int32GetDatum(-1)));
+	not_after = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+														DirectFunctionCall3(interval_in,
+																			CStringGetDatum("1 day"),
+																			ObjectIdGetDatum(InvalidOid),
+																			Int32GetDatum(-1))));
+
+	/* Check each row; group the accepted ones by gun. */
+	bad = palloc(sizeof(HbRow *) * nrows);
+	guns = palloc(sizeof(GunBatch) * guns_cap);
+	for (i = 0; i < nrows; i++)
+	{
+		HbRow	   *r = sorted[i];
+		PileInfo   *p = &info[pile_of_row[i]];
+		GunBatch   *g;
+
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
+		if (RowRefused(r, p, not_before, not_after))
+		{
+			bad[nbad++] = r;
+			continue;
+		}
+		if (nguns == 0 || GunCmp(&guns[nguns - 1].gun, &r->gun) != 0)
+		{
+			if ((Size) nguns == guns_cap)
+			{
+				guns_cap *= 2;
+				guns = repalloc_huge(guns, sizeof(GunBatch) * guns_cap);
+			}
+			g = &guns[nguns++];
+			memset(g, 0, sizeof(GunBatch));
+			g->gun = r->gun;
+			g->rows = &sorted[i];	/* accepted rows are compacted in place */
+			g->station_id = p->station_id;
+			g->rated_power_w = p->rated_power_w;
+			g->tz = p->tz;
+			g->current_type = p->current_type;
+			g->last_closed = DT_NOBEGIN;
+		}
+		g = &guns[nguns - 1];
+		g->rows[g->nrows++] = r;
+		if (r->status == GUN_CHARGING || r->status == GUN_SUSPENDED || r->status == GUN_OCCUPIED)
+			g->active = true;
 	}
 
-	ProcessSessions();
+	if (nbad > 0)
+		Quarantine(bad, nbad, gun_type);
+	if (nguns > 0)
+	{
+		WriteGunState(guns, nguns, gun_type);
+		LoadContextAndWriteEvents(guns, nguns, gun_type);
+		FindPlans(guns, nguns);
+		ProcessSessions(guns, nguns);
+	}
 
 	SPI_finish();
+	batch_cxt = NULL;
 	return PointerGetDatum(NULL);
-}
-
-/* ---------- sessions ---------- */
-
-/*
- * Each gun of the batch with accepted samples that matter to a session
- * (it has an open session, or charges), its samples in time order, its
- * open session, rated power, zone and the plan in force at its first
- * sample.  Runs after IngestSql, whose gun_state upsert holds a row lock
- * on every gun of the batch until commit: concurrent batches for one gun
- * are serialised, and this statement sees the session as the other left it.
- */
-static const char *const SessionSql =
-"SELECT b.gun::text, b.ts, b.status, b.meter, b.order_no, p.rated_power_w, st.tz, st.station_id,"
-"       (SELECT t.tariff FROM evcharge.station_tariff t WHERE t.station_id = p.station_id"
-"          AND t.current_type = evcharge.current_type(b.gun) AND t.valid @> b.ts[1]),"
-"       cs.order_no, cs.state, cs.last_ts, cs.high_meter_wh, cs.wh_by_class, cs.jump_wh,"
-"       cs.started_at, cs.first_meter_wh, cs.charging_ended_at, cs.high_meter_at,"
-"       (SELECT max(coalesce(c2.occupied_until, c2.charging_ended_at)) FROM evcharge.charge_session c2"
-"         WHERE c2.gun OPERATOR(evcharge.=) b.gun AND c2.state IN ('ended', 'cancelled')"
-"           AND c2.occupied_until >= b.ts[1] - interval '1 day')"
-" FROM (SELECT n.gun, array_agg(n.ts ORDER BY n.ts, n.received_at) AS ts,"
-"              array_agg(n.status::text ORDER BY n.ts, n.received_at) AS status,"
-"              array_agg(coalesce(n.meter_wh, -1) ORDER BY n.ts, n.received_at) AS meter,"
-"              array_agg(n.order_no ORDER BY n.ts, n.received_at) AS order_no"
-"       FROM new_rows n JOIN evcharge.pile p ON p.pile_id OPERATOR(evcharge.=) evcharge.pile(n.gun)"
-"       WHERE evcharge.heartbeat_problem(n.gun, n.ts, n.status, n.meter_wh, n.soc, p.pile_id, p.gun_count) IS NULL"
-"       GROUP BY n.gun) b"
-" JOIN evcharge.pile p ON p.pile_id OPERATOR(evcharge.=) evcharge.pile(b.gun)"
-" JOIN evcharge.station st ON st.station_id = p.station_id"
-" LEFT JOIN evcharge.charge_session cs ON cs.gun OPERATOR(evcharge.=) b.gun"
-"      AND cs.state IN ('pending', 'charging', 'occupied')"
-" WHERE cs.order_no IS NOT NULL OR b.status && ARRAY['charging', 'suspended', 'occupied']"
-" ORDER BY b.gun";
-
-/* Writes the sessions back, in the order computed (ends before starts). */
-static const char *const SessionWriteSql =
-"INSERT INTO evcharge.charge_session AS s (order_no, gun, station_id, channel, state, started_at,"
-"    charging_ended_at, occupied_until, last_ts, first_meter_wh, high_meter_wh, high_meter_at, wh_by_class,"
-"    jump_wh, running_total, updated_at)"
-" SELECT u.order_no, u.gun::evcharge.gun_id, u.station_id, 'offline', u.state, u.started_at,"
-"        u.charging_ended_at, u.occupied_until, u.last_ts, u.first_meter, u.high_meter, u.high_at,"
-"        ARRAY[u.w0, u.w1, u.w2, u.w3], u.jump, u.fen / 100.0, now()"
-" FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::timestamptz[], $6::timestamptz[],"
-"             $7::timestamptz[], $8::timestamptz[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],"
-"             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::timestamptz[])"
-"      WITH ORDINALITY AS u(order_no, gun, station_id, state, started_at, charging_ended_at, occupied_until,"
-"                           last_ts, first_meter, high_meter, w0, w1, w2, w3, jump, fen, high_at, n)"
-" ORDER BY u.n"
-" ON CONFLICT (order_no) DO UPDATE SET state = EXCLUDED.state, started_at = EXCLUDED.started_at,"
-"    charging_ended_at = EXCLUDED.charging_ended_at, occupied_until = EXCLUDED.occupied_until,"
-"    last_ts = EXCLUDED.last_ts, first_meter_wh = EXCLUDED.first_meter_wh,"
-"    high_meter_wh = EXCLUDED.high_meter_wh, high_meter_at = EXCLUDED.high_meter_at,"
-"    wh_by_class = EXCLUDED.wh_by_class, jump_wh = EXCLUDED.jump_wh,"
-"    running_total = EXCLUDED.running_total, updated_at = now()"
-" WHERE s.state IN ('pending', 'charging', 'occupied')";
-
-/* Sessions ended in this batch get their bill if their pile record is in. */
-static const char *const SessionBillSql =
-"SELECT evcharge.try_finalise_bill(o) FROM unnest($1::text[]) o";
-
-static SPIPlanPtr session_plan = NULL;
-static SPIPlanPtr session_write_plan = NULL;
-static SPIPlanPtr session_bill_plan = NULL;
-
-#define SESSION_COLS 17
-
-/* One session as the state machine leaves it. */
-typedef struct SessionOut
-{
-	char	   *order_no;
-	char	   *gun;
-	int64		station_id;
-	const char *state;
-	TimestampTz started_at;
-	bool		started_null;
-	TimestampTz charging_ended_at;
-	bool		charging_ended_null;
-	TimestampTz occupied_until;
-	bool		occupied_null;
-	TimestampTz last_ts;
-	int64		first_meter;
-	int64		high_meter;		/* -1: none yet */
-	TimestampTz high_at;		/* when high_meter was read */
-	int64		wh[TOU_CLASSES];
-	int64		jump;
-	int64		fen;
-} SessionOut;
-
-typedef struct SessionBatch
-{
-	SessionOut *rows;
-	int			n;
-	int			cap;
-	char	  **ended;
-	int			nended;
-} SessionBatch;
-
-static SessionOut *
-NewSessionRow(SessionBatch *b)
-{
-	if (b->n == b->cap)
-	{
-		b->cap = b->cap ? b->cap * 2 : 64;
-		b->rows = b->rows ? repalloc(b->rows, sizeof(SessionOut) * b->cap)
-			: palloc(sizeof(SessionOut) * b->cap);
-		b->ended = b->ended ? repalloc(b->ended, sizeof(char *) * b->cap)
-			: palloc(sizeof(char *) * b->cap);
-	}
-	memset(&b->rows[b->n], 0, sizeof(SessionOut));
-	b->rows[b->n].started_null = b->rows[b->n].charging_ended_null = b->rows[b->n].occupied_null = true;
-	b->rows[b->n].high_meter = -1;
-	b->rows[b->n].first_meter = -1;
-	return &b->rows[b->n++];
-}
-
-/* The plan's price of the Wh so far, truncated to the fen (no group price). */
-static int64
-RunningFen(const TouTariff *t, const int64 *wh)
-{
-	int64		e = 0;
-	int64		s = 0;
-	int			c;
-
-	if (t == NULL)
-		return 0;
-	for (c = 0; c < TOU_CLASSES; c++)
-		if (wh[c] > 0 && t->energy[c] != TOU_NO_PRICE)
-		{
-			e += wh[c] * t->energy[c];
-			s += wh[c] * t->service[c];
-		}
-	return e / INT64CONST(100000) + s / INT64CONST(100000);
-}
-
-/* An order name for a charge that carried no order number: gun-unix time. */
-static char *
-OfflineOrderNo(const char *gun, TimestampTz ts)
-{
-	int64		unix_secs = ts / USECS_PER_SEC +
-		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
-
-	return psprintf("%s-" INT64_FORMAT, gun, unix_secs);
-}
-
-/* A session starts charging at ts with this meter reading as its baseline. */
-static void
-StartCharging(SessionOut *s, TimestampTz ts, int64 meter)
-{
-	s->state = "charging";
-	s->started_at = ts;
-	s->started_null = false;
-	s->last_ts = ts;
-	s->high_meter = meter;
-	s->high_at = ts;
-	s->first_meter = meter;
-}
-
-/* A new session of the batch, charging from ts. */
-static SessionOut *
-OpenSession(SessionBatch *b, char *order_no, char *gun, int64 station_id,
-			TimestampTz ts, int64 meter)
-{
-	SessionOut *s = NewSessionRow(b);
-
-	s->order_no = order_no;
-	s->gun = gun;
-	s->station_id = station_id;
-	StartCharging(s, ts, meter);
-	return s;
-}
-
-static Datum
-GetCol(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
-{
-	return SPI_getbinval(tup, desc, col, isnull);
-}
-
-/*
- * RunSessionMachine walks one gun's samples: opens a session on the first
- * charging sample (the pending one of an app start, or an offline one),
- * counts each meter rise above the highest reading (a rise beyond the
- * rated power over the elapsed time is a jump, not billed), notes the end
- * of charging (occupied, or idle/plugged directly) and the unplugging
- * (idle or plugged after charging), which ends the session.
- */
-static void
-RunSessionMachine(HeapTuple tup, TupleDesc desc, SessionBatch *batch)
-{
-	bool		isnull;
-	char	   *gun = TextDatumGetCString(GetCol(tup, desc, 1, &isnull));
-	ArrayType  *ts_arr = DatumGetArrayTypeP(GetCol(tup, desc, 2, &isnull));
-	ArrayType  *st_arr = DatumGetArrayTypeP(GetCol(tup, desc, 3, &isnull));
-	ArrayType  *m_arr = DatumGetArrayTypeP(GetCol(tup, desc, 4, &isnull));
-	ArrayType  *o_arr = DatumGetArrayTypeP(GetCol(tup, desc, 5, &isnull));
-	int64		rated = DatumGetInt32(GetCol(tup, desc, 6, &isnull));
-	char	   *tz = TextDatumGetCString(GetCol(tup, desc, 7, &isnull));
-	int64		station_id = DatumGetInt64(GetCol(tup, desc, 8, &isnull));
-	Datum		tariff_d = GetCol(tup, desc, 9, &isnull);
-	TouTariff  *tariff = isnull ? NULL : DatumGetTouTariffP(tariff_d);
-	RiseSplitter *splitter = tariff ? RiseSplitterCreate(tariff, tz) : NULL;
-	Datum	   *ts_d;
-	Datum	   *st_d;
-	Datum	   *m_d;
-	Datum	   *o_d;
-	bool	   *o_nulls;
-	int			n;
-	int			i;
-	SessionOut *cur = NULL;
-	TimestampTz last_closed;
-	int			first_row = batch->n;	/* this gun's rows start here */
-
-	deconstruct_array(ts_arr, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ts_d, NULL, &n);
-	deconstruct_array(st_arr, TEXTOID, -1, false, TYPALIGN_INT, &st_d, NULL, &n);
-	deconstruct_array(m_arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &m_d, NULL, &n);
-	deconstruct_array(o_arr, TEXTOID, -1, false, TYPALIGN_INT, &o_d, &o_nulls, &n);
-
-	/* The open session, if any. */
-	GetCol(tup, desc, 10, &isnull);
-	if (!isnull)
-	{
-		ArrayType  *wh_arr;
-		Datum	   *wh_d;
-		int			nwh;
-		int			c;
-
-		cur = NewSessionRow(batch);
-		cur->order_no = TextDatumGetCString(GetCol(tup, desc, 10, &isnull));
-		cur->gun = gun;
-		cur->station_id = station_id;
-		cur->state = pstrdup(TextDatumGetCString(GetCol(tup, desc, 11, &isnull)));
-		cur->last_ts = DatumGetTimestampTz(GetCol(tup, desc, 12, &isnull));
-		if (isnull)
-			cur->last_ts = DT_NOBEGIN;
-		cur->high_meter = DatumGetInt64(GetCol(tup, desc, 13, &isnull));
-		if (isnull)
-			cur->high_meter = -1;
-		wh_arr = DatumGetArrayTypeP(GetCol(tup, desc, 14, &isnull));
-		deconstruct_array(wh_arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &wh_d, NULL, &nwh);
-		for (c = 0; c < TOU_CLASSES && c < nwh; c++)
-			cur->wh[c] = DatumGetInt64(wh_d[c]);
-		cur->jump = DatumGetInt64(GetCol(tup, desc, 15, &isnull));
-		cur->started_at = DatumGetTimestampTz(GetCol(tup, desc, 16, &cur->started_null));
-		cur->first_meter = DatumGetInt64(GetCol(tup, desc, 17, &isnull));
-		if (isnull)
-			cur->first_meter = -1;
-		cur->charging_ended_at = DatumGetTimestampTz(GetCol(tup, desc, 18, &cur->charging_ended_null));
-		cur->high_at = DatumGetTimestampTz(GetCol(tup, desc, 19, &isnull));
-		if (isnull)
-			cur->high_at = cur->last_ts;
-	}
-	last_closed = DatumGetTimestampTz(GetCol(tup, desc, 20, &isnull));
-	if (isnull)
-		last_closed = DT_NOBEGIN;
-
-	for (i = 0; i < n; i++)
-	{
-		TimestampTz ts = DatumGetTimestampTz(ts_d[i]);
-		char	   *status = TextDatumGetCString(st_d[i]);
-		int64		meter = DatumGetInt64(m_d[i]);
-		bool		charging = strcmp(status, "charging") == 0 || strcmp(status, "suspended") == 0;
-
-		/*
-		 * A late sample of the open session: the bill recounts from the log,
-		 * but a charging sample from before the session's start (another
-		 * loader's batch committed first) moves the start back, so that the
-		 * bill measures from it.
-		 */
-		if (cur != NULL && strcmp(cur->state, "pending") != 0 && ts <= cur->last_ts)
-		{
-			if (charging && !cur->started_null && ts < cur->started_at &&
-				(o_nulls[i] || strcmp(TextDatumGetCString(o_d[i]), cur->order_no) == 0))
-			{
-				cur->started_at = ts;
-				if (meter >= 0)
-					cur->first_meter = meter;
-			}
-			continue;
-		}
-
-		/* A late line of a session that has already ended opens nothing. */
-		if (cur == NULL && ts <= last_closed)
-			continue;
-
-		/*
-		 * Charging under another order than the open session's: the pile ended
-		 * that charge and began a new one while we did not hear it.
-		 */
-		if (charging && cur != NULL && strcmp(cur->state, "charging") == 0 && !o_nulls[i] &&
-			strcmp(TextDatumGetCString(o_d[i]), cur->order_no) != 0)
-		{
-			cur->state = "ended";
-			cur->charging_ended_at = cur->last_ts;
-			cur->charging_ended_null = false;
-			cur->occupied_until = ts;
-			cur->occupied_null = false;
-			batch->ended[batch->nended++] = cur->order_no;
-			cur = OpenSession(batch, TextDatumGetCString(o_d[i]), gun, station_id, ts, meter);
-			continue;
-		}
-
-		if (charging && (cur == NULL || strcmp(cur->state, "occupied") == 0))
-		{
-			/* Charging again after "occupied" starts over as a new charge only with a new order. */
-			if (cur != NULL && !o_nulls[i] && strcmp(TextDatumGetCString(o_d[i]), cur->order_no) == 0)
-				cur->state = "charging";
-			else
-			{
-				if (cur != NULL)
-				{
-					cur->state = "ended";
-					cur->occupied_until = ts;
-					cur->occupied_null = false;
-					batch->ended[batch->nended++] = cur->order_no;
-				}
-				cur = OpenSession(batch, o_nulls[i] ? OfflineOrderNo(gun, ts) : TextDatumGetCString(o_d[i]),
-								  gun, station_id, ts, meter);
-			}
-		}
-		else if (charging && strcmp(cur->state, "pending") == 0)
-		{
-			if (o_nulls[i] || strcmp(TextDatumGetCString(o_d[i]), cur->order_no) == 0)
-			{
-				StartCharging(cur, ts, meter);
-			}
-			else
-			{
-				/* The pile charges for another order: the app start never came. */
-				cur->state = "cancelled";
-				cur = OpenSession(batch, TextDatumGetCString(o_d[i]), gun, station_id, ts, meter);
-			}
-			continue;
-		}
-
-		if (cur == NULL || strcmp(cur->state, "pending") == 0)
-			continue;
-
-		/* Energy: the rise above the highest reading. */
-		if (meter >= 0)
-		{
-			if (cur->high_meter < 0)
-			{
-				cur->high_meter = meter;
-				cur->high_at = ts;
-				if (cur->first_meter < 0)
-					cur->first_meter = meter;
-			}
-			else if (meter > cur->high_meter)
-			{
-				/*
-				 * The rise had the time since the highest reading (a 0 in
-				 * between, after an outage, does not shorten it).
-				 */
-				int64		rise = meter - cur->high_meter;
-				double		allowed = (double) rated * (double) (ts - cur->high_at) / (double) USECS_PER_HOUR * 1.2 + 10.0;
-
-				if ((double) rise > allowed)
-					cur->jump += rise;
-				else if (splitter != NULL)
-					RiseSplitterAdd(splitter, cur->high_at, ts, rise, cur->wh);
-				cur->high_meter = meter;
-				cur->high_at = ts;
-			}
-		}
-		cur->last_ts = ts;
-
-		if (!charging && strcmp(cur->state, "charging") == 0)
-		{
-			cur->charging_ended_at = ts;
-			cur->charging_ended_null = false;
-			cur->state = "occupied";
-		}
-		if (strcmp(status, "idle") == 0 || strcmp(status, "plugged") == 0 || strcmp(status, "fault") == 0)
-		{
-			cur->state = "ended";
-			cur->occupied_until = ts;
-			cur->occupied_null = false;
-			batch->ended[batch->nended++] = cur->order_no;
-			cur = NULL;
-		}
-	}
-
-	/* Running amounts at the plan's prices, for this gun's rows only. */
-	for (i = first_row; i < batch->n; i++)
-		batch->rows[i].fen = RunningFen(tariff, batch->rows[i].wh);
-}
-
-static Datum
-TextArrayDatum(char **v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-static Datum
-Int8ArrayDatum(int64 *v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-static Datum
-TimestampArrayDatum(TimestampTz *v, bool *nulls, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			dims[1];
-	int			lbs[1] = {1};
-	int			i;
-
-	dims[0] = n;
-	for (i = 0; i < n; i++)
-		d[i] = TimestampTzGetDatum(v[i]);
-	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TIMESTAMPTZOID, 8,
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/* Write the batch's sessions back and bill those that ended. */
-static void
-WriteSessions(SessionBatch *b)
-{
-	int			n = b->n;
-	char	  **order_no = palloc(sizeof(char *) * Max(n, 1));
-	char	  **gun = palloc(sizeof(char *) * Max(n, 1));
-	char	  **state = palloc(sizeof(char *) * Max(n, 1));
-	int64	   *station = palloc(sizeof(int64) * Max(n, 1));
-	TimestampTz *t[5];
-	bool	   *tn[5];
-	int64	   *v[8];
-	Datum		args[SESSION_COLS];
-	Oid			types[SESSION_COLS] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
-		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-	INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
-	int			i;
-	int			k;
-	int			ret;
-
-	for (k = 0; k < 5; k++)
-	{
-		t[k] = palloc(sizeof(TimestampTz) * Max(n, 1));
-		tn[k] = palloc(sizeof(bool) * Max(n, 1));
-	}
-	for (k = 0; k < 8; k++)
-		v[k] = palloc(sizeof(int64) * Max(n, 1));
-
-	for (i = 0; i < n; i++)
-	{
-		SessionOut *s = &b->rows[i];
-
-		order_no[i] = s->order_no;
-		gun[i] = s->gun;
-		state[i] = unconstify(char *, s->state);
-		station[i] = s->station_id;
-		t[0][i] = s->started_at;
-		tn[0][i] = s->started_null;
-		t[1][i] = s->charging_ended_at;
-		tn[1][i] = s->charging_ended_null;
-		t[2][i] = s->occupied_until;
-		tn[2][i] = s->occupied_null;
-		t[3][i] = s->last_ts;
-		tn[3][i] = (s->last_ts == DT_NOBEGIN);
-		t[4][i] = s->high_at;
-		tn[4][i] = (s->high_meter < 0 || s->high_at == DT_NOBEGIN);
-		v[0][i] = s->first_meter;
-		v[1][i] = s->high_meter;
-		for (k = 0; k < TOU_CLASSES; k++)
-			v[2 + k][i] = s->wh[k];
-		v[6][i] = s->jump;
-		v[7][i] = s->fen;
-	}
-	args[0] = TextArrayDatum(order_no, n);
-	args[1] = TextArrayDatum(gun, n);
-	args[2] = Int8ArrayDatum(station, n);
-	args[3] = TextArrayDatum(state, n);
-	for (k = 0; k < 4; k++)
-		args[4 + k] = TimestampArrayDatum(t[k], tn[k], n);
-	for (k = 0; k < 8; k++)
-		args[8 + k] = Int8ArrayDatum(v[k], n);
-	args[16] = TimestampArrayDatum(t[4], tn[4], n);
-
-	ret = SPI_execute_plan(KeptPlan(&session_write_plan, SessionWriteSql, SESSION_COLS, types),
-						   args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "session write failed: %s", SPI_result_code_string(ret));
-
-	if (b->nended > 0)
-	{
-		Oid			btypes[1] = {TEXTARRAYOID};
-		Datum		bargs[1];
-
-		bargs[0] = TextArrayDatum(b->ended, b->nended);
-		ret = SPI_execute_plan(KeptPlan(&session_bill_plan, SessionBillSql, 1, btypes),
-							   bargs, NULL, false, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "bill finalisation failed: %s", SPI_result_code_string(ret));
-	}
-}
-
-/*
- * ProcessSessions runs the session machine over the batch, in a memory
- * context of its own that is deleted when the batch is done.
- */
-static void
-ProcessSessions(void)
-{
-	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
-													"evcharge session batch",
-													ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(batch_cxt);
-	SessionBatch b = {NULL, 0, 0, NULL, 0};
-	int			ret;
-	uint64		i;
-
-	ret = SPI_execute_plan(KeptPlan(&session_plan, SessionSql, 0, NULL), NULL, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "session read failed: %s", SPI_result_code_string(ret));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		CHECK_FOR_INTERRUPTS();
-		RunSessionMachine(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &b);
-	}
-	if (b.n > 0)
-		WriteSessions(&b);
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(batch_cxt);
 }

@@ -49,4 +49,7 @@ typedef struct GunId
 /* Gun number (1..999) of a gun id. */
 #define GunIdNumber(g)		((int) ((g)->tail % 1000))
 
+/* The text form of a gun id, for the pipeline's session rows. */
+extern Datum gun_id_out(PG_FUNCTION_ARGS);
+
 #endif							/* EVCHARGE_PILE_ID_H */

@@ -1,0 +1,453 @@
+/*-------------------------------------------------------------------------
+ *
+ * session_machine.c
+ *	  Owns the charge sessions the heartbeat pipeline keeps: the per-gun
+ *	  state machine (a session opens on the first charging sample, counts
+ *	  each meter rise by tariff class, notes the end of charging and the
+ *	  unplugging), the write-back of evcharge.charge_session in one
+ *	  statement per batch, and the bill of each session that ended when its
+ *	  pile record is already in.  heartbeat_trigger.c hands it the batch's
+ *	  guns, their accepted rows in time order and their context.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "energy_split.h"
+#include "heartbeat_batch.h"
+#include "spi_trigger.h"
+
+/* Writes the sessions back, in the order computed (ends before starts). */
+static const char *const SessionWriteSql =
+"INSERT INTO evcharge.charge_session AS s (order_no, gun, station_id, channel, state, started_at,"
+"    charging_ended_at, occupied_until, last_ts, first_meter_wh, high_meter_wh, high_meter_at, wh_by_class,"
+"    jump_wh, running_total, updated_at)"
+" SELECT u.order_no, u.gun::evcharge.gun_id, u.station_id, 'offline', u.state, u.started_at,"
+"        u.charging_ended_at, u.occupied_until, u.last_ts, u.first_meter, u.high_meter, u.high_at,"
+"        ARRAY[u.w0, u.w1, u.w2, u.w3], u.jump, u.fen / 100.0, now()"
+" FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::timestamptz[], $6::timestamptz[],"
+"             $7::timestamptz[], $8::timestamptz[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],"
+"             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::timestamptz[])"
+"      WITH ORDINALITY AS u(order_no, gun, station_id, state, started_at, charging_ended_at, occupied_until,"
+"                           last_ts, first_meter, high_meter, w0, w1, w2, w3, jump, fen, high_at, n)"
+" ORDER BY u.n"
+" ON CONFLICT (order_no) DO UPDATE SET state = EXCLUDED.state, started_at = EXCLUDED.started_at,"
+"    charging_ended_at = EXCLUDED.charging_ended_at, occupied_until = EXCLUDED.occupied_until,"
+"    last_ts = EXCLUDED.last_ts, first_meter_wh = EXCLUDED.first_meter_wh,"
+"    high_meter_wh = EXCLUDED.high_meter_wh, high_meter_at = EXCLUDED.high_meter_at,"
+"    wh_by_class = EXCLUDED.wh_by_class, jump_wh = EXCLUDED.jump_wh,"
+"    running_total = EXCLUDED.running_total, updated_at = now()"
+" WHERE s.state IN ('pending', 'charging', 'occupied')";
+
+/* Sessions ended in this batch get their bill if their pile record is in. */
+static const char *const SessionBillSql =
+"SELECT evcharge.try_finalise_bill(o) FROM unnest($1::text[]) o";
+
+static SPIPlanPtr session_write_plan = NULL;
+static SPIPlanPtr session_bill_plan = NULL;
+
+#define SESSION_COLS 17
+
+
+typedef struct SessionBatch
+{
+	SessionOut *rows;
+	int			n;
+	int			cap;
+	char	  **ended;
+	int			nended;
+} SessionBatch;
+
+static SessionOut *
+NewSessionRow(SessionBatch *b)
+{
+	if (b->n == b->cap)
+	{
+		b->cap = b->cap ? b->cap * 2 : 64;
+		b->rows = b->rows ? repalloc(b->rows, sizeof(SessionOut) * b->cap)
+			: palloc(sizeof(SessionOut) * b->cap);
+		b->ended = b->ended ? repalloc(b->ended, sizeof(char *) * b->cap)
+			: palloc(sizeof(char *) * b->cap);
+	}
+	memset(&b->rows[b->n], 0, sizeof(SessionOut));
+	b->rows[b->n].started_null = b->rows[b->n].charging_ended_null = b->rows[b->n].occupied_null = true;
+	b->rows[b->n].high_meter = -1;
+	b->rows[b->n].first_meter = -1;
+	return &b->rows[b->n++];
+}
+
+/* The plan's price of the Wh so far, truncated to the fen (no group price). */
+static int64
+RunningFen(const TouTariff *t, const int64 *wh)
+{
+	int64		e = 0;
+	int64		s = 0;
+	int			c;
+
+	if (t == NULL)
+		return 0;
+	for (c = 0; c < TOU_CLASSES; c++)
+		if (wh[c] > 0 && t->energy[c] != TOU_NO_PRICE)
+		{
+			e += wh[c] * t->energy[c];
+			s += wh[c] * t->service[c];
+		}
+	return e / INT64CONST(100000) + s / INT64CONST(100000);
+}
+
+/* An order name for a charge that carried no order number: gun-unix time. */
+static char *
+OfflineOrderNo(const char *gun, TimestampTz ts)
+{
+	int64		unix_secs = ts / USECS_PER_SEC +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+
+	return psprintf("%s-" INT64_FORMAT, gun, unix_secs);
+}
+
+/* A session starts charging at ts with this meter reading as its baseline. */
+static void
+StartCharging(SessionOut *s, TimestampTz ts, int64 meter)
+{
+	s->state = "charging";
+	s->started_at = ts;
+	s->started_null = false;
+	s->last_ts = ts;
+	s->high_meter = meter;
+	s->high_at = ts;
+	s->first_meter = meter;
+}
+
+/* A new session of the batch, charging from ts. */
+static SessionOut *
+OpenSession(SessionBatch *b, char *order_no, char *gun, int64 station_id,
+			TimestampTz ts, int64 meter)
+{
+	SessionOut *s = NewSessionRow(b);
+
+	s->order_no = order_no;
+	s->gun = gun;
+	s->station_id = station_id;
+	StartCharging(s, ts, meter);
+	return s;
+}
+
+
+/*
+ * RunSessionMachine walks one gun's samples: opens a session on the first
+ * charging sample (the pending one of an app start, or an offline one),
+ * counts each meter rise above the highest reading (a rise beyond the
+ * rated power over the elapsed time is a jump, not billed), notes the end
+ * of charging (occupied, or idle/plugged directly) and the unplugging
+ * (idle or plugged after charging), which ends the session.
+ */
+static void
+RunSessionMachine(GunBatch *g, char *gun, SessionBatch *batch)
+{
+	int64		rated = g->rated_power_w;
+	int64		station_id = g->station_id;
+	const TouTariff *tariff = g->tariff;
+	RiseSplitter *splitter = (tariff && g->tz) ? RiseSplitterCreate(tariff, g->tz) : NULL;
+	int			n = g->nrows;
+	int			i;
+	SessionOut *cur = NULL;
+	TimestampTz last_closed = g->last_closed;
+	int			first_row = batch->n;	/* this gun's rows start here */
+
+	/* The open session, if any, is the first of the gun's rows. */
+	if (g->open != NULL)
+	{
+		cur = NewSessionRow(batch);
+		*cur = *g->open;
+		cur->gun = gun;
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		const HbRow *r = g->rows[i];
+		TimestampTz ts = r->ts;
+		int			status = r->status;
+		int64		meter = r->meter_null ? -1 : r->meter;
+		char	   *order_no = r->order_no;
+		bool		charging = status == GUN_CHARGING || status == GUN_SUSPENDED;
+
+		/*
+		 * A late sample of the open session: the bill recounts from the log,
+		 * but a charging sample from before the session's start (another
+		 * loader's batch committed first) moves the start back, so that the
+		 * bill measures from it.
+		 */
+		if (cur != NULL && strcmp(cur->state, "pending") != 0 && ts <= cur->last_ts)
+		{
+			if (charging && !cur->started_null && ts < cur->started_at &&
+				(order_no == NULL || strcmp(order_no, cur->order_no) == 0))
+			{
+				cur->started_at = ts;
+				if (meter >= 0)
+					cur->first_meter = meter;
+			}
+			continue;
+		}
+
+		/* A late line of a session that has already ended opens nothing. */
+		if (cur == NULL && ts <= last_closed)
+			continue;
+
+		/*
+		 * Charging under another order than the open session's: the pile ended
+		 * that charge and began a new one while we did not hear it.
+		 */
+		if (charging && cur != NULL && strcmp(cur->state, "charging") == 0 && order_no != NULL &&
+			strcmp(order_no, cur->order_no) != 0)
+		{
+			cur->state = "ended";
+			cur->charging_ended_at = cur->last_ts;
+			cur->charging_ended_null = false;
+			cur->occupied_until = ts;
+			cur->occupied_null = false;
+			batch->ended[batch->nended++] = cur->order_no;
+			cur = OpenSession(batch, pstrdup(order_no), gun, station_id, ts, meter);
+			continue;
+		}
+
+		if (charging && (cur == NULL || strcmp(cur->state, "occupied") == 0))
+		{
+			/* Charging again after "occupied" starts over as a new charge only with a new order. */
+			if (cur != NULL && order_no != NULL && strcmp(order_no, cur->order_no) == 0)
+				cur->state = "charging";
+			else
+			{
+				if (cur != NULL)
+				{
+					cur->state = "ended";
+					cur->occupied_until = ts;
+					cur->occupied_null = false;
+					batch->ended[batch->nended++] = cur->order_no;
+				}
+				cur = OpenSession(batch, order_no == NULL ? OfflineOrderNo(gun, ts) : pstrdup(order_no),
+								  gun, station_id, ts, meter);
+			}
+		}
+		else if (charging && strcmp(cur->state, "pending") == 0)
+		{
+			if (order_no == NULL || strcmp(order_no, cur->order_no) == 0)
+			{
+				StartCharging(cur, ts, meter);
+			}
+			else
+			{
+				/* The pile charges for another order: the app start never came. */
+				cur->state = "cancelled";
+				cur = OpenSession(batch, pstrdup(order_no), gun, station_id, ts, meter);
+			}
+			continue;
+		}
+
+		if (cur == NULL || strcmp(cur->state, "pending") == 0)
+			continue;
+
+		/* Energy: the rise above the highest reading. */
+		if (meter >= 0)
+		{
+			if (cur->high_meter < 0)
+			{
+				cur->high_meter = meter;
+				cur->high_at = ts;
+				if (cur->first_meter < 0)
+					cur->first_meter = meter;
+			}
+			else if (meter > cur->high_meter)
+			{
+				/*
+				 * The rise had the time since the highest reading (a 0 in
+				 * between, after an outage, does not shorten it).
+				 */
+				int64		rise = meter - cur->high_meter;
+				double		allowed = (double) rated * (double) (ts - cur->high_at) / (double) USECS_PER_HOUR * 1.2 + 10.0;
+
+				if ((double) rise > allowed)
+					cur->jump += rise;
+				else if (splitter != NULL)
+					RiseSplitterAdd(splitter, cur->high_at, ts, rise, cur->wh);
+				cur->high_meter = meter;
+				cur->high_at = ts;
+			}
+		}
+		cur->last_ts = ts;
+
+		if (!charging && strcmp(cur->state, "charging") == 0)
+		{
+			cur->charging_ended_at = ts;
+			cur->charging_ended_null = false;
+			cur->state = "occupied";
+		}
+		if (status == GUN_IDLE || status == GUN_PLUGGED || status == GUN_FAULT)
+		{
+			cur->state = "ended";
+			cur->occupied_until = ts;
+			cur->occupied_null = false;
+			batch->ended[batch->nended++] = cur->order_no;
+			cur = NULL;
+		}
+	}
+
+	/* Running amounts at the plan's prices, for this gun's rows only. */
+	for (i = first_row; i < batch->n; i++)
+		batch->rows[i].fen = RunningFen(tariff, batch->rows[i].wh);
+}
+
+static Datum
+TextArrayDatum(char **v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+static Datum
+Int8ArrayDatum(int64 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = Int64GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static Datum
+TimestampArrayDatum(TimestampTz *v, bool *nulls, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			i;
+
+	dims[0] = n;
+	for (i = 0; i < n; i++)
+		d[i] = TimestampTzGetDatum(v[i]);
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TIMESTAMPTZOID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* Write the batch's sessions back and bill those that ended. */
+static void
+WriteSessions(SessionBatch *b)
+{
+	int			n = b->n;
+	char	  **order_no = palloc(sizeof(char *) * Max(n, 1));
+	char	  **gun = palloc(sizeof(char *) * Max(n, 1));
+	char	  **state = palloc(sizeof(char *) * Max(n, 1));
+	int64	   *station = palloc(sizeof(int64) * Max(n, 1));
+	TimestampTz *t[5];
+	bool	   *tn[5];
+	int64	   *v[8];
+	Datum		args[SESSION_COLS];
+	Oid			types[SESSION_COLS] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+	INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	int			i;
+	int			k;
+	int			ret;
+
+	for (k = 0; k < 5; k++)
+	{
+		t[k] = palloc(sizeof(TimestampTz) * Max(n, 1));
+		tn[k] = palloc(sizeof(bool) * Max(n, 1));
+	}
+	for (k = 0; k < 8; k++)
+		v[k] = palloc(sizeof(int64) * Max(n, 1));
+
+	for (i = 0; i < n; i++)
+	{
+		SessionOut *s = &b->rows[i];
+
+		order_no[i] = s->order_no;
+		gun[i] = s->gun;
+		state[i] = unconstify(char *, s->state);
+		station[i] = s->station_id;
+		t[0][i] = s->started_at;
+		tn[0][i] = s->started_null;
+		t[1][i] = s->charging_ended_at;
+		tn[1][i] = s->charging_ended_null;
+		t[2][i] = s->occupied_until;
+		tn[2][i] = s->occupied_null;
+		t[3][i] = s->last_ts;
+		tn[3][i] = (s->last_ts == DT_NOBEGIN);
+		t[4][i] = s->high_at;
+		tn[4][i] = (s->high_meter < 0 || s->high_at == DT_NOBEGIN);
+		v[0][i] = s->first_meter;
+		v[1][i] = s->high_meter;
+		for (k = 0; k < TOU_CLASSES; k++)
+			v[2 + k][i] = s->wh[k];
+		v[6][i] = s->jump;
+		v[7][i] = s->fen;
+	}
+	args[0] = TextArrayDatum(order_no, n);
+	args[1] = TextArrayDatum(gun, n);
+	args[2] = Int8ArrayDatum(station, n);
+	args[3] = TextArrayDatum(state, n);
+	for (k = 0; k < 4; k++)
+		args[4 + k] = TimestampArrayDatum(t[k], tn[k], n);
+	for (k = 0; k < 8; k++)
+		args[8 + k] = Int8ArrayDatum(v[k], n);
+	args[16] = TimestampArrayDatum(t[4], tn[4], n);
+
+	ret = SPI_execute_plan(KeptPlan(&session_write_plan, SessionWriteSql, SESSION_COLS, types),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "session write failed: %s", SPI_result_code_string(ret));
+
+	if (b->nended > 0)
+	{
+		Oid			btypes[1] = {TEXTARRAYOID};
+		Datum		bargs[1];
+
+		bargs[0] = TextArrayDatum(b->ended, b->nended);
+		ret = SPI_execute_plan(KeptPlan(&session_bill_plan, SessionBillSql, 1, btypes),
+							   bargs, NULL, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "bill finalisation failed: %s", SPI_result_code_string(ret));
+	}
+}
+
+/*
+ * ProcessSessions runs the session machine over the guns that matter (an
+ * open session, or a row that charges), in a memory context of its own that
+ * is deleted when the batch is done.
+ */
+void
+ProcessSessions(GunBatch *guns, int nguns)
+{
+	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
+													"evcharge session batch",
+													ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+	SessionBatch b = {NULL, 0, 0, NULL, 0};
+	int			i;
+
+	for (i = 0; i < nguns; i++)
+	{
+		GunBatch   *g = &guns[i];
+
+		CHECK_FOR_INTERRUPTS();
+		if (g->nrows == 0 || (g->open == NULL && !g->active))
+			continue;
+		RunSessionMachine(g, DatumGetCString(DirectFunctionCall1(gun_id_out, PointerGetDatum(&g->gun))), &b);
+	}
+	if (b.n > 0)
+		WriteSessions(&b);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(batch_cxt);
+}
