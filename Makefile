@@ -15,6 +15,7 @@ OBJS = \
 	src/pile_id.o \
 	src/tariff.o \
 	src/anomaly_codes.o \
+	src/anomaly_set.o \
 	src/energy_split.o \
 	src/pricing.o \
 	src/heartbeat_trigger.o \
@@ -26,6 +27,7 @@ INSTALL_SQL = \
 	sql/install/evcharge.sql \
 	sql/install/pile_id.sql \
 	sql/install/tariff.sql \
+	sql/install/anomaly_set.sql \
 	sql/install/price_rules.sql \
 	sql/install/quote.sql \
 	sql/install/heartbeat.sql \
