@@ -14,6 +14,8 @@ OBJS = \
 	src/pile_id_parse.o \
 	src/pile_id.o \
 	src/tariff.o \
+	src/anomaly_codes.o \
+	src/anomaly_set.o \
 	src/energy_split.o \
 	src/pricing.o \
 	src/heartbeat_trigger.o \
@@ -26,6 +28,7 @@ INSTALL_SQL = \
 	sql/install/evcharge.sql \
 	sql/install/pile_id.sql \
 	sql/install/tariff.sql \
+	sql/install/anomaly_set.sql \
 	sql/install/price_rules.sql \
 	sql/install/quote.sql \
 	sql/install/heartbeat.sql \
@@ -69,7 +72,7 @@ lint:
 		--std=c99 -Isrc -I$(PG_INCLUDEDIR_SERVER) $(LINT_DEFS) \
 		'-Dpg_attribute_noreturn()=__attribute__((noreturn))' \
 		--suppress=missingIncludeSystem --suppress='*:$(PG_INCLUDEDIR_SERVER)/*' \
-		src/*.c test/fuzz/fuzz_ids.c bench/trafficgen/trafficgen.c
+		src/*.c test/fuzz/fuzz_ids.c test/fuzz/fuzz_anomaly.c bench/trafficgen/trafficgen.c
 	clang-tidy --quiet --warnings-as-errors='*' \
 		--checks='-*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-macro-parentheses,-bugprone-branch-clone,-bugprone-assignment-in-if-condition,-bugprone-implicit-widening-of-multiplication-result' \
 		src/*.c -- -Isrc -I$(PG_INCLUDEDIR_SERVER) -I$(shell $(PG_CONFIG) --includedir)/internal $(LINT_DEFS)
