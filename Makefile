@@ -30,9 +30,13 @@ INSTALL_SQL = \
 	sql/install/tariff.sql \
 	sql/install/anomaly_set.sql \
 	sql/install/price_rules.sql \
+	sql/install/partner.sql \
+	sql/install/anomaly.sql \
 	sql/install/quote.sql \
 	sql/install/heartbeat.sql \
 	sql/install/session.sql \
+	sql/install/bill.sql \
+	sql/install/repair.sql \
 	sql/install/jobs.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql

@@ -123,8 +123,9 @@ VALUES ('LOST-HB-1', '44200000120000100002001', '2026-11-21 07:00+08', '2026-11-
 SELECT s.channel, s.state, b.wh_by_class, b.total, b.energy_source
 FROM charge_session s JOIN bill b USING (order_no) WHERE order_no = 'LOST-HB-1';
 
--- 6. No plan in force: the bill is not made at any default price; the
--- reason is kept on the session, and the batch is not failed.
+-- 6. No plan in force: the bill is not priced at any default price; it
+-- keeps its energy, no amount, and is held with anomaly 12; the batch is
+-- not failed.
 INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
 	('44200000120000100003001', '2026-11-20 10:00+08', 'charging', 1000, 'NOPLAN-1'),
 	('44200000120000100003001', '2026-11-20 10:15+08', 'charging', 2000, 'NOPLAN-1'),
@@ -132,7 +133,7 @@ INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
 INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh)
 VALUES ('NOPLAN-1', '44200000120000100003001', '2026-11-20 10:00+08', '2026-11-20 10:15+08', 1000);
 SELECT state, bill_error FROM charge_session WHERE order_no = 'NOPLAN-1';
-SELECT count(*) AS bills_without_plan FROM bill WHERE order_no = 'NOPLAN-1';
+SELECT state, anomalies, energy_wh, total, applied FROM bill WHERE order_no = 'NOPLAN-1';
 
 -- 7. A record that cannot be accepted is quarantined with the reason.
 INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh) VALUES

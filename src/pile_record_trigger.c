@@ -3,11 +3,13 @@
  * pile_record_trigger.c
  *	  Owns pile_record_ingest(), the statement-level AFTER INSERT trigger on
  *	  evcharge.pile_record.  Once per statement it quarantines records it
- *	  cannot accept (unregistered gun, an end before the start, a clock
- *	  before 2015), opens an ended session for a record whose order the
- *	  platform never saw (the pile was offline throughout), and finalises
- *	  the bill of every order the batch closes.  A record that arrives a
- *	  second time changes nothing: the first one made the bill.
+ *	  cannot accept (unregistered gun, negative energy, and for an order the
+ *	  platform does not know an end before the start or a clock before
+ *	  2015; for a known order these are anomaly 3 on its bill), opens an
+ *	  ended session for a record whose order the platform never saw (the
+ *	  pile was offline throughout), and finalises the bill of every order
+ *	  the batch closes.  A record that arrives a second time changes
+ *	  nothing: the first one made the bill.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,11 +27,14 @@ static const char *const RecordSql =
 "  SELECT n.*, p.station_id, CASE"
 "    WHEN p.pile_id IS NULL OR evcharge.gun_no(n.gun) > p.gun_count"
 "      THEN format('gun %s is not registered', n.gun)"
-"    WHEN n.ended_at < n.started_at THEN 'ends before it starts'"
-"    WHEN n.started_at < '2015-01-01 00:00+08' THEN 'time before 2015: the pile''s clock is not set'"
 "    WHEN n.energy_wh < 0 THEN 'negative energy'"
+"    WHEN s.order_no IS NOT NULL THEN NULL"
+"    WHEN n.ended_at < n.started_at THEN 'ends before it starts, for an order the platform does not know'"
+"    WHEN n.started_at < '2015-01-01 00:00+08'"
+"      THEN 'time before 2015 (the pile''s clock is not set), for an order the platform does not know'"
 "  END AS reason"
 "  FROM new_rows n LEFT JOIN evcharge.pile p ON p.pile_id OPERATOR(evcharge.=) evcharge.pile(n.gun)"
+"  LEFT JOIN evcharge.charge_session s ON s.order_no = n.order_no"
 "), bad AS ("
 "  INSERT INTO evcharge.quarantine (source, reason, gun, ts, payload)"
 "  SELECT 'pile_record', c.reason, c.gun, c.ended_at,"

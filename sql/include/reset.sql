@@ -2,7 +2,8 @@
 -- it.  pg_regress runs every file in one database, so a test that writes
 -- evcharge's tables ends with \i sql/include/reset.sql.
 TRUNCATE evcharge.heartbeat, evcharge.quarantine, evcharge.gun_state, evcharge.offline_period,
-	evcharge.network_incident, evcharge.pile, evcharge.bill, evcharge.pile_record,
+	evcharge.network_incident, evcharge.pile, evcharge.customer_notice, evcharge.bill_revision,
+	evcharge.bill, evcharge.pile_record, evcharge.partner, evcharge.anomaly_policy,
 	evcharge.charge_session, evcharge.fault_event, evcharge.coupon, evcharge.occupancy_exemption,
 	evcharge.occupancy_fee, evcharge.promotion_group, evcharge.promotion_station, evcharge.promotion,
 	evcharge.group_station, evcharge.customer_group, evcharge.station_tariff, evcharge.station,

@@ -127,7 +127,8 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp 
 DECLARE
 	jobs text[][] := ARRAY[
 		['evcharge-sweep-offline', '* * * * *', 'SELECT evcharge.sweep_offline()'],
-		['evcharge-partitions', '7 * * * *', 'SELECT evcharge.maintain_partitions()']];
+		['evcharge-partitions', '7 * * * *', 'SELECT evcharge.maintain_partitions()'],
+		['evcharge-lost-bills', '*/5 * * * *', 'SELECT evcharge.detect_lost_bills()']];
 	i int;
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN

@@ -1,5 +1,5 @@
--- session.sql: charging sessions, kept live by the heartbeat trigger, the
--- pile's own final records, and the bill of each session.
+-- session.sql: charging sessions, kept live by the heartbeat trigger, and
+-- the pile's own final records (bills are in bill.sql).
 \echo Use "CREATE EXTENSION evcharge" to load this file. \quit
 
 CREATE SEQUENCE evcharge.order_seq;
@@ -11,6 +11,7 @@ CREATE TABLE evcharge.charge_session (
 	station_id bigint NOT NULL,
 	member_id bigint,
 	group_id bigint,
+	partner_id bigint REFERENCES evcharge.partner,
 	channel text NOT NULL CHECK (channel IN ('app', 'qr', 'card', 'password', 'vin', 'partner', 'offline')),
 	state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'charging', 'occupied', 'ended', 'cancelled')),
 	created_at timestamptz NOT NULL DEFAULT now(),
@@ -38,6 +39,7 @@ COMMENT ON COLUMN evcharge.charge_session.gun IS 'the gun';
 COMMENT ON COLUMN evcharge.charge_session.station_id IS 'its station';
 COMMENT ON COLUMN evcharge.charge_session.member_id IS 'the member who started it, when known';
 COMMENT ON COLUMN evcharge.charge_session.group_id IS 'the customer group whose prices apply, when any';
+COMMENT ON COLUMN evcharge.charge_session.partner_id IS 'the interconnection partner whose user started it, if any';
 COMMENT ON COLUMN evcharge.charge_session.channel IS 'how it was started: app, qr, card, password, vin, partner, offline (started at the pile, platform not asked)';
 COMMENT ON COLUMN evcharge.charge_session.state IS 'pending (started, no energy yet), charging, occupied (finished, still plugged), ended (unplugged), cancelled (never charged)';
 COMMENT ON COLUMN evcharge.charge_session.created_at IS 'when the row was made';
@@ -76,51 +78,6 @@ COMMENT ON COLUMN evcharge.pile_record.wh_by_class IS 'energy per class as the p
 COMMENT ON COLUMN evcharge.pile_record.stop_reason IS 'why charging stopped, as the pile says';
 COMMENT ON COLUMN evcharge.pile_record.received_at IS 'when the platform received it';
 
-CREATE TABLE evcharge.bill (
-	order_no text PRIMARY KEY REFERENCES evcharge.charge_session,
-	gun evcharge.gun_id NOT NULL,
-	station_id bigint NOT NULL,
-	member_id bigint,
-	channel text NOT NULL,
-	started_at timestamptz,
-	ended_at timestamptz,
-	occupied_until timestamptz,
-	energy_wh bigint NOT NULL,
-	wh_by_class bigint[] NOT NULL,
-	energy_fee numeric(12, 2) NOT NULL,
-	service_fee numeric(12, 2) NOT NULL,
-	occupancy_fee numeric(12, 2) NOT NULL,
-	discount numeric(12, 2) NOT NULL,
-	total numeric(12, 2) NOT NULL,
-	applied text[] NOT NULL,
-	energy_source text NOT NULL CHECK (energy_source IN ('pile', 'heartbeats')),
-	state text NOT NULL DEFAULT 'final' CHECK (state IN ('final', 'held', 'settled')),
-	finalised_at timestamptz NOT NULL DEFAULT now(),
-	CHECK (total = energy_fee + service_fee + occupancy_fee - discount)
-);
-CREATE INDEX bill_station_idx ON evcharge.bill (station_id, ended_at);
-COMMENT ON TABLE evcharge.bill IS
-	'The bill of a session, one per session, priced as quote() would: plans in force, group price, promotions, occupancy fee, best coupon';
-COMMENT ON COLUMN evcharge.bill.order_no IS 'the session';
-COMMENT ON COLUMN evcharge.bill.gun IS 'the gun';
-COMMENT ON COLUMN evcharge.bill.station_id IS 'the station';
-COMMENT ON COLUMN evcharge.bill.member_id IS 'the member';
-COMMENT ON COLUMN evcharge.bill.channel IS 'start channel';
-COMMENT ON COLUMN evcharge.bill.started_at IS 'start of charging';
-COMMENT ON COLUMN evcharge.bill.ended_at IS 'end of charging';
-COMMENT ON COLUMN evcharge.bill.occupied_until IS 'when the gun was unplugged';
-COMMENT ON COLUMN evcharge.bill.energy_wh IS 'billed energy, Wh';
-COMMENT ON COLUMN evcharge.bill.wh_by_class IS 'billed Wh per class {sharp, peak, flat, valley}';
-COMMENT ON COLUMN evcharge.bill.energy_fee IS 'electricity fee, yuan';
-COMMENT ON COLUMN evcharge.bill.service_fee IS 'service fee, yuan';
-COMMENT ON COLUMN evcharge.bill.occupancy_fee IS 'occupancy fee, yuan';
-COMMENT ON COLUMN evcharge.bill.discount IS 'coupon discount, yuan';
-COMMENT ON COLUMN evcharge.bill.total IS 'energy + service + occupancy - discount';
-COMMENT ON COLUMN evcharge.bill.applied IS 'what applied: plans, group, promotions, occupancy, coupon';
-COMMENT ON COLUMN evcharge.bill.energy_source IS 'pile: the pile record''s total, split in the measured proportions; heartbeats: measured only';
-COMMENT ON COLUMN evcharge.bill.state IS 'final; held (not charged until repaired); settled';
-COMMENT ON COLUMN evcharge.bill.finalised_at IS 'when it was made';
-
 CREATE TABLE evcharge.fault_event (
 	fault_event_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	gun evcharge.gun_id NOT NULL,
@@ -138,7 +95,8 @@ COMMENT ON COLUMN evcharge.fault_event.started_at IS 'first heartbeat with the f
 COMMENT ON COLUMN evcharge.fault_event.ended_at IS 'first heartbeat without it';
 
 -- Starting a charge from the app or a QR scan.
-CREATE FUNCTION evcharge.start_session(gun evcharge.gun_id, member_id bigint, channel text)
+CREATE FUNCTION evcharge.start_session(gun evcharge.gun_id, member_id bigint, channel text,
+	partner_id bigint DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -160,6 +118,12 @@ BEGIN
 		RAISE EXCEPTION 'gun % is not registered', gun
 			USING ERRCODE = 'foreign_key_violation', HINT = 'Register its pile in evcharge.pile.';
 	END IF;
+	IF partner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM evcharge.partner pa
+			JOIN evcharge.station st ON st.operator_id = pa.operator_id
+			WHERE pa.partner_id = start_session.partner_id AND st.station_id = p.station_id) THEN
+		RAISE EXCEPTION 'partner % has no contract with the operator of gun %', partner_id, gun
+			USING ERRCODE = 'foreign_key_violation', HINT = 'Register the partner in evcharge.partner for this operator.';
+	END IF;
 	SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
 	WHERE cs.gun OPERATOR(evcharge.=) start_session.gun AND cs.state IN ('pending', 'charging', 'occupied');
 	IF FOUND THEN
@@ -168,11 +132,11 @@ BEGIN
 	END IF;
 	order_no := to_char(now() AT TIME ZONE p.tz, 'YYYYMMDDHH24MISS')
 	            || lpad((nextval('evcharge.order_seq') % 1000000)::text, 6, '0');
-	INSERT INTO evcharge.charge_session (order_no, gun, station_id, member_id, channel)
-	VALUES (order_no, gun, p.station_id, member_id, channel);
+	INSERT INTO evcharge.charge_session (order_no, gun, station_id, member_id, partner_id, channel)
+	VALUES (order_no, gun, p.station_id, member_id, partner_id, channel);
 	RETURN order_no;
 END $$;
-COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text) IS
+COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text, bigint) IS
 	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it';
 
 -- The samples a bill is measured from: the session's heartbeats, one per
@@ -220,141 +184,6 @@ END $$;
 COMMENT ON FUNCTION evcharge.session_samples(text) IS
 	'the session''s heartbeat samples as (ts, energy so far) with meter jumps beyond rated power (x1.2 + 10 Wh, over the time since the highest reading) taken out, and the Wh taken out';
 
--- Finalise the bill of a session whose pile record has arrived: idempotent,
--- the first record counts, a bill once made is not remade here.
-CREATE FUNCTION evcharge.finalise_bill(p_order_no text) RETURNS boolean
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	s record;
-	rec record;
-	smp record;
-	total_wh bigint;
-	scaled bigint[];
-	q evcharge.charge_quote;
-	occ record;
-	minutes bigint;
-	occupancy numeric := 0;
-	applied text[];
-	cp record;
-	discount numeric := 0;
-	i int;
-	rated int;
-	plausible boolean;
-BEGIN
-	SELECT * INTO s FROM evcharge.charge_session WHERE order_no = p_order_no FOR UPDATE;
-	IF NOT FOUND OR EXISTS (SELECT 1 FROM evcharge.bill WHERE order_no = p_order_no) THEN
-		RETURN false;
-	END IF;
-	SELECT * INTO rec FROM evcharge.pile_record WHERE order_no = p_order_no ORDER BY received_at, ctid LIMIT 1;
-	IF NOT FOUND THEN
-		RETURN false;
-	END IF;
-	-- A record before the unplug (many piles send it when charging stops)
-	-- ends charging; the bill waits for the unplug, which the occupancy fee
-	-- needs.  A session that never saw a heartbeat ends with its record.
-	IF s.state IN ('charging', 'occupied') THEN
-		UPDATE evcharge.charge_session SET state = 'occupied',
-			charging_ended_at = coalesce(charging_ended_at, rec.ended_at), updated_at = now()
-		WHERE order_no = p_order_no;
-		RETURN false;
-	ELSIF s.state = 'pending' THEN
-		UPDATE evcharge.charge_session SET state = 'ended',
-			started_at = coalesce(started_at, rec.started_at),
-			charging_ended_at = coalesce(charging_ended_at, rec.ended_at),
-			occupied_until = coalesce(occupied_until, rec.ended_at), updated_at = now()
-		WHERE order_no = p_order_no
-		RETURNING * INTO s;
-	END IF;
-	SELECT pl.rated_power_w INTO rated FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(s.gun);
-	-- The pile's energy is trusted only when the gun could have delivered
-	-- it in the record's span; otherwise the bill is measured and held.
-	plausible := rec.energy_wh IS NULL
-		OR rec.energy_wh <= rated::bigint * extract(epoch FROM rec.ended_at - rec.started_at) / 3600 * 1.2 + 10;
-
-	smp := evcharge.session_samples(p_order_no);
-	IF array_length(smp.ts, 1) IS NULL OR smp.meter_wh[array_length(smp.meter_wh, 1)] = 0 THEN
-		-- No measured rise: the pile's energy, evenly over its span.
-		smp.ts := ARRAY[rec.started_at, greatest(rec.ended_at, rec.started_at + interval '1 s')];
-		smp.meter_wh := ARRAY[0, CASE WHEN plausible THEN coalesce(rec.energy_wh, 0) ELSE 0 END];
-	ELSIF rec.energy_wh IS NOT NULL AND plausible THEN
-		-- The pile's total is authoritative, shared in the measured proportions.
-		total_wh := smp.meter_wh[array_length(smp.meter_wh, 1)];
-		scaled := smp.meter_wh;
-		FOR i IN 1 .. array_length(scaled, 1) LOOP
-			scaled[i] := floor(smp.meter_wh[i]::numeric * rec.energy_wh / total_wh)::bigint;
-		END LOOP;
-		smp.meter_wh := scaled;
-	END IF;
-
-	q := evcharge.price_session(s.station_id, evcharge.current_type(s.gun), s.group_id, smp.ts, smp.meter_wh);
-	applied := q.applied;
-	IF NOT plausible THEN
-		applied := applied || format('held: the pile''s %s Wh exceed what %s W allow in its span', rec.energy_wh, rated);
-	END IF;
-
-	SELECT o.grace_minutes, o.fee_per_minute, o.cap,
-	       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e WHERE e.station_id = o.station_id AND e.group_id = s.group_id) AS exempt
-	INTO occ FROM evcharge.occupancy_fee o WHERE o.station_id = s.station_id;
-	IF FOUND AND s.occupied_until IS NOT NULL AND s.charging_ended_at IS NOT NULL THEN
-		minutes := floor(extract(epoch FROM s.occupied_until - s.charging_ended_at) / 60)::bigint - occ.grace_minutes;
-		IF minutes > 0 AND NOT occ.exempt THEN
-			occupancy := least(trunc(minutes * occ.fee_per_minute, 2), coalesce(occ.cap, 'Infinity'::numeric));
-			applied := applied || format('occupancy: %s min', minutes);
-		END IF;
-	END IF;
-
-	IF s.member_id IS NOT NULL AND q.service_fee > 0 THEN
-		SELECT c.coupon_id, c.amount INTO cp
-		FROM evcharge.coupon c JOIN evcharge.station st ON st.operator_id = c.operator_id
-		WHERE st.station_id = s.station_id AND c.member_id = s.member_id AND c.used_order_no IS NULL
-		  AND c.valid @> s.started_at AND c.min_kwh <= q.kwh
-		ORDER BY least(c.amount, q.service_fee) DESC, c.amount ASC, upper(c.valid) ASC NULLS LAST, c.coupon_id
-		LIMIT 1 FOR UPDATE OF c;
-		IF FOUND THEN
-			discount := least(cp.amount, q.service_fee);
-			UPDATE evcharge.coupon SET used_order_no = p_order_no, used_at = now() WHERE coupon_id = cp.coupon_id;
-			applied := applied || format('coupon: %s', cp.coupon_id);
-		END IF;
-	END IF;
-
-	INSERT INTO evcharge.bill (order_no, gun, station_id, member_id, channel, started_at, ended_at, occupied_until,
-		energy_wh, wh_by_class, energy_fee, service_fee, occupancy_fee, discount, total, applied, energy_source)
-	VALUES (p_order_no, s.gun, s.station_id, s.member_id, s.channel, coalesce(s.started_at, rec.started_at),
-		coalesce(s.charging_ended_at, rec.ended_at), s.occupied_until,
-		round(q.kwh * 1000)::bigint, ARRAY(SELECT round(k * 1000)::bigint FROM unnest(q.class_kwh) k),
-		q.energy_fee, q.service_fee, occupancy, discount,
-		q.energy_fee + q.service_fee + occupancy - discount,
-		ARRAY(SELECT a FROM unnest(applied) a ORDER BY a),
-		CASE WHEN rec.energy_wh IS NOT NULL AND plausible THEN 'pile' ELSE 'heartbeats' END);
-	IF NOT plausible THEN
-		UPDATE evcharge.bill SET state = 'held' WHERE order_no = p_order_no;
-	END IF;
-	RETURN true;
-END $$;
-COMMENT ON FUNCTION evcharge.finalise_bill(text) IS
-	'makes the bill of a session that has ended and whose pile record is in, from its heartbeats and the record (whose energy is authoritative when the gun could have delivered it; otherwise the bill is held), priced as quote() would; returns false when there is nothing to do yet';
-
--- From the triggers: a bill that cannot be made must not fail the batch
--- that brought its last piece; the reason is kept on the session.
-CREATE FUNCTION evcharge.try_finalise_bill(p_order_no text) RETURNS boolean
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	st text;
-	msg text;
-BEGIN
-	IF evcharge.finalise_bill(p_order_no) THEN
-		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
-		RETURN true;
-	END IF;
-	RETURN false;
-EXCEPTION WHEN others THEN
-	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-	UPDATE evcharge.charge_session SET bill_error = st || ': ' || msg, updated_at = now() WHERE order_no = p_order_no;
-	RETURN false;
-END $$;
-COMMENT ON FUNCTION evcharge.try_finalise_bill(text) IS
-	'finalise_bill() for the triggers: an error is recorded in charge_session.bill_error instead of failing the batch';
-
 -- Pile records: a statement-level trigger (C) finalises the bills of the
 -- orders a batch of records closes.
 CREATE FUNCTION evcharge.pile_record_ingest() RETURNS trigger
@@ -367,7 +196,6 @@ CREATE TRIGGER pile_record_ingest AFTER INSERT ON evcharge.pile_record
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.charge_session', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.pile_record', '');
-SELECT pg_catalog.pg_extension_config_dump('evcharge.bill', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.fault_event', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.fault_event_fault_event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.order_seq', '');

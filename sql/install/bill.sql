@@ -1,0 +1,504 @@
+-- bill.sql: the bill of a session: computed from its heartbeats, the pile's
+-- record and the prices in force (compute_bill), checked for anomalies,
+-- made when the pile record and the unplug are both in (finalise_bill) or
+-- when the record is given up on (detect_lost_bills, repair.sql).
+\echo Use "CREATE EXTENSION evcharge" to load this file. \quit
+
+CREATE TABLE evcharge.bill (
+	order_no text PRIMARY KEY REFERENCES evcharge.charge_session,
+	gun evcharge.gun_id NOT NULL,
+	station_id bigint NOT NULL,
+	member_id bigint,
+	channel text NOT NULL,
+	started_at timestamptz,
+	ended_at timestamptz,
+	occupied_until timestamptz,
+	energy_wh bigint NOT NULL,
+	wh_by_class bigint[] NOT NULL,
+	energy_fee numeric(12, 2) NOT NULL,
+	service_fee numeric(12, 2) NOT NULL,
+	occupancy_fee numeric(12, 2) NOT NULL,
+	discount numeric(12, 2) NOT NULL,
+	total numeric(12, 2) NOT NULL,
+	applied text[] NOT NULL,
+	energy_source text NOT NULL CHECK (energy_source IN ('pile', 'heartbeats', 'manual')),
+	anomalies evcharge.anomaly_set NOT NULL DEFAULT '',
+	coupon_id bigint,
+	state text NOT NULL DEFAULT 'final' CHECK (state IN ('final', 'held', 'settled')),
+	revision int NOT NULL DEFAULT 0,
+	finalised_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	CHECK (total = energy_fee + service_fee + occupancy_fee - discount)
+);
+CREATE INDEX bill_station_idx ON evcharge.bill (station_id, ended_at);
+-- Finding the bills that carry a code: anomalies @> '1' uses this index.
+CREATE INDEX bill_anomalies_idx ON evcharge.bill USING gin (anomalies) WHERE anomalies <> '';
+CREATE INDEX bill_held_idx ON evcharge.bill (station_id, ended_at) WHERE state = 'held';
+COMMENT ON TABLE evcharge.bill IS
+	'The bill of a session, one per session, priced as quote() would: plans in force, group price, promotions, occupancy fee, best coupon';
+COMMENT ON COLUMN evcharge.bill.order_no IS 'the session';
+COMMENT ON COLUMN evcharge.bill.gun IS 'the gun';
+COMMENT ON COLUMN evcharge.bill.station_id IS 'the station';
+COMMENT ON COLUMN evcharge.bill.member_id IS 'the member';
+COMMENT ON COLUMN evcharge.bill.channel IS 'start channel';
+COMMENT ON COLUMN evcharge.bill.started_at IS 'start of charging';
+COMMENT ON COLUMN evcharge.bill.ended_at IS 'end of charging';
+COMMENT ON COLUMN evcharge.bill.occupied_until IS 'when the gun was unplugged';
+COMMENT ON COLUMN evcharge.bill.energy_wh IS 'billed energy, Wh';
+COMMENT ON COLUMN evcharge.bill.wh_by_class IS 'billed Wh per class {sharp, peak, flat, valley}';
+COMMENT ON COLUMN evcharge.bill.energy_fee IS 'electricity fee, yuan';
+COMMENT ON COLUMN evcharge.bill.service_fee IS 'service fee, yuan';
+COMMENT ON COLUMN evcharge.bill.occupancy_fee IS 'occupancy fee, yuan';
+COMMENT ON COLUMN evcharge.bill.discount IS 'coupon discount, yuan';
+COMMENT ON COLUMN evcharge.bill.total IS 'energy + service + occupancy - discount';
+COMMENT ON COLUMN evcharge.bill.applied IS 'what applied: plans, group, promotions, occupancy, coupon';
+COMMENT ON COLUMN evcharge.bill.energy_source IS 'pile: the pile record''s total, split in the measured proportions; heartbeats: measured only; manual: set by hand in a repair';
+COMMENT ON COLUMN evcharge.bill.anomalies IS 'the anomaly codes found when it was made or last recomputed (docs/anomalies.md)';
+COMMENT ON COLUMN evcharge.bill.coupon_id IS 'the coupon it used, if any';
+COMMENT ON COLUMN evcharge.bill.state IS 'final (to be charged); held (a blocking anomaly: not charged until repaired); settled (charged)';
+COMMENT ON COLUMN evcharge.bill.revision IS 'how many times it was revised (bill_revision)';
+COMMENT ON COLUMN evcharge.bill.finalised_at IS 'when it was made';
+COMMENT ON COLUMN evcharge.bill.updated_at IS 'when it was last revised';
+
+CREATE TABLE evcharge.bill_revision (
+	bill_revision_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	order_no text NOT NULL REFERENCES evcharge.bill,
+	revision int NOT NULL CHECK (revision > 0),
+	method text NOT NULL CHECK (method IN ('recompute', 'pile', 'platform', 'manual', 'pile_record')),
+	reason text NOT NULL CHECK (reason <> ''),
+	revised_by text NOT NULL DEFAULT current_user,
+	revised_at timestamptz NOT NULL DEFAULT now(),
+	before jsonb,
+	after jsonb NOT NULL,
+	UNIQUE (order_no, revision)
+);
+COMMENT ON TABLE evcharge.bill_revision IS
+	'Every change to a bill after it was made: the bill before and after (whole rows as jsonb), how, why, by whom and when; never updated or deleted';
+COMMENT ON COLUMN evcharge.bill_revision.bill_revision_id IS 'row id';
+COMMENT ON COLUMN evcharge.bill_revision.order_no IS 'the bill';
+COMMENT ON COLUMN evcharge.bill_revision.revision IS 'revision number of the bill, from 1';
+COMMENT ON COLUMN evcharge.bill_revision.method IS 'recompute, pile, platform, manual (repair_bill), or pile_record (a late pile record completed a bill made from heartbeats)';
+COMMENT ON COLUMN evcharge.bill_revision.reason IS 'why, as the operator gave it';
+COMMENT ON COLUMN evcharge.bill_revision.revised_by IS 'the database user who revised it';
+COMMENT ON COLUMN evcharge.bill_revision.revised_at IS 'when';
+COMMENT ON COLUMN evcharge.bill_revision.before IS 'the bill before (NULL when the repair made the bill: its record never came and it had not been billed yet)';
+COMMENT ON COLUMN evcharge.bill_revision.after IS 'the bill after';
+
+CREATE FUNCTION evcharge.bill_revision_immutable() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RAISE EXCEPTION 'bill revisions are an audit trail and cannot be changed'
+		USING ERRCODE = 'insufficient_privilege', HINT = 'Repair the bill again: a new revision records the change.';
+END $$;
+COMMENT ON FUNCTION evcharge.bill_revision_immutable() IS 'trigger: refuses updates and deletes of bill_revision';
+CREATE TRIGGER bill_revision_immutable BEFORE UPDATE OR DELETE ON evcharge.bill_revision
+	FOR EACH ROW EXECUTE FUNCTION evcharge.bill_revision_immutable();
+
+-- What a bill of the session would be now, and its anomalies; writes
+-- nothing.  p_method: auto (as the pipeline bills: the pile's energy when
+-- plausible, held when a blocking anomaly is found), recompute (the same,
+-- released), pile (the pile's energy, even if implausible), platform (the
+-- heartbeats' energy), manual (p_energy_wh).
+CREATE FUNCTION evcharge.compute_bill(p_order_no text, p_method text DEFAULT 'auto', p_energy_wh bigint DEFAULT NULL)
+RETURNS evcharge.bill
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	rec evcharge.pile_record;
+	has_rec boolean;
+	pol evcharge.anomaly_policy;
+	rated int;
+	firmware text;
+	allowed text[];
+	smp record;
+	nsamples int;
+	measured bigint;
+	t_start timestamptz;
+	t_end timestamptz;
+	times_ok boolean := true;
+	plausible boolean := true;
+	chosen bigint;
+	source text;
+	ts timestamptz[];
+	wh bigint[];
+	q evcharge.charge_quote;
+	no_tariff boolean := false;
+	codes int[] := '{}';
+	occ record;
+	minutes bigint;
+	occupancy numeric := 0;
+	applied text[];
+	cp record;
+	discount numeric := 0;
+	tol bigint;
+	b evcharge.bill;
+	i int;
+BEGIN
+	IF p_method IS NULL OR p_method NOT IN ('auto', 'recompute', 'pile', 'platform', 'manual') THEN
+		RAISE EXCEPTION 'bill method "%" is not known', p_method
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A bill is computed by recompute, pile, platform or manual (auto is the pipeline''s own).',
+			      HINT = 'Use recompute (heartbeats, pile record and plans in force), pile (the pile''s energy), platform (the heartbeats'' energy) or manual (energy set by hand).';
+	END IF;
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', p_order_no
+			USING ERRCODE = 'no_data_found', HINT = 'Order numbers are in evcharge.charge_session.';
+	END IF;
+	SELECT * INTO rec FROM evcharge.pile_record r WHERE r.order_no = p_order_no ORDER BY r.received_at, r.ctid LIMIT 1;
+	has_rec := FOUND;
+	pol := evcharge.station_policy(s.station_id);
+	tol := pol.energy_tolerance_wh;
+	SELECT pl.rated_power_w, pl.firmware INTO rated, firmware
+	FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(s.gun);
+	SELECT pa.allowed_channels INTO allowed FROM evcharge.partner pa WHERE pa.partner_id = s.partner_id;
+
+	-- The pile's clock: a record dated 1999, ending before it starts, ending
+	-- after it was received, or far from the platform's start is not believed.
+	IF has_rec THEN
+		times_ok := NOT (rec.started_at < pol.plausible_from OR rec.ended_at < rec.started_at
+			OR rec.ended_at > rec.received_at + pol.clock_skew
+			OR (s.started_at IS NOT NULL AND greatest(rec.started_at - s.started_at, s.started_at - rec.started_at) > pol.clock_skew));
+	END IF;
+	t_start := coalesce(s.started_at, CASE WHEN has_rec AND times_ok THEN rec.started_at END, s.created_at);
+	t_end := coalesce(s.charging_ended_at, CASE WHEN has_rec AND times_ok THEN rec.ended_at END, s.last_ts,
+		s.occupied_until, t_start);
+
+	smp := evcharge.session_samples(p_order_no);
+	nsamples := coalesce(array_length(smp.ts, 1), 0);
+	measured := CASE WHEN nsamples > 0 THEN smp.meter_wh[nsamples] ELSE 0 END;
+
+	-- The pile's energy is believed only if the gun could deliver it in the
+	-- longer of the record's span and the platform's.
+	IF has_rec AND rec.energy_wh IS NOT NULL THEN
+		plausible := coalesce(rec.energy_wh <= rated::bigint * extract(epoch FROM
+			greatest(CASE WHEN times_ok THEN rec.ended_at - rec.started_at END, t_end - t_start)) / 3600 * 1.2 + 10, true);
+	END IF;
+
+	CASE p_method
+	WHEN 'auto', 'recompute' THEN
+		IF has_rec AND rec.energy_wh IS NOT NULL AND plausible THEN
+			chosen := rec.energy_wh;
+			source := 'pile';
+		ELSE
+			source := 'heartbeats';
+		END IF;
+	WHEN 'pile' THEN
+		IF NOT has_rec OR rec.energy_wh IS NULL THEN
+			RAISE EXCEPTION 'order % has no pile record with energy', p_order_no
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+				      HINT = 'Use recompute, platform, or manual with the energy.';
+		END IF;
+		chosen := rec.energy_wh;
+		source := 'pile';
+	WHEN 'platform' THEN
+		source := 'heartbeats';
+	ELSE
+		IF p_energy_wh IS NULL OR p_energy_wh < 0 THEN
+			RAISE EXCEPTION 'energy % Wh cannot be set by hand', coalesce(p_energy_wh::text, 'NULL')
+				USING ERRCODE = 'invalid_parameter_value',
+				      HINT = 'A manual repair needs the energy in Wh, 0 or more: repair_bill(order_no, reason, ''manual'', 12500).';
+		END IF;
+		chosen := p_energy_wh;
+		source := 'manual';
+	END CASE;
+
+	-- The curve to price: measured, scaled to the chosen total in the
+	-- measured proportions, or the total evenly over the span.
+	IF measured = 0 THEN
+		ts := ARRAY[t_start, greatest(t_end, t_start + interval '1 s')];
+		wh := ARRAY[0, coalesce(chosen, 0)];
+	ELSIF chosen IS NULL THEN
+		ts := smp.ts;
+		wh := smp.meter_wh;
+	ELSE
+		ts := smp.ts;
+		wh := smp.meter_wh;
+		FOR i IN 1 .. nsamples LOOP
+			wh[i] := floor(smp.meter_wh[i]::numeric * chosen / measured)::bigint;
+		END LOOP;
+	END IF;
+
+	BEGIN
+		q := evcharge.price_session(s.station_id, evcharge.current_type(s.gun), s.group_id, ts, wh);
+		applied := q.applied;
+	EXCEPTION WHEN SQLSTATE 'EV001' THEN
+		-- Never a default price: the bill keeps its energy, no amount, held.
+		no_tariff := true;
+		q.kwh := wh[array_length(wh, 1)] / 1000.0;
+		q.class_kwh := ARRAY[0, 0, 0, 0];
+		q.energy_fee := 0;
+		q.service_fee := 0;
+		applied := ARRAY['no tariff in force: ' || SQLERRM];
+	END;
+	IF NOT plausible THEN
+		applied := applied || format('the pile''s %s Wh exceed what %s W allow in its span', rec.energy_wh, rated);
+	END IF;
+
+	SELECT o.grace_minutes, o.fee_per_minute, o.cap,
+	       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e WHERE e.station_id = o.station_id AND e.group_id = s.group_id) AS exempt
+	INTO occ FROM evcharge.occupancy_fee o WHERE o.station_id = s.station_id;
+	IF FOUND AND NOT no_tariff AND s.occupied_until IS NOT NULL AND s.charging_ended_at IS NOT NULL THEN
+		minutes := floor(extract(epoch FROM s.occupied_until - s.charging_ended_at) / 60)::bigint - occ.grace_minutes;
+		IF minutes > 0 AND NOT occ.exempt THEN
+			occupancy := least(trunc(minutes * occ.fee_per_minute, 2), coalesce(occ.cap, 'Infinity'::numeric));
+			applied := applied || format('occupancy: %s min', minutes);
+		END IF;
+	END IF;
+
+	-- The member's best coupon; the one this bill already holds counts as free.
+	IF s.member_id IS NOT NULL AND q.service_fee > 0 THEN
+		SELECT c.coupon_id, c.amount INTO cp
+		FROM evcharge.coupon c JOIN evcharge.station st ON st.operator_id = c.operator_id
+		WHERE st.station_id = s.station_id AND c.member_id = s.member_id
+		  AND (c.used_order_no IS NULL OR c.used_order_no = p_order_no)
+		  AND c.valid @> t_start AND c.min_kwh <= q.kwh
+		ORDER BY least(c.amount, q.service_fee) DESC, c.amount ASC, upper(c.valid) ASC NULLS LAST, c.coupon_id
+		LIMIT 1;
+		IF FOUND THEN
+			discount := least(cp.amount, q.service_fee);
+			applied := applied || format('coupon: %s', cp.coupon_id);
+			b.coupon_id := cp.coupon_id;
+		END IF;
+	END IF;
+
+	b.order_no := p_order_no;
+	b.gun := s.gun;
+	b.station_id := s.station_id;
+	b.member_id := s.member_id;
+	b.channel := s.channel;
+	b.started_at := t_start;
+	b.ended_at := t_end;
+	b.occupied_until := s.occupied_until;
+	b.energy_wh := round(q.kwh * 1000)::bigint;
+	b.wh_by_class := ARRAY(SELECT round(k * 1000)::bigint FROM unnest(q.class_kwh) k);
+	b.energy_fee := q.energy_fee;
+	b.service_fee := q.service_fee;
+	b.occupancy_fee := occupancy;
+	b.discount := discount;
+	b.total := q.energy_fee + q.service_fee + occupancy - discount;
+	b.applied := ARRAY(SELECT a FROM unnest(applied) a ORDER BY a);
+	b.energy_source := source;
+
+	-- Anomalies (docs/anomalies.md).
+	IF NOT has_rec THEN
+		codes := codes || CASE WHEN EXISTS (SELECT 1 FROM evcharge.offline_period o
+			WHERE o.gun OPERATOR(evcharge.=) s.gun AND o.started_at <= coalesce(s.occupied_until, t_end)
+			  AND coalesce(o.ended_at, 'infinity') >= t_start) THEN 2 ELSE 1 END;
+	ELSE
+		IF NOT times_ok THEN
+			codes := codes || 3;
+		END IF;
+		IF rec.energy_wh IS NOT NULL AND (NOT plausible OR (measured > 0 AND
+			abs(rec.energy_wh - measured) > greatest(tol, greatest(rec.energy_wh, measured) * pol.energy_tolerance_pct / 100))) THEN
+			codes := codes || 8;
+		END IF;
+		IF times_ok AND s.started_at IS NOT NULL AND s.charging_ended_at IS NOT NULL
+		   AND greatest((rec.ended_at - rec.started_at) - (s.charging_ended_at - s.started_at),
+		                (s.charging_ended_at - s.started_at) - (rec.ended_at - rec.started_at)) > pol.duration_tolerance THEN
+			codes := codes || 9;
+		END IF;
+		IF times_ok AND s.charging_ended_at IS NOT NULL AND s.occupied_until IS NOT NULL
+		   AND greatest(rec.ended_at - s.charging_ended_at, s.charging_ended_at - rec.ended_at) > pol.occupancy_tolerance THEN
+			codes := codes || 10;
+		END IF;
+	END IF;
+	IF t_end < t_start THEN
+		codes := codes || 3;
+	END IF;
+	IF t_end - t_start > pol.max_session OR (t_end <= t_start AND b.energy_wh > 0) THEN
+		codes := codes || 5;
+	END IF;
+	IF smp.jump_wh > tol THEN
+		codes := codes || 11;
+	END IF;
+	IF no_tariff THEN
+		codes := codes || 12;
+	ELSIF b.energy_wh > 0 AND b.total <= 0 THEN
+		codes := codes || 13;
+	END IF;
+	IF allowed IS NOT NULL AND s.channel <> ALL (allowed) THEN
+		codes := codes || 14;
+	END IF;
+	IF b.energy_wh > tol AND measured = 0 AND nsamples >= 2 THEN
+		codes := codes || 15;
+	END IF;
+	IF firmware LIKE ANY (pol.defective_firmware) THEN
+		codes := codes || 16;
+	END IF;
+	b.anomalies := evcharge.anomaly_set(codes);
+	b.state := CASE WHEN p_method = 'auto' AND evcharge.anomaly_blocking(b.anomalies) THEN 'held' ELSE 'final' END;
+	b.revision := 0;
+	b.finalised_at := now();
+	b.updated_at := now();
+	RETURN b;
+END $$;
+COMMENT ON FUNCTION evcharge.compute_bill(text, text, bigint) IS
+	'the bill a session would have now and its anomalies, written nowhere: method auto as the pipeline bills (held on a blocking anomaly), recompute, pile, platform or manual (p_energy_wh) as a repair would';
+
+-- Writes a computed bill: the first time as made, later as a revision.
+CREATE FUNCTION evcharge.store_bill(b evcharge.bill, p_method text, p_reason text) RETURNS evcharge.bill
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	old evcharge.bill;
+BEGIN
+	SELECT * INTO old FROM evcharge.bill WHERE order_no = b.order_no FOR UPDATE;
+	IF NOT FOUND THEN
+		-- Made by a repair: revision 1, with no bill before.
+		b.revision := CASE WHEN p_method = 'auto' THEN 0 ELSE 1 END;
+		INSERT INTO evcharge.bill SELECT b.*;
+		IF b.revision = 1 THEN
+			INSERT INTO evcharge.bill_revision (order_no, revision, method, reason, before, after)
+			VALUES (b.order_no, 1, p_method, p_reason, NULL, to_jsonb(b));
+		END IF;
+	ELSE
+		b.finalised_at := old.finalised_at;
+		b.revision := old.revision + 1;
+		b.updated_at := now();
+		UPDATE evcharge.bill SET gun = b.gun, station_id = b.station_id, member_id = b.member_id,
+			channel = b.channel, started_at = b.started_at, ended_at = b.ended_at,
+			occupied_until = b.occupied_until, energy_wh = b.energy_wh, wh_by_class = b.wh_by_class,
+			energy_fee = b.energy_fee, service_fee = b.service_fee, occupancy_fee = b.occupancy_fee,
+			discount = b.discount, total = b.total, applied = b.applied, energy_source = b.energy_source,
+			anomalies = b.anomalies, coupon_id = b.coupon_id, state = b.state, revision = b.revision,
+			updated_at = b.updated_at
+		WHERE order_no = b.order_no;
+		INSERT INTO evcharge.bill_revision (order_no, revision, method, reason, before, after)
+		VALUES (b.order_no, b.revision, p_method, p_reason, to_jsonb(old), to_jsonb(b));
+	END IF;
+	UPDATE evcharge.coupon SET used_order_no = NULL, used_at = NULL
+	WHERE used_order_no = b.order_no AND coupon_id IS DISTINCT FROM b.coupon_id;
+	IF b.coupon_id IS NOT NULL THEN
+		UPDATE evcharge.coupon SET used_order_no = b.order_no, used_at = now()
+		WHERE coupon_id = b.coupon_id AND (used_order_no IS NULL OR used_order_no = b.order_no);
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'coupon % was taken by another bill while order % was billed', b.coupon_id, b.order_no
+				USING ERRCODE = 'serialization_failure', HINT = 'Bill it again: finalise_bill() or repair_bill().';
+		END IF;
+	END IF;
+	RETURN b;
+END $$;
+COMMENT ON FUNCTION evcharge.store_bill(evcharge.bill, text, text) IS
+	'writes a bill from compute_bill(): inserts it, or updates it and records the revision (method, reason, before, after); moves the coupon it uses';
+
+-- Finalise the bill of a session whose pile record has arrived; a record
+-- for a bill made from heartbeats (anomaly 1 or 2) completes it.
+CREATE FUNCTION evcharge.finalise_bill(p_order_no text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	rec evcharge.pile_record;
+	old evcharge.bill;
+BEGIN
+	SELECT * INTO s FROM evcharge.charge_session WHERE order_no = p_order_no FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	SELECT * INTO rec FROM evcharge.pile_record WHERE order_no = p_order_no ORDER BY received_at, ctid LIMIT 1;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	SELECT * INTO old FROM evcharge.bill WHERE order_no = p_order_no FOR UPDATE;
+	IF FOUND THEN
+		IF old.state = 'settled' OR NOT old.anomalies OPERATOR(evcharge.&&) '1+2'::evcharge.anomaly_set THEN
+			RETURN false;
+		END IF;
+		PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
+		PERFORM evcharge.store_bill(evcharge.compute_bill(p_order_no, 'auto'), 'pile_record',
+			'the pile record arrived after the bill was made from heartbeats');
+		RETURN true;
+	END IF;
+	-- A record before the unplug (many piles send it when charging stops)
+	-- ends charging; the bill waits for the unplug, which the occupancy fee
+	-- needs.  A session that never saw a heartbeat ends with its record.
+	IF s.state IN ('charging', 'occupied') THEN
+		UPDATE evcharge.charge_session SET state = 'occupied',
+			charging_ended_at = coalesce(charging_ended_at, rec.ended_at), updated_at = now()
+		WHERE order_no = p_order_no;
+		RETURN false;
+	ELSIF s.state = 'pending' THEN
+		UPDATE evcharge.charge_session SET state = 'ended',
+			started_at = coalesce(started_at, rec.started_at),
+			charging_ended_at = coalesce(charging_ended_at, rec.ended_at),
+			occupied_until = coalesce(occupied_until, rec.ended_at), updated_at = now()
+		WHERE order_no = p_order_no;
+	END IF;
+	-- The member's free coupons are locked first: two bills cannot take one.
+	PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
+	PERFORM evcharge.store_bill(evcharge.compute_bill(p_order_no, 'auto'), 'auto', NULL);
+	RETURN true;
+END $$;
+COMMENT ON FUNCTION evcharge.finalise_bill(text) IS
+	'makes the bill of a session that has ended and whose pile record is in (held when a blocking anomaly is found), or completes a bill made from heartbeats when its record comes late; returns false when there is nothing to do yet';
+
+-- From the triggers: a bill that cannot be made must not fail the batch
+-- that brought its last piece; the reason is kept on the session.
+CREATE FUNCTION evcharge.try_finalise_bill(p_order_no text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	st text;
+	msg text;
+BEGIN
+	IF evcharge.finalise_bill(p_order_no) THEN
+		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
+		RETURN true;
+	END IF;
+	RETURN false;
+EXCEPTION WHEN others THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+	UPDATE evcharge.charge_session SET bill_error = st || ': ' || msg, updated_at = now() WHERE order_no = p_order_no;
+	RETURN false;
+END $$;
+COMMENT ON FUNCTION evcharge.try_finalise_bill(text) IS
+	'finalise_bill() for the triggers: an error is recorded in charge_session.bill_error instead of failing the batch';
+
+-- What only time reveals: records that never come.
+CREATE FUNCTION evcharge.detect_lost_bills(at timestamptz DEFAULT now(),
+	OUT sessions_closed bigint, OUT starts_cancelled bigint, OUT bills_lost bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	o text;
+BEGIN
+	-- App starts the pile never began.
+	WITH c AS (
+		UPDATE evcharge.charge_session cs SET state = 'cancelled', updated_at = now()
+		FROM evcharge.station st JOIN evcharge.anomaly_policy p ON p.operator_id = st.operator_id
+		WHERE st.station_id = cs.station_id AND cs.state = 'pending' AND cs.created_at < at - p.record_wait
+		RETURNING 1)
+	SELECT count(*) INTO starts_cancelled FROM c;
+	-- Open sessions of guns that went silent: they end at their last heartbeat.
+	WITH c AS (
+		UPDATE evcharge.charge_session cs SET state = 'ended',
+			charging_ended_at = coalesce(cs.charging_ended_at, cs.last_ts),
+			occupied_until = cs.last_ts, updated_at = now()
+		FROM evcharge.station st, evcharge.anomaly_policy p, evcharge.gun_state g
+		WHERE st.station_id = cs.station_id AND p.operator_id = st.operator_id
+		  AND g.gun OPERATOR(evcharge.=) cs.gun AND NOT g.online
+		  AND cs.state IN ('charging', 'occupied') AND cs.last_ts < at - p.record_wait
+		RETURNING 1)
+	SELECT count(*) INTO sessions_closed FROM c;
+	-- Ended sessions whose record has not come: billed from heartbeats, held.
+	bills_lost := 0;
+	FOR o IN
+		SELECT cs.order_no FROM evcharge.charge_session cs
+		JOIN evcharge.station st ON st.station_id = cs.station_id
+		JOIN evcharge.anomaly_policy p ON p.operator_id = st.operator_id
+		WHERE cs.state = 'ended'
+		  AND coalesce(cs.occupied_until, cs.charging_ended_at, cs.last_ts) < at - p.record_wait
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.bill b WHERE b.order_no = cs.order_no)
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.pile_record r WHERE r.order_no = cs.order_no)
+		ORDER BY cs.order_no
+		FOR UPDATE OF cs SKIP LOCKED
+	LOOP
+		PERFORM 1 FROM evcharge.coupon c JOIN evcharge.charge_session cs ON cs.member_id = c.member_id
+		WHERE cs.order_no = o AND c.used_order_no IS NULL FOR UPDATE OF c;
+		PERFORM evcharge.store_bill(evcharge.compute_bill(o, 'auto'), 'auto', NULL);
+		bills_lost := bills_lost + 1;
+	END LOOP;
+END $$;
+COMMENT ON FUNCTION evcharge.detect_lost_bills(timestamptz) IS
+	'scheduled: cancels app starts the pile never began, ends open sessions of offline guns at their last heartbeat, and bills ended sessions whose pile record has not come within the operator''s record_wait from their heartbeats, held with anomaly 1 (2 when the gun went offline); a record that comes later completes the bill';
+
+SELECT pg_catalog.pg_extension_config_dump('evcharge.bill', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.bill_revision', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.bill_revision_bill_revision_id_seq', '');

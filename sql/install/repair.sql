@@ -1,0 +1,149 @@
+-- repair.sql: held bills released by repair, one at a time or by rule,
+-- with every revision kept (bill_revision) and, where the operator wants
+-- it, a notice to the driver when the amount changed.
+\echo Use "CREATE EXTENSION evcharge" to load this file. \quit
+
+CREATE TABLE evcharge.customer_notice (
+	customer_notice_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	order_no text NOT NULL REFERENCES evcharge.bill,
+	member_id bigint NOT NULL,
+	revision int NOT NULL,
+	old_total numeric(12, 2) NOT NULL,
+	new_total numeric(12, 2) NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	sent_at timestamptz
+);
+CREATE INDEX customer_notice_unsent_idx ON evcharge.customer_notice (created_at) WHERE sent_at IS NULL;
+COMMENT ON TABLE evcharge.customer_notice IS
+	'"Amount adjusted" notices for drivers, written by repairs that change a bill''s total when the operator''s policy says so (anomaly_policy.notify_adjustment); the app sends them and sets sent_at';
+COMMENT ON COLUMN evcharge.customer_notice.customer_notice_id IS 'row id';
+COMMENT ON COLUMN evcharge.customer_notice.order_no IS 'the bill';
+COMMENT ON COLUMN evcharge.customer_notice.member_id IS 'the driver to tell';
+COMMENT ON COLUMN evcharge.customer_notice.revision IS 'the bill revision that changed the amount';
+COMMENT ON COLUMN evcharge.customer_notice.old_total IS 'total before, yuan';
+COMMENT ON COLUMN evcharge.customer_notice.new_total IS 'total after, yuan';
+COMMENT ON COLUMN evcharge.customer_notice.created_at IS 'when the repair wrote it';
+COMMENT ON COLUMN evcharge.customer_notice.sent_at IS 'when the app sent it (NULL: not yet)';
+
+CREATE FUNCTION evcharge.repair_bill(order_no text, reason text, method text DEFAULT 'recompute',
+	energy_wh bigint DEFAULT NULL)
+RETURNS evcharge.bill
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_order text := repair_bill.order_no;
+	s evcharge.charge_session;
+	old evcharge.bill;
+	had_bill boolean;
+	nb evcharge.bill;
+	notify boolean;
+BEGIN
+	IF repair_bill.reason IS NULL OR btrim(repair_bill.reason) = '' THEN
+		RAISE EXCEPTION 'a repair of order % needs a reason', coalesce(v_order, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Say why, as the driver or the support ticket would read it: ''pile record lost, recomputed from heartbeats''.';
+	END IF;
+	IF repair_bill.method IS NULL OR repair_bill.method NOT IN ('recompute', 'pile', 'platform', 'manual') THEN
+		RAISE EXCEPTION 'repair method "%" is not known', repair_bill.method
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Use recompute (heartbeats, pile record and plans in force), pile (the pile''s energy), platform (the heartbeats'' energy) or manual (energy set by hand).';
+	END IF;
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = v_order;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', v_order
+			USING ERRCODE = 'no_data_found', HINT = 'Order numbers are in evcharge.charge_session.';
+	END IF;
+	IF s.state IN ('pending', 'charging', 'occupied', 'cancelled') THEN
+		RAISE EXCEPTION 'order % has no bill to repair: its session is %', v_order, s.state
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'A bill is repaired once its session has ended.';
+	END IF;
+	-- One repair at a time per bill: a second one fails at once, it does not wait.
+	BEGIN
+		PERFORM 1 FROM evcharge.charge_session cs WHERE cs.order_no = v_order FOR UPDATE NOWAIT;
+		SELECT * INTO old FROM evcharge.bill b WHERE b.order_no = v_order FOR UPDATE NOWAIT;
+		had_bill := FOUND;
+	EXCEPTION WHEN lock_not_available THEN
+		RAISE EXCEPTION 'bill % is being repaired or billed by another session', v_order
+			USING ERRCODE = 'lock_not_available',
+			      HINT = 'Wait for it to finish, then look at evcharge.bill_revision before repairing again.';
+	END;
+	IF had_bill AND old.state = 'settled' THEN
+		RAISE EXCEPTION 'bill % is settled and cannot be repaired', v_order
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'Money already moved: correct it with a refund or an adjustment.';
+	END IF;
+	PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
+	nb := evcharge.compute_bill(v_order, repair_bill.method, repair_bill.energy_wh);
+
+	-- The same repair again changes nothing and returns the bill as it is.
+	IF had_bill AND old.state = 'final'
+	   AND (nb.energy_wh, nb.wh_by_class, nb.energy_fee, nb.service_fee, nb.occupancy_fee, nb.discount,
+	        nb.total, nb.energy_source, nb.coupon_id, evcharge.anomaly_codes(nb.anomalies))
+	       IS NOT DISTINCT FROM
+	       (old.energy_wh, old.wh_by_class, old.energy_fee, old.service_fee, old.occupancy_fee, old.discount,
+	        old.total, old.energy_source, old.coupon_id, evcharge.anomaly_codes(old.anomalies)) THEN
+		RETURN old;
+	END IF;
+
+	nb := evcharge.store_bill(nb, repair_bill.method, repair_bill.reason);
+
+	SELECT p.notify_adjustment INTO notify FROM evcharge.station_policy(s.station_id) p;
+	IF notify AND had_bill AND nb.total <> old.total AND s.member_id IS NOT NULL THEN
+		INSERT INTO evcharge.customer_notice (order_no, member_id, revision, old_total, new_total)
+		VALUES (v_order, s.member_id, nb.revision, old.total, nb.total);
+		PERFORM pg_notify('evcharge_notice', json_build_object('order_no', v_order, 'member_id', s.member_id,
+			'old_total', old.total, 'new_total', nb.total)::text);
+	END IF;
+	RETURN nb;
+END $$;
+COMMENT ON FUNCTION evcharge.repair_bill(text, text, text, bigint) IS
+	'recomputes a bill (recompute: heartbeats, pile record and plans in force; pile: the pile''s energy; platform: the heartbeats'' energy; manual: energy_wh), releases it and records the revision with the reason; the same repair twice changes nothing; a repair already running on the bill makes this one fail at once (55P03)';
+
+CREATE FUNCTION evcharge.repair_bills(codes evcharge.anomaly_set, station_id bigint, day date, reason text,
+	method text DEFAULT 'recompute')
+RETURNS TABLE (order_no text, old_total numeric, new_total numeric, state text, outcome text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	tz text;
+	b record;
+	nb evcharge.bill;
+	msg text;
+BEGIN
+	IF repair_bills.codes IS NULL OR repair_bills.codes OPERATOR(evcharge.=) ''::evcharge.anomaly_set THEN
+		RAISE EXCEPTION 'a repair by rule needs the anomaly codes it applies to'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'E.g. repair_bills(''1'', 42, ''2026-11-20'', ''pile records lost in the outage'').';
+	END IF;
+	SELECT st.tz INTO tz FROM evcharge.station st WHERE st.station_id = repair_bills.station_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'station % is not known', repair_bills.station_id
+			USING ERRCODE = 'no_data_found', HINT = 'Stations are in evcharge.station.';
+	END IF;
+	FOR b IN
+		SELECT bl.order_no, bl.total, bl.revision FROM evcharge.bill bl
+		WHERE bl.station_id = repair_bills.station_id AND bl.state <> 'settled'
+		  AND bl.anomalies OPERATOR(evcharge.@>) repair_bills.codes
+		  AND bl.ended_at >= (repair_bills.day::timestamp AT TIME ZONE tz)
+		  AND bl.ended_at < ((repair_bills.day + 1)::timestamp AT TIME ZONE tz)
+		ORDER BY bl.order_no
+	LOOP
+		order_no := b.order_no;
+		old_total := b.total;
+		BEGIN
+			nb := evcharge.repair_bill(b.order_no, repair_bills.reason, repair_bills.method);
+			new_total := nb.total;
+			state := nb.state;
+			outcome := CASE WHEN nb.revision > b.revision THEN 'repaired' ELSE 'unchanged' END;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+			new_total := NULL;
+			state := NULL;
+			outcome := 'skipped: ' || msg;
+		END;
+		RETURN NEXT;
+	END LOOP;
+END $$;
+COMMENT ON FUNCTION evcharge.repair_bills(evcharge.anomaly_set, bigint, date, text, text) IS
+	'repairs by rule every unsettled bill of a station that carries all the given codes and ended on the given day (station''s local time), each as repair_bill() would; one row per bill with its outcome (repaired, unchanged, or skipped with the reason)';
+
+SELECT pg_catalog.pg_extension_config_dump('evcharge.customer_notice', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.customer_notice_customer_notice_id_seq', '');
