@@ -13,6 +13,7 @@
 #include "postgres.h"
 #include "datatype/timestamp.h"
 
+#include "energy_split.h"
 #include "pile_id.h"
 #include "tariff.h"
 
@@ -86,6 +87,8 @@ typedef struct GunBatch
 	SessionOut *open;			/* its open session, or NULL */
 	TimestampTz last_closed;	/* end of its last closed session, or DT_NOBEGIN */
 	const TouTariff *tariff;	/* the plan in force at its first row, or NULL */
+	RiseSplitter *splitter;		/* that plan in the station's zone, shared by
+								 * the guns of the batch under the same plan */
 } GunBatch;
 
 /*

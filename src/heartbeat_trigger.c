@@ -73,6 +73,8 @@ typedef struct PlanRow
 	bool		lower_inc;
 	bool		upper_inc;
 	TouTariff  *tariff;
+	RiseSplitter *splitter;		/* made for the first gun that uses it */
+	bool		splitter_made;
 } PlanRow;
 
 /* The registry, one row per pile of the batch (one gun of it given). */
@@ -136,7 +138,9 @@ static const char *const GunStateSql =
  * Each gun's open fault, open offline period and open session, and for the
  * guns the session machine will see, the end of the last closed session
  * (a late line of it must not open a new one).  Read after GunStateSql, so
- * under the gun's row lock.
+ * under the gun's row lock.  The LIMITs keep each look-up a probe of its
+ * partial index per gun: as plain joins the planner, not knowing how many
+ * guns the array holds, once rescanned every open session for each gun.
  */
 static const char *const ContextSql =
 "SELECT f.started_at, o.started_at,"
@@ -146,10 +150,12 @@ static const char *const ContextSql =
 "         WHERE (u.active OR cs.order_no IS NOT NULL) AND c2.gun OPERATOR(evcharge.=) u.g"
 "           AND c2.state IN ('ended', 'cancelled') AND c2.occupied_until >= u.ts1 - interval '1 day')"
 " FROM unnest($1::evcharge.gun_id[], $2::bool[], $3::timestamptz[]) WITH ORDINALITY AS u(g, active, ts1, n)"
-" LEFT JOIN evcharge.fault_event f ON f.gun OPERATOR(evcharge.=) u.g AND f.ended_at IS NULL"
-" LEFT JOIN evcharge.offline_period o ON o.gun OPERATOR(evcharge.=) u.g AND o.ended_at IS NULL"
-" LEFT JOIN evcharge.charge_session cs ON cs.gun OPERATOR(evcharge.=) u.g"
-"      AND cs.state IN ('pending', 'charging', 'occupied')"
+" LEFT JOIN LATERAL (SELECT f.started_at FROM evcharge.fault_event f"
+"                    WHERE f.gun OPERATOR(evcharge.=) u.g AND f.ended_at IS NULL LIMIT 1) f ON true"
+" LEFT JOIN LATERAL (SELECT o.started_at FROM evcharge.offline_period o"
+"                    WHERE o.gun OPERATOR(evcharge.=) u.g AND o.ended_at IS NULL LIMIT 1) o ON true"
+" LEFT JOIN LATERAL (SELECT * FROM evcharge.charge_session cs WHERE cs.gun OPERATOR(evcharge.=) u.g"
+"                      AND cs.state IN ('pending', 'charging', 'occupied') LIMIT 1) cs ON true"
 " ORDER BY u.n";
 
 /* The plans of the stations whose guns the session machine will see. */
@@ -802,6 +808,8 @@ FindPlans(GunBatch *guns, int nguns)
 		plans[i].lower_inc = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 		plans[i].upper_inc = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
 		plans[i].tariff = (TouTariff *) PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 8, &isnull));
+		plans[i].splitter = NULL;
+		plans[i].splitter_made = false;
 	}
 	SPI_freetuptable(SPI_tuptable);
 
@@ -814,6 +822,7 @@ FindPlans(GunBatch *guns, int nguns)
 		int			j;
 
 		g->tariff = NULL;
+		g->splitter = NULL;
 		if ((g->open == NULL && !g->active) || g->current_type == NULL)
 			continue;
 		/* first plan of the station (plans are in station order) */
@@ -837,6 +846,11 @@ FindPlans(GunBatch *guns, int nguns)
 			if (!p->upper_inf && (t > p->upper || (t == p->upper && !p->upper_inc)))
 				continue;
 			g->tariff = p->tariff;
+			/* the station's zone is the same for all its guns */
+			if (!p->splitter_made && g->tz != NULL)
+				p->splitter = RiseSplitterCreate(p->tariff, g->tz);
+			p->splitter_made = true;
+			g->splitter = p->splitter;
 			break;
 		}
 	}

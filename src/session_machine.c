@@ -154,7 +154,7 @@ RunSessionMachine(GunBatch *g, char *gun, SessionBatch *batch)
 	int64		rated = g->rated_power_w;
 	int64		station_id = g->station_id;
 	const TouTariff *tariff = g->tariff;
-	RiseSplitter *splitter = (tariff && g->tz) ? RiseSplitterCreate(tariff, g->tz) : NULL;
+	RiseSplitter *splitter = g->splitter;
 	int			n = g->nrows;
 	int			i;
 	SessionOut *cur = NULL;
