@@ -318,8 +318,8 @@ BEGIN
 		x := px0 + (px1 - px0) * extract(epoch FROM r.t - t0) / span;
 		y := py1 - (py1 - py0) * coalesce(r.w, 0) / e_top;
 		body := body || format('<circle class="jump" cx="%s" cy="%s" r="5"/>', round(x, 1), round(y, 1))
-		             || format('<text class="warn" x="%s" y="%s" text-anchor="middle">jump +%s Wh, not billed</text>',
-		                       round(x, 1), round(y + 20, 1), r.jump);
+		             || format('<text class="warn" x="%s" y="%s" text-anchor="end">jump +%s Wh, not billed</text>',
+		                       round(x - 8, 1), round(y - 8, 1), r.jump);
 	END LOOP;
 	body := body || '</g>'::text;
 
@@ -330,10 +330,10 @@ BEGIN
 	body := body || '<g id="legend">'::text
 		|| format('<line class="energy" x1="%s" y1="%s" x2="%s" y2="%s"/>', px0, y - 4, px0 + 24, y - 4)
 		|| format('<text x="%s" y="%s">energy delivered (Wh), as the bill counts it</text>', px0 + 30, y)
-		|| format('<line class="power" x1="%s" y1="%s" x2="%s" y2="%s"/>', px0 + 260, y - 4, px0 + 284, y - 4)
-		|| format('<text x="%s" y="%s">power (kW)</text>', px0 + 290, y)
-		|| format('<rect class="gap" x="%s" y="%s" width="24" height="10"/>', px0 + 400, y - 9)
-		|| format('<text x="%s" y="%s">no heartbeat for over 2 min while charging</text>', px0 + 430, y);
+		|| format('<line class="power" x1="%s" y1="%s" x2="%s" y2="%s"/>', px0 + 340, y - 4, px0 + 364, y - 4)
+		|| format('<text x="%s" y="%s">power (kW)</text>', px0 + 370, y)
+		|| format('<rect class="gap" x="%s" y="%s" width="24" height="10"/>', px0 + 460, y - 9)
+		|| format('<text x="%s" y="%s">no heartbeat for over 2 min while charging</text>', px0 + 490, y);
 	y := y + 22;
 	k := 0;
 	FOR r IN
