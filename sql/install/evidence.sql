@@ -168,7 +168,8 @@ DECLARE
 	r record;
 	k int;
 	body text[] := '{}';
-	shown text[] := '{}';				-- the classes drawn as bands
+	shown_plan bigint[] := '{}';		-- the plans and classes drawn as bands
+	shown_class text[] := '{}';
 	lines text[];
 	y numeric;
 	height int;
@@ -216,7 +217,8 @@ BEGIN
 	-- the chart covers, cut to the plan's validity and to the chart.
 	body := body || '<g id="tariff-bands">'::text;
 	FOR r IN
-		SELECT greatest(seg.f, t0, lower(t.valid)) AS f, least(seg.t, t1, upper(t.valid)) AS t, seg.class
+		SELECT greatest(seg.f, t0, lower(t.valid)) AS f, least(seg.t, t1, upper(t.valid)) AS t, seg.class,
+		       t.station_tariff_id
 		FROM evcharge.station_tariff t
 		CROSS JOIN generate_series((l0::date - 1)::timestamp, l1::date::timestamp, interval '1 day') d
 		CROSS JOIN LATERAL (SELECT (d::date + g.starts) AT TIME ZONE s.tz AS f, (d::date + g.ends) AT TIME ZONE s.tz AS t, g.class
@@ -226,7 +228,8 @@ BEGIN
 		  AND seg.t > lower(t.valid) AND (upper_inf(t.valid) OR seg.f < upper(t.valid))
 		ORDER BY 1
 	LOOP
-		shown := shown || r.class;
+		shown_plan := shown_plan || r.station_tariff_id;
+		shown_class := shown_class || r.class;
 		body := body || format('<rect class="band-%s" x="%s" y="%s" width="%s" height="%s"/>',
 			evcharge.xml_escape(r.class), round(px0 + (px1 - px0) * extract(epoch FROM r.f - t0) / span, 1), py0,
 			round((px1 - px0) * extract(epoch FROM r.t - r.f) / span, 1), py1 - py0);
@@ -343,7 +346,8 @@ BEGIN
 		CROSS JOIN LATERAL evcharge.tariff_segments(t.tariff) seg
 		JOIN LATERAL evcharge.tariff_prices(t.tariff) p ON p.class = seg.class
 		WHERE t.station_id = s.station_id AND t.current_type = s.current_type AND t.valid && tstzrange(t0, t1)
-		  AND seg.class = ANY (shown)
+		  AND EXISTS (SELECT 1 FROM unnest(shown_plan, shown_class) u(plan, class)
+		              WHERE u.plan = t.station_tariff_id AND u.class = seg.class)
 		ORDER BY pos, seg.class, p.energy_price, p.service_fee
 	LOOP
 		IF k = 0 THEN
