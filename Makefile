@@ -37,6 +37,7 @@ INSTALL_SQL = \
 	sql/install/session.sql \
 	sql/install/bill.sql \
 	sql/install/repair.sql \
+	sql/install/evidence.sql \
 	sql/install/jobs.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql

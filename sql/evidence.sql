@@ -1,0 +1,157 @@
+-- Evidence for support: a session's heartbeat curve with what the bill
+-- counted and what it did not (session_evidence), and the same as an SVG
+-- chart a driver can be sent (session_chart).
+SET search_path = public, evcharge;
+SET timezone = 'Asia/Shanghai';
+
+INSERT INTO operator VALUES (12, 'Zhongshan Charging Co.');
+-- Station names are free text: markup characters and Chinese must come out
+-- of the chart escaped and intact.
+INSERT INTO station (station_id, operator_id, name) VALUES
+	(1, 12, 'Shiqi East & West <Depot> 石岐东站'), (2, 12, 'Xiaolan "public" 小榄站'), (3, 12, 'No plan yet');
+INSERT INTO station_tariff (station_id, current_type, tariff, valid, name) VALUES
+ (1, 'AC', '00:00-08:00 valley, 08:00-24:00 flat | flat 0.8000+0.4500, valley 0.3500+0.4500', '[2026-01-01,)', 'AC'),
+ (2, 'AC', '00:00-24:00 flat | flat 0.8000+0.4500', '[2026-01-01,)', 'flat rate');
+-- 7 kW AC piles: A at station 1 (2 guns), B at station 2, C at station 3.
+INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w, firmware) VALUES
+	('44200000120000100001', 1, 2, 7000, 'AC-2.3.1'),
+	('44200000120000100002', 2, 2, 7000, 'AC-2.3.1'),
+	('44200000120000100003', 3, 1, 7000, 'AC-2.3.1');
+SELECT created FROM maintain_partitions('2026-11-20 12:00+08');
+
+-- 1. A disputed charge on gun A1, 07:50 to 08:10, across the valley/flat
+-- boundary at 08:00, every minute at 6.9 kW (115 Wh a minute).  Lines 07:55
+-- and 07:56 arrive twice, the second 07:56 with a stale reading; the pile is
+-- silent from 08:02 to 08:05:30, comes back reading 0, then -1, then its
+-- register (460 Wh more: 4 minutes' worth, billed); at 08:08 the meter jumps
+-- by 50 kWh in a minute (not billed).  Charging ends at 08:10, the car is
+-- unplugged at 08:15.  Gun A2 charges at the same time.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w, soc, order_no)
+SELECT '44200000120000100001001'::gun_id, t::timestamptz, st::gun_status, m, p, soc, o FROM (VALUES
+	('2026-11-20 07:44+08', 'idle', 100000, 0, NULL, NULL),
+	('2026-11-20 07:46+08', 'idle', 100000, 0, NULL, NULL),
+	('2026-11-20 07:48+08', 'plugged', 100000, 0, 35, NULL),
+	('2026-11-20 08:05:30+08', 'charging', 0, 6900, 48, 'EVIDENCE'),
+	('2026-11-20 08:05:45+08', 'charging', -1, 6900, 48, 'EVIDENCE'),
+	('2026-11-20 08:06+08', 'charging', 101840, 6900, 49, 'EVIDENCE'),
+	('2026-11-20 08:07+08', 'charging', 101955, 6900, 50, 'EVIDENCE'),
+	('2026-11-20 08:08+08', 'charging', 151955, 6900, 50, 'EVIDENCE'),
+	('2026-11-20 08:09+08', 'charging', 152070, 6900, 51, 'EVIDENCE'),
+	('2026-11-20 08:10+08', 'occupied', 152070, 0, 52, 'EVIDENCE'),
+	('2026-11-20 08:12+08', 'occupied', 152070, 0, 52, 'EVIDENCE'),
+	('2026-11-20 08:15+08', 'idle', 152070, 0, NULL, NULL),
+	('2026-11-20 08:16+08', 'idle', 152070, 0, NULL, NULL)) v(t, st, m, p, soc, o)
+UNION ALL
+SELECT '44200000120000100001001'::gun_id, '2026-11-20 07:50+08'::timestamptz + i * interval '1 min', 'charging',
+       100000 + i * 115, 6900, 35 + i, 'EVIDENCE'
+FROM generate_series(0, 12) i
+UNION ALL
+SELECT '44200000120000100001002'::gun_id, '2026-11-20 07:50+08'::timestamptz + i * interval '1 min',
+       CASE WHEN i < 20 THEN 'charging' ELSE 'idle' END::gun_status, 500000 + least(i, 19) * 115, 6900, NULL,
+       CASE WHEN i < 20 THEN 'OTHER' END
+FROM generate_series(0, 25) i;
+-- The same lines again, as a loader retrying a batch would send them.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w, soc, order_no) VALUES
+	('44200000120000100001001', '2026-11-20 07:55+08', 'charging', 100575, 6900, 40, 'EVIDENCE'),
+	('44200000120000100001001', '2026-11-20 07:56+08', 'charging', 100575, 6900, 40, 'EVIDENCE');
+INSERT INTO pile_record VALUES ('EVIDENCE', '44200000120000100001001', '2026-11-20 07:50+08', '2026-11-20 08:10+08', 2070);
+
+-- The bill: 2070 Wh (1150 valley, 920 flat), the 50 kWh jump kept out and
+-- flagged (11), held.
+SELECT order_no, anomalies, anomaly_names(anomalies) AS names, state, energy_wh, wh_by_class, total
+FROM bill WHERE order_no = 'EVIDENCE';
+
+-- The evidence, one row per heartbeat time from 07:45 (5 minutes before
+-- the start) to the unplug at 08:15: energy from the first charging
+-- reading, the class in force (valley until 08:00), and the notes.
+SELECT to_char(ts, 'HH24:MI:SS') AS time, meter_wh, energy_wh, power_w, status, soc, order_no, tariff_class, note
+FROM session_evidence('EVIDENCE');
+-- The curve ends at the energy the bill measured, and the jump it marks is
+-- what session_samples() kept out of the bill.
+SELECT (SELECT energy_wh FROM session_evidence('EVIDENCE') ORDER BY ts DESC LIMIT 1) AS evidence_wh,
+       (SELECT energy_wh FROM bill WHERE order_no = 'EVIDENCE') AS billed_wh,
+       (session_samples('EVIDENCE')).jump_wh AS jump_wh;
+
+-- 2. The chart of the disputed charge, checked part by part.
+CREATE TEMP TABLE chart AS SELECT session_chart('EVIDENCE') AS svg;
+-- A well-formed SVG 1.1 document of the declared size, the same every time.
+SELECT xml_is_well_formed_document(svg) AS well_formed,
+       left(svg, 38) AS declaration,
+       substring(svg FROM '<svg [^>]*>') AS root,
+       svg = session_chart('EVIDENCE') AS deterministic
+FROM chart;
+-- Self-contained: the namespace is its only URL; no script, image, link or
+-- external style.
+SELECT (SELECT count(*) FROM regexp_matches(svg, 'http', 'g')) AS urls,
+       svg ~* '<script|<image|<a[ >]|href|url\(|@import|<foreignObject' AS external
+FROM chart;
+-- Background bands: valley until 08:00, flat after it.
+SELECT m[1] AS band, m[2] AS x, m[3] AS width
+FROM chart, regexp_matches(substring(svg FROM '<g id="tariff-bands">(.*?)</g>'),
+                           '<rect class="band-(\w+)" x="([0-9.]+)" y="[0-9.]+" width="([0-9.]+)"', 'g') m;
+-- The legend names the classes shown with the plan's prices.
+SELECT m[1] AS legend FROM chart, regexp_matches(svg, '<text[^>]*>((?:valley|flat|peak|sharp) [0-9.]+ \+ [0-9.]+)</text>', 'g') m;
+-- The moments, the jump and the silence are marked.
+SELECT m[1] AS marked FROM chart,
+       regexp_matches(svg, '>((?:start|end of charging|unplugged) [0-9:]+|jump \+[0-9]+ Wh, not billed|no data [0-9]+ min [0-9]+ s)<', 'g') m;
+SELECT (SELECT count(*) FROM regexp_matches(svg, '<circle class="jump"', 'g')) AS jump_markers,
+       (SELECT count(*) FROM regexp_matches(substring(svg FROM '<g id="marks">(.*?)</g>'), '<rect class="gap"', 'g')) AS gap_markers
+FROM chart;
+-- The anomaly box lists the bill's codes with their names.
+SELECT m[1] AS anomaly_box FROM chart, regexp_matches(substring(svg FROM '<g id="anomalies">(.*?)</g>'), '>([^<]+)</text>', 'g') m;
+-- Title and escaping: the station's name with & < > and Chinese, intact.
+SELECT m[1] AS heading FROM chart, regexp_matches(svg, '<text (?:class="title" )?x="80" y="(?:26|48|66)">([^<]*)</text>', 'g') m;
+SELECT position('Shiqi East &amp; West &lt;Depot&gt; 石岐东站' IN svg) > 0 AS escaped,
+       position('<Depot>' IN svg) = 0 AND position('& West' IN svg) = 0 AS nothing_raw
+FROM chart;
+-- Every text goes through xml_escape: markup characters escaped, control
+-- characters (not allowed in XML) made spaces.
+SELECT xml_escape(E'Tom & Jerry''s <"east">\x01\t小榄') AS escaped_text;
+-- Read back as XML, the title holds the original name.
+SELECT x.title, x.heading
+FROM chart, XMLTABLE(XMLNAMESPACES('http://www.w3.org/2000/svg' AS s), '/s:svg' PASSING CAST(svg AS xml)
+                     COLUMNS title text PATH 's:title', heading text PATH 's:text[@class="title"]') x;
+
+-- 3. A short charge at station 2 with no bill yet: 90 seconds charging at
+-- 3.6 kW, still plugged.  Its chart, whole.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w, soc, order_no) VALUES
+	('44200000120000100002001', '2026-11-20 10:00+08', 'charging', 20000, 3600, 60, 'SHORT'),
+	('44200000120000100002001', '2026-11-20 10:00:30+08', 'charging', 20030, 3600, 60, 'SHORT'),
+	('44200000120000100002001', '2026-11-20 10:01+08', 'charging', 20060, 3600, 61, 'SHORT'),
+	('44200000120000100002001', '2026-11-20 10:01:30+08', 'occupied', 20090, 0, 61, 'SHORT');
+SELECT to_char(ts, 'HH24:MI:SS') AS time, meter_wh, energy_wh, power_w, status, tariff_class, note
+FROM session_evidence('SHORT');
+\pset format unaligned
+\pset tuples_only on
+SELECT session_chart('SHORT');
+\pset format aligned
+\pset tuples_only off
+SELECT xml_is_well_formed_document(session_chart('SHORT')) AS well_formed;
+
+-- 4. No plan in force at station 3: no class, no band, and the chart says so.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w, order_no) VALUES
+	('44200000120000100003001', '2026-11-20 10:00+08', 'charging', 5000, 7000, 'NOPLAN'),
+	('44200000120000100003001', '2026-11-20 10:01+08', 'charging', 5110, 7000, 'NOPLAN');
+SELECT to_char(ts, 'HH24:MI:SS') AS time, energy_wh, tariff_class, note FROM session_evidence('NOPLAN');
+SELECT svg ~ '<rect class="band-' AS has_bands, substring(svg FROM 'no AC plan in force[^<]*') AS says
+FROM (SELECT session_chart('NOPLAN') AS svg) c;
+
+-- 5. An app start the pile has not begun yet: no heartbeats to show.
+SELECT start_session('44200000120000100002002', 501, 'app') AS pending_order \gset
+SELECT count(*) AS rows FROM session_evidence(:'pending_order');
+
+-- 6. Errors: an unknown order is no_data_found, with a hint; NULL gives nothing.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SELECT * FROM session_evidence('NO-SUCH-ORDER');
+SELECT session_chart('NO-SUCH-ORDER');
+DO $$
+BEGIN
+	PERFORM evcharge.session_chart('NO-SUCH-ORDER');
+EXCEPTION WHEN no_data_found THEN
+	RAISE NOTICE 'no_data_found: %', SQLERRM;
+END $$;
+SELECT count(*) AS rows FROM session_evidence(NULL);
+SELECT session_chart(NULL) IS NULL AS no_chart;
+
+\i sql/include/reset.sql
