@@ -76,7 +76,14 @@ SELECT (SELECT operator_id FROM demo_day.operator_in LIMIT 1) AS op,
        date_trunc('day', min(ts)) + ceil(extract(epoch FROM max(ts) - date_trunc('day', min(ts))) / 300) * interval '5 min' AS day_end
 FROM demo_day.heartbeat_in \gset
 
--- Run again: take this demo's data out first (its operator's guns and stations).
+-- Run again: take this demo's data out first (its operator's guns and
+-- stations).  Bill revisions are an audit trail whose trigger refuses
+-- deletes: the demo's own go with triggers off for this transaction.
+BEGIN;
+SET LOCAL session_replication_role = replica;
+DELETE FROM customer_notice WHERE order_no IN (SELECT order_no FROM bill WHERE station_id IN (SELECT station_id FROM demo_day.station_in));
+DELETE FROM bill_revision WHERE order_no IN (SELECT order_no FROM bill WHERE station_id IN (SELECT station_id FROM demo_day.station_in));
+COMMIT;
 DELETE FROM bill WHERE station_id IN (SELECT station_id FROM demo_day.station_in);
 DELETE FROM charge_session WHERE station_id IN (SELECT station_id FROM demo_day.station_in);
 DELETE FROM pile_record WHERE operator_code(gun) = :op;
@@ -90,6 +97,7 @@ DELETE FROM pile WHERE station_id IN (SELECT station_id FROM demo_day.station_in
 DELETE FROM occupancy_fee WHERE station_id IN (SELECT station_id FROM demo_day.station_in);
 DELETE FROM station_tariff WHERE station_id IN (SELECT station_id FROM demo_day.station_in);
 DELETE FROM station WHERE station_id IN (SELECT station_id FROM demo_day.station_in);
+DELETE FROM anomaly_policy WHERE operator_id = :op;
 DELETE FROM operator WHERE operator_id = :op;
 
 -- The registry, and an occupancy fee at every station (15 min free, then
@@ -117,7 +125,11 @@ CREATE TABLE demo_day.sweep (at timestamptz, heartbeats bigint, records bigint, 
 
 -- The replay: per 5-minute step, the heartbeats that arrived, the pile
 -- records that arrived, then the offline sweep.  Records that arrive after
--- the day (late uploads) come at the end, with no sweep: the day is over.
+-- the day (late uploads) come at the end, with no sweep: the day is over;
+-- before them, the lost-bill job gives up on the records still missing at
+-- the end of the day (those of sessions that ended more than the operator's
+-- two hours before), and the late ones then complete their bills.
+CREATE TABLE demo_day.lost (sessions_closed bigint, starts_cancelled bigint, bills_lost bigint);
 CREATE FUNCTION demo_day.replay(day_start timestamptz, day_end timestamptz) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -142,6 +154,7 @@ BEGIN
 		SELECT * INTO sw FROM evcharge.sweep_offline(t);
 		INSERT INTO demo_day.sweep VALUES (t, hb, rec, sw.went_offline, sw.incidents);
 	END LOOP;
+	INSERT INTO demo_day.lost SELECT * FROM evcharge.detect_lost_bills(day_end);
 	INSERT INTO evcharge.pile_record (order_no, gun, started_at, ended_at, energy_wh, stop_reason, received_at)
 	SELECT r.order_no, r.gun::evcharge.gun_id, r.started_at, r.ended_at, r.energy_wh, r.stop_reason, a.arrived_at
 	FROM demo_day.record_in r JOIN demo_day.arrival_in a ON a.line = r.n
@@ -211,6 +224,24 @@ SELECT current_type(b.gun) AS current, count(*) AS bills, round(sum(b.energy_wh)
        round(avg(extract(epoch FROM b.ended_at - b.started_at) / 60)) AS avg_minutes,
        count(*) FILTER (WHERE b.occupancy_fee > 0) AS paid_occupancy, sum(b.total) AS total
 FROM bill b JOIN station s USING (station_id) WHERE s.operator_id = :op GROUP BY 1 ORDER BY 1;
+
+\echo '== Bill anomalies: codes found, and bills held (not charged until repaired)'
+SELECT sessions_closed AS silent_sessions_closed, bills_lost AS bills_made_from_heartbeats
+FROM demo_day.lost;
+SELECT c.code, c.name, c.blocks_charge AS blocks, count(b.order_no) AS bills,
+       count(b.order_no) FILTER (WHERE b.state = 'held') AS held
+FROM bill b JOIN station s USING (station_id)
+CROSS JOIN LATERAL unnest(anomaly_codes(b.anomalies)) AS x(code)
+JOIN anomaly_code c USING (code)
+WHERE s.operator_id = :op GROUP BY c.code, c.name, c.blocks_charge ORDER BY c.code;
+SELECT b.order_no, b.gun, b.state, b.anomalies, anomaly_names(b.anomalies) AS names, b.energy_wh, b.total
+FROM bill b JOIN station s USING (station_id)
+WHERE s.operator_id = :op AND (b.state = 'held' OR b.revision > 0) ORDER BY b.ended_at;
+\echo '== Bills made from heartbeats that a late pile record completed (their revisions)'
+SELECT r.order_no, r.revision, r.method, r.before->>'anomalies' AS codes_before,
+       r.before->>'energy_wh' AS wh_before, r.after->>'energy_wh' AS wh_after, r.after->>'state' AS state_after
+FROM bill_revision r JOIN bill b USING (order_no) JOIN station s USING (station_id)
+WHERE s.operator_id = :op ORDER BY r.order_no, r.revision;
 
 \echo '== Network incidents: many piles of a station silent together, reported once'
 SELECT i.station_id AS station, s.name, i.started_at, i.detected_at, i.ended_at, i.piles, i.guns,

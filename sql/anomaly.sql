@@ -184,9 +184,11 @@ UPDATE bill_revision SET reason = 'nothing happened';
 DELETE FROM bill_revision;
 SELECT start_session('44200000120000100001004', 1, 'qr', 99);
 \set VERBOSITY terse
--- A settled bill is not repaired.
-UPDATE bill SET state = 'settled' WHERE order_no = 'CLEAN';
-SELECT repair_bill('CLEAN', 'x');
+-- A settled bill is repaired by an adjustment: the difference moves.
+SELECT kind, idem_key, result FROM settle_bill('CLEAN');
+SELECT state, energy_wh, total, revision FROM repair_bill('CLEAN', 'goodwill: 1 kWh off', 'manual', 5960);
+SELECT kind, idem_key, note, result FROM ledger_txn WHERE order_no = 'CLEAN' ORDER BY txn_id;
+SELECT problem FROM verify_ledger();
 -- A record for an unknown order dated 1999 is still quarantined.
 INSERT INTO pile_record VALUES ('GHOST', '44200000120000100001004', '1999-12-31 10:00+08', '1999-12-31 11:00+08', 100);
 SELECT reason FROM quarantine;

@@ -128,7 +128,8 @@ DECLARE
 	jobs text[][] := ARRAY[
 		['evcharge-sweep-offline', '* * * * *', 'SELECT evcharge.sweep_offline()'],
 		['evcharge-partitions', '7 * * * *', 'SELECT evcharge.maintain_partitions()'],
-		['evcharge-lost-bills', '*/5 * * * *', 'SELECT evcharge.detect_lost_bills()']];
+		['evcharge-lost-bills', '*/5 * * * *', 'SELECT evcharge.detect_lost_bills()'],
+		['evcharge-settle', '* * * * *', 'SELECT evcharge.settle_bills()']];
 	i int;
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN

@@ -67,16 +67,11 @@ BEGIN
 			USING ERRCODE = 'lock_not_available',
 			      HINT = 'Wait for it to finish, then look at evcharge.bill_revision before repairing again.';
 	END;
-	IF had_bill AND old.state = 'settled' THEN
-		RAISE EXCEPTION 'bill % is settled and cannot be repaired', v_order
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-			      HINT = 'Money already moved: correct it with a refund or an adjustment.';
-	END IF;
 	PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
 	nb := evcharge.compute_bill(v_order, repair_bill.method, repair_bill.energy_wh);
 
 	-- The same repair again changes nothing and returns the bill as it is.
-	IF had_bill AND old.state = 'final'
+	IF had_bill AND old.state IN ('final', 'settled')
 	   AND (nb.energy_wh, nb.wh_by_class, nb.energy_fee, nb.service_fee, nb.occupancy_fee, nb.discount,
 	        nb.total, nb.energy_source, nb.coupon_id, evcharge.anomaly_codes(nb.anomalies))
 	       IS NOT DISTINCT FROM
@@ -85,7 +80,14 @@ BEGIN
 		RETURN old;
 	END IF;
 
+	-- A settled bill stays settled: the difference moves as an adjustment.
+	IF had_bill AND old.state = 'settled' THEN
+		nb.state := 'settled';
+	END IF;
 	nb := evcharge.store_bill(nb, repair_bill.method, repair_bill.reason);
+	IF had_bill AND old.state = 'settled' THEN
+		PERFORM evcharge.adjust_settled_bill(v_order, old, nb, repair_bill.reason);
+	END IF;
 
 	SELECT p.notify_adjustment INTO notify FROM evcharge.station_policy(s.station_id) p;
 	IF notify AND had_bill AND nb.total <> old.total AND s.member_id IS NOT NULL THEN
@@ -97,7 +99,7 @@ BEGIN
 	RETURN nb;
 END $$;
 COMMENT ON FUNCTION evcharge.repair_bill(text, text, text, bigint) IS
-	'recomputes a bill (recompute: heartbeats, pile record and plans in force; pile: the pile''s energy; platform: the heartbeats'' energy; manual: energy_wh), releases it and records the revision with the reason; the same repair twice changes nothing; a repair already running on the bill makes this one fail at once (55P03)';
+	'recomputes a bill (recompute: heartbeats, pile record and plans in force; pile: the pile''s energy; platform: the heartbeats'' energy; manual: energy_wh), releases it and records the revision with the reason (a settled bill stays settled and the difference is posted to the ledger); the same repair twice changes nothing; a repair already running on the bill makes this one fail at once (55P03)';
 
 CREATE FUNCTION evcharge.repair_bills(codes evcharge.anomaly_set, station_id bigint, day date, reason text,
 	method text DEFAULT 'recompute')

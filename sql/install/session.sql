@@ -101,6 +101,7 @@ RETURNS text
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	p record;
+	credit record;
 	busy text;
 	order_no text;
 BEGIN
@@ -123,6 +124,24 @@ BEGIN
 			WHERE pa.partner_id = start_session.partner_id AND st.station_id = p.station_id) THEN
 		RAISE EXCEPTION 'partner % has no contract with the operator of gun %', partner_id, gun
 			USING ERRCODE = 'foreign_key_violation', HINT = 'Register the partner in evcharge.partner for this operator.';
+	END IF;
+	IF partner_id IS NOT NULL THEN
+		SELECT pa.kind, pa.credit_limit, coalesce(a.balance, 0) AS balance INTO credit
+		FROM evcharge.partner pa LEFT JOIN evcharge.account a ON a.owner_id = pa.partner_id
+		  AND a.operator_id = pa.operator_id
+		  AND a.kind = CASE pa.kind WHEN 'prepaid' THEN 'partner_prepaid' ELSE 'partner_receivable' END
+		WHERE pa.partner_id = start_session.partner_id;
+		IF credit.kind = 'affiliated' AND credit.credit_limit IS NOT NULL AND credit.balance >= credit.credit_limit THEN
+			RAISE EXCEPTION 'partner % has reached its credit limit', partner_id
+				USING ERRCODE = 'EV002',
+				      DETAIL = format('It owes %s yuan of a limit of %s.', credit.balance, credit.credit_limit),
+				      HINT = 'The partner settles its statement first, or the operator raises the limit.';
+		ELSIF credit.kind = 'prepaid' AND credit.balance <= 0 THEN
+			RAISE EXCEPTION 'partner % has no prepaid money left', partner_id
+				USING ERRCODE = 'EV002',
+				      DETAIL = format('Its prepaid account holds %s yuan.', credit.balance),
+				      HINT = 'Top up the partner''s prepaid account (evcharge.top_up).';
+		END IF;
 	END IF;
 	SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
 	WHERE cs.gun OPERATOR(evcharge.=) start_session.gun AND cs.state IN ('pending', 'charging', 'occupied');

@@ -2,7 +2,7 @@
 # raw id is either accepted or quarantined with its reason, none is lost;
 # the tariff demo prices its charges and refuses the one with no plan.
 source "$(dirname "$0")/lib/tap.sh"
-plan 12
+plan 13
 db=evcharge_it_demo
 fresh_db $db
 q -d $db -f "$EV_ROOT/demo/ids.sql" >/dev/null
@@ -30,7 +30,9 @@ is "$(q -d $db -c "SELECT count(*) FROM evcharge.charge_session s WHERE s.statio
 is "$(q -d $db -c "SELECT count(*) FROM evcharge.network_incident WHERE station_id BETWEEN 101 AND 199")" \
 	"$(q -d $db -c "SELECT count FROM demo_day.summary WHERE kind = 'network_incident'")" \
 	"the station-wide outage is reported as one network incident"
-is "$(q -d $db -c "SELECT count(*) FROM evcharge.charge_session s WHERE s.station_id BETWEEN 101 AND 199 AND NOT EXISTS (SELECT 1 FROM evcharge.bill b WHERE b.order_no = s.order_no)")" \
+is "$(q -d $db -c "SELECT count(*) FROM evcharge.charge_session s WHERE s.station_id BETWEEN 101 AND 199 AND s.state = 'ended' AND NOT EXISTS (SELECT 1 FROM evcharge.bill b WHERE b.order_no = s.order_no)")" \
+	0 "every ended session has a bill"
+is "$(q -d $db -c "SELECT count(*) FROM evcharge.bill b JOIN demo_day.expected e USING (order_no) WHERE e.record = 'lost' AND b.state = 'held' AND b.anomalies && '1+2' AND b.energy_source = 'heartbeats'")" \
 	"$(q -d $db -c "SELECT count FROM demo_day.summary WHERE kind = 'record_lost'")" \
-	"only the sessions whose record was never sent are without a bill"
+	"the sessions whose record was never sent are billed from heartbeats and held as lost (1 or 2)"
 done_testing

@@ -1,0 +1,492 @@
+-- money.sql: what moves money through the ledger (ledger.sql): top-ups from
+-- the payment provider, manual credits, the settlement of bills (and the
+-- adjustment of a settled bill a repair changed), refunds.  Every function
+-- is idempotent on the event's own key.
+\echo Use "CREATE EXTENSION evcharge" to load this file. \quit
+
+CREATE TABLE evcharge.finance_policy (
+	operator_id bigint PRIMARY KEY REFERENCES evcharge.operator ON DELETE CASCADE,
+	stop_threshold numeric(10, 2) NOT NULL DEFAULT 1.00 CHECK (stop_threshold >= 0),
+	void_coupons_on_refund boolean NOT NULL DEFAULT false,
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.finance_policy IS
+	'Each operator''s money settings; a row with the defaults is made for every new operator';
+COMMENT ON COLUMN evcharge.finance_policy.operator_id IS 'the operator';
+COMMENT ON COLUMN evcharge.finance_policy.stop_threshold IS 'a member''s charge is stopped before the wallet would fall below this (yuan)';
+COMMENT ON COLUMN evcharge.finance_policy.void_coupons_on_refund IS 'whether a refund request voids the member''s unused coupons';
+COMMENT ON COLUMN evcharge.finance_policy.updated_at IS 'last change';
+
+CREATE FUNCTION evcharge.operator_finance_default() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO evcharge.finance_policy (operator_id) SELECT n.operator_id FROM new_rows n
+	ON CONFLICT (operator_id) DO NOTHING;
+	RETURN NULL;
+END $$;
+COMMENT ON FUNCTION evcharge.operator_finance_default() IS
+	'trigger: every new operator gets a finance_policy row with the defaults';
+CREATE TRIGGER operator_finance_default AFTER INSERT ON evcharge.operator
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_finance_default();
+
+-- Checks an amount of money given by a caller: positive, yuan and fen.
+CREATE FUNCTION evcharge.check_amount(p_amount numeric, p_what text) RETURNS numeric
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_amount IS NULL OR p_amount <= 0 OR p_amount <> trunc(p_amount, 2) THEN
+		RAISE EXCEPTION '% of % yuan is not possible', p_what, coalesce(p_amount::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'An amount of money is positive, in yuan with at most two decimals (fen).',
+			      HINT = 'E.g. 100.00.';
+	END IF;
+	RETURN p_amount;
+END $$;
+COMMENT ON FUNCTION evcharge.check_amount(numeric, text) IS
+	'returns the amount if it is positive and in yuan and fen, else raises 22023 naming what it was for';
+
+CREATE FUNCTION evcharge.wallet_account(p_account_id bigint) RETURNS evcharge.account
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	a evcharge.account;
+BEGIN
+	SELECT * INTO a FROM evcharge.account WHERE account_id = p_account_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'account % does not exist', coalesce(p_account_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'Wallets are in evcharge.account (evcharge.member_wallet() opens a member''s).';
+	END IF;
+	IF a.kind NOT IN ('member_wallet', 'department_wallet', 'partner_prepaid') THEN
+		RAISE EXCEPTION 'account % is not a wallet but %', p_account_id, a.kind
+			USING ERRCODE = 'wrong_object_type', HINT = 'Top-ups, credits and refunds go to member, department or prepaid partner wallets.';
+	END IF;
+	RETURN a;
+END $$;
+COMMENT ON FUNCTION evcharge.wallet_account(bigint) IS 'the account if it is a wallet (member, department, prepaid partner), else an error';
+
+-- A member's wallet (opened on first use).
+CREATE FUNCTION evcharge.member_wallet(p_member_id bigint) RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	op bigint;
+BEGIN
+	SELECT m.operator_id INTO op FROM evcharge.member m WHERE m.member_id = p_member_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'member % is not registered', coalesce(p_member_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'Register the member in evcharge.member first.';
+	END IF;
+	RETURN evcharge.account_of(op, 'member_wallet', p_member_id);
+END $$;
+COMMENT ON FUNCTION evcharge.member_wallet(bigint) IS 'the member''s wallet account, opened on first use';
+
+-- A top-up, as the payment provider's callback calls it.
+CREATE FUNCTION evcharge.top_up(account_id bigint, amount numeric, provider_txn text,
+	OUT txn_id bigint, OUT balance numeric, OUT replayed boolean)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w evcharge.account;
+	r record;
+BEGIN
+	w := evcharge.wallet_account(top_up.account_id);
+	PERFORM evcharge.check_amount(top_up.amount, 'a top-up');
+	-- The wallet row is locked first, so the balance returned is this top-up's.
+	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id FOR UPDATE;
+	SELECT (p.txn).txn_id, (p.txn).result, p.replayed INTO r
+	FROM evcharge.post_txn(w.operator_id, 'top_up', top_up.provider_txn,
+		ARRAY[evcharge.account_of(w.operator_id, 'provider_clearing'), w.account_id],
+		ARRAY[top_up.amount, -top_up.amount], NULL, NULL,
+		jsonb_build_object('account_id', w.account_id, 'amount', top_up.amount,
+		                   'balance', balance + top_up.amount)) p;
+	txn_id := r.txn_id;
+	balance := (r.result->>'balance')::numeric;
+	replayed := r.replayed;
+	IF replayed AND ((r.result->>'account_id')::bigint <> w.account_id OR (r.result->>'amount')::numeric <> top_up.amount) THEN
+		RAISE EXCEPTION 'provider transaction % was already applied, to account % for %', top_up.provider_txn,
+			r.result->>'account_id', r.result->>'amount'
+			USING ERRCODE = 'unique_violation',
+			      HINT = 'A provider transaction id is applied once; check the provider''s callback.';
+	END IF;
+	IF NOT replayed THEN
+		PERFORM evcharge.check_alert(w.account_id);
+	END IF;
+END $$;
+COMMENT ON FUNCTION evcharge.top_up(bigint, numeric, text) IS
+	'credits a wallet with a top-up the payment provider confirmed (debiting provider clearing), once per provider transaction id: a repeat returns the first result with replayed = true';
+
+-- A credit by an operator's staff, with its reason.
+CREATE FUNCTION evcharge.manual_credit(account_id bigint, amount numeric, note text, request_id text,
+	OUT txn_id bigint, OUT balance numeric, OUT replayed boolean)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w evcharge.account;
+	r record;
+BEGIN
+	w := evcharge.wallet_account(manual_credit.account_id);
+	PERFORM evcharge.check_amount(manual_credit.amount, 'a manual credit');
+	IF manual_credit.note IS NULL OR btrim(manual_credit.note) = '' THEN
+		RAISE EXCEPTION 'a manual credit to account % needs a note', w.account_id
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Say why, e.g. ''goodwill: pile 0045 out of order on 11-20''.';
+	END IF;
+	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id FOR UPDATE;
+	SELECT (p.txn).txn_id, (p.txn).result, p.replayed INTO r
+	FROM evcharge.post_txn(w.operator_id, 'manual_credit', manual_credit.request_id,
+		ARRAY[evcharge.account_of(w.operator_id, 'adjustments'), w.account_id],
+		ARRAY[manual_credit.amount, -manual_credit.amount], NULL, manual_credit.note,
+		jsonb_build_object('account_id', w.account_id, 'amount', manual_credit.amount,
+		                   'balance', balance + manual_credit.amount)) p;
+	txn_id := r.txn_id;
+	balance := (r.result->>'balance')::numeric;
+	replayed := r.replayed;
+END $$;
+COMMENT ON FUNCTION evcharge.manual_credit(bigint, numeric, text, text) IS
+	'credits a wallet by hand (debiting the operator''s adjustments) with a mandatory note, once per request id';
+
+-- NOTIFY evcharge_alert once when a department wallet falls below its threshold.
+CREATE FUNCTION evcharge.check_alert(p_account_id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	a evcharge.account;
+BEGIN
+	SELECT * INTO a FROM evcharge.account WHERE account_id = p_account_id;
+	IF a.alert_threshold IS NULL THEN
+		RETURN false;
+	END IF;
+	IF a.balance < a.alert_threshold AND a.alert_armed THEN
+		UPDATE evcharge.account SET alert_armed = false WHERE account_id = p_account_id;
+		PERFORM pg_notify('evcharge_alert', json_build_object('account_id', a.account_id, 'kind', a.kind,
+			'owner_id', a.owner_id, 'balance', a.balance, 'threshold', a.alert_threshold)::text);
+		RETURN true;
+	ELSIF a.balance >= a.alert_threshold AND NOT a.alert_armed THEN
+		UPDATE evcharge.account SET alert_armed = true WHERE account_id = p_account_id;
+	END IF;
+	RETURN false;
+END $$;
+COMMENT ON FUNCTION evcharge.check_alert(bigint) IS
+	'sends NOTIFY evcharge_alert once per crossing when a wallet with an alert threshold falls below it, and re-arms when it is back above; true when it sent one';
+
+-- Who pays a session and to whom its revenue is attributed.
+CREATE FUNCTION evcharge.bill_parties(p_order_no text, OUT operator_id bigint, OUT payer bigint,
+	OUT sub_operator_id bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	m evcharge.member;
+	dept bigint;
+	pa evcharge.partner;
+BEGIN
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
+	SELECT st.operator_id INTO operator_id FROM evcharge.station st WHERE st.station_id = s.station_id;
+	SELECT * INTO m FROM evcharge.member mm WHERE mm.member_id = s.member_id;
+	SELECT g.group_id INTO dept FROM evcharge.customer_group g
+	WHERE g.group_id = coalesce(s.group_id, m.group_id) AND g.pays_for_members;
+	IF s.partner_id IS NOT NULL THEN
+		SELECT * INTO pa FROM evcharge.partner p WHERE p.partner_id = s.partner_id;
+		payer := evcharge.account_of(operator_id,
+			CASE WHEN pa.kind = 'prepaid' THEN 'partner_prepaid' ELSE 'partner_receivable' END, pa.partner_id);
+	ELSIF dept IS NOT NULL THEN
+		payer := evcharge.account_of(operator_id, 'department_wallet', dept);
+	ELSIF s.member_id IS NOT NULL THEN
+		payer := evcharge.account_of(operator_id, 'member_wallet', s.member_id);
+	ELSE
+		payer := evcharge.account_of(operator_id, 'unassigned_receivable');
+	END IF;
+	SELECT a.sub_operator_id INTO sub_operator_id FROM evcharge.attribution a
+	LEFT JOIN evcharge.sub_operator so ON so.sub_operator_id = a.sub_operator_id
+	WHERE so.operator_id = bill_parties.operator_id
+	  AND ((m.vin IS NOT NULL AND a.vin = m.vin) OR (m.card_no IS NOT NULL AND a.card_no = m.card_no)
+	       OR a.group_id = coalesce(s.group_id, m.group_id) OR a.station_id = s.station_id)
+	ORDER BY CASE WHEN a.vin IS NOT NULL THEN 1 WHEN a.card_no IS NOT NULL THEN 2 WHEN a.group_id IS NOT NULL THEN 3 ELSE 4 END
+	LIMIT 1;
+END $$;
+COMMENT ON FUNCTION evcharge.bill_parties(text) IS
+	'who pays a session (the partner''s account for partner starts, the department''s wallet for members of a paying department, else the member''s wallet, else unassigned receivable) and the sub-operator its revenue is attributed to (VIN, card, department, station, in that order)';
+
+-- The ledger lines of a bill's amounts: the payer debited the total, the
+-- revenue accounts credited, service net of the coupon.
+CREATE FUNCTION evcharge.bill_lines(p_order_no text, p_energy numeric, p_service numeric, p_occupancy numeric,
+	p_discount numeric, OUT operator_id bigint, OUT accounts bigint[], OUT amounts numeric[])
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	pp record;
+BEGIN
+	pp := evcharge.bill_parties(p_order_no);
+	operator_id := pp.operator_id;
+	accounts := ARRAY[pp.payer,
+		evcharge.account_of(pp.operator_id, 'revenue_electricity', NULL, pp.sub_operator_id),
+		evcharge.account_of(pp.operator_id, 'revenue_service', NULL, pp.sub_operator_id),
+		evcharge.account_of(pp.operator_id, 'revenue_occupancy', NULL, pp.sub_operator_id)];
+	amounts := ARRAY[p_energy + p_service - p_discount + p_occupancy, -p_energy, -(p_service - p_discount), -p_occupancy];
+END $$;
+COMMENT ON FUNCTION evcharge.bill_lines(text, numeric, numeric, numeric, numeric) IS
+	'the accounts and amounts that settle a bill''s figures: the payer debited the total, electricity, service (net of the coupon) and occupancy revenue credited';
+
+-- Settles one final bill: money moves once per order.
+CREATE FUNCTION evcharge.settle_bill(p_order_no text) RETURNS evcharge.ledger_txn
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	b evcharge.bill;
+	l record;
+	p record;
+BEGIN
+	SELECT * INTO b FROM evcharge.bill WHERE order_no = p_order_no FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" has no bill', p_order_no
+			USING ERRCODE = 'no_data_found', HINT = 'Bills are in evcharge.bill.';
+	END IF;
+	IF b.state = 'held' THEN
+		RAISE EXCEPTION 'bill % is held and is not charged', p_order_no
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('Its anomalies: %s.', coalesce(nullif(b.anomalies::text, ''), 'none recorded')),
+			      HINT = 'Repair it with evcharge.repair_bill(); a repaired bill is settled for the repaired amount.';
+	END IF;
+	l := evcharge.bill_lines(p_order_no, b.energy_fee, b.service_fee, b.occupancy_fee, b.discount);
+	SELECT * INTO p FROM evcharge.post_txn(l.operator_id, 'bill', p_order_no, l.accounts, l.amounts, p_order_no, NULL,
+		jsonb_build_object('total', b.total, 'revision', b.revision));
+	IF b.state <> 'settled' THEN
+		UPDATE evcharge.bill SET state = 'settled' WHERE order_no = p_order_no;
+	END IF;
+	IF NOT p.replayed THEN
+		PERFORM evcharge.check_alert(l.accounts[1]);
+	END IF;
+	RETURN p.txn;
+END $$;
+COMMENT ON FUNCTION evcharge.settle_bill(text) IS
+	'settles a final bill: debits the payer''s account the total and credits electricity, service and occupancy revenue of the attributed sub-operator, once per order; a held bill is refused';
+
+-- The job: every final bill not yet settled.
+CREATE FUNCTION evcharge.settle_bills(OUT settled bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	o text;
+BEGIN
+	settled := 0;
+	FOR o IN SELECT b.order_no FROM evcharge.bill b WHERE b.state = 'final' ORDER BY b.finalised_at, b.order_no
+	         FOR UPDATE SKIP LOCKED LOOP
+		PERFORM evcharge.settle_bill(o);
+		settled := settled + 1;
+	END LOOP;
+END $$;
+COMMENT ON FUNCTION evcharge.settle_bills() IS
+	'scheduled: settles every final bill not yet settled (bills being repaired or billed are left for the next run); returns how many';
+
+-- A settled bill that a repair changed: the difference moves, as its own transaction.
+CREATE FUNCTION evcharge.adjust_settled_bill(p_order_no text, old evcharge.bill, nb evcharge.bill, p_reason text)
+RETURNS evcharge.ledger_txn
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l record;
+	p record;
+BEGIN
+	l := evcharge.bill_lines(p_order_no, nb.energy_fee - old.energy_fee, nb.service_fee - old.service_fee,
+		nb.occupancy_fee - old.occupancy_fee, nb.discount - old.discount);
+	IF (SELECT bool_and(x = 0) FROM unnest(l.amounts) x) THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO p FROM evcharge.post_txn(l.operator_id, 'bill_adjustment', p_order_no || '#' || nb.revision,
+		l.accounts, l.amounts, p_order_no, p_reason, jsonb_build_object('old_total', old.total, 'new_total', nb.total));
+	RETURN p.txn;
+END $$;
+COMMENT ON FUNCTION evcharge.adjust_settled_bill(text, evcharge.bill, evcharge.bill, text) IS
+	'posts the difference between a settled bill and its repaired version (payer and revenue), once per revision';
+
+-- Refunds.
+CREATE FUNCTION evcharge.refund_fee(amount numeric, method text) RETURNS numeric
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF amount IS NULL OR amount < 0 THEN
+		RAISE EXCEPTION 'refund amount % is not possible', coalesce(amount::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'A refund is 0 or more yuan.';
+	END IF;
+	RETURN CASE method
+		WHEN 'bank' THEN trunc(6 + amount * 0.006, 2)
+		WHEN 'provider' THEN trunc(amount * 0.006, 2)
+		ELSE evcharge.unknown_refund_method(method) END;
+END $$;
+COMMENT ON FUNCTION evcharge.refund_fee(numeric, text) IS
+	'the fee of a refund: bank transfer 6 yuan + 0.6 %, payment provider 0.6 %, truncated to the fen (1000 by bank: 12.00)';
+
+CREATE FUNCTION evcharge.unknown_refund_method(method text) RETURNS numeric
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RAISE EXCEPTION 'refund method "%" is not known', coalesce(method, 'NULL')
+		USING ERRCODE = 'invalid_parameter_value', HINT = 'Use bank (6 yuan + 0.6 %) or provider (0.6 %).';
+END $$;
+COMMENT ON FUNCTION evcharge.unknown_refund_method(text) IS 'raises the error for a refund method other than bank or provider';
+
+CREATE TABLE evcharge.refund (
+	refund_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	account_id bigint NOT NULL REFERENCES evcharge.account,
+	method text NOT NULL CHECK (method IN ('bank', 'provider')),
+	amount numeric(14, 2) NOT NULL CHECK (amount > 0),
+	fee numeric(14, 2) NOT NULL CHECK (fee >= 0),
+	state text NOT NULL DEFAULT 'requested' CHECK (state IN ('requested', 'approved', 'rejected')),
+	coupons_voided int NOT NULL DEFAULT 0,
+	requested_at timestamptz NOT NULL DEFAULT now(),
+	requested_by text NOT NULL DEFAULT current_user,
+	decided_at timestamptz,
+	decided_by text,
+	reason text
+);
+CREATE UNIQUE INDEX refund_open_idx ON evcharge.refund (account_id) WHERE state = 'requested';
+COMMENT ON TABLE evcharge.refund IS
+	'A wallet refund: the refundable balance is frozen (moved to refunds payable) at request, paid out less the fee on approval, returned on rejection; one open request per wallet';
+COMMENT ON COLUMN evcharge.refund.refund_id IS 'refund number (the key of its ledger transactions)';
+COMMENT ON COLUMN evcharge.refund.account_id IS 'the wallet';
+COMMENT ON COLUMN evcharge.refund.method IS 'bank or provider';
+COMMENT ON COLUMN evcharge.refund.amount IS 'frozen amount, yuan';
+COMMENT ON COLUMN evcharge.refund.fee IS 'refund_fee(amount, method): what the member pays for it';
+COMMENT ON COLUMN evcharge.refund.state IS 'requested, approved, rejected';
+COMMENT ON COLUMN evcharge.refund.coupons_voided IS 'unused coupons voided by the request (finance_policy.void_coupons_on_refund)';
+COMMENT ON COLUMN evcharge.refund.requested_at IS 'when requested';
+COMMENT ON COLUMN evcharge.refund.requested_by IS 'database user';
+COMMENT ON COLUMN evcharge.refund.decided_at IS 'when approved or rejected';
+COMMENT ON COLUMN evcharge.refund.decided_by IS 'database user';
+COMMENT ON COLUMN evcharge.refund.reason IS 'why it was rejected';
+
+-- Whether a wallet pays for a session of this member, group and partner
+-- (the rule of bill_parties()).
+CREATE FUNCTION evcharge.pays_for(w evcharge.account, p_member_id bigint, p_group_id bigint, p_partner_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT CASE w.kind
+		WHEN 'partner_prepaid' THEN p_partner_id IS NOT DISTINCT FROM w.owner_id
+		WHEN 'department_wallet' THEN p_partner_id IS NULL AND w.owner_id IN (
+			SELECT g.group_id FROM evcharge.customer_group g
+			WHERE g.pays_for_members AND g.group_id = coalesce(p_group_id,
+				(SELECT m.group_id FROM evcharge.member m WHERE m.member_id = p_member_id)))
+		WHEN 'member_wallet' THEN p_partner_id IS NULL AND p_member_id IS NOT DISTINCT FROM w.owner_id
+			AND NOT EXISTS (SELECT 1 FROM evcharge.customer_group g
+				WHERE g.pays_for_members AND g.group_id = coalesce(p_group_id,
+					(SELECT m.group_id FROM evcharge.member m WHERE m.member_id = p_member_id)))
+		ELSE false END;
+END;
+COMMENT ON FUNCTION evcharge.pays_for(evcharge.account, bigint, bigint, bigint) IS
+	'whether the wallet pays for a session of this member, group and partner, by the rule of bill_parties()';
+
+CREATE FUNCTION evcharge.request_refund(account_id bigint, method text) RETURNS evcharge.refund
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w evcharge.account;
+	r evcharge.refund;
+	fee numeric;
+	voided int := 0;
+BEGIN
+	w := evcharge.wallet_account(request_refund.account_id);
+	fee := evcharge.refund_fee(0, request_refund.method);	-- checks the method
+	-- The wallet is locked: the balance frozen is the balance now, after the
+	-- bills it owes are settled.  Bills still held, or a charge running,
+	-- would be owed later: no refund until they are done.
+	SELECT * INTO w FROM evcharge.account a WHERE a.account_id = w.account_id FOR UPDATE;
+	IF EXISTS (SELECT 1 FROM evcharge.charge_session cs WHERE cs.state IN ('pending', 'charging', 'occupied')
+	           AND evcharge.pays_for(w, cs.member_id, cs.group_id, cs.partner_id)) THEN
+		RAISE EXCEPTION 'account % pays for a charge in progress', w.account_id
+			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Request the refund after the charge has ended.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM evcharge.bill b JOIN evcharge.charge_session cs USING (order_no)
+	           WHERE b.state = 'held' AND evcharge.pays_for(w, cs.member_id, cs.group_id, cs.partner_id)) THEN
+		RAISE EXCEPTION 'account % pays for a bill held for repair', w.account_id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'Repair the held bill first (evcharge.repair_bill); its amount will be charged.';
+	END IF;
+	PERFORM evcharge.settle_bill(b.order_no)
+	FROM evcharge.bill b JOIN evcharge.charge_session cs USING (order_no)
+	WHERE b.state = 'final' AND evcharge.pays_for(w, cs.member_id, cs.group_id, cs.partner_id);
+	SELECT * INTO w FROM evcharge.account a WHERE a.account_id = w.account_id;
+	IF EXISTS (SELECT 1 FROM evcharge.refund f WHERE f.account_id = w.account_id AND f.state = 'requested') THEN
+		RAISE EXCEPTION 'account % already has a refund waiting for approval', w.account_id
+			USING ERRCODE = 'unique_violation', HINT = 'Approve or reject it first (evcharge.refund).';
+	END IF;
+	IF w.balance <= 0 THEN
+		RAISE EXCEPTION 'account % has nothing to refund', w.account_id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('Its balance is %s yuan; debts reduce what is refundable.', w.balance),
+			      HINT = 'Only a positive balance can be refunded.';
+	END IF;
+	fee := evcharge.refund_fee(w.balance, request_refund.method);
+	IF fee >= w.balance THEN
+		RAISE EXCEPTION 'a % refund of % yuan would cost more than it returns', request_refund.method, w.balance
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('The fee would be %s yuan.', fee),
+			      HINT = 'A provider refund costs 0.6 % only.';
+	END IF;
+	INSERT INTO evcharge.refund (account_id, method, amount, fee)
+	VALUES (w.account_id, request_refund.method, w.balance, fee) RETURNING * INTO r;
+	PERFORM evcharge.post_txn(w.operator_id, 'refund_request', r.refund_id::text,
+		ARRAY[w.account_id, evcharge.account_of(w.operator_id, 'refunds_payable')],
+		ARRAY[r.amount, -r.amount], NULL, NULL, jsonb_build_object('refund_id', r.refund_id));
+	IF w.kind = 'member_wallet' AND
+	   (SELECT p.void_coupons_on_refund FROM evcharge.finance_policy p WHERE p.operator_id = w.operator_id) THEN
+		DELETE FROM evcharge.coupon c WHERE c.operator_id = w.operator_id AND c.member_id = w.owner_id
+		  AND c.used_order_no IS NULL;
+		GET DIAGNOSTICS voided = ROW_COUNT;
+		UPDATE evcharge.refund f SET coupons_voided = voided WHERE f.refund_id = r.refund_id RETURNING * INTO r;
+	END IF;
+	RETURN r;
+END $$;
+COMMENT ON FUNCTION evcharge.request_refund(bigint, text) IS
+	'requests a refund of a wallet''s whole positive balance by bank or provider: the amount is frozen at once (moved to refunds payable), the fee fixed; voids unused coupons when the operator''s policy says so';
+
+CREATE FUNCTION evcharge.approve_refund(refund_id bigint) RETURNS evcharge.refund
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r evcharge.refund;
+	op bigint;
+BEGIN
+	SELECT * INTO r FROM evcharge.refund f WHERE f.refund_id = approve_refund.refund_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'refund % does not exist', approve_refund.refund_id USING ERRCODE = 'no_data_found';
+	END IF;
+	IF r.state = 'approved' THEN
+		RETURN r;
+	ELSIF r.state <> 'requested' THEN
+		RAISE EXCEPTION 'refund % was %', r.refund_id, r.state
+			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Only a requested refund can be approved.';
+	END IF;
+	SELECT a.operator_id INTO op FROM evcharge.account a WHERE a.account_id = r.account_id;
+	PERFORM evcharge.post_txn(op, 'refund_approve', r.refund_id::text,
+		ARRAY[evcharge.account_of(op, 'refunds_payable'), evcharge.account_of(op, 'provider_clearing'),
+		      evcharge.account_of(op, 'fee_income')],
+		ARRAY[r.amount, -(r.amount - r.fee), -r.fee], NULL, NULL,
+		jsonb_build_object('refund_id', r.refund_id, 'paid', r.amount - r.fee, 'fee', r.fee));
+	UPDATE evcharge.refund f SET state = 'approved', decided_at = now(), decided_by = current_user
+	WHERE f.refund_id = r.refund_id RETURNING * INTO r;
+	RETURN r;
+END $$;
+COMMENT ON FUNCTION evcharge.approve_refund(bigint) IS
+	'approves a requested refund: pays the frozen amount less the fee out through the provider (fee to fee income); approving again returns it unchanged';
+
+CREATE FUNCTION evcharge.reject_refund(refund_id bigint, reason text) RETURNS evcharge.refund
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r evcharge.refund;
+	op bigint;
+BEGIN
+	IF reject_refund.reason IS NULL OR btrim(reject_refund.reason) = '' THEN
+		RAISE EXCEPTION 'rejecting refund % needs a reason', reject_refund.refund_id
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'The member is told why.';
+	END IF;
+	SELECT * INTO r FROM evcharge.refund f WHERE f.refund_id = reject_refund.refund_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'refund % does not exist', reject_refund.refund_id USING ERRCODE = 'no_data_found';
+	END IF;
+	IF r.state = 'rejected' THEN
+		RETURN r;
+	ELSIF r.state <> 'requested' THEN
+		RAISE EXCEPTION 'refund % was %', r.refund_id, r.state
+			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Only a requested refund can be rejected.';
+	END IF;
+	SELECT a.operator_id INTO op FROM evcharge.account a WHERE a.account_id = r.account_id;
+	PERFORM evcharge.post_txn(op, 'refund_reject', r.refund_id::text,
+		ARRAY[evcharge.account_of(op, 'refunds_payable'), r.account_id],
+		ARRAY[r.amount, -r.amount], NULL, reject_refund.reason, jsonb_build_object('refund_id', r.refund_id));
+	UPDATE evcharge.refund f SET state = 'rejected', decided_at = now(), decided_by = current_user,
+		reason = reject_refund.reason
+	WHERE f.refund_id = r.refund_id RETURNING * INTO r;
+	RETURN r;
+END $$;
+COMMENT ON FUNCTION evcharge.reject_refund(bigint, text) IS
+	'rejects a requested refund with a reason: the frozen amount goes back to the wallet; rejecting again returns it unchanged';
+
+SELECT pg_catalog.pg_extension_config_dump('evcharge.finance_policy', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.refund', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.refund_refund_id_seq', '');
