@@ -49,6 +49,10 @@ DATA = $(wildcard sql/upgrade/$(EXTENSION)--*--*.sql)
 REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 REGRESS_OPTS = --inputdir=. --load-extension=btree_gist --load-extension=$(EXTENSION)
 
+# Isolation tests: specs/<test>.spec and expected/<test>.out.
+ISOLATION = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
+ISOLATION_OPTS = --inputdir=. --load-extension=btree_gist --load-extension=$(EXTENSION)
+
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -Isrc -DEVCHARGE_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
@@ -57,7 +61,7 @@ PG_CFLAGS += -Werror
 endif
 SHLIB_LINK = -lcurl -lssl -lcrypto
 
-EXTRA_CLEAN = results regression.diffs regression.out
+EXTRA_CLEAN = results regression.diffs regression.out output_iso
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
