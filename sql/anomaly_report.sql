@@ -346,14 +346,24 @@ SELECT (SELECT array_agg(r ORDER BY n) FROM anomaly_report_month(12, '2026-11-17
 -- piles on the 1st and 2nd, 8 sessions, one repaired since (7 now); 16 =
 -- piles 5, 6 and 13 on AC-1.9.0, 3 x 20 = 60.  share = bills / sessions.
 SELECT * FROM anomaly_report_month(12, '2026-11-01') WHERE dimension = 'total';
--- Per start channel, each group's own figures (code NULL).  Every password
--- start was a Didi user's, which the contract does not allow: 13 sessions,
--- none successful.  The sessions add up to the 400 of the total.
-SELECT * FROM anomaly_report_month(12, '2026-11-01') WHERE dimension = 'channel' AND code IS NULL;
--- Per firmware version, the groups and code 16: every one of the 60 bills
--- of AC-1.9.0 carries it, so none is successful.  Operator 34's pile runs
--- AC-1.9.0 too; its 5 sessions are not among these 60.
-SELECT * FROM anomaly_report_month(12, '2026-11-01') WHERE dimension = 'firmware' AND (code IS NULL OR code = 16);
+-- The same month as a spreadsheet reads it, one line per start channel:
+-- the group's figures and the bills per code.  Every password start was a
+-- Didi user's, which the contract does not allow: 13 sessions, each with
+-- 14, none successful.  The sessions add up to the 400 of the total.
+SELECT value AS channel, max(sessions) AS sessions, max(successful) AS successful, max(pending) AS pending,
+       max(bills) FILTER (WHERE code IS NULL) AS anomalous,
+       string_agg(code || ':' || bills, ' ' ORDER BY code) AS bills_per_code
+FROM anomaly_report_month(12, '2026-11-01') WHERE dimension = 'channel'
+GROUP BY value ORDER BY value;
+-- One line per firmware version: every one of the 60 bills of AC-1.9.0
+-- carries 16, so none is successful; 12 is only on DC-3.0.4 (station 2's
+-- DC piles).  Operator 34's pile runs AC-1.9.0 too; its 5 sessions are
+-- not among these 60.
+SELECT value AS firmware, max(sessions) AS sessions, max(successful) AS successful, max(pending) AS pending,
+       max(bills) FILTER (WHERE code IS NULL) AS anomalous,
+       string_agg(code || ':' || bills, ' ' ORDER BY code) AS bills_per_code
+FROM anomaly_report_month(12, '2026-11-01') WHERE dimension = 'firmware'
+GROUP BY value ORDER BY value;
 -- Per partner (Didi vs Amap), in full: only Didi's bills carry 14.
 SELECT * FROM anomaly_report_month(12, '2026-11-01') WHERE dimension = 'partner';
 -- Operator 34: only its own pile and its five sessions; the one whose
