@@ -37,6 +37,7 @@ INSTALL_SQL = \
 	sql/install/session.sql \
 	sql/install/bill.sql \
 	sql/install/repair.sql \
+	sql/install/report.sql \
 	sql/install/ledger.sql \
 	sql/install/money.sql \
 	sql/install/evidence.sql \
