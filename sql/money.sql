@@ -145,7 +145,35 @@ SELECT balance FROM top_up(:w501, 100.00, 'WX-0005');
 SELECT start_session('44200000120000100001004', 501, 'app') IS NOT NULL AS started;
 SELECT request_refund(:w501, 'provider');
 
--- 6. The ledger itself: balanced, immutable, verifiable.
+-- 6. The balance guard: member 504 has 2.00 and charges at 7 kW (plan
+-- 0.80 + 0.45 a kWh: 0.14 yuan in the guard's 60 s).  Heartbeats arrive
+-- every 15 s in batches of a minute; the charge is stopped in the batch
+-- after which the next minute could take the wallet below 1.00, once.
+INSERT INTO member (member_id, operator_id) VALUES (504, 12);
+SELECT balance FROM top_up(member_wallet(504), 2.00, 'WX-504');
+CREATE TEMP TABLE guard_order AS SELECT start_session('44200000120000100001005', 504, 'app') AS order_no;
+CREATE FUNCTION pg_temp.minute_of_charging(m int) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO evcharge.heartbeat (gun, ts, status, meter_wh, power_w, order_no)
+	SELECT '44200000120000100001005', '2026-11-20 16:00+08'::timestamptz + (m * 4 + i) * interval '15 s',
+	       'charging', 300000 + (m * 4 + i) * 29, 7000, (SELECT order_no FROM guard_order)
+	FROM generate_series(0, 3) i;
+$$;
+CREATE TEMP TABLE guard_log (minute int, so_far numeric, stop_requests bigint);
+DO $$
+BEGIN
+	FOR m IN 0 .. 9 LOOP
+		PERFORM pg_temp.minute_of_charging(m);
+		INSERT INTO guard_log
+		SELECT m, (SELECT cs.running_total FROM evcharge.charge_session cs JOIN guard_order g USING (order_no)),
+		       (SELECT count(*) FROM evcharge.stop_request);
+	END LOOP;
+END $$;
+SELECT * FROM guard_log ORDER BY minute;
+SELECT r.order_no = g.order_no AS this_session, r.balance, r.running_total, r.projected, r.threshold,
+       r.balance - r.running_total - r.projected AS left_after_next_minute
+FROM stop_request r, guard_order g;
+
+-- 7. The ledger itself: balanced, immutable, verifiable.
 SELECT * FROM verify_ledger();
 SELECT count(*) AS unbalanced FROM (SELECT txn_id FROM ledger_entry GROUP BY txn_id HAVING sum(amount) <> 0) x;
 UPDATE ledger_entry SET amount = amount + 1 WHERE entry_id = (SELECT min(entry_id) FROM ledger_entry);

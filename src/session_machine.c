@@ -5,8 +5,9 @@
  *	  state machine (a session opens on the first charging sample, counts
  *	  each meter rise by tariff class, notes the end of charging and the
  *	  unplugging), the write-back of evcharge.charge_session in one
- *	  statement per batch, and the bill of each session that ended when its
- *	  pile record is already in.  heartbeat_trigger.c hands it the batch's
+ *	  statement per batch, the balance guard for the sessions still charging
+ *	  (evcharge.balance_guard), and the bill of each session that ended when
+ *	  its pile record is already in.  heartbeat_trigger.c hands it the batch's
  *	  guns, their accepted rows in time order and their context.
  *
  *-------------------------------------------------------------------------
@@ -46,12 +47,16 @@ static const char *const SessionWriteSql =
 "    running_total = EXCLUDED.running_total, updated_at = now()"
 " WHERE s.state IN ('pending', 'charging', 'occupied')";
 
+/* Charging sessions of the batch whose wallet would run dry are stopped. */
+static const char *const GuardSql = "SELECT evcharge.balance_guard($1)";
+
 /* Sessions ended in this batch get their bill if their pile record is in. */
 static const char *const SessionBillSql =
 "SELECT evcharge.try_finalise_bill(o) FROM unnest($1::text[]) o";
 
 static SPIPlanPtr session_write_plan = NULL;
 static SPIPlanPtr session_bill_plan = NULL;
+static SPIPlanPtr guard_plan = NULL;
 
 #define SESSION_COLS 17
 
@@ -408,6 +413,26 @@ WriteSessions(SessionBatch *b)
 						   args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "session write failed: %s", SPI_result_code_string(ret));
+
+	/* The balance guard, for the sessions still charging. */
+	{
+		char	  **charging = palloc(sizeof(char *) * Max(n, 1));
+		int			ncharging = 0;
+
+		for (i = 0; i < n; i++)
+			if (strcmp(b->rows[i].state, "charging") == 0)
+				charging[ncharging++] = b->rows[i].order_no;
+		if (ncharging > 0)
+		{
+			Oid			gtypes[1] = {TEXTARRAYOID};
+			Datum		gargs[1];
+
+			gargs[0] = TextArrayDatum(charging, ncharging);
+			ret = SPI_execute_plan(KeptPlan(&guard_plan, GuardSql, 1, gtypes), gargs, NULL, false, 0);
+			if (ret != SPI_OK_SELECT)
+				elog(ERROR, "balance guard failed: %s", SPI_result_code_string(ret));
+		}
+	}
 
 	if (b->nended > 0)
 	{

@@ -1,7 +1,8 @@
+\set ECHO none
 -- sql/include/reset.sql: leaves the regression database as the test found
 -- it.  pg_regress runs every file in one database, so a test that writes
 -- evcharge's tables ends with \i sql/include/reset.sql.
-TRUNCATE evcharge.refund, evcharge.ledger_entry, evcharge.ledger_txn, evcharge.account, evcharge.attribution,
+TRUNCATE evcharge.stop_request, evcharge.refund, evcharge.ledger_entry, evcharge.ledger_txn, evcharge.account, evcharge.attribution,
 	evcharge.member, evcharge.sub_operator, evcharge.finance_policy, evcharge.heartbeat, evcharge.quarantine, evcharge.gun_state, evcharge.offline_period,
 	evcharge.network_incident, evcharge.pile, evcharge.customer_notice, evcharge.bill_revision,
 	evcharge.bill, evcharge.pile_record, evcharge.partner, evcharge.anomaly_policy,
@@ -17,3 +18,4 @@ BEGIN
 		EXECUTE format('DROP TABLE evcharge.%I', p);
 	END LOOP;
 END $$;
+\set ECHO all

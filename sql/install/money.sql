@@ -8,6 +8,7 @@ CREATE TABLE evcharge.finance_policy (
 	operator_id bigint PRIMARY KEY REFERENCES evcharge.operator ON DELETE CASCADE,
 	stop_threshold numeric(10, 2) NOT NULL DEFAULT 1.00 CHECK (stop_threshold >= 0),
 	void_coupons_on_refund boolean NOT NULL DEFAULT false,
+	guard_interval interval NOT NULL DEFAULT '60 s' CHECK (guard_interval > '0'),
 	updated_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE evcharge.finance_policy IS
@@ -15,6 +16,8 @@ COMMENT ON TABLE evcharge.finance_policy IS
 COMMENT ON COLUMN evcharge.finance_policy.operator_id IS 'the operator';
 COMMENT ON COLUMN evcharge.finance_policy.stop_threshold IS 'a member''s charge is stopped before the wallet would fall below this (yuan)';
 COMMENT ON COLUMN evcharge.finance_policy.void_coupons_on_refund IS 'whether a refund request voids the member''s unused coupons';
+COMMENT ON COLUMN evcharge.finance_policy.guard_interval IS
+	'how far ahead the balance guard looks: the longest a pile may take to send its next charging heartbeat (60 s)';
 COMMENT ON COLUMN evcharge.finance_policy.updated_at IS 'last change';
 
 CREATE FUNCTION evcharge.operator_finance_default() RETURNS trigger
@@ -487,6 +490,79 @@ END $$;
 COMMENT ON FUNCTION evcharge.reject_refund(bigint, text) IS
 	'rejects a requested refund with a reason: the frozen amount goes back to the wallet; rejecting again returns it unchanged';
 
+-- The balance guard: stop a charge before the wallet would fall below the
+-- threshold at the next heartbeat.
+CREATE TABLE evcharge.stop_request (
+	order_no text PRIMARY KEY REFERENCES evcharge.charge_session,
+	gun evcharge.gun_id NOT NULL,
+	account_id bigint NOT NULL REFERENCES evcharge.account,
+	balance numeric(14, 2) NOT NULL,
+	running_total numeric(14, 2) NOT NULL,
+	projected numeric(14, 2) NOT NULL,
+	threshold numeric(10, 2) NOT NULL,
+	requested_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.stop_request IS
+	'Charges the balance guard asked the pile to stop (NOTIFY evcharge_stop), one per session, with the figures it decided on';
+COMMENT ON COLUMN evcharge.stop_request.order_no IS 'the session';
+COMMENT ON COLUMN evcharge.stop_request.gun IS 'the gun to stop';
+COMMENT ON COLUMN evcharge.stop_request.account_id IS 'the wallet that pays';
+COMMENT ON COLUMN evcharge.stop_request.balance IS 'the wallet''s balance then';
+COMMENT ON COLUMN evcharge.stop_request.running_total IS 'the session''s amount so far at the plan''s prices';
+COMMENT ON COLUMN evcharge.stop_request.projected IS 'what the next guard_interval would add at the session''s present power and the plan''s highest price';
+COMMENT ON COLUMN evcharge.stop_request.threshold IS 'the operator''s stop_threshold';
+COMMENT ON COLUMN evcharge.stop_request.requested_at IS 'when';
+
+CREATE FUNCTION evcharge.balance_guard(p_orders text[]) RETURNS int
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n int;
+BEGIN
+	WITH s AS (
+		SELECT cs.order_no, cs.gun, cs.station_id, cs.member_id, cs.partner_id,
+		       coalesce(cs.running_total, 0) AS running_total, coalesce(g.power_w, 0) AS power_w,
+		       st.operator_id, fp.stop_threshold, fp.guard_interval,
+		       (SELECT cg.group_id FROM evcharge.customer_group cg
+		        WHERE cg.pays_for_members AND cg.group_id = coalesce(cs.group_id,
+		              (SELECT m.group_id FROM evcharge.member m WHERE m.member_id = cs.member_id))) AS dept,
+		       cs.last_ts
+		FROM unnest(p_orders) o
+		JOIN evcharge.charge_session cs ON cs.order_no = o
+		JOIN evcharge.gun_state g ON g.gun OPERATOR(evcharge.=) cs.gun
+		JOIN evcharge.station st ON st.station_id = cs.station_id
+		JOIN evcharge.finance_policy fp ON fp.operator_id = st.operator_id
+		WHERE cs.state = 'charging'
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.stop_request r WHERE r.order_no = cs.order_no)
+	), w AS (
+		-- Only sessions paid from a wallet; the price only for them.
+		SELECT s.*, a.account_id, a.balance,
+		       trunc(s.power_w / 1000.0 * extract(epoch FROM s.guard_interval) / 3600 * coalesce(
+		           (SELECT max(p.energy_price + p.service_fee)
+		            FROM evcharge.station_tariff t, evcharge.tariff_prices(t.tariff) p
+		            WHERE t.station_id = s.station_id AND t.current_type = evcharge.current_type(s.gun)
+		              AND t.valid @> s.last_ts), 0), 2) AS projected
+		FROM s
+		JOIN LATERAL (SELECT a.account_id, a.balance FROM evcharge.account a
+		              WHERE a.operator_id = s.operator_id
+		                AND ((s.partner_id IS NOT NULL AND a.kind = 'partner_prepaid' AND a.owner_id = s.partner_id)
+		                  OR (s.partner_id IS NULL AND s.dept IS NOT NULL AND a.kind = 'department_wallet' AND a.owner_id = s.dept)
+		                  OR (s.partner_id IS NULL AND s.dept IS NULL AND a.kind = 'member_wallet' AND a.owner_id = s.member_id))
+		              LIMIT 1) a ON true
+	), stopped AS (
+		INSERT INTO evcharge.stop_request (order_no, gun, account_id, balance, running_total, projected, threshold)
+		SELECT w.order_no, w.gun, w.account_id, w.balance, w.running_total, w.projected, w.stop_threshold
+		FROM w WHERE w.balance - w.running_total - w.projected < w.stop_threshold
+		ON CONFLICT (order_no) DO NOTHING
+		RETURNING order_no, gun, account_id, balance, running_total
+	)
+	SELECT count(pg_notify('evcharge_stop', json_build_object('order_no', order_no, 'gun', gun::text,
+		'balance', balance, 'running_total', running_total)::text)) INTO n FROM stopped;
+	RETURN n;
+END $$;
+COMMENT ON FUNCTION evcharge.balance_guard(text[]) IS
+	'called by the heartbeat trigger for the sessions a batch moved: a charging session whose paying wallet (member, department or prepaid partner) would fall below the operator''s stop_threshold within guard_interval at its present power and the plan''s highest price is recorded in stop_request and NOTIFY evcharge_stop is sent, once per session; returns how many';
+
 SELECT pg_catalog.pg_extension_config_dump('evcharge.finance_policy', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.stop_request', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.refund', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.refund_refund_id_seq', '');
