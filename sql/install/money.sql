@@ -518,6 +518,12 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp 
 DECLARE
 	n int;
 BEGIN
+	-- No wallet in the ledger at all (the platform does not hold the money):
+	-- nothing to guard, and nothing to spend per batch on finding that out.
+	IF NOT EXISTS (SELECT 1 FROM evcharge.account a
+	               WHERE a.kind IN ('member_wallet', 'department_wallet', 'partner_prepaid')) THEN
+		RETURN 0;
+	END IF;
 	WITH s AS (
 		SELECT cs.order_no, cs.gun, cs.station_id, cs.member_id, cs.partner_id,
 		       coalesce(cs.running_total, 0) AS running_total, coalesce(g.power_w, 0) AS power_w,
