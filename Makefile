@@ -21,7 +21,8 @@ OBJS = \
 	src/heartbeat_trigger.o \
 	src/session_machine.o \
 	src/pile_record_trigger.o \
-	src/spi_trigger.o
+	src/spi_trigger.o \
+	src/http_fetch.o
 
 # The extension's SQL, one file per concept, in load order.
 INSTALL_SQL = \
@@ -40,6 +41,7 @@ INSTALL_SQL = \
 	sql/install/report.sql \
 	sql/install/ledger.sql \
 	sql/install/money.sql \
+	sql/install/reconcile.sql \
 	sql/install/evidence.sql \
 	sql/install/jobs.sql
 

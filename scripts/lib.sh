@@ -17,12 +17,13 @@ export PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
 
 # Debian packages: server, headers, pg_cron, pgTAP and pg_prove, libcurl,
 # OpenSSL, libpq, a compiler, clang with its libFuzzer runtime for the fuzz
-# target, and rsvg-convert (librsvg2-bin), which renders the evidence chart
-# in the integration test.
+# target, rsvg-convert (librsvg2-bin), which renders the evidence chart in
+# the integration test, and python3 and openssl for the loopback HTTPS
+# statement server of the reconciliation test.
 EV_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libssl-dev libpq-dev
-	build-essential clang libclang-rt-14-dev cppcheck clang-tidy librsvg2-bin
+	build-essential clang libclang-rt-14-dev cppcheck clang-tidy librsvg2-bin python3 openssl
 )
 
 say() { printf '==> %s\n' "$*" >&2; }

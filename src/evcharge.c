@@ -17,6 +17,8 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "http_fetch.h"
+
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
@@ -55,6 +57,7 @@ _PG_init(void)
 							"Days of heartbeats kept; maintain_partitions() drops older partitions.",
 							NULL, &heartbeat_retention_days, 90, 1, 36600, PGC_SUSET, 0,
 							NULL, NULL, NULL);
+	HttpDefineSettings();
 	MarkGUCPrefixReserved("evcharge");
 }
 

@@ -2,14 +2,15 @@
 -- sql/include/reset.sql: leaves the regression database as the test found
 -- it.  pg_regress runs every file in one database, so a test that writes
 -- evcharge's tables ends with \i sql/include/reset.sql.
-TRUNCATE evcharge.stop_request, evcharge.refund, evcharge.ledger_entry, evcharge.ledger_txn, evcharge.account, evcharge.attribution,
+TRUNCATE evcharge.reconciliation_finding, evcharge.provider_statement_line, evcharge.partner_statement_line,
+	evcharge.statement_source, evcharge.stop_request, evcharge.refund, evcharge.ledger_entry, evcharge.ledger_txn, evcharge.account, evcharge.attribution,
 	evcharge.member, evcharge.sub_operator, evcharge.finance_policy, evcharge.heartbeat, evcharge.quarantine, evcharge.gun_state, evcharge.offline_period,
 	evcharge.network_incident, evcharge.pile, evcharge.customer_notice, evcharge.bill_revision,
 	evcharge.bill, evcharge.pile_record, evcharge.partner, evcharge.anomaly_policy,
 	evcharge.charge_session, evcharge.fault_event, evcharge.coupon, evcharge.occupancy_exemption,
 	evcharge.occupancy_fee, evcharge.promotion_group, evcharge.promotion_station, evcharge.promotion,
 	evcharge.group_station, evcharge.customer_group, evcharge.station_tariff, evcharge.station,
-	evcharge.operator RESTART IDENTITY;
+	evcharge.operator RESTART IDENTITY CASCADE;
 DO $$
 DECLARE p text;
 BEGIN

@@ -129,7 +129,8 @@ DECLARE
 		['evcharge-sweep-offline', '* * * * *', 'SELECT evcharge.sweep_offline()'],
 		['evcharge-partitions', '7 * * * *', 'SELECT evcharge.maintain_partitions()'],
 		['evcharge-lost-bills', '*/5 * * * *', 'SELECT evcharge.detect_lost_bills()'],
-		['evcharge-settle', '* * * * *', 'SELECT evcharge.settle_bills()']];
+		['evcharge-settle', '* * * * *', 'SELECT evcharge.settle_bills()'],
+		['evcharge-reconcile', '30 18 * * *', 'SELECT * FROM evcharge.run_reconciliation()']];
 	i int;
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
