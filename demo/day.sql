@@ -83,6 +83,9 @@ BEGIN;
 SET LOCAL session_replication_role = replica;
 DELETE FROM customer_notice WHERE order_no IN (SELECT order_no FROM bill WHERE station_id IN (SELECT station_id FROM demo_day.station_in));
 DELETE FROM bill_revision WHERE order_no IN (SELECT order_no FROM bill WHERE station_id IN (SELECT station_id FROM demo_day.station_in));
+DELETE FROM ledger_entry WHERE txn_id IN (SELECT txn_id FROM ledger_txn WHERE operator_id = :op);
+DELETE FROM ledger_txn WHERE operator_id = :op;
+DELETE FROM account WHERE operator_id = :op;
 COMMIT;
 DELETE FROM bill WHERE station_id IN (SELECT station_id FROM demo_day.station_in);
 DELETE FROM charge_session WHERE station_id IN (SELECT station_id FROM demo_day.station_in);
@@ -98,6 +101,7 @@ DELETE FROM occupancy_fee WHERE station_id IN (SELECT station_id FROM demo_day.s
 DELETE FROM station_tariff WHERE station_id IN (SELECT station_id FROM demo_day.station_in);
 DELETE FROM station WHERE station_id IN (SELECT station_id FROM demo_day.station_in);
 DELETE FROM anomaly_policy WHERE operator_id = :op;
+DELETE FROM finance_policy WHERE operator_id = :op;
 DELETE FROM operator WHERE operator_id = :op;
 
 -- The registry, and an occupancy fee at every station (15 min free, then
@@ -242,6 +246,16 @@ SELECT r.order_no, r.revision, r.method, r.before->>'anomalies' AS codes_before,
        r.before->>'energy_wh' AS wh_before, r.after->>'energy_wh' AS wh_after, r.after->>'state' AS state_after
 FROM bill_revision r JOIN bill b USING (order_no) JOIN station s USING (station_id)
 WHERE s.operator_id = :op ORDER BY r.order_no, r.revision;
+
+\echo '== Settlement: every final bill settled into the ledger (cards started at the pile have no wallet: unassigned)'
+SELECT settled AS bills_settled FROM settle_bills();
+SELECT a.kind, count(DISTINCT e.txn_id) AS transactions, a.balance
+FROM account a LEFT JOIN ledger_entry e USING (account_id)
+WHERE a.operator_id = :op GROUP BY a.account_id, a.kind, a.balance ORDER BY a.kind;
+SELECT (SELECT sum(total) FROM bill b JOIN station s USING (station_id) WHERE s.operator_id = :op AND b.state = 'settled')
+         AS settled_bills_total,
+       (SELECT sum(balance) FROM account WHERE operator_id = :op AND kind LIKE 'revenue_%') AS revenue_in_ledger,
+       (SELECT count(*) FROM verify_ledger()) AS ledger_discrepancies;
 
 \echo '== Network incidents: many piles of a station silent together, reported once'
 SELECT i.station_id AS station, s.name, i.started_at, i.detected_at, i.ended_at, i.piles, i.guns,

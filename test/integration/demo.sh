@@ -2,7 +2,7 @@
 # raw id is either accepted or quarantined with its reason, none is lost;
 # the tariff demo prices its charges and refuses the one with no plan.
 source "$(dirname "$0")/lib/tap.sh"
-plan 13
+plan 15
 db=evcharge_it_demo
 fresh_db $db
 q -d $db -f "$EV_ROOT/demo/ids.sql" >/dev/null
@@ -35,4 +35,8 @@ is "$(q -d $db -c "SELECT count(*) FROM evcharge.charge_session s WHERE s.statio
 is "$(q -d $db -c "SELECT count(*) FROM evcharge.bill b JOIN demo_day.expected e USING (order_no) WHERE e.record = 'lost' AND b.state = 'held' AND b.anomalies && '1+2' AND b.energy_source = 'heartbeats'")" \
 	"$(q -d $db -c "SELECT count FROM demo_day.summary WHERE kind = 'record_lost'")" \
 	"the sessions whose record was never sent are billed from heartbeats and held as lost (1 or 2)"
+is "$(q -d $db -c "SELECT (SELECT sum(total) FROM evcharge.bill WHERE station_id BETWEEN 101 AND 199 AND state = 'settled') = (SELECT sum(balance) FROM evcharge.account WHERE operator_id = 20 AND kind LIKE 'revenue_%') AND (SELECT count(*) FROM evcharge.verify_ledger()) = 0")" t \
+	"the day's settled bills are the operator's revenue in the ledger, to the fen, and the ledger balances"
+"$EV_ROOT/demo/day.sh" $db >/dev/null
+ok $? "the day replays a second time over its own data (bills, revisions and ledger taken out first)"
 done_testing
