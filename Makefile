@@ -41,6 +41,8 @@ INSTALL_SQL = \
 	sql/install/report.sql \
 	sql/install/ledger.sql \
 	sql/install/money.sql \
+	sql/install/partner_settlement.sql \
+	sql/install/daily_report.sql \
 	sql/install/reconcile.sql \
 	sql/install/evidence.sql \
 	sql/install/jobs.sql

@@ -2,7 +2,7 @@
 -- sql/include/reset.sql: leaves the regression database as the test found
 -- it.  pg_regress runs every file in one database, so a test that writes
 -- evcharge's tables ends with \i sql/include/reset.sql.
-TRUNCATE evcharge.reconciliation_finding, evcharge.provider_statement_line, evcharge.partner_statement_line,
+TRUNCATE evcharge.partner_month_item, evcharge.partner_month_statement, evcharge.reconciliation_finding, evcharge.provider_statement_line, evcharge.partner_statement_line,
 	evcharge.statement_source, evcharge.stop_request, evcharge.refund, evcharge.ledger_entry, evcharge.ledger_txn, evcharge.account, evcharge.attribution,
 	evcharge.member, evcharge.sub_operator, evcharge.finance_policy, evcharge.heartbeat, evcharge.quarantine, evcharge.gun_state, evcharge.offline_period,
 	evcharge.network_incident, evcharge.pile, evcharge.customer_notice, evcharge.bill_revision,

@@ -130,7 +130,8 @@ DECLARE
 		['evcharge-partitions', '7 * * * *', 'SELECT evcharge.maintain_partitions()'],
 		['evcharge-lost-bills', '*/5 * * * *', 'SELECT evcharge.detect_lost_bills()'],
 		['evcharge-settle', '* * * * *', 'SELECT evcharge.settle_bills()'],
-		['evcharge-reconcile', '30 18 * * *', 'SELECT * FROM evcharge.run_reconciliation()']];
+		['evcharge-reconcile', '30 18 * * *', 'SELECT * FROM evcharge.run_reconciliation()'],
+		['evcharge-partner-statements', '0 20 1 * *', 'SELECT evcharge.book_partner_statements()']];
 	i int;
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
@@ -151,4 +152,4 @@ BEGIN
 	END LOOP;
 END $$;
 COMMENT ON FUNCTION evcharge.schedule_jobs() IS
-	'registers evcharge''s jobs with pg_cron (sweep_offline every minute, maintain_partitions hourly) and makes the partitions now; idempotent';
+	'registers evcharge''s jobs with pg_cron (sweep_offline and settle_bills every minute, maintain_partitions hourly, detect_lost_bills every 5 minutes, run_reconciliation nightly, book_partner_statements monthly) and makes the partitions now; idempotent';

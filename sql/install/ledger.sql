@@ -70,7 +70,7 @@ CREATE TABLE evcharge.account (
 	kind text NOT NULL CHECK (kind IN ('member_wallet', 'department_wallet', 'partner_prepaid',
 		'partner_receivable', 'partner_payable', 'unassigned_receivable', 'revenue_electricity',
 		'revenue_service', 'revenue_occupancy', 'refunds_payable', 'fee_income', 'provider_clearing',
-		'adjustments')),
+		'bank', 'adjustments')),
 	owner_id bigint,
 	sub_operator_id bigint REFERENCES evcharge.sub_operator,
 	balance numeric(14, 2) NOT NULL DEFAULT 0,
@@ -87,7 +87,7 @@ COMMENT ON TABLE evcharge.account IS
 COMMENT ON COLUMN evcharge.account.account_id IS 'account number';
 COMMENT ON COLUMN evcharge.account.operator_id IS 'the operator whose books it is in';
 COMMENT ON COLUMN evcharge.account.kind IS
-	'member_wallet, department_wallet, partner_prepaid (money a prepaid partner deposited), partner_receivable (an affiliated partner owes), partner_payable, unassigned_receivable (bills with no payer yet), revenue_electricity, revenue_service, revenue_occupancy, refunds_payable, fee_income, provider_clearing (money at the payment provider), adjustments (manual credits)';
+	'member_wallet, department_wallet, partner_prepaid (money a prepaid partner deposited), partner_receivable (an affiliated partner owes), partner_payable, unassigned_receivable (bills with no payer yet), revenue_electricity, revenue_service, revenue_occupancy, refunds_payable, fee_income, provider_clearing (money at the payment provider), bank (the operator''s bank account: partners'' payments in), adjustments (manual credits)';
 COMMENT ON COLUMN evcharge.account.owner_id IS 'the member, group or partner whose account it is';
 COMMENT ON COLUMN evcharge.account.sub_operator_id IS 'for revenue: the sub-operator it is attributed to (NULL: the operator itself)';
 COMMENT ON COLUMN evcharge.account.balance IS 'balance in yuan, natural sign (credit-normal accounts: credits minus debits)';
@@ -98,9 +98,9 @@ COMMENT ON COLUMN evcharge.account.created_at IS 'when opened';
 -- +1: debit-normal (assets, expenses); -1: credit-normal (liabilities, revenue).
 CREATE FUNCTION evcharge.account_sign(kind text) RETURNS int
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN CASE WHEN kind IN ('partner_receivable', 'unassigned_receivable', 'provider_clearing', 'adjustments') THEN 1 ELSE -1 END;
+RETURN CASE WHEN kind IN ('partner_receivable', 'unassigned_receivable', 'provider_clearing', 'bank', 'adjustments') THEN 1 ELSE -1 END;
 COMMENT ON FUNCTION evcharge.account_sign(text) IS
-	'+1 for debit-normal kinds (receivables, provider clearing, adjustments), -1 for credit-normal ones (wallets, revenue, payables)';
+	'+1 for debit-normal kinds (receivables, provider clearing, bank, adjustments), -1 for credit-normal ones (wallets, revenue, payables)';
 
 -- The account of a kind for an operator (and owner or sub-operator), opened on first use.
 CREATE FUNCTION evcharge.account_of(p_operator_id bigint, p_kind text, p_owner_id bigint DEFAULT NULL,
@@ -133,7 +133,7 @@ CREATE TABLE evcharge.ledger_txn (
 	txn_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
 	kind text NOT NULL CHECK (kind IN ('top_up', 'manual_credit', 'bill', 'bill_adjustment', 'refund_request',
-		'refund_approve', 'refund_reject', 'partner_statement')),
+		'refund_approve', 'refund_reject', 'partner_payment')),
 	idem_key text NOT NULL CHECK (idem_key <> ''),
 	order_no text,
 	note text,
@@ -148,7 +148,7 @@ COMMENT ON TABLE evcharge.ledger_txn IS
 	'One movement of money: a set of ledger entries that sum to zero, made once per external event (its kind and key are unique); never changed: corrections are new transactions';
 COMMENT ON COLUMN evcharge.ledger_txn.txn_id IS 'transaction number';
 COMMENT ON COLUMN evcharge.ledger_txn.operator_id IS 'whose books';
-COMMENT ON COLUMN evcharge.ledger_txn.kind IS 'top_up, manual_credit, bill, bill_adjustment, refund_request, refund_approve, refund_reject, partner_statement';
+COMMENT ON COLUMN evcharge.ledger_txn.kind IS 'top_up, manual_credit, bill, bill_adjustment, refund_request, refund_approve, refund_reject, partner_payment';
 COMMENT ON COLUMN evcharge.ledger_txn.idem_key IS 'the event''s own key: the provider''s transaction id, the order number, the refund id; applying it again returns this transaction';
 COMMENT ON COLUMN evcharge.ledger_txn.order_no IS 'the bill, for bill and bill_adjustment';
 COMMENT ON COLUMN evcharge.ledger_txn.note IS 'why, for manual credits and adjustments';

@@ -9,6 +9,7 @@ CREATE TABLE evcharge.finance_policy (
 	stop_threshold numeric(10, 2) NOT NULL DEFAULT 1.00 CHECK (stop_threshold >= 0),
 	void_coupons_on_refund boolean NOT NULL DEFAULT false,
 	guard_interval interval NOT NULL DEFAULT '60 s' CHECK (guard_interval > '0'),
+	tz text NOT NULL DEFAULT 'Asia/Shanghai' CHECK (evcharge.is_time_zone(tz)),
 	updated_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE evcharge.finance_policy IS
@@ -18,6 +19,8 @@ COMMENT ON COLUMN evcharge.finance_policy.stop_threshold IS 'a member''s charge 
 COMMENT ON COLUMN evcharge.finance_policy.void_coupons_on_refund IS 'whether a refund request voids the member''s unused coupons';
 COMMENT ON COLUMN evcharge.finance_policy.guard_interval IS
 	'how far ahead the balance guard looks: the longest a pile may take to send its next charging heartbeat (60 s)';
+COMMENT ON COLUMN evcharge.finance_policy.tz IS
+	'the time zone of the operator''s books: where its report days and statement months begin and end';
 COMMENT ON COLUMN evcharge.finance_policy.updated_at IS 'last change';
 
 CREATE FUNCTION evcharge.operator_finance_default() RETURNS trigger
@@ -166,6 +169,21 @@ END $$;
 COMMENT ON FUNCTION evcharge.check_alert(bigint) IS
 	'sends NOTIFY evcharge_alert once per crossing when a wallet with an alert threshold falls below it, and re-arms when it is back above; true when it sent one';
 
+-- The sub-operator a charge or a wallet belongs to (the "Visibility" rule).
+CREATE FUNCTION evcharge.attributed_sub_operator(p_operator_id bigint, p_station_id bigint, p_group_id bigint,
+	p_vin text, p_card_no text) RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT a.sub_operator_id FROM evcharge.attribution a
+	JOIN evcharge.sub_operator so ON so.sub_operator_id = a.sub_operator_id
+	WHERE so.operator_id = p_operator_id
+	  AND (a.vin = p_vin OR a.card_no = p_card_no OR a.group_id = p_group_id OR a.station_id = p_station_id)
+	ORDER BY CASE WHEN a.vin IS NOT NULL THEN 1 WHEN a.card_no IS NOT NULL THEN 2 WHEN a.group_id IS NOT NULL THEN 3 ELSE 4 END
+	LIMIT 1;
+END;
+COMMENT ON FUNCTION evcharge.attributed_sub_operator(bigint, bigint, bigint, text, text) IS
+	'the operator''s sub-operator that a charge at this station, by this department, vehicle (VIN) or card belongs to: the most specific rule wins (VIN, card, department, station); NULL: the operator itself';
+
 -- Who pays a session and to whom its revenue is attributed.
 CREATE FUNCTION evcharge.bill_parties(p_order_no text, OUT operator_id bigint, OUT payer bigint,
 	OUT sub_operator_id bigint)
@@ -192,13 +210,8 @@ BEGIN
 	ELSE
 		payer := evcharge.account_of(operator_id, 'unassigned_receivable');
 	END IF;
-	SELECT a.sub_operator_id INTO sub_operator_id FROM evcharge.attribution a
-	LEFT JOIN evcharge.sub_operator so ON so.sub_operator_id = a.sub_operator_id
-	WHERE so.operator_id = bill_parties.operator_id
-	  AND ((m.vin IS NOT NULL AND a.vin = m.vin) OR (m.card_no IS NOT NULL AND a.card_no = m.card_no)
-	       OR a.group_id = coalesce(s.group_id, m.group_id) OR a.station_id = s.station_id)
-	ORDER BY CASE WHEN a.vin IS NOT NULL THEN 1 WHEN a.card_no IS NOT NULL THEN 2 WHEN a.group_id IS NOT NULL THEN 3 ELSE 4 END
-	LIMIT 1;
+	sub_operator_id := evcharge.attributed_sub_operator(operator_id, s.station_id, coalesce(s.group_id, m.group_id),
+		m.vin, m.card_no);
 END $$;
 COMMENT ON FUNCTION evcharge.bill_parties(text) IS
 	'who pays a session (the partner''s account for partner starts, the department''s wallet for members of a paying department, else the member''s wallet, else unassigned receivable) and the sub-operator its revenue is attributed to (VIN, card, department, station, in that order)';
@@ -243,7 +256,7 @@ BEGIN
 	END IF;
 	l := evcharge.bill_lines(p_order_no, b.energy_fee, b.service_fee, b.occupancy_fee, b.discount);
 	SELECT * INTO p FROM evcharge.post_txn(l.operator_id, 'bill', p_order_no, l.accounts, l.amounts, p_order_no, NULL,
-		jsonb_build_object('total', b.total, 'revision', b.revision));
+		jsonb_build_object('total', b.total, 'revision', b.revision, 'energy_wh', b.energy_wh));
 	IF b.state <> 'settled' THEN
 		UPDATE evcharge.bill SET state = 'settled' WHERE order_no = p_order_no;
 	END IF;
@@ -285,7 +298,8 @@ BEGIN
 		RETURN NULL;
 	END IF;
 	SELECT * INTO p FROM evcharge.post_txn(l.operator_id, 'bill_adjustment', p_order_no || '#' || nb.revision,
-		l.accounts, l.amounts, p_order_no, p_reason, jsonb_build_object('old_total', old.total, 'new_total', nb.total));
+		l.accounts, l.amounts, p_order_no, p_reason, jsonb_build_object('old_total', old.total, 'new_total', nb.total,
+		'energy_wh_delta', nb.energy_wh - old.energy_wh));
 	RETURN p.txn;
 END $$;
 COMMENT ON FUNCTION evcharge.adjust_settled_bill(text, evcharge.bill, evcharge.bill, text) IS

@@ -38,12 +38,12 @@ VALUES ('44200000010000100001001', now() - interval '10 minutes', 'idle', 1000);
 SQL
 is "$(q -d $db -c "SELECT online FROM evcharge.gun_state")" t "the gun is online after its heartbeat"
 
-# schedule_jobs() twice: the same five jobs, not ten.
+# schedule_jobs() twice: the same six jobs, not twelve.
 q -d $db -c "SELECT evcharge.schedule_jobs()" >/dev/null && q -d $db -c "SELECT evcharge.schedule_jobs()" >/dev/null
 ok $? "schedule_jobs() runs, twice"
 is "$(q -d $db -c "SELECT string_agg(jobname || ' ' || schedule, ', ' ORDER BY jobname) FROM cron.job WHERE jobname LIKE 'evcharge-%'")" \
-	"evcharge-lost-bills */5 * * * *, evcharge-partitions 7 * * * *, evcharge-reconcile 30 18 * * *, evcharge-settle * * * * *, evcharge-sweep-offline * * * * *" \
-	"schedule_jobs() registered its five jobs once"
+	"evcharge-lost-bills */5 * * * *, evcharge-partitions 7 * * * *, evcharge-partner-statements 0 20 1 * *, evcharge-reconcile 30 18 * * *, evcharge-settle * * * * *, evcharge-sweep-offline * * * * *" \
+	"schedule_jobs() registered its six jobs once"
 ok $([ "$(q -d $db -c "SELECT count(*) FROM pg_inherits WHERE inhparent = 'evcharge.heartbeat'::regclass")" -ge 9 ]; echo $?) \
 	"schedule_jobs() made the heartbeat partitions"
 
