@@ -194,4 +194,13 @@ INSERT INTO pile_record VALUES ('GHOST', '44200000120000100001004', '1999-12-31 
 SELECT reason FROM quarantine;
 \set VERBOSITY default
 
+-- Finding the bills that carry a code uses the GIN index on bill.anomalies
+-- (the planner is pushed off the sequential scan that a table this small
+-- would get).
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT order_no FROM bill WHERE anomalies @> '8';
+EXPLAIN (COSTS OFF) SELECT order_no FROM bill WHERE anomalies && '1+2';
+SELECT count(*) > 0 AS found FROM bill WHERE anomalies @> '8';
+RESET enable_seqscan;
+
 \i sql/include/reset.sql

@@ -38,7 +38,7 @@ COMMENT ON COLUMN evcharge.charge_session.order_no IS 'order number: the platfor
 COMMENT ON COLUMN evcharge.charge_session.gun IS 'the gun';
 COMMENT ON COLUMN evcharge.charge_session.station_id IS 'its station';
 COMMENT ON COLUMN evcharge.charge_session.member_id IS 'the member who started it, when known';
-COMMENT ON COLUMN evcharge.charge_session.group_id IS 'the customer group whose prices apply, when any';
+COMMENT ON COLUMN evcharge.charge_session.group_id IS 'the customer group whose prices apply, when any: the member''s group at start_session(); for a session opened by the pile, the member''s group when the bill is made';
 COMMENT ON COLUMN evcharge.charge_session.partner_id IS 'the interconnection partner whose user started it, if any';
 COMMENT ON COLUMN evcharge.charge_session.channel IS 'how it was started: app, qr, card, password, vin, partner, offline (started at the pile, platform not asked)';
 COMMENT ON COLUMN evcharge.charge_session.state IS 'pending (started, no energy yet), charging, occupied (finished, still plugged), ended (unplugged), cancelled (never charged)';
@@ -151,8 +151,14 @@ BEGIN
 	END IF;
 	order_no := to_char(now() AT TIME ZONE p.tz, 'YYYYMMDDHH24MISS')
 	            || lpad((nextval('evcharge.order_seq') % 1000000)::text, 6, '0');
-	INSERT INTO evcharge.charge_session (order_no, gun, station_id, member_id, partner_id, channel)
-	VALUES (order_no, gun, p.station_id, member_id, partner_id, channel);
+	-- The member's customer group (department, fleet, VIP class) at the
+	-- start: its group price and occupancy exemption apply to this charge.
+	-- A partner's user is priced as the partner's contract, not as a member.
+	INSERT INTO evcharge.charge_session (order_no, gun, station_id, member_id, group_id, partner_id, channel)
+	VALUES (order_no, gun, p.station_id, member_id,
+		CASE WHEN start_session.partner_id IS NULL THEN
+			(SELECT m.group_id FROM evcharge.member m WHERE m.member_id = start_session.member_id) END,
+		partner_id, channel);
 	RETURN order_no;
 END $$;
 COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text, bigint) IS
