@@ -140,6 +140,30 @@ INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh) VALUES
 	('GHOST-1', '44200000990000100001001', '2026-11-20 10:00+08', '2026-11-20 11:00+08', 100),
 	('BACKWARDS-1', '44200000120000100001001', '2026-11-20 11:00+08', '2026-11-20 10:00+08', 100);
 SELECT source, reason, payload->>'order_no' AS order_no FROM quarantine ORDER BY quarantine_id;
+-- A bad record and a good one of the same order in one batch: only the bad
+-- one is quarantined, the good one makes the bill.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100001001', '2026-11-20 13:00+08', 'charging', 900000, 'TWIN-1'),
+	('44200000120000100001001', '2026-11-20 13:30+08', 'charging', 903000, 'TWIN-1'),
+	('44200000120000100001001', '2026-11-20 13:31+08', 'idle', 903000, NULL);
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh) VALUES
+	('TWIN-1', '44200000120000100001001', '2026-11-20 13:00+08', '2026-11-20 13:30+08', -3000),
+	('TWIN-1', '44200000120000100001001', '2026-11-20 13:00+08', '2026-11-20 13:30+08', 3000);
+SELECT energy_wh FROM pile_record WHERE order_no = 'TWIN-1';
+SELECT reason, payload->>'energy_wh' AS energy_wh FROM quarantine WHERE payload->>'order_no' = 'TWIN-1';
+SELECT state, energy_wh, energy_source FROM bill WHERE order_no = 'TWIN-1';
+-- Registering the pile of GHOST-1 and replaying: its record is accepted (an
+-- offline charge the platform never saw, billed from the pile's figures);
+-- BACKWARDS-1 is quarantined again, with its reason.
+INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w) VALUES ('44200000990000100001', 1, 1, 7000);
+SELECT * FROM replay_quarantine('44200000990000100001');
+SELECT state, channel FROM charge_session WHERE order_no = 'GHOST-1';
+SELECT b.state, b.energy_wh, b.energy_source, r.received_at = (SELECT (q.payload->>'received_at')::timestamptz
+       FROM quarantine q WHERE q.payload->>'order_no' = 'GHOST-1') AS first_received
+FROM bill b JOIN pile_record r USING (order_no) WHERE order_no = 'GHOST-1';
+SELECT * FROM replay_quarantine();
+SELECT source, reason, payload->>'order_no' AS order_no, replayed_at IS NOT NULL AS replayed
+FROM quarantine WHERE source = 'pile_record' ORDER BY quarantine_id;
 
 -- 8. Faults open and close as events.
 INSERT INTO heartbeat (gun, ts, status, meter_wh, fault_code) VALUES

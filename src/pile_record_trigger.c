@@ -9,7 +9,9 @@
  *	  ended session for a record whose order the platform never saw (the
  *	  pile was offline throughout), and finalises the bill of every order
  *	  the batch closes.  A record that arrives a second time changes
- *	  nothing: the first one made the bill.
+ *	  nothing: the first one made the bill.  The quarantined rows are deleted
+ *	  from pile_record by all their fields, so a good record of the same
+ *	  order in the same batch stays.
  *
  *-------------------------------------------------------------------------
  */
@@ -46,6 +48,10 @@ static const char *const RecordSql =
 "), del AS ("
 "  DELETE FROM evcharge.pile_record r USING bad"
 "  WHERE r.order_no = bad.payload->>'order_no' AND r.received_at = (bad.payload->>'received_at')::timestamptz"
+"    AND r.gun OPERATOR(evcharge.=) (bad.payload->>'gun')::evcharge.gun_id"
+"    AND r.started_at IS NOT DISTINCT FROM (bad.payload->>'started_at')::timestamptz"
+"    AND r.ended_at IS NOT DISTINCT FROM (bad.payload->>'ended_at')::timestamptz"
+"    AND r.energy_wh IS NOT DISTINCT FROM (bad.payload->>'energy_wh')::bigint"
 "  RETURNING 1"
 "), unseen AS ("
 "  INSERT INTO evcharge.charge_session (order_no, gun, station_id, channel, state, started_at,"

@@ -186,39 +186,54 @@ CREATE TRIGGER heartbeat_ingest AFTER INSERT ON evcharge.heartbeat
 	REFERENCING NEW TABLE AS new_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.heartbeat_ingest();
 
--- Replay: feed quarantined heartbeats again, e.g. after registering a pile.
+-- Replay: feed quarantined traffic again, e.g. after registering a pile:
+-- heartbeats first, so that the sessions they open are there when the pile
+-- records of the same charges come.
 CREATE FUNCTION evcharge.replay_quarantine(p_pile evcharge.pile_id DEFAULT NULL)
 RETURNS TABLE (replayed bigint, quarantined_again bigint)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	ids bigint[];
+	hb bigint[];
+	rec bigint[];
 	last_id bigint;
 BEGIN
-	SELECT array_agg(id ORDER BY id) INTO ids FROM (
-		SELECT q.quarantine_id AS id FROM evcharge.quarantine q
-		WHERE q.source = 'heartbeat' AND q.replayed_at IS NULL
+	SELECT array_agg(id ORDER BY id) FILTER (WHERE src = 'heartbeat'),
+	       array_agg(id ORDER BY id) FILTER (WHERE src = 'pile_record')
+	INTO hb, rec FROM (
+		SELECT q.quarantine_id AS id, q.source AS src FROM evcharge.quarantine q
+		WHERE q.replayed_at IS NULL
 		  AND (p_pile IS NULL OR evcharge.pile(q.gun) OPERATOR(evcharge.=) p_pile)
 		FOR UPDATE) locked;
 	replayed := 0;
 	quarantined_again := 0;
-	IF ids IS NULL THEN
+	IF hb IS NULL AND rec IS NULL THEN
 		RETURN NEXT;
 		RETURN;
 	END IF;
 	SELECT max(quarantine_id) INTO last_id FROM evcharge.quarantine;
-	UPDATE evcharge.quarantine SET replayed_at = clock_timestamp() WHERE quarantine_id = ANY (ids);
-	INSERT INTO evcharge.heartbeat
-	SELECT (jsonb_populate_record(NULL::evcharge.heartbeat, q.payload)).*
-	FROM evcharge.quarantine q WHERE q.quarantine_id = ANY (ids)
-	ORDER BY q.quarantine_id;
-	-- What the trigger quarantined again in this transaction.
+	UPDATE evcharge.quarantine SET replayed_at = clock_timestamp()
+	WHERE quarantine_id = ANY (coalesce(hb, '{}') || coalesce(rec, '{}'));
+	IF hb IS NOT NULL THEN
+		INSERT INTO evcharge.heartbeat
+		SELECT (jsonb_populate_record(NULL::evcharge.heartbeat, q.payload)).*
+		FROM evcharge.quarantine q WHERE q.quarantine_id = ANY (hb)
+		ORDER BY q.quarantine_id;
+	END IF;
+	IF rec IS NOT NULL THEN
+		-- As received: the record keeps the time it first arrived.
+		INSERT INTO evcharge.pile_record
+		SELECT (jsonb_populate_record(NULL::evcharge.pile_record, q.payload)).*
+		FROM evcharge.quarantine q WHERE q.quarantine_id = ANY (rec)
+		ORDER BY q.quarantine_id;
+	END IF;
+	-- What the triggers quarantined again in this transaction.
 	SELECT count(*) INTO quarantined_again FROM evcharge.quarantine q
 	WHERE q.quarantine_id > last_id AND q.xmin = pg_current_xact_id()::xid;
-	replayed := array_length(ids, 1) - quarantined_again;
+	replayed := coalesce(array_length(hb, 1), 0) + coalesce(array_length(rec, 1), 0) - quarantined_again;
 	RETURN NEXT;
 END $$;
 COMMENT ON FUNCTION evcharge.replay_quarantine(evcharge.pile_id) IS
-	'feeds quarantined heartbeats (of one pile, or all) through the trigger again; returns how many were accepted and how many were quarantined again';
+	'feeds quarantined heartbeats and pile records (of one pile, or all) through the triggers again, heartbeats first; returns how many were accepted and how many were quarantined again';
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.pile', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.heartbeat_default', '');
