@@ -46,6 +46,7 @@ COMMENT ON FUNCTION evcharge.operator_policy_default() IS
 CREATE TRIGGER operator_policy_default AFTER INSERT ON evcharge.operator
 	REFERENCING NEW TABLE AS new_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_policy_default();
+COMMENT ON TRIGGER operator_policy_default ON evcharge.operator IS 'every new operator gets its anomaly thresholds with the defaults';
 
 -- The policy in force at a station.
 CREATE FUNCTION evcharge.station_policy(p_station_id bigint) RETURNS evcharge.anomaly_policy

@@ -31,12 +31,15 @@ CREATE TABLE evcharge.bill (
 	CHECK (total = energy_fee + service_fee + occupancy_fee - discount)
 );
 CREATE INDEX bill_station_idx ON evcharge.bill (station_id, ended_at);
+COMMENT ON INDEX evcharge.bill_station_idx IS 'bills of a station by the end of charging: reports per station and day';
 -- Finding the bills that carry a code: anomalies @> '1' uses this index.
 -- Not partial: the planner cannot prove that anomalies @> '8' implies
 -- anomalies <> '', so a partial index would never serve that query (a bill
 -- without anomalies adds no key to a GIN index anyway).
 CREATE INDEX bill_anomalies_idx ON evcharge.bill USING gin (anomalies);
+COMMENT ON INDEX evcharge.bill_anomalies_idx IS 'finding the bills that carry anomaly codes (@>, &&, =)';
 CREATE INDEX bill_held_idx ON evcharge.bill (station_id, ended_at) WHERE state = 'held';
+COMMENT ON INDEX evcharge.bill_held_idx IS 'held bills of a station by the end of charging: the repair desk''s list and bulk repairs';
 COMMENT ON TABLE evcharge.bill IS
 	'The bill of a session, one per session, priced as quote() would: plans in force, group price, promotions, occupancy fee, best coupon';
 COMMENT ON COLUMN evcharge.bill.order_no IS 'the session';
@@ -96,6 +99,7 @@ END $$;
 COMMENT ON FUNCTION evcharge.bill_revision_immutable() IS 'trigger: refuses updates and deletes of bill_revision';
 CREATE TRIGGER bill_revision_immutable BEFORE UPDATE OR DELETE ON evcharge.bill_revision
 	FOR EACH ROW EXECUTE FUNCTION evcharge.bill_revision_immutable();
+COMMENT ON TRIGGER bill_revision_immutable ON evcharge.bill_revision IS 'the audit trail of bills cannot be changed or deleted';
 
 -- What a bill of the session would be now, and its anomalies; writes
 -- nothing.  p_method: auto (as the pipeline bills: the pile's energy when

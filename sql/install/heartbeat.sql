@@ -16,6 +16,7 @@ CREATE TABLE evcharge.pile (
 	registered_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX pile_station_idx ON evcharge.pile (station_id);
+COMMENT ON INDEX evcharge.pile_station_idx IS 'the piles of a station';
 COMMENT ON TABLE evcharge.pile IS
 	'Registered piles, guns numbered 1..gun_count; traffic for any other gun goes to quarantine.  Legacy 16-digit ids are refused: the cloud protocol does not accept them';
 COMMENT ON COLUMN evcharge.pile.pile_id IS '20-digit pile id; its current type (AC/DC) is read from the id';
@@ -42,6 +43,7 @@ CREATE TABLE evcharge.heartbeat (
 	received_at timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (ts);
 CREATE INDEX heartbeat_gun_ts_idx ON evcharge.heartbeat (gun, ts);
+COMMENT ON INDEX evcharge.heartbeat_gun_ts_idx IS 'a gun''s heartbeats in time order: bills, evidence and the session machine read them back';
 COMMENT ON TABLE evcharge.heartbeat IS
 	'Heartbeats and real-time data per gun, as piles send them (every 10-60 s, about every 15 s while charging); partitioned by day on ts, see maintain_partitions()';
 COMMENT ON COLUMN evcharge.heartbeat.gun IS 'the gun';
@@ -72,6 +74,7 @@ CREATE TABLE evcharge.quarantine (
 	replayed_at timestamptz
 );
 CREATE INDEX quarantine_pending_idx ON evcharge.quarantine (gun) WHERE replayed_at IS NULL;
+COMMENT ON INDEX evcharge.quarantine_pending_idx IS 'quarantined rows not yet replayed, by gun: replay_quarantine() of one pile';
 COMMENT ON TABLE evcharge.quarantine IS
 	'Traffic that could not be accepted, kept whole with the reason; replay_quarantine() feeds it again after the cause is mended (a pile registered)';
 COMMENT ON COLUMN evcharge.quarantine.quarantine_id IS 'row id';
@@ -100,6 +103,7 @@ CREATE TABLE evcharge.gun_state (
 -- on the columns that change keep the updates in place (HOT).  The offline
 -- sweep reads the table once a minute; it needs no index.
 CREATE INDEX gun_state_station_idx ON evcharge.gun_state (station_id);
+COMMENT ON INDEX evcharge.gun_state_station_idx IS 'the live state of a station''s guns';
 COMMENT ON TABLE evcharge.gun_state IS
 	'Live state of each gun: its latest heartbeat (a late, older heartbeat never overwrites a newer one) and whether it is online';
 COMMENT ON COLUMN evcharge.gun_state.gun IS 'the gun';
@@ -125,7 +129,9 @@ CREATE TABLE evcharge.offline_period (
 	CHECK (ended_at IS NULL OR ended_at >= started_at)
 );
 CREATE UNIQUE INDEX offline_period_open_idx ON evcharge.offline_period (gun) WHERE ended_at IS NULL;
+COMMENT ON INDEX evcharge.offline_period_open_idx IS 'at most one open offline period per gun';
 CREATE INDEX offline_period_station_idx ON evcharge.offline_period (station_id, started_at);
+COMMENT ON INDEX evcharge.offline_period_station_idx IS 'offline periods of a station in time: network incidents and reports';
 COMMENT ON TABLE evcharge.offline_period IS
 	'Each span a gun was silent: from its last heartbeat until the next one (ended_at NULL while it lasts)';
 COMMENT ON COLUMN evcharge.offline_period.offline_period_id IS 'row id';
@@ -185,6 +191,7 @@ COMMENT ON FUNCTION evcharge.heartbeat_ingest() IS
 CREATE TRIGGER heartbeat_ingest AFTER INSERT ON evcharge.heartbeat
 	REFERENCING NEW TABLE AS new_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.heartbeat_ingest();
+COMMENT ON TRIGGER heartbeat_ingest ON evcharge.heartbeat IS 'once per statement: quarantine, live state, sessions, faults, offline periods and the balance guard for the batch';
 
 -- Replay: feed quarantined traffic again, e.g. after registering a pile:
 -- heartbeats first, so that the sessions they open are there when the pile

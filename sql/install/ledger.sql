@@ -26,6 +26,7 @@ CREATE TABLE evcharge.member (
 	created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX member_group_idx ON evcharge.member (group_id);
+COMMENT ON INDEX evcharge.member_group_idx IS 'the members of a customer group (department)';
 COMMENT ON TABLE evcharge.member IS
 	'A driver with a wallet; a member of a department whose group pays for its members charges to the department''s wallet';
 COMMENT ON COLUMN evcharge.member.member_id IS 'member number (charge_session.member_id)';
@@ -52,9 +53,13 @@ CREATE TABLE evcharge.attribution (
 	CHECK (num_nonnulls(station_id, group_id, vin, card_no) = 1)
 );
 CREATE UNIQUE INDEX attribution_station_idx ON evcharge.attribution (station_id) WHERE station_id IS NOT NULL;
+COMMENT ON INDEX evcharge.attribution_station_idx IS 'a station is attributed to one sub-operator at most';
 CREATE UNIQUE INDEX attribution_group_idx ON evcharge.attribution (group_id) WHERE group_id IS NOT NULL;
+COMMENT ON INDEX evcharge.attribution_group_idx IS 'a customer group is attributed to one sub-operator at most';
 CREATE UNIQUE INDEX attribution_vin_idx ON evcharge.attribution (vin) WHERE vin IS NOT NULL;
+COMMENT ON INDEX evcharge.attribution_vin_idx IS 'a vehicle is attributed to one sub-operator at most';
 CREATE UNIQUE INDEX attribution_card_idx ON evcharge.attribution (card_no) WHERE card_no IS NOT NULL;
+COMMENT ON INDEX evcharge.attribution_card_idx IS 'a card is attributed to one sub-operator at most';
 COMMENT ON TABLE evcharge.attribution IS
 	'Which charges belong to a sub-operator: by station, department (group), vehicle (VIN) or card; the most specific applies (VIN, card, department, station)';
 COMMENT ON COLUMN evcharge.attribution.attribution_id IS 'row id';
@@ -143,7 +148,9 @@ CREATE TABLE evcharge.ledger_txn (
 	UNIQUE (kind, idem_key)
 );
 CREATE INDEX ledger_txn_order_idx ON evcharge.ledger_txn (order_no) WHERE order_no IS NOT NULL;
+COMMENT ON INDEX evcharge.ledger_txn_order_idx IS 'the ledger transactions of a bill';
 CREATE INDEX ledger_txn_created_idx ON evcharge.ledger_txn (operator_id, created_at);
+COMMENT ON INDEX evcharge.ledger_txn_created_idx IS 'an operator''s transactions in time: daily report, reconciliation';
 COMMENT ON TABLE evcharge.ledger_txn IS
 	'One movement of money: a set of ledger entries that sum to zero, made once per external event (its kind and key are unique); never changed: corrections are new transactions';
 COMMENT ON COLUMN evcharge.ledger_txn.txn_id IS 'transaction number';
@@ -163,7 +170,9 @@ CREATE TABLE evcharge.ledger_entry (
 	amount numeric(14, 2) NOT NULL CHECK (amount <> 0)
 );
 CREATE INDEX ledger_entry_txn_idx ON evcharge.ledger_entry (txn_id);
+COMMENT ON INDEX evcharge.ledger_entry_txn_idx IS 'the entries of a transaction';
 CREATE INDEX ledger_entry_account_idx ON evcharge.ledger_entry (account_id);
+COMMENT ON INDEX evcharge.ledger_entry_account_idx IS 'the entries of an account: statements, verify_ledger';
 COMMENT ON TABLE evcharge.ledger_entry IS
 	'One line of a transaction: an amount debited (positive) or credited (negative) to an account; the lines of a transaction sum to zero';
 COMMENT ON COLUMN evcharge.ledger_entry.entry_id IS 'row id';
@@ -182,8 +191,10 @@ END $$;
 COMMENT ON FUNCTION evcharge.ledger_immutable() IS 'trigger: refuses updates and deletes of ledger transactions and entries';
 CREATE TRIGGER ledger_txn_immutable BEFORE UPDATE OR DELETE ON evcharge.ledger_txn
 	FOR EACH ROW EXECUTE FUNCTION evcharge.ledger_immutable();
+COMMENT ON TRIGGER ledger_txn_immutable ON evcharge.ledger_txn IS 'ledger transactions cannot be changed or deleted';
 CREATE TRIGGER ledger_entry_immutable BEFORE UPDATE OR DELETE ON evcharge.ledger_entry
 	FOR EACH ROW EXECUTE FUNCTION evcharge.ledger_immutable();
+COMMENT ON TRIGGER ledger_entry_immutable ON evcharge.ledger_entry IS 'ledger entries cannot be changed or deleted';
 
 -- Balances move with the entries, in the same statement.
 CREATE FUNCTION evcharge.ledger_apply() RETURNS trigger
@@ -198,6 +209,7 @@ COMMENT ON FUNCTION evcharge.ledger_apply() IS 'trigger: adds new entries to the
 CREATE TRIGGER ledger_apply AFTER INSERT ON evcharge.ledger_entry
 	REFERENCING NEW TABLE AS new_entries
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.ledger_apply();
+COMMENT ON TRIGGER ledger_apply ON evcharge.ledger_entry IS 'new entries move their accounts'' balances in the same statement';
 
 -- Balanced at commit: a transaction whose entries do not sum to zero, or
 -- that has fewer than two, cannot be committed.
@@ -219,6 +231,7 @@ END $$;
 COMMENT ON FUNCTION evcharge.ledger_check_balanced() IS 'constraint trigger, at commit: every transaction has at least two entries summing to zero';
 CREATE CONSTRAINT TRIGGER ledger_txn_balanced AFTER INSERT ON evcharge.ledger_txn
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION evcharge.ledger_check_balanced();
+COMMENT ON TRIGGER ledger_txn_balanced ON evcharge.ledger_txn IS 'at commit: a transaction''s entries sum to zero';
 
 -- Posts one transaction, once per (kind, key): the first call writes it and
 -- its result; any later call with the same kind and key returns that

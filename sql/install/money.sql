@@ -35,6 +35,7 @@ COMMENT ON FUNCTION evcharge.operator_finance_default() IS
 CREATE TRIGGER operator_finance_default AFTER INSERT ON evcharge.operator
 	REFERENCING NEW TABLE AS new_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_finance_default();
+COMMENT ON TRIGGER operator_finance_default ON evcharge.operator IS 'every new operator gets its money settings with the defaults';
 
 -- Checks an amount of money given by a caller: positive, yuan and fen.
 CREATE FUNCTION evcharge.check_amount(p_amount numeric, p_what text) RETURNS numeric
@@ -344,6 +345,7 @@ CREATE TABLE evcharge.refund (
 	reason text
 );
 CREATE UNIQUE INDEX refund_open_idx ON evcharge.refund (account_id) WHERE state = 'requested';
+COMMENT ON INDEX evcharge.refund_open_idx IS 'one open refund request per wallet';
 COMMENT ON TABLE evcharge.refund IS
 	'A wallet refund: the refundable balance is frozen (moved to refunds payable) at request, paid out less the fee on approval, returned on rejection; one open request per wallet';
 COMMENT ON COLUMN evcharge.refund.refund_id IS 'refund number (the key of its ledger transactions)';

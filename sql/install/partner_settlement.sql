@@ -140,6 +140,7 @@ CREATE TABLE evcharge.partner_month_item (
 	amount numeric(14, 2) NOT NULL
 );
 CREATE INDEX partner_month_item_statement_idx ON evcharge.partner_month_item (statement_id);
+COMMENT ON INDEX evcharge.partner_month_item_statement_idx IS 'the lines of a partner statement';
 COMMENT ON TABLE evcharge.partner_month_item IS
 	'The lines of a partner statement: one ledger transaction on the partner''s accounts each, and each transaction on one statement only';
 COMMENT ON COLUMN evcharge.partner_month_item.txn_id IS 'the ledger transaction';

@@ -27,6 +27,7 @@ CREATE TABLE evcharge.station (
 	created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX station_operator_idx ON evcharge.station (operator_id);
+COMMENT ON INDEX evcharge.station_operator_idx IS 'an operator''s stations';
 COMMENT ON TABLE evcharge.station IS 'A charging station (电站) of an operator';
 COMMENT ON COLUMN evcharge.station.station_id IS 'station number';
 COMMENT ON COLUMN evcharge.station.operator_id IS 'the operator that owns the station';
@@ -80,6 +81,7 @@ CREATE TABLE evcharge.group_station (
 	PRIMARY KEY (group_id, station_id)
 );
 CREATE INDEX group_station_station_idx ON evcharge.group_station (station_id);
+COMMENT ON INDEX evcharge.group_station_station_idx IS 'the customer groups bound to a station';
 COMMENT ON TABLE evcharge.group_station IS 'The stations a group is bound to: its group price applies there only';
 COMMENT ON COLUMN evcharge.group_station.group_id IS 'the group';
 COMMENT ON COLUMN evcharge.group_station.station_id IS 'a station where the group price applies';
@@ -108,6 +110,7 @@ CREATE TABLE evcharge.promotion_station (
 	PRIMARY KEY (promotion_id, station_id)
 );
 CREATE INDEX promotion_station_station_idx ON evcharge.promotion_station (station_id);
+COMMENT ON INDEX evcharge.promotion_station_station_idx IS 'the promotions of a station';
 COMMENT ON TABLE evcharge.promotion_station IS 'The stations a promotion applies at';
 COMMENT ON COLUMN evcharge.promotion_station.promotion_id IS 'the promotion';
 COMMENT ON COLUMN evcharge.promotion_station.station_id IS 'a station where it applies';
@@ -156,6 +159,7 @@ CREATE TABLE evcharge.coupon (
 	CHECK ((used_order_no IS NULL) = (used_at IS NULL))
 );
 CREATE INDEX coupon_member_idx ON evcharge.coupon (member_id) WHERE used_order_no IS NULL;
+COMMENT ON INDEX evcharge.coupon_member_idx IS 'a member''s unused coupons';
 COMMENT ON TABLE evcharge.coupon IS
 	'A coupon: a fixed amount off the service fee only, for a session of at least min_kwh, used once';
 COMMENT ON COLUMN evcharge.coupon.coupon_id IS 'coupon id';
@@ -191,6 +195,7 @@ END $$;
 COMMENT ON FUNCTION evcharge.coupon_single_use() IS 'trigger: a used coupon cannot be used again, released, changed or deleted';
 CREATE TRIGGER coupon_single_use BEFORE UPDATE OR DELETE ON evcharge.coupon
 	FOR EACH ROW EXECUTE FUNCTION evcharge.coupon_single_use();
+COMMENT ON TRIGGER coupon_single_use ON evcharge.coupon IS 'a used coupon cannot be changed or deleted';
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.operator', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.station', '');

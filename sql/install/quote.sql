@@ -18,6 +18,16 @@ CREATE TYPE evcharge.charge_quote AS (
 );
 COMMENT ON TYPE evcharge.charge_quote IS
 	'A priced charge: kWh; electricity, service and occupancy fees, coupon discount and total (yuan, each truncated to the fen; total = energy + service + occupancy - discount); per class {sharp, peak, flat, valley} kWh and exact fees; and what applied (plans, group, promotions, occupancy, coupon)';
+COMMENT ON COLUMN evcharge.charge_quote.kwh IS 'energy, kWh';
+COMMENT ON COLUMN evcharge.charge_quote.energy_fee IS 'electricity fee, yuan, truncated to the fen';
+COMMENT ON COLUMN evcharge.charge_quote.service_fee IS 'service fee after group price and promotions, yuan, truncated to the fen';
+COMMENT ON COLUMN evcharge.charge_quote.occupancy_fee IS 'occupancy fee, yuan';
+COMMENT ON COLUMN evcharge.charge_quote.discount IS 'the coupon''s discount on the service fee, yuan';
+COMMENT ON COLUMN evcharge.charge_quote.total IS 'energy_fee + service_fee + occupancy_fee - discount';
+COMMENT ON COLUMN evcharge.charge_quote.class_kwh IS 'kWh per class {sharp, peak, flat, valley}';
+COMMENT ON COLUMN evcharge.charge_quote.class_energy_fee IS 'exact electricity fee per class, before truncation';
+COMMENT ON COLUMN evcharge.charge_quote.class_service_fee IS 'exact service fee per class, before truncation';
+COMMENT ON COLUMN evcharge.charge_quote.applied IS 'what applied, in words: plans, group, promotions, occupancy, coupon';
 
 -- The service fee per kWh due for one class at one moment: the plan's,
 -- replaced or scaled by the group price where the group is bound to the

@@ -14,6 +14,7 @@ CREATE TABLE evcharge.customer_notice (
 	sent_at timestamptz
 );
 CREATE INDEX customer_notice_unsent_idx ON evcharge.customer_notice (created_at) WHERE sent_at IS NULL;
+COMMENT ON INDEX evcharge.customer_notice_unsent_idx IS 'notices waiting to be sent, oldest first';
 COMMENT ON TABLE evcharge.customer_notice IS
 	'"Amount adjusted" notices for drivers, written by repairs that change a bill''s total when the operator''s policy says so (anomaly_policy.notify_adjustment); the app sends them and sets sent_at';
 COMMENT ON COLUMN evcharge.customer_notice.customer_notice_id IS 'row id';

@@ -30,8 +30,11 @@ CREATE TABLE evcharge.charge_session (
 ) WITH (fillfactor = 50);
 CREATE UNIQUE INDEX charge_session_open_idx ON evcharge.charge_session (gun)
 	WHERE state IN ('pending', 'charging', 'occupied');
+COMMENT ON INDEX evcharge.charge_session_open_idx IS 'at most one open (pending, charging or occupied) session per gun';
 CREATE INDEX charge_session_station_idx ON evcharge.charge_session (station_id, started_at);
+COMMENT ON INDEX evcharge.charge_session_station_idx IS 'a station''s sessions by start';
 CREATE INDEX charge_session_gun_idx ON evcharge.charge_session (gun, occupied_until);
+COMMENT ON INDEX evcharge.charge_session_gun_idx IS 'a gun''s sessions by unplug time: the session machine finds the last one';
 COMMENT ON TABLE evcharge.charge_session IS
 	'A charging session of a gun: opened by start_session() (app, QR) or by the first charging heartbeat with an order number the platform does not know (card, password, other offline starts); energy per class accumulated live by the heartbeat trigger; at most one open session per gun';
 COMMENT ON COLUMN evcharge.charge_session.order_no IS 'order number: the platform''s (yyyyMMddHHmmss + 6 digits) or the pile''s for offline starts';
@@ -67,6 +70,7 @@ CREATE TABLE evcharge.pile_record (
 	received_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX pile_record_order_idx ON evcharge.pile_record (order_no);
+COMMENT ON INDEX evcharge.pile_record_order_idx IS 'the pile records of an order (a duplicate changes nothing)';
 COMMENT ON TABLE evcharge.pile_record IS
 	'The pile''s own final record of a session (its bill), which may arrive late, twice, or never; the first one of an order counts';
 COMMENT ON COLUMN evcharge.pile_record.order_no IS 'the order it closes';
@@ -86,6 +90,7 @@ CREATE TABLE evcharge.fault_event (
 	ended_at timestamptz
 );
 CREATE UNIQUE INDEX fault_event_open_idx ON evcharge.fault_event (gun) WHERE ended_at IS NULL;
+COMMENT ON INDEX evcharge.fault_event_open_idx IS 'at most one open fault per gun';
 COMMENT ON TABLE evcharge.fault_event IS
 	'A fault a gun reported (fault code not 0; 99 is "other"), from the first heartbeat with it to the first without';
 COMMENT ON COLUMN evcharge.fault_event.fault_event_id IS 'row id';
@@ -218,6 +223,7 @@ COMMENT ON FUNCTION evcharge.pile_record_ingest() IS
 CREATE TRIGGER pile_record_ingest AFTER INSERT ON evcharge.pile_record
 	REFERENCING NEW TABLE AS new_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.pile_record_ingest();
+COMMENT ON TRIGGER pile_record_ingest ON evcharge.pile_record IS 'once per statement: quarantine, sessions the platform never saw, and the bills the records complete';
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.charge_session', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.pile_record', '');

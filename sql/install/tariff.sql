@@ -154,6 +154,13 @@ CREATE TYPE evcharge.charge_amount AS (
 );
 COMMENT ON TYPE evcharge.charge_amount IS
 	'What energy costs: total kWh, electricity fee, service fee and total (yuan, truncated to the fen), and per class {sharp, peak, flat, valley} the kWh and the exact fees';
+COMMENT ON COLUMN evcharge.charge_amount.kwh IS 'energy, kWh';
+COMMENT ON COLUMN evcharge.charge_amount.energy_fee IS 'electricity fee, yuan, truncated to the fen';
+COMMENT ON COLUMN evcharge.charge_amount.service_fee IS 'service fee, yuan, truncated to the fen';
+COMMENT ON COLUMN evcharge.charge_amount.total IS 'energy_fee + service_fee';
+COMMENT ON COLUMN evcharge.charge_amount.class_kwh IS 'kWh per class {sharp, peak, flat, valley}';
+COMMENT ON COLUMN evcharge.charge_amount.class_energy_fee IS 'exact electricity fee per class, before truncation';
+COMMENT ON COLUMN evcharge.charge_amount.class_service_fee IS 'exact service fee per class, before truncation';
 
 CREATE FUNCTION evcharge.price(tariff evcharge.tou_tariff, wh bigint[]) RETURNS evcharge.charge_amount
 	AS 'MODULE_PATHNAME', 'price' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

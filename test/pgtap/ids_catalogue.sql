@@ -1,6 +1,6 @@
 -- pgTAP: the catalogue entries of the id types.
 BEGIN;
-SELECT plan(65);
+SELECT plan(68);
 
 SELECT has_type('evcharge', 'pile_id', 'type pile_id exists');
 SELECT has_type('evcharge', 'gun_id', 'type gun_id exists');
@@ -117,6 +117,31 @@ SELECT is(
 	            AND EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = d.objid AND (t.typelem <> 0 OR t.typrelid <> 0)))),
 	NULL,
 	'every object of the extension has a COMMENT');
+-- So do its indexes (but those of primary keys and unique constraints,
+-- which the constraint names), its triggers, and the columns of its tables
+-- and composite types (heartbeat's daily partitions repeat the parent's).
+SELECT is(
+	(SELECT array_agg(i.indexrelid::regclass::text ORDER BY 1)
+	 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+	 WHERE c.relnamespace = 'evcharge'::regnamespace AND NOT c.relispartition
+	   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+	   AND obj_description(i.indexrelid, 'pg_class') IS NULL),
+	NULL,
+	'every index of the extension has a COMMENT');
+SELECT is(
+	(SELECT array_agg(t.tgname::text ORDER BY 1)
+	 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+	 WHERE c.relnamespace = 'evcharge'::regnamespace AND NOT t.tgisinternal AND t.tgparentid = 0
+	   AND obj_description(t.oid, 'pg_trigger') IS NULL),
+	NULL,
+	'every trigger of the extension has a COMMENT');
+SELECT is(
+	(SELECT array_agg(c.relname || '.' || a.attname ORDER BY 1)
+	 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+	 WHERE c.relnamespace = 'evcharge'::regnamespace AND c.relkind IN ('r', 'p', 'c') AND NOT c.relispartition
+	   AND a.attnum > 0 AND NOT a.attisdropped AND col_description(c.oid, a.attnum) IS NULL),
+	NULL,
+	'every column of the extension''s tables and composite types has a COMMENT');
 
 -- The schema of the extension.
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'evcharge'),
