@@ -194,6 +194,32 @@ INSERT INTO pile_record VALUES ('GHOST', '44200000120000100001004', '1999-12-31 
 SELECT reason FROM quarantine;
 \set VERBOSITY default
 
+-- 17. Records that come after a repair.  SILENT (code 2, billed from
+-- its heartbeats by the bulk repair) is settled; then its record comes: the
+-- pile's figures replace the heartbeats' (the platform was blind after
+-- 13:20: the pile's 13:40 end is the end, and its larger energy is no
+-- mismatch), the codes go, the bill stays settled and the difference moves
+-- in the ledger.
+SELECT kind FROM settle_bill('SILENT');
+SELECT energy_wh, total, anomalies FROM bill WHERE order_no = 'SILENT';
+INSERT INTO pile_record VALUES ('SILENT', '44200000120000100001002', '2026-11-20 13:00+08', '2026-11-20 13:40+08', 2600);
+SELECT state, energy_wh, energy_source, total, anomalies, revision, ended_at FROM bill WHERE order_no = 'SILENT';
+SELECT kind, idem_key, result->>'old_total' AS old_total, result->>'new_total' AS new_total
+FROM ledger_txn WHERE order_no = 'SILENT' ORDER BY txn_id;
+-- AGREED's record is lost too; support agrees 2000 Wh with the driver by
+-- hand, and the bill is settled.  When the record comes (claiming 3480),
+-- the codes go but the agreed energy stays: nothing moves in the ledger, and
+-- the revision says why.
+SELECT pg_temp.charge('44200000120000100001001', 'AGREED', '2026-11-20 18:00+08', 30, 5, 300000);
+SELECT bills_lost FROM detect_lost_bills('2026-11-20 21:00+08');
+SELECT state, energy_wh, total FROM repair_bill('AGREED', 'driver called: agreed 2 kWh', 'manual', 2000);
+SELECT kind FROM settle_bill('AGREED');
+INSERT INTO pile_record VALUES ('AGREED', '44200000120000100001001', '2026-11-20 18:00+08', '2026-11-20 18:30+08', 3480);
+SELECT state, energy_wh, energy_source, total, anomalies, revision FROM bill WHERE order_no = 'AGREED';
+SELECT revision, method, reason FROM bill_revision WHERE order_no = 'AGREED' ORDER BY revision;
+SELECT count(*) AS adjustments FROM ledger_txn WHERE order_no = 'AGREED' AND kind = 'bill_adjustment';
+SELECT count(*) AS discrepancies FROM verify_ledger();
+
 -- Finding the bills that carry a code uses the GIN index on bill.anomalies
 -- (the planner is pushed off the sequential scan that a table this small
 -- would get).

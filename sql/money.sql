@@ -124,7 +124,7 @@ SELECT count(*) AS coupons_left FROM coupon WHERE member_id = 501;
 SELECT request_refund(:w501, 'bank');
 SELECT state, decided_by = current_user AS by_me FROM approve_refund(:r1);
 SELECT state FROM approve_refund(:r1);
-SELECT kind, balance FROM account WHERE kind IN ('refunds_payable', 'fee_income', 'provider_clearing');
+SELECT kind, balance FROM account WHERE kind IN ('refunds_payable', 'fee_income', 'provider_clearing') ORDER BY kind;
 -- Rejected: the money goes back.
 SELECT balance FROM top_up(:w501, 30.00, 'WX-0004');
 SELECT refund_id AS r2 FROM request_refund(:w501, 'bank') \gset

@@ -141,6 +141,7 @@ DECLARE
 	b evcharge.bill;
 	i int;
 	grp bigint;
+	blind boolean;
 BEGIN
 	IF p_method IS NULL OR p_method NOT IN ('auto', 'recompute', 'pile', 'platform', 'manual') THEN
 		RAISE EXCEPTION 'bill method "%" is not known', p_method
@@ -177,6 +178,15 @@ BEGIN
 	t_start := coalesce(s.started_at, CASE WHEN has_rec AND times_ok THEN rec.started_at END, s.created_at);
 	t_end := coalesce(s.charging_ended_at, CASE WHEN has_rec AND times_ok THEN rec.ended_at END, s.last_ts,
 		s.occupied_until, t_start);
+	-- The gun went offline during the session: what the platform saw ends
+	-- at the silence, so the pile's own end (when its clock is believed) is
+	-- the end, and the pile's figures are not held against the heartbeats'.
+	blind := EXISTS (SELECT 1 FROM evcharge.offline_period o
+		WHERE o.gun OPERATOR(evcharge.=) s.gun AND o.started_at <= coalesce(s.occupied_until, t_end)
+		  AND coalesce(o.ended_at, 'infinity') >= t_start);
+	IF blind AND has_rec AND times_ok AND rec.ended_at > t_end THEN
+		t_end := rec.ended_at;
+	END IF;
 
 	smp := evcharge.session_samples(p_order_no);
 	nsamples := coalesce(array_length(smp.ts, 1), 0);
@@ -296,23 +306,24 @@ BEGIN
 
 	-- Anomalies (docs/anomalies.md).
 	IF NOT has_rec THEN
-		codes := codes || CASE WHEN EXISTS (SELECT 1 FROM evcharge.offline_period o
-			WHERE o.gun OPERATOR(evcharge.=) s.gun AND o.started_at <= coalesce(s.occupied_until, t_end)
-			  AND coalesce(o.ended_at, 'infinity') >= t_start) THEN 2 ELSE 1 END;
+		codes := codes || CASE WHEN blind THEN 2 ELSE 1 END;
 	ELSE
 		IF NOT times_ok THEN
 			codes := codes || 3;
 		END IF;
+		-- Blind, the pile may well have charged more than was seen, never
+		-- less: only less (or an implausible figure) is a mismatch then.
 		IF rec.energy_wh IS NOT NULL AND (NOT plausible OR (measured > 0 AND
-			abs(rec.energy_wh - measured) > greatest(tol, greatest(rec.energy_wh, measured) * pol.energy_tolerance_pct / 100))) THEN
+			CASE WHEN blind THEN measured - rec.energy_wh ELSE abs(rec.energy_wh - measured) END
+			> greatest(tol, greatest(rec.energy_wh, measured) * pol.energy_tolerance_pct / 100))) THEN
 			codes := codes || 8;
 		END IF;
-		IF times_ok AND s.started_at IS NOT NULL AND s.charging_ended_at IS NOT NULL
+		IF times_ok AND NOT blind AND s.started_at IS NOT NULL AND s.charging_ended_at IS NOT NULL
 		   AND greatest((rec.ended_at - rec.started_at) - (s.charging_ended_at - s.started_at),
 		                (s.charging_ended_at - s.started_at) - (rec.ended_at - rec.started_at)) > pol.duration_tolerance THEN
 			codes := codes || 9;
 		END IF;
-		IF times_ok AND s.charging_ended_at IS NOT NULL AND s.occupied_until IS NOT NULL
+		IF times_ok AND NOT blind AND s.charging_ended_at IS NOT NULL AND s.occupied_until IS NOT NULL
 		   AND greatest(rec.ended_at - s.charging_ended_at, s.charging_ended_at - rec.ended_at) > pol.occupancy_tolerance THEN
 			codes := codes || 10;
 		END IF;
@@ -403,6 +414,8 @@ DECLARE
 	s evcharge.charge_session;
 	rec evcharge.pile_record;
 	old evcharge.bill;
+	nb evcharge.bill;
+	why text;
 BEGIN
 	SELECT * INTO s FROM evcharge.charge_session WHERE order_no = p_order_no FOR UPDATE;
 	IF NOT FOUND THEN
@@ -414,12 +427,34 @@ BEGIN
 	END IF;
 	SELECT * INTO old FROM evcharge.bill WHERE order_no = p_order_no FOR UPDATE;
 	IF FOUND THEN
-		IF old.state = 'settled' OR NOT old.anomalies OPERATOR(evcharge.&&) '1+2'::evcharge.anomaly_set THEN
+		IF NOT old.anomalies OPERATOR(evcharge.&&) '1+2'::evcharge.anomaly_set THEN
 			RETURN false;
 		END IF;
+		-- A bill made from heartbeats gets its record: the pile's figures
+		-- are authoritative, codes 1 and 2 go.  But energy a person agreed
+		-- by hand (repair method manual) is an agreement with the driver:
+		-- it is kept, and the record is only compared with it.
 		PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
-		PERFORM evcharge.store_bill(evcharge.compute_bill(p_order_no, 'auto'), 'pile_record',
-			'the pile record arrived after the bill was made from heartbeats');
+		IF EXISTS (SELECT 1 FROM evcharge.bill_revision r WHERE r.order_no = p_order_no AND r.method = 'manual') THEN
+			nb := evcharge.compute_bill(p_order_no, 'manual', old.energy_wh);
+			why := 'the pile record arrived after the bill was repaired by hand; the energy agreed by hand is kept';
+			IF old.state <> 'held' THEN
+				nb.state := old.state;
+			END IF;
+		ELSE
+			nb := evcharge.compute_bill(p_order_no, 'auto');
+			why := 'the pile record arrived after the bill was made from heartbeats';
+		END IF;
+		-- A settled bill stays settled: the difference moves in the ledger,
+		-- and the driver is told when the operator says so.
+		IF old.state = 'settled' THEN
+			nb.state := 'settled';
+		END IF;
+		nb := evcharge.store_bill(nb, 'pile_record', why);
+		IF old.state = 'settled' THEN
+			PERFORM evcharge.adjust_settled_bill(p_order_no, old, nb, why);
+			PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
+		END IF;
 		RETURN true;
 	END IF;
 	-- A record before the unplug (many piles send it when charging stops)
@@ -443,7 +478,7 @@ BEGIN
 	RETURN true;
 END $$;
 COMMENT ON FUNCTION evcharge.finalise_bill(text) IS
-	'makes the bill of a session that has ended and whose pile record is in (held when a blocking anomaly is found), or completes a bill made from heartbeats when its record comes late; returns false when there is nothing to do yet';
+	'makes the bill of a session that has ended and whose pile record is in (held when a blocking anomaly is found), or completes a bill made from heartbeats when its record comes late (energy agreed by hand is kept; a settled bill''s difference is posted to the ledger); returns false when there is nothing to do yet';
 
 -- From the triggers: a bill that cannot be made must not fail the batch
 -- that brought its last piece; the reason is kept on the session.

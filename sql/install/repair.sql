@@ -26,6 +26,24 @@ COMMENT ON COLUMN evcharge.customer_notice.new_total IS 'total after, yuan';
 COMMENT ON COLUMN evcharge.customer_notice.created_at IS 'when the repair wrote it';
 COMMENT ON COLUMN evcharge.customer_notice.sent_at IS 'when the app sent it (NULL: not yet)';
 
+-- The driver is told of an adjusted amount when the operator says so.
+CREATE FUNCTION evcharge.notice_adjustment(s evcharge.charge_session, p_revision int, p_old numeric, p_new numeric)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_new = p_old OR s.member_id IS NULL
+	   OR NOT (SELECT p.notify_adjustment FROM evcharge.station_policy(s.station_id) p) THEN
+		RETURN false;
+	END IF;
+	INSERT INTO evcharge.customer_notice (order_no, member_id, revision, old_total, new_total)
+	VALUES (s.order_no, s.member_id, p_revision, p_old, p_new);
+	PERFORM pg_notify('evcharge_notice', json_build_object('order_no', s.order_no, 'member_id', s.member_id,
+		'old_total', p_old, 'new_total', p_new)::text);
+	RETURN true;
+END $$;
+COMMENT ON FUNCTION evcharge.notice_adjustment(evcharge.charge_session, int, numeric, numeric) IS
+	'when the operator''s notify_adjustment is on and a member''s bill changed amount: writes a customer_notice and sends NOTIFY evcharge_notice; true when it did';
+
 CREATE FUNCTION evcharge.repair_bill(order_no text, reason text, method text DEFAULT 'recompute',
 	energy_wh bigint DEFAULT NULL)
 RETURNS evcharge.bill
@@ -36,7 +54,6 @@ DECLARE
 	old evcharge.bill;
 	had_bill boolean;
 	nb evcharge.bill;
-	notify boolean;
 BEGIN
 	IF repair_bill.reason IS NULL OR btrim(repair_bill.reason) = '' THEN
 		RAISE EXCEPTION 'a repair of order % needs a reason', coalesce(v_order, 'NULL')
@@ -90,12 +107,8 @@ BEGIN
 		PERFORM evcharge.adjust_settled_bill(v_order, old, nb, repair_bill.reason);
 	END IF;
 
-	SELECT p.notify_adjustment INTO notify FROM evcharge.station_policy(s.station_id) p;
-	IF notify AND had_bill AND nb.total <> old.total AND s.member_id IS NOT NULL THEN
-		INSERT INTO evcharge.customer_notice (order_no, member_id, revision, old_total, new_total)
-		VALUES (v_order, s.member_id, nb.revision, old.total, nb.total);
-		PERFORM pg_notify('evcharge_notice', json_build_object('order_no', v_order, 'member_id', s.member_id,
-			'old_total', old.total, 'new_total', nb.total)::text);
+	IF had_bill THEN
+		PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
 	END IF;
 	RETURN nb;
 END $$;
