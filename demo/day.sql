@@ -257,6 +257,11 @@ SELECT (SELECT sum(total) FROM bill b JOIN station s USING (station_id) WHERE s.
        (SELECT sum(balance) FROM account WHERE operator_id = :op AND kind LIKE 'revenue_%') AS revenue_in_ledger,
        (SELECT count(*) FROM verify_ledger()) AS ledger_discrepancies;
 
+\echo '== The finance team''s day: daily_report(), per station and sub-operator (money of settled bills; held ones beside)'
+SELECT line, station, sub_operator, sessions, held, unsettled, energy_kwh, energy_fee, service_fee,
+       occupancy_fee, discount, total
+FROM daily_report(:op, :'day_start'::date);
+
 \echo '== Network incidents: many piles of a station silent together, reported once'
 SELECT i.station_id AS station, s.name, i.started_at, i.detected_at, i.ended_at, i.piles, i.guns,
        round(extract(epoch FROM i.ended_at - i.started_at) / 60) AS minutes

@@ -2,7 +2,7 @@
 # raw id is either accepted or quarantined with its reason, none is lost;
 # the tariff demo prices its charges and refuses the one with no plan.
 source "$(dirname "$0")/lib/tap.sh"
-plan 15
+plan 16
 db=evcharge_it_demo
 fresh_db $db
 q -d $db -f "$EV_ROOT/demo/ids.sql" >/dev/null
@@ -37,6 +37,8 @@ is "$(q -d $db -c "SELECT count(*) FROM evcharge.bill b JOIN demo_day.expected e
 	"the sessions whose record was never sent are billed from heartbeats and held as lost (1 or 2)"
 is "$(q -d $db -c "SELECT (SELECT sum(total) FROM evcharge.bill WHERE station_id BETWEEN 101 AND 199 AND state = 'settled') = (SELECT sum(balance) FROM evcharge.account WHERE operator_id = 20 AND kind LIKE 'revenue_%') AND (SELECT count(*) FROM evcharge.verify_ledger()) = 0")" t \
 	"the day's settled bills are the operator's revenue in the ledger, to the fen, and the ledger balances"
+is "$(q -d $db -c "SELECT (SELECT sum(r.total) FROM generate_series((SELECT min(ended_at) FROM evcharge.bill WHERE station_id BETWEEN 101 AND 199)::date - 1, (SELECT max(ended_at) FROM evcharge.bill WHERE station_id BETWEEN 101 AND 199)::date + 1, interval '1 day') d, evcharge.daily_report(20, d::date) r WHERE r.line = 'total') = (SELECT sum(total) FROM evcharge.bill WHERE station_id BETWEEN 101 AND 199 AND state = 'settled')")" t \
+	"daily_report() over the demo's days adds up to its settled bills, to the fen"
 "$EV_ROOT/demo/day.sh" $db >/dev/null
 ok $? "the day replays a second time over its own data (bills, revisions and ledger taken out first)"
 done_testing
