@@ -406,6 +406,35 @@ END $$;
 COMMENT ON FUNCTION evcharge.store_bill(evcharge.bill, text, text) IS
 	'writes a bill from compute_bill(): inserts it, or updates it and records the revision (method, reason, before, after); moves the coupon it uses';
 
+-- Who started a charge at the pile: the card or vehicle its record names.
+CREATE FUNCTION evcharge.identify_starter(s evcharge.charge_session, rec evcharge.pile_record)
+RETURNS evcharge.charge_session
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	card text := nullif(regexp_replace(rec.card_no, '\s', '', 'g'), '');
+	m evcharge.member;
+BEGIN
+	IF s.channel <> 'offline' OR s.member_id IS NOT NULL OR s.partner_id IS NOT NULL
+	   OR (rec.start_by IS NULL AND card IS NULL AND rec.vin IS NULL) THEN
+		RETURN s;
+	END IF;
+	SELECT mm.* INTO m FROM evcharge.member mm JOIN evcharge.station st ON st.operator_id = mm.operator_id
+	WHERE st.station_id = s.station_id
+	  AND ((card IS NOT NULL AND mm.card_no = card) OR (card IS NULL AND rec.vin IS NOT NULL AND mm.vin = rec.vin));
+	UPDATE evcharge.charge_session cs SET
+		channel = CASE WHEN rec.start_by IN ('card', 'password', 'vin') THEN rec.start_by
+		               WHEN card IS NOT NULL THEN 'card' WHEN rec.vin IS NOT NULL THEN 'vin' ELSE cs.channel END,
+		card_no = card, vin = rec.vin,
+		member_id = m.member_id, partner_id = m.partner_id,
+		group_id = CASE WHEN m.partner_id IS NULL THEN m.group_id END,
+		updated_at = now()
+	WHERE cs.order_no = s.order_no
+	RETURNING * INTO s;
+	RETURN s;
+END $$;
+COMMENT ON FUNCTION evcharge.identify_starter(evcharge.charge_session, evcharge.pile_record) IS
+	'for a session the pile started (channel offline, nobody known): takes how it was started and the card or VIN from the pile''s record, and the registered member they belong to (and that member''s group, or partner), so the right wallet pays, at the right price, under the right contract';
+
 -- Finalise the bill of a session whose pile record has arrived; a record
 -- for a bill made from heartbeats (anomaly 1 or 2) completes it.
 CREATE FUNCTION evcharge.finalise_bill(p_order_no text) RETURNS boolean
@@ -426,7 +455,12 @@ BEGIN
 		RETURN false;
 	END IF;
 	SELECT * INTO old FROM evcharge.bill WHERE order_no = p_order_no FOR UPDATE;
-	IF FOUND THEN
+	-- A charge started at the pile: its record says by whom.  Not for a
+	-- bill already settled: its payer has been charged.
+	IF NOT FOUND OR old.state <> 'settled' THEN
+		s := evcharge.identify_starter(s, rec);
+	END IF;
+	IF old.order_no IS NOT NULL THEN
 		IF NOT old.anomalies OPERATOR(evcharge.&&) '1+2'::evcharge.anomaly_set THEN
 			RETURN false;
 		END IF;

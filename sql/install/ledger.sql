@@ -23,10 +23,15 @@ CREATE TABLE evcharge.member (
 	group_id bigint REFERENCES evcharge.customer_group,
 	vin text,
 	card_no text,
-	created_at timestamptz NOT NULL DEFAULT now()
+	created_at timestamptz NOT NULL DEFAULT now(),
+	partner_id bigint REFERENCES evcharge.partner
 );
 CREATE INDEX member_group_idx ON evcharge.member (group_id);
 COMMENT ON INDEX evcharge.member_group_idx IS 'the members of a customer group (department)';
+CREATE UNIQUE INDEX member_card_idx ON evcharge.member (operator_id, card_no) WHERE card_no IS NOT NULL;
+COMMENT ON INDEX evcharge.member_card_idx IS 'a card belongs to one member of the operator: a start by card finds who pays';
+CREATE UNIQUE INDEX member_vin_idx ON evcharge.member (operator_id, vin) WHERE vin IS NOT NULL;
+COMMENT ON INDEX evcharge.member_vin_idx IS 'a vehicle belongs to one member of the operator: a start by VIN finds who pays';
 COMMENT ON TABLE evcharge.member IS
 	'A driver with a wallet; a member of a department whose group pays for its members charges to the department''s wallet';
 COMMENT ON COLUMN evcharge.member.member_id IS 'member number (charge_session.member_id)';
@@ -35,6 +40,7 @@ COMMENT ON COLUMN evcharge.member.group_id IS 'the member''s customer group (dep
 COMMENT ON COLUMN evcharge.member.vin IS 'the vehicle''s VIN, for attribution to a sub-operator';
 COMMENT ON COLUMN evcharge.member.card_no IS 'charging card number, for attribution to a sub-operator';
 COMMENT ON COLUMN evcharge.member.created_at IS 'when registered';
+COMMENT ON COLUMN evcharge.member.partner_id IS 'an interconnection partner''s user (e.g. a card of the partner''s fleet): the partner pays for the member''s charges, under its contract''s start channels';
 
 ALTER TABLE evcharge.customer_group ADD COLUMN pays_for_members boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN evcharge.customer_group.pays_for_members IS

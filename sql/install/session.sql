@@ -26,7 +26,9 @@ CREATE TABLE evcharge.charge_session (
 	jump_wh bigint NOT NULL DEFAULT 0,
 	running_total numeric(12, 2),
 	bill_error text,
-	updated_at timestamptz NOT NULL DEFAULT now()
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	card_no text,
+	vin text
 ) WITH (fillfactor = 50);
 CREATE UNIQUE INDEX charge_session_open_idx ON evcharge.charge_session (gun)
 	WHERE state IN ('pending', 'charging', 'occupied');
@@ -58,6 +60,8 @@ COMMENT ON COLUMN evcharge.charge_session.jump_wh IS 'Wh of meter jumps larger t
 COMMENT ON COLUMN evcharge.charge_session.running_total IS 'what the energy so far costs at the plan''s prices (before group prices, promotions, coupons)';
 COMMENT ON COLUMN evcharge.charge_session.bill_error IS 'why the bill could not be made when the pile record came (e.g. EV001, no tariff in force); NULL otherwise';
 COMMENT ON COLUMN evcharge.charge_session.updated_at IS 'when the row was last written';
+COMMENT ON COLUMN evcharge.charge_session.card_no IS 'for a start at the pile: the card the pile''s record names, registered or not';
+COMMENT ON COLUMN evcharge.charge_session.vin IS 'for a start at the pile: the vehicle the pile''s record names, registered or not';
 
 CREATE TABLE evcharge.pile_record (
 	order_no text NOT NULL,
@@ -67,7 +71,10 @@ CREATE TABLE evcharge.pile_record (
 	energy_wh bigint,
 	wh_by_class bigint[],
 	stop_reason text,
-	received_at timestamptz NOT NULL DEFAULT now()
+	received_at timestamptz NOT NULL DEFAULT now(),
+	start_by text CHECK (start_by IN ('card', 'password', 'vin', 'remote')),
+	card_no text,
+	vin text
 );
 CREATE INDEX pile_record_order_idx ON evcharge.pile_record (order_no);
 COMMENT ON INDEX evcharge.pile_record_order_idx IS 'the pile records of an order (a duplicate changes nothing)';
@@ -81,6 +88,9 @@ COMMENT ON COLUMN evcharge.pile_record.energy_wh IS 'energy by the pile''s meter
 COMMENT ON COLUMN evcharge.pile_record.wh_by_class IS 'energy per class as the pile counted it, when it does';
 COMMENT ON COLUMN evcharge.pile_record.stop_reason IS 'why charging stopped, as the pile says';
 COMMENT ON COLUMN evcharge.pile_record.received_at IS 'when the platform received it';
+COMMENT ON COLUMN evcharge.pile_record.start_by IS 'how the pile says the charge was started: card, password (the station''s fixed password), vin (the car identified itself), remote (the platform started it); NULL when it does not say';
+COMMENT ON COLUMN evcharge.pile_record.card_no IS 'the card that started it, as the pile read it (16 digits)';
+COMMENT ON COLUMN evcharge.pile_record.vin IS 'the vehicle that started it, as the pile read it';
 
 CREATE TABLE evcharge.fault_event (
 	fault_event_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -123,6 +133,11 @@ BEGIN
 	IF NOT FOUND OR evcharge.gun_no(start_session.gun) > p.gun_count THEN
 		RAISE EXCEPTION 'gun % is not registered', gun
 			USING ERRCODE = 'foreign_key_violation', HINT = 'Register its pile in evcharge.pile.';
+	END IF;
+	-- A member who is a partner's user charges on the partner's account
+	-- (and under its contract), however the charge is started.
+	IF partner_id IS NULL AND member_id IS NOT NULL THEN
+		SELECT m.partner_id INTO partner_id FROM evcharge.member m WHERE m.member_id = start_session.member_id;
 	END IF;
 	IF partner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM evcharge.partner pa
 			JOIN evcharge.station st ON st.operator_id = pa.operator_id
