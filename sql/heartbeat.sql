@@ -83,6 +83,22 @@ WHERE i.inhparent = 'evcharge.heartbeat'::regclass AND c.relname <> 'heartbeat_d
 RESET evcharge.heartbeat_retention_days;
 SELECT count(*) AS heartbeats_left FROM heartbeat;
 
+-- A loader that could not read a line's gun, time or status still sends
+-- it: the COPY keeps its good rows, and the three without a key are
+-- quarantined whole (a time-less row sat in the default partition).
+COPY heartbeat (gun, ts, status, meter_wh, order_no) FROM stdin;
+44200000120000100001001	2026-11-20 11:00:00+08	idle	500100	\N
+\N	2026-11-20 11:00:05+08	idle	500100	\N
+44200000120000100001001	\N	charging	500100	20261120110000000001
+44200000120000100001001	2026-11-20 11:00:10+08	\N	500100	\N
+44200000120000100001002	2026-11-20 11:00:10+08	idle	300000	\N
+\.
+SELECT reason, gun, ts, payload->>'meter_wh' AS meter_wh FROM quarantine
+WHERE reason IN ('no gun', 'no time', 'no status') ORDER BY quarantine_id;
+SELECT count(*) AS accepted, count(*) FILTER (WHERE gun IS NULL OR ts IS NULL OR status IS NULL) AS without_a_key
+FROM heartbeat WHERE ts >= '2026-11-20 11:00+08' OR ts IS NULL;
+SELECT last_heartbeat FROM gun_state WHERE gun = '44200000120000100001002';
+
 -- Settings are checked.
 SET evcharge.offline_after = '10s';
 SET evcharge.incident_min_piles = 1;

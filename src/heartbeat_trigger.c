@@ -8,7 +8,8 @@
  *	    of the batch) and moves the rows it cannot accept to
  *	    evcharge.quarantine with the reason (evcharge.heartbeat_problem()
  *	    words it), removing them from the log, so one bad row never fails
- *	    the batch;
+ *	    the batch (rows without gun, time or status included: the table
+ *	    has no NOT NULL on them);
  *	  - sorts the accepted rows by gun and time and brings
  *	    evcharge.gun_state up to date with each gun's newest heartbeat (an
  *	    older one arriving late never overwrites it), marking it online;
@@ -118,6 +119,37 @@ static const char *const QuarantineSql =
 ") "
 "SELECT (SELECT count(*) FROM bad), (SELECT count(*) FROM del)";
 
+/*
+ * Rows without gun, time or status: quarantined with heartbeat_problem()'s
+ * reason and deleted from the log, each way of being NULL by a look-up the
+ * log's index or partitioning serves (a NULL time can only be in the
+ * default partition; a NULL gun is an index search on each partition).
+ */
+static const char *const NullKeySql =
+"WITH bad AS ("
+"  INSERT INTO evcharge.quarantine (source, reason, gun, ts, payload)"
+"  SELECT 'heartbeat', evcharge.heartbeat_problem(n.gun, n.ts, n.status, n.meter_wh, n.soc, NULL, NULL),"
+"         n.gun, n.ts,"
+"         jsonb_build_object('gun', n.gun, 'ts', n.ts, 'status', n.status, 'meter_wh', n.meter_wh,"
+"                            'power_w', n.power_w, 'voltage_v', n.voltage_v, 'current_a', n.current_a,"
+"                            'soc', n.soc, 'fault_code', n.fault_code, 'order_no', n.order_no,"
+"                            'received_at', n.received_at)"
+"  FROM new_rows n WHERE n.gun IS NULL OR n.ts IS NULL OR n.status IS NULL"
+"  RETURNING 1"
+"), no_gun AS ("
+"  DELETE FROM evcharge.heartbeat h WHERE h.gun IS NULL RETURNING 1"
+"), no_ts AS ("
+"  DELETE FROM evcharge.heartbeat h WHERE h.ts IS NULL AND h.gun IS NOT NULL RETURNING 1"
+"), no_status AS ("
+"  DELETE FROM evcharge.heartbeat h"
+"  USING (SELECT DISTINCT n.gun, n.ts FROM new_rows n"
+"         WHERE n.status IS NULL AND n.gun IS NOT NULL AND n.ts IS NOT NULL) b"
+"  WHERE h.gun OPERATOR(evcharge.=) b.gun AND h.ts = b.ts AND h.status IS NULL"
+"  RETURNING 1"
+") "
+"SELECT (SELECT count(*) FROM bad),"
+"       (SELECT count(*) FROM no_gun) + (SELECT count(*) FROM no_ts) + (SELECT count(*) FROM no_status)";
+
 /* Each gun's newest accepted heartbeat, in gun order. */
 static const char *const GunStateSql =
 "INSERT INTO evcharge.gun_state AS g (gun, station_id, status, online, last_heartbeat, current_order,"
@@ -203,6 +235,7 @@ static const char *const IncidentSql =
 
 static SPIPlanPtr pile_plan = NULL;
 static SPIPlanPtr quarantine_plan = NULL;
+static SPIPlanPtr null_key_plan = NULL;
 static SPIPlanPtr gun_state_plan = NULL;
 static SPIPlanPtr context_plan = NULL;
 static SPIPlanPtr plan_plan = NULL;
@@ -348,7 +381,7 @@ StatusOf(StatusMap *m, Datum value)
 
 /* Reads every row of the transition table into rows (allocated here). */
 static HbRow *
-ReadNewRows(TriggerData *trigdata, int *nrows)
+ReadNewRows(TriggerData *trigdata, int *nrows, int *nnull)
 {
 	Tuplestorestate *store = trigdata->tg_newtable;
 	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
@@ -360,6 +393,7 @@ ReadNewRows(TriggerData *trigdata, int *nrows)
 	int			n = 0;
 	int			readptr;
 
+	*nnull = 0;
 	c.gun = ColumnNumber(desc, "gun");
 	c.ts = ColumnNumber(desc, "ts");
 	c.status = ColumnNumber(desc, "status");
@@ -381,10 +415,29 @@ ReadNewRows(TriggerData *trigdata, int *nrows)
 	{
 		HbRow	   *r;
 		bool		isnull;
+		bool		gun_null;
+		bool		ts_null;
+		bool		status_null;
+		Datum		gun_v;
+		Datum		ts_v;
+		Datum		status_v;
 		Datum		v;
 
-		if ((n & 4095) == 0)
+		if (((n + *nnull) & 4095) == 0)
 			CHECK_FOR_INTERRUPTS();
+
+		/*
+		 * A row without gun, time or status belongs to nothing: it is
+		 * quarantined apart (QuarantineNullKeys) and not read further.
+		 */
+		gun_v = slot_getattr(slot, c.gun, &gun_null);
+		ts_v = slot_getattr(slot, c.ts, &ts_null);
+		status_v = slot_getattr(slot, c.status, &status_null);
+		if (gun_null || ts_null || status_null)
+		{
+			(*nnull)++;
+			continue;
+		}
 		if ((Size) n == cap)
 		{
 			cap *= 2;
@@ -392,11 +445,10 @@ ReadNewRows(TriggerData *trigdata, int *nrows)
 		}
 		r = &rows[n++];
 
-		/* gun, ts, status and received_at are NOT NULL in the table. */
-		v = slot_getattr(slot, c.gun, &isnull);
-		r->gun = *DatumGetGunIdP(v);
-		r->ts = DatumGetTimestampTz(slot_getattr(slot, c.ts, &isnull));
-		r->status = StatusOf(&statuses, slot_getattr(slot, c.status, &isnull));
+		r->gun = *DatumGetGunIdP(gun_v);
+		r->ts = DatumGetTimestampTz(ts_v);
+		r->status = StatusOf(&statuses, status_v);
+		/* received_at is NOT NULL in the table. */
 		r->received_at = DatumGetTimestampTz(slot_getattr(slot, c.received_at, &isnull));
 
 		v = slot_getattr(slot, c.meter, &r->meter_null);
@@ -542,6 +594,23 @@ Quarantine(HbRow **bad, int nbad, Oid gun_type)
 	if (quarantined != nbad)
 		elog(ERROR, "heartbeat check disagrees with heartbeat_problem(): %d rows refused, " INT64_FORMAT " quarantined",
 			 nbad, quarantined);
+}
+
+/* Quarantines the batch's rows without gun, time or status. */
+static void
+QuarantineNullKeys(int nnull)
+{
+	int64		quarantined;
+	int64		deleted;
+	bool		isnull;
+
+	RunKept(&null_key_plan, NullKeySql, 0, NULL, NULL, SPI_OK_SELECT, "quarantine of rows without a key");
+	quarantined = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	deleted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	if (quarantined != nnull || deleted != nnull)
+		elog(ERROR, "%d heartbeats without gun, time or status, " INT64_FORMAT " quarantined, " INT64_FORMAT " deleted",
+			 nnull, quarantined, deleted);
 }
 
 /* ---------- live state, context, events ---------- */
@@ -867,6 +936,7 @@ heartbeat_ingest(PG_FUNCTION_ARGS)
 	HbRow	  **sorted;
 	HbRow	  **bad;
 	int			nrows;
+	int			nnull;
 	int			nbad = 0;
 	GunId	   *piles;
 	int		   *pile_of_row;
@@ -888,7 +958,9 @@ heartbeat_ingest(PG_FUNCTION_ARGS)
 							 SPI_fnumber(RelationGetDescr(trigdata->tg_relation), "gun") - 1)->atttypid;
 	ForgetPlansIfTypeChanged(gun_type);
 
-	rows = ReadNewRows(trigdata, &nrows);
+	rows = ReadNewRows(trigdata, &nrows, &nnull);
+	if (nnull > 0)
+		QuarantineNullKeys(nnull);
 	if (nrows == 0)
 	{
 		SPI_finish();

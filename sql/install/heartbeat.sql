@@ -27,12 +27,13 @@ COMMENT ON COLUMN evcharge.pile.firmware IS 'firmware version as the pile report
 COMMENT ON COLUMN evcharge.pile.registered_at IS 'when the pile was registered';
 
 -- Heartbeats: the raw log of what piles sent, partitioned by day on ts.  No
--- constraint beyond the column types, so that a COPY is never failed by one
--- bad row: the trigger moves rows it cannot accept to evcharge.quarantine.
+-- constraint beyond the column types (not even NOT NULL on gun, time and
+-- status), so that a COPY is never failed by one bad row: the trigger moves
+-- rows it cannot accept to evcharge.quarantine.
 CREATE TABLE evcharge.heartbeat (
-	gun evcharge.gun_id NOT NULL,
-	ts timestamptz NOT NULL,
-	status evcharge.gun_status NOT NULL,
+	gun evcharge.gun_id,
+	ts timestamptz,
+	status evcharge.gun_status,
 	meter_wh bigint,
 	power_w integer,
 	voltage_v numeric(7, 2),
@@ -169,6 +170,9 @@ CREATE FUNCTION evcharge.heartbeat_problem(p_gun evcharge.gun_id, p_ts timestamp
 	p_meter_wh bigint, p_soc smallint, p_pile evcharge.pile_id, p_gun_count int) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE
+	WHEN p_gun IS NULL THEN 'no gun'
+	WHEN p_ts IS NULL THEN 'no time'
+	WHEN p_status IS NULL THEN 'no status'
 	WHEN p_pile IS NULL THEN format('pile %s is not registered', evcharge.pile(p_gun))
 	WHEN evcharge.gun_no(p_gun) > p_gun_count
 		THEN format('gun %s of pile %s, which has %s gun(s)', evcharge.gun_no(p_gun), p_pile, p_gun_count)
