@@ -152,6 +152,21 @@ INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh) VALUES
 SELECT energy_wh FROM pile_record WHERE order_no = 'TWIN-1';
 SELECT reason, payload->>'energy_wh' AS energy_wh FROM quarantine WHERE payload->>'order_no' = 'TWIN-1';
 SELECT state, energy_wh, energy_source FROM bill WHERE order_no = 'TWIN-1';
+-- Records a pile sent without an order number, a gun or an end are
+-- quarantined; the good record of the same batch makes its bill.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no) VALUES
+	('44200000120000100001001', '2026-11-20 14:00+08', 'charging', 910000, 'PARTS-1'),
+	('44200000120000100001001', '2026-11-20 14:30+08', 'charging', 912000, 'PARTS-1'),
+	('44200000120000100001001', '2026-11-20 14:31+08', 'idle', 912000, NULL);
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh) VALUES
+	(NULL, '44200000120000100001001', '2026-11-20 14:00+08', '2026-11-20 14:30+08', 2000),
+	('PARTS-1', NULL, '2026-11-20 14:00+08', '2026-11-20 14:30+08', 2000),
+	('PARTS-1', '44200000120000100001001', '2026-11-20 14:00+08', NULL, 2000),
+	('PARTS-1', '44200000120000100001001', '2026-11-20 14:00+08', '2026-11-20 14:30+08', 2000);
+SELECT reason, payload->>'order_no' AS order_no FROM quarantine
+WHERE reason IN ('no order number', 'no gun', 'no start or end') ORDER BY reason;
+SELECT count(*) AS records_kept FROM pile_record WHERE order_no = 'PARTS-1' OR order_no IS NULL;
+SELECT state, energy_wh FROM bill WHERE order_no = 'PARTS-1';
 -- Registering the pile of GHOST-1 and replaying: its record is accepted (an
 -- offline charge the platform never saw, billed from the pile's figures);
 -- BACKWARDS-1 is quarantined again, with its reason.
@@ -163,7 +178,7 @@ SELECT b.state, b.energy_wh, b.energy_source, r.received_at = (SELECT (q.payload
 FROM bill b JOIN pile_record r USING (order_no) WHERE order_no = 'GHOST-1';
 SELECT * FROM replay_quarantine();
 SELECT source, reason, payload->>'order_no' AS order_no, replayed_at IS NOT NULL AS replayed
-FROM quarantine WHERE source = 'pile_record' ORDER BY quarantine_id;
+FROM quarantine WHERE source = 'pile_record' ORDER BY replayed DESC, order_no NULLS FIRST, reason;
 
 -- 8. Faults open and close as events.
 INSERT INTO heartbeat (gun, ts, status, meter_wh, fault_code) VALUES

@@ -3,7 +3,8 @@
  * pile_record_trigger.c
  *	  Owns pile_record_ingest(), the statement-level AFTER INSERT trigger on
  *	  evcharge.pile_record.  Once per statement it quarantines records it
- *	  cannot accept (unregistered gun, negative energy, and for an order the
+ *	  cannot accept (no order number, gun, start or end; unregistered gun,
+ *	  negative energy; and for an order the
  *	  platform does not know an end before the start or a clock before
  *	  2015; for a known order these are anomaly 3 on its bill), opens an
  *	  ended session for a record whose order the platform never saw (the
@@ -27,6 +28,9 @@ PG_FUNCTION_INFO_V1(pile_record_ingest);
 static const char *const RecordSql =
 "WITH checked AS ("
 "  SELECT n.*, p.station_id, CASE"
+"    WHEN n.order_no IS NULL OR n.order_no = '' THEN 'no order number'"
+"    WHEN n.gun IS NULL THEN 'no gun'"
+"    WHEN n.started_at IS NULL OR n.ended_at IS NULL THEN 'no start or end'"
 "    WHEN p.pile_id IS NULL OR evcharge.gun_no(n.gun) > p.gun_count"
 "      THEN format('gun %s is not registered', n.gun)"
 "    WHEN n.energy_wh < 0 THEN 'negative energy'"
@@ -48,11 +52,17 @@ static const char *const RecordSql =
 "  RETURNING payload"
 "), del AS ("
 "  DELETE FROM evcharge.pile_record r USING bad"
-"  WHERE r.order_no = bad.payload->>'order_no' AND r.received_at = (bad.payload->>'received_at')::timestamptz"
-"    AND r.gun OPERATOR(evcharge.=) (bad.payload->>'gun')::evcharge.gun_id"
+"  WHERE r.order_no = bad.payload->>'order_no' AND bad.payload->>'order_no' <> ''"
+"    AND r.received_at = (bad.payload->>'received_at')::timestamptz"
+"    AND (r.gun OPERATOR(evcharge.=) (bad.payload->>'gun')::evcharge.gun_id"
+"         OR (r.gun IS NULL AND bad.payload->>'gun' IS NULL))"
 "    AND r.started_at IS NOT DISTINCT FROM (bad.payload->>'started_at')::timestamptz"
 "    AND r.ended_at IS NOT DISTINCT FROM (bad.payload->>'ended_at')::timestamptz"
 "    AND r.energy_wh IS NOT DISTINCT FROM (bad.payload->>'energy_wh')::bigint"
+"  RETURNING 1"
+"), del_unnamed AS ("
+"  DELETE FROM evcharge.pile_record r"
+"  WHERE (r.order_no IS NULL OR r.order_no = '') AND EXISTS (SELECT 1 FROM bad WHERE coalesce(bad.payload->>'order_no', '') = '')"
 "  RETURNING 1"
 "), unseen AS ("
 "  INSERT INTO evcharge.charge_session (order_no, gun, station_id, channel, state, started_at,"
@@ -65,7 +75,7 @@ static const char *const RecordSql =
 "  ON CONFLICT (order_no) DO NOTHING"
 "  RETURNING 1"
 ") "
-"SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM unseen),"
+"SELECT (SELECT count(*) FROM del) + (SELECT count(*) FROM del_unnamed), (SELECT count(*) FROM unseen),"
 "       (SELECT array_agg(DISTINCT c.order_no) FROM checked c WHERE c.reason IS NULL)";
 
 static const char *const BillSql = "SELECT evcharge.try_finalise_bill(o) FROM unnest($1::text[]) o ORDER BY o";

@@ -64,10 +64,10 @@ COMMENT ON COLUMN evcharge.charge_session.card_no IS 'for a start at the pile: t
 COMMENT ON COLUMN evcharge.charge_session.vin IS 'for a start at the pile: the vehicle the pile''s record names, registered or not';
 
 CREATE TABLE evcharge.pile_record (
-	order_no text NOT NULL,
-	gun evcharge.gun_id NOT NULL,
-	started_at timestamptz NOT NULL,
-	ended_at timestamptz NOT NULL,
+	order_no text,
+	gun evcharge.gun_id,
+	started_at timestamptz,
+	ended_at timestamptz,
 	energy_wh bigint,
 	wh_by_class bigint[],
 	stop_reason text,
@@ -79,7 +79,7 @@ CREATE TABLE evcharge.pile_record (
 CREATE INDEX pile_record_order_idx ON evcharge.pile_record (order_no);
 COMMENT ON INDEX evcharge.pile_record_order_idx IS 'the pile records of an order (a duplicate changes nothing)';
 COMMENT ON TABLE evcharge.pile_record IS
-	'The pile''s own final record of a session (its bill), which may arrive late, twice, or never; the first one of an order counts';
+	'The pile''s own final record of a session (its bill), which may arrive late, twice, or never; the first one of an order counts.  No NOT NULL: a record without order, gun, start or end is quarantined, not a failed batch';
 COMMENT ON COLUMN evcharge.pile_record.order_no IS 'the order it closes';
 COMMENT ON COLUMN evcharge.pile_record.gun IS 'the gun';
 COMMENT ON COLUMN evcharge.pile_record.started_at IS 'start, by the pile''s clock';
