@@ -264,6 +264,10 @@ SELECT partner_statement(8, '2026-08-01');
 SELECT partner_statement(8, NULL);
 SELECT * FROM partner_payment(8, 40.00, 'BANK-AMAP-1008');
 SELECT * FROM partner_payment(8, 0, 'BANK-AMAP-1009');
+-- A report of an operator not registered, or of no day, is an error, not
+-- a page of zeros.
+SELECT * FROM daily_report(99, '2026-09-20');
+SELECT * FROM daily_report(12, NULL);
 \set VERBOSITY terse
 
 -- 7. The job books last month's statement of every partner that has none

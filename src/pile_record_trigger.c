@@ -10,9 +10,9 @@
  *	  ended session for a record whose order the platform never saw (the
  *	  pile was offline throughout), and finalises the bill of every order
  *	  the batch closes.  A record that arrives a second time changes
- *	  nothing: the first one made the bill.  The quarantined rows are deleted
- *	  from pile_record by all their fields, so a good record of the same
- *	  order in the same batch stays.
+ *	  nothing: the first one made the bill.  A quarantined row keeps the
+ *	  whole record (to_jsonb) and is deleted from pile_record by it, so a
+ *	  good record of the same order in the same batch stays.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,26 +43,18 @@ static const char *const RecordSql =
 "  LEFT JOIN evcharge.charge_session s ON s.order_no = n.order_no"
 "), bad AS ("
 "  INSERT INTO evcharge.quarantine (source, reason, gun, ts, payload)"
-"  SELECT 'pile_record', c.reason, c.gun, c.ended_at,"
-"         jsonb_build_object('order_no', c.order_no, 'gun', c.gun, 'started_at', c.started_at,"
-"                            'ended_at', c.ended_at, 'energy_wh', c.energy_wh, 'wh_by_class', c.wh_by_class,"
-"                            'stop_reason', c.stop_reason, 'received_at', c.received_at,"
-"                            'start_by', c.start_by, 'card_no', c.card_no, 'vin', c.vin)"
+"  SELECT 'pile_record', c.reason, c.gun, c.ended_at, to_jsonb(c) - 'station_id' - 'reason'"
 "  FROM checked c WHERE c.reason IS NOT NULL"
 "  RETURNING payload"
 "), del AS ("
 "  DELETE FROM evcharge.pile_record r USING bad"
 "  WHERE r.order_no = bad.payload->>'order_no' AND bad.payload->>'order_no' <> ''"
-"    AND r.received_at = (bad.payload->>'received_at')::timestamptz"
-"    AND (r.gun OPERATOR(evcharge.=) (bad.payload->>'gun')::evcharge.gun_id"
-"         OR (r.gun IS NULL AND bad.payload->>'gun' IS NULL))"
-"    AND r.started_at IS NOT DISTINCT FROM (bad.payload->>'started_at')::timestamptz"
-"    AND r.ended_at IS NOT DISTINCT FROM (bad.payload->>'ended_at')::timestamptz"
-"    AND r.energy_wh IS NOT DISTINCT FROM (bad.payload->>'energy_wh')::bigint"
+"    AND to_jsonb(r) = bad.payload"
 "  RETURNING 1"
 "), del_unnamed AS ("
 "  DELETE FROM evcharge.pile_record r"
-"  WHERE (r.order_no IS NULL OR r.order_no = '') AND EXISTS (SELECT 1 FROM bad WHERE coalesce(bad.payload->>'order_no', '') = '')"
+"  WHERE EXISTS (SELECT 1 FROM bad WHERE coalesce(bad.payload->>'order_no', '') = '')"
+"    AND (r.order_no IS NULL OR r.order_no = '') AND to_jsonb(r) IN (SELECT payload FROM bad)"
 "  RETURNING 1"
 "), unseen AS ("
 "  INSERT INTO evcharge.charge_session (order_no, gun, station_id, channel, state, started_at,"

@@ -140,7 +140,6 @@ DECLARE
 	tol bigint;
 	b evcharge.bill;
 	i int;
-	grp bigint;
 	blind boolean;
 BEGIN
 	IF p_method IS NULL OR p_method NOT IN ('auto', 'recompute', 'pile', 'platform', 'manual') THEN
@@ -156,12 +155,6 @@ BEGIN
 	END IF;
 	SELECT * INTO rec FROM evcharge.pile_record r WHERE r.order_no = p_order_no ORDER BY r.received_at, r.ctid LIMIT 1;
 	has_rec := FOUND;
-	-- The session's group (set at the start), or for a session the pile
-	-- opened, its member's group if the member is known by then.
-	grp := s.group_id;
-	IF grp IS NULL AND s.partner_id IS NULL AND s.member_id IS NOT NULL THEN
-		SELECT m.group_id INTO grp FROM evcharge.member m WHERE m.member_id = s.member_id;
-	END IF;
 	pol := evcharge.station_policy(s.station_id);
 	tol := pol.energy_tolerance_wh;
 	SELECT pl.rated_power_w, pl.firmware INTO rated, firmware
@@ -244,7 +237,7 @@ BEGIN
 	END IF;
 
 	BEGIN
-		q := evcharge.price_session(s.station_id, evcharge.current_type(s.gun), grp, ts, wh);
+		q := evcharge.price_session(s.station_id, evcharge.current_type(s.gun), s.group_id, ts, wh);
 		applied := q.applied;
 	EXCEPTION WHEN SQLSTATE 'EV001' THEN
 		-- Never a default price: the bill keeps its energy, no amount, held.
@@ -260,7 +253,7 @@ BEGIN
 	END IF;
 
 	SELECT o.grace_minutes, o.fee_per_minute, o.cap,
-	       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e WHERE e.station_id = o.station_id AND e.group_id = grp) AS exempt
+	       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e WHERE e.station_id = o.station_id AND e.group_id = s.group_id) AS exempt
 	INTO occ FROM evcharge.occupancy_fee o WHERE o.station_id = s.station_id;
 	IF FOUND AND NOT no_tariff AND s.occupied_until IS NOT NULL AND s.charging_ended_at IS NOT NULL THEN
 		minutes := floor(extract(epoch FROM s.occupied_until - s.charging_ended_at) / 60)::bigint - occ.grace_minutes;

@@ -30,11 +30,8 @@ RETURNS TABLE (line text, station_id bigint, station text, sub_operator_id bigin
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
 	WITH books AS (
-		SELECT o.operator_id AS op, coalesce(fp.tz, 'Asia/Shanghai') AS tz,
-		       daily_report.day::timestamp AT TIME ZONE coalesce(fp.tz, 'Asia/Shanghai') AS t0,
-		       (daily_report.day + 1)::timestamp AT TIME ZONE coalesce(fp.tz, 'Asia/Shanghai') AS t1
-		FROM evcharge.operator o LEFT JOIN evcharge.finance_policy fp ON fp.operator_id = o.operator_id
-		WHERE o.operator_id = daily_report.operator_id
+		SELECT daily_report.operator_id AS op, lower(d.r) AS t0, upper(d.r) AS t1
+		FROM (SELECT evcharge.books_day(daily_report.operator_id, daily_report.day) AS r) d
 	), bills AS (
 		-- The day's bills: sessions whose charging ended that day.  Their
 		-- sub-operator is where the ledger put their revenue, or for bills
@@ -116,4 +113,4 @@ BEGIN ATOMIC
 	ORDER BY array_position(ARRAY['station', 'wallets', 'total'], x.line), x.station_id, x.sub_operator_id NULLS FIRST;
 END;
 COMMENT ON FUNCTION evcharge.daily_report(bigint, date, bigint) IS
-	'an operator''s day (in finance_policy.tz): a line per station and sub-operator with sessions ended that day, held and unsettled bills, and the charged energy, electricity, service and occupancy fees, discounts and total; a line per sub-operator with the top-ups, manual credits and refunds of its wallets; a total line; only_sub_operator shows what one sub-operator may see';
+	'an operator''s day (books_day: in finance_policy.tz; an unknown operator or no day is an error): a line per station and sub-operator with sessions ended that day, held and unsettled bills, and the charged energy, electricity, service and occupancy fees, discounts and total; a line per sub-operator with the top-ups, manual credits and refunds of its wallets; a total line; only_sub_operator shows what one sub-operator may see';

@@ -133,6 +133,8 @@ CREATE UNIQUE INDEX offline_period_open_idx ON evcharge.offline_period (gun) WHE
 COMMENT ON INDEX evcharge.offline_period_open_idx IS 'at most one open offline period per gun';
 CREATE INDEX offline_period_station_idx ON evcharge.offline_period (station_id, started_at);
 COMMENT ON INDEX evcharge.offline_period_station_idx IS 'offline periods of a station in time: network incidents and reports';
+CREATE INDEX offline_period_gun_idx ON evcharge.offline_period (gun, started_at);
+COMMENT ON INDEX evcharge.offline_period_gun_idx IS 'a gun''s offline periods in time: every bill asks whether its gun went offline during the charge';
 COMMENT ON TABLE evcharge.offline_period IS
 	'Each span a gun was silent: from its last heartbeat until the next one (ended_at NULL while it lasts)';
 COMMENT ON COLUMN evcharge.offline_period.offline_period_id IS 'row id';

@@ -37,6 +37,37 @@ CREATE TRIGGER operator_finance_default AFTER INSERT ON evcharge.operator
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_finance_default();
 COMMENT ON TRIGGER operator_finance_default ON evcharge.operator IS 'every new operator gets its money settings with the defaults';
 
+-- The days of an operator's books: its finance_policy.tz.
+CREATE FUNCTION evcharge.books_tz(p_operator_id bigint) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	tz text;
+BEGIN
+	SELECT fp.tz INTO tz FROM evcharge.finance_policy fp WHERE fp.operator_id = p_operator_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'operator % is not registered', coalesce(p_operator_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'Operators are in evcharge.operator.';
+	END IF;
+	RETURN tz;
+END $$;
+COMMENT ON FUNCTION evcharge.books_tz(bigint) IS
+	'the time zone of the operator''s books (finance_policy.tz), where its report days and statement months begin and end; error P0002 for an operator not registered';
+
+-- One day of an operator's books, as a range of instants.
+CREATE FUNCTION evcharge.books_day(p_operator_id bigint, p_day date) RETURNS tstzrange
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	tz text := evcharge.books_tz(p_operator_id);
+BEGIN
+	IF p_day IS NULL THEN
+		RAISE EXCEPTION 'a day of operator %''s books is needed', p_operator_id
+			USING ERRCODE = 'null_value_not_allowed', HINT = 'Give the day, e.g. ''2026-11-20''.';
+	END IF;
+	RETURN tstzrange(p_day::timestamp AT TIME ZONE tz, (p_day + 1)::timestamp AT TIME ZONE tz, '[)');
+END $$;
+COMMENT ON FUNCTION evcharge.books_day(bigint, date) IS
+	'the day of the operator''s books as [midnight, next midnight) in its time zone (books_tz); errors for an operator not registered (P0002) or no day (22004)';
+
 -- Checks an amount of money given by a caller: positive, yuan and fen.
 CREATE FUNCTION evcharge.check_amount(p_amount numeric, p_what text) RETURNS numeric
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$

@@ -180,8 +180,7 @@ BEGIN
 	IF FOUND THEN
 		RETURN st;
 	END IF;
-	SELECT coalesce(fp.tz, 'Asia/Shanghai') INTO tz FROM evcharge.operator o
-	LEFT JOIN evcharge.finance_policy fp ON fp.operator_id = o.operator_id WHERE o.operator_id = pa.operator_id;
+	tz := evcharge.books_tz(pa.operator_id);
 	p_start := m::timestamp AT TIME ZONE tz;
 	p_end := (m + interval '1 month')::timestamp AT TIME ZONE tz;
 	IF p_end > now() THEN
@@ -278,8 +277,8 @@ BEGIN
 	booked := 0;
 	FOR p IN
 		SELECT pa.partner_id,
-		       (date_trunc('month', at AT TIME ZONE coalesce(fp.tz, 'Asia/Shanghai')) - interval '1 month')::date AS month
-		FROM evcharge.partner pa LEFT JOIN evcharge.finance_policy fp ON fp.operator_id = pa.operator_id
+		       (date_trunc('month', at AT TIME ZONE evcharge.books_tz(pa.operator_id)) - interval '1 month')::date AS month
+		FROM evcharge.partner pa
 		ORDER BY pa.partner_id
 	LOOP
 		CONTINUE WHEN EXISTS (SELECT 1 FROM evcharge.partner_month_statement s

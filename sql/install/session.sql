@@ -116,7 +116,9 @@ RETURNS text
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	p record;
-	credit record;
+	ptn evcharge.partner;
+	owes numeric;
+	grp bigint;
 	busy text;
 	order_no text;
 BEGIN
@@ -134,11 +136,14 @@ BEGIN
 		RAISE EXCEPTION 'gun % is not registered', gun
 			USING ERRCODE = 'foreign_key_violation', HINT = 'Register its pile in evcharge.pile.';
 	END IF;
-	-- A member who is a partner's user charges on the partner's account
-	-- (and under its contract), however the charge is started.
-	IF partner_id IS NULL AND member_id IS NOT NULL THEN
-		SELECT m.partner_id INTO partner_id FROM evcharge.member m WHERE m.member_id = start_session.member_id;
-	END IF;
+	-- The member's customer group (department, fleet, VIP class) at the
+	-- start: its group price and occupancy exemption apply to this charge.
+	-- A member who is a partner's user charges on the partner's account,
+	-- under its contract and not at a member's price, however it starts.
+	SELECT coalesce(start_session.partner_id, m.partner_id),
+	       CASE WHEN coalesce(start_session.partner_id, m.partner_id) IS NULL THEN m.group_id END
+	INTO partner_id, grp
+	FROM (SELECT 1) one LEFT JOIN evcharge.member m ON m.member_id = start_session.member_id;
 	IF partner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM evcharge.partner pa
 			JOIN evcharge.station st ON st.operator_id = pa.operator_id
 			WHERE pa.partner_id = start_session.partner_id AND st.station_id = p.station_id) THEN
@@ -146,21 +151,18 @@ BEGIN
 			USING ERRCODE = 'foreign_key_violation', HINT = 'Register the partner in evcharge.partner for this operator.';
 	END IF;
 	IF partner_id IS NOT NULL THEN
-		SELECT pa.kind, pa.credit_limit, coalesce(a.balance, 0) AS balance INTO credit
-		FROM evcharge.partner pa LEFT JOIN evcharge.account a ON a.owner_id = pa.partner_id
-		  AND a.operator_id = pa.operator_id
-		  AND a.kind = CASE pa.kind WHEN 'prepaid' THEN 'partner_prepaid' ELSE 'partner_receivable' END
-		WHERE pa.partner_id = start_session.partner_id;
-		IF credit.kind = 'affiliated' AND credit.credit_limit IS NOT NULL AND credit.balance >= credit.credit_limit THEN
+		SELECT * INTO ptn FROM evcharge.partner x WHERE x.partner_id = start_session.partner_id;
+		owes := evcharge.partner_owes(ptn.partner_id);
+		IF ptn.kind = 'affiliated' AND ptn.credit_limit IS NOT NULL AND owes >= ptn.credit_limit THEN
 			RAISE EXCEPTION 'partner % has reached its credit limit', partner_id
 				USING ERRCODE = 'EV002',
-				      DETAIL = format('It owes %s yuan of a limit of %s.', credit.balance, credit.credit_limit),
-				      HINT = 'The partner settles its statement first, or the operator raises the limit.';
-		ELSIF credit.kind = 'prepaid' AND credit.balance <= 0 THEN
+				      DETAIL = format('It owes %s yuan of a limit of %s.', owes, ptn.credit_limit),
+				      HINT = 'The partner pays what it owes first (evcharge.partner_payment), or the operator raises the limit.';
+		ELSIF ptn.kind = 'prepaid' AND owes >= 0 THEN
 			RAISE EXCEPTION 'partner % has no prepaid money left', partner_id
 				USING ERRCODE = 'EV002',
-				      DETAIL = format('Its prepaid account holds %s yuan.', credit.balance),
-				      HINT = 'Top up the partner''s prepaid account (evcharge.top_up).';
+				      DETAIL = format('Its prepaid account holds %s yuan.', -owes),
+				      HINT = 'Top up the partner''s prepaid account (evcharge.top_up or evcharge.partner_payment).';
 		END IF;
 	END IF;
 	SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
@@ -171,14 +173,8 @@ BEGIN
 	END IF;
 	order_no := to_char(now() AT TIME ZONE p.tz, 'YYYYMMDDHH24MISS')
 	            || lpad((nextval('evcharge.order_seq') % 1000000)::text, 6, '0');
-	-- The member's customer group (department, fleet, VIP class) at the
-	-- start: its group price and occupancy exemption apply to this charge.
-	-- A partner's user is priced as the partner's contract, not as a member.
 	INSERT INTO evcharge.charge_session (order_no, gun, station_id, member_id, group_id, partner_id, channel)
-	VALUES (order_no, gun, p.station_id, member_id,
-		CASE WHEN start_session.partner_id IS NULL THEN
-			(SELECT m.group_id FROM evcharge.member m WHERE m.member_id = start_session.member_id) END,
-		partner_id, channel);
+	VALUES (order_no, gun, p.station_id, member_id, grp, partner_id, channel);
 	RETURN order_no;
 END $$;
 COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text, bigint) IS
