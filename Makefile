@@ -3,10 +3,12 @@
 #   make installcheck                pg_regress against a running server (PGHOST/PGPORT)
 #   make WERROR=1                    warnings are errors (the test build does this)
 # The install script evcharge--$(EXTVERSION).sql is built from sql/install/*.sql
-# in the order of INSTALL_SQL; upgrade scripts live in sql/upgrade/.
+# in the order of INSTALL_SQL.  Released install scripts are kept as they
+# shipped in sql/release/ (CREATE EXTENSION evcharge VERSION '0.1.0' works),
+# and sql/upgrade/ holds one upgrade script per release.
 
 EXTENSION = evcharge
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = evcharge
 OBJS = \
@@ -48,7 +50,7 @@ INSTALL_SQL = \
 	sql/install/jobs.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard sql/upgrade/$(EXTENSION)--*--*.sql)
+DATA = $(wildcard sql/release/$(EXTENSION)--*.sql) $(wildcard sql/upgrade/$(EXTENSION)--*--*.sql)
 
 # pg_regress pairs: sql/<test>.sql and expected/<test>.out (input dir ".").
 REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
