@@ -21,7 +21,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #include <jansson.h>
+
+/* Memory: the bridge cannot go on without it, so running out ends it. */
+static inline void *
+XRealloc(void *p, size_t n)
+{
+	void	   *q = realloc(p, n);
+
+	if (q == NULL)
+	{
+		fputs("evcharge-bridge: out of memory\n", stderr);
+		abort();
+	}
+	return q;
+}
 
 #define BRIDGE_VERSION "0.2.0"
 

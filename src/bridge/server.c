@@ -369,7 +369,7 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 				lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *) "message too large", 17);
 				return -1;
 			}
-			c->rx = realloc(c->rx, c->rx_len + len + 1);
+			c->rx = XRealloc(c->rx, c->rx_len + len + 1);
 			memcpy(c->rx + c->rx_len, in, len);
 			c->rx_len += len;
 			if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0)

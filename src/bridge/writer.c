@@ -114,7 +114,7 @@ BufAdd(Buf *b, const char *s, size_t n)
 	if (b->len + n + 1 > b->cap)
 	{
 		b->cap = (b->len + n + 1) * 2 + 4096;
-		b->data = realloc(b->data, b->cap);
+		b->data = XRealloc(b->data, b->cap);
 	}
 	memcpy(b->data + b->len, s, n);
 	b->len += n;
@@ -615,7 +615,7 @@ WriterMain(void *arg)
 		if (n > cap)
 		{
 			cap = n * 2;
-			batch = realloc(batch, sizeof(Item *) * (size_t) cap);
+			batch = XRealloc(batch, sizeof(Item *) * (size_t) cap);
 		}
 		n = 0;
 		for (Item *it = list; it; it = it->next)
