@@ -69,7 +69,7 @@ PG_CFLAGS += -Werror
 endif
 SHLIB_LINK = -lcurl -lssl -lcrypto
 
-EXTRA_CLEAN = results regression.diffs regression.out output_iso $(BRIDGE)
+EXTRA_CLEAN = results regression.diffs regression.out output_iso $(BRIDGE) $(BRIDGE_FUZZ)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -91,6 +91,16 @@ install-bridge: $(BRIDGE)
 	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) $(BRIDGE) '$(DESTDIR)$(bindir)/evcharge-bridge'
 .PHONY: install-bridge
+
+# The bridge's libFuzzer target (frame decoder, schemas, mapping) with
+# AddressSanitizer and UndefinedBehaviorSanitizer: `make fuzz-bridge`.
+BRIDGE_FUZZ = src/bridge/fuzz/fuzz_frame
+BRIDGE_FUZZ_SRCS = src/bridge/fuzz/fuzz_frame.c src/bridge/frame.c src/bridge/ocpp.c src/bridge/config.c
+fuzz-bridge: $(BRIDGE_FUZZ)
+$(BRIDGE_FUZZ): $(BRIDGE_FUZZ_SRCS) $(wildcard src/bridge/*.h)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Wall -Wextra -Werror \
+		-Wno-unused-parameter -Isrc -Isrc/bridge -o $@ $(BRIDGE_FUZZ_SRCS) -ljansson -lm
+.PHONY: fuzz-bridge
 
 # The list of files is in this Makefile: a change to it rebuilds the script.
 $(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SQL) Makefile
