@@ -80,6 +80,8 @@ Usage(void)
 static int
 SetSetting(const char *name, const char *value, const char *where)
 {
+	if (name == NULL || value == NULL)
+		return -1;
 	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
 	{
 		if (strcmp(settings[i].name, name) == 0)
@@ -165,9 +167,13 @@ ReadConfigFile(const char *path)
 static int
 ParseHostPort(const char *arg)
 {
-	const char *colon = strrchr(arg, ':');
+	const char *colon;
 	char	   *end;
 	long		port;
+
+	if (arg == NULL)
+		return -1;
+	colon = strrchr(arg, ':');
 
 	if (colon == NULL || colon == arg || (size_t) (colon - arg) >= sizeof(config.ocpp_host))
 		goto bad;
@@ -206,6 +212,8 @@ ConfigParseArgs(int argc, char **argv)
 	{
 		const char *a = argv[i];
 
+		if (a == NULL)
+			break;
 		if (strncmp(a, "--", 2) != 0 || i + 1 >= argc)
 		{
 			fprintf(stderr, "evcharge-bridge: unexpected argument \"%s\" (try --help)\n", a);

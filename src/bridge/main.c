@@ -34,7 +34,7 @@ LogEvent(const char *pile, const char *fmt,...)
 	va_list		ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);	/* NOLINT(clang-analyzer-valist.Uninitialized): va_start above */
 	va_end(ap);
 	FormatIsoTime(NowUs(), ts, sizeof(ts));
 	fprintf(stderr, "%s evcharge-bridge pile=%s %s\n", ts, pile ? pile : "-", msg);

@@ -316,6 +316,8 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			Refuse(wsi, HTTP_STATUS_NOT_FOUND, why, expected_layout);
 			return -1;
 		case LWS_CALLBACK_ESTABLISHED:
+			if (slot == NULL)
+				return -1;
 			if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
 				PileFromPath(uri, pile, why, sizeof(why)) != 0)
 				return -1;

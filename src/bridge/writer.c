@@ -612,14 +612,18 @@ WriterMain(void *arg)
 		queue_len = 0;
 		pthread_mutex_unlock(&mu);
 
-		if (n > cap)
-		{
-			cap = n * 2;
-			batch = XRealloc(batch, sizeof(Item *) * (size_t) cap);
-		}
 		n = 0;
 		for (Item *it = list; it; it = it->next)
+		{
+			if (n == cap)
+			{
+				cap = cap * 2 + 1024;
+				batch = XRealloc(batch, sizeof(Item *) * (size_t) cap);
+			}
 			batch[n++] = it;
+		}
+		if (n == 0)
+			continue;
 		FlushBatch(batch, n);
 
 		pthread_mutex_lock(&mu);
