@@ -577,7 +577,7 @@ WriterMain(void *arg)
 	for (;;)
 	{
 		Item	   *list;
-		int			n = 0;
+		int			n;
 
 		pthread_mutex_lock(&mu);
 		while (queue_head == NULL && !stop_requested)
@@ -608,7 +608,6 @@ WriterMain(void *arg)
 		}
 		list = queue_head;
 		queue_head = queue_tail = NULL;
-		n = queue_len;
 		queue_len = 0;
 		pthread_mutex_unlock(&mu);
 
