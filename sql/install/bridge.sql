@@ -8,7 +8,7 @@
 CREATE TABLE evcharge.ocpp_transaction (
 	transaction_id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	order_no text NOT NULL UNIQUE CHECK (order_no <> ''),
-	pile_id evcharge.pile_id NOT NULL REFERENCES evcharge.pile,
+	pile_id evcharge.pile_id NOT NULL,
 	connector_id int NOT NULL CHECK (connector_id BETWEEN 1 AND 999),
 	id_tag text NOT NULL,
 	meter_start_wh bigint NOT NULL,
@@ -26,7 +26,7 @@ COMMENT ON CONSTRAINT ocpp_transaction_start_key ON evcharge.ocpp_transaction IS
 	'one transaction per pile, connector and start time: a resent StartTransaction finds its first answer';
 COMMENT ON COLUMN evcharge.ocpp_transaction.transaction_id IS 'the transactionId given to the charge point (OCPP integer)';
 COMMENT ON COLUMN evcharge.ocpp_transaction.order_no IS 'the session''s order number: start_session()''s for a remote start, a new one for a start at the pile';
-COMMENT ON COLUMN evcharge.ocpp_transaction.pile_id IS 'the charge point';
+COMMENT ON COLUMN evcharge.ocpp_transaction.pile_id IS 'the charge point (registered when the transaction began; no foreign key, like charge_session.gun, so that the registry''s maintenance never touches this log)';
 COMMENT ON COLUMN evcharge.ocpp_transaction.connector_id IS 'the connector, which is the gun of that number';
 COMMENT ON COLUMN evcharge.ocpp_transaction.id_tag IS 'the idTag the charge point started with (a card number, or the one a remote start sent)';
 COMMENT ON COLUMN evcharge.ocpp_transaction.meter_start_wh IS 'meterStart, Wh';
