@@ -20,9 +20,10 @@ What counts as an entry (docs/reference/README.md says the same for writers):
   starting with `NAME(...)`;
 - a table, view or composite type: a heading naming it in backticks, and in
   the section under such a heading a column table (a Markdown table whose
-  header starts with "column" and has a "type" cell) whose first cells
-  name every column (or attribute) in backticks; a partition needs the
-  heading only (its columns are its table's);
+  header starts with "column", "field" or "attribute" and has a "type"
+  cell) whose first cells name every column (or attribute) in backticks; a
+  partition needs the heading only (its columns are its table's);
+- a base type: a heading naming it in backticks;
 - an enum type: a heading naming it, with every label in backticks in its
   section;
 - a sequence, setting or job: a heading naming it in backticks, or a table
@@ -91,7 +92,7 @@ class Page:
             line = self.lines[i].strip()
             if not self.fenced[i] and line.startswith('|'):
                 cells = [c.strip().lower() for c in line.strip('|').split('|')]
-                is_column_table = cells and cells[0] == 'column' and 'type' in cells
+                is_column_table = cells and cells[0] in ('column', 'field', 'attribute') and 'type' in cells
                 i += 1
                 while i < end and self.lines[i].strip().startswith('|'):
                     row = self.lines[i].strip().strip('|').split('|')
