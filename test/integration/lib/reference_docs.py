@@ -50,13 +50,17 @@ class Page:
         self.path = path
         self.lines = open(path, encoding='utf-8').read().split('\n')
         self.fenced = []
-        fence = False
+        fence = ''  # the opening fence while inside a code block
         for line in self.lines:
-            if line.lstrip().startswith('```'):
-                fence = not fence
+            m = re.match(r'^\s*(`{3,})', line)
+            if m and not fence:
+                fence = m.group(1)
+                self.fenced.append(True)
+            elif fence and line.strip() == fence:
+                fence = ''
                 self.fenced.append(True)
             else:
-                self.fenced.append(fence)
+                self.fenced.append(bool(fence))
         self.headings = []  # (line index, level, text)
         for i, line in enumerate(self.lines):
             m = HEADING.match(line)
