@@ -28,6 +28,10 @@
 
 
 
+-- == the OCPP bridge: registry, transaction ids, commands ==
+
+
+
 -- == reference docs ==
 
 
