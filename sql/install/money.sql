@@ -9,7 +9,7 @@ CREATE TABLE evcharge.finance_policy (
 	stop_threshold numeric(10, 2) NOT NULL DEFAULT 1.00 CHECK (stop_threshold >= 0 AND stop_threshold <> 'NaN'),
 	void_coupons_on_refund boolean NOT NULL DEFAULT false,
 	guard_interval interval NOT NULL DEFAULT '60 s' CHECK (guard_interval > '0'),
-	tz text NOT NULL DEFAULT 'Asia/Shanghai' CHECK (evcharge.is_time_zone(tz)),
+	tz evcharge.time_zone NOT NULL DEFAULT 'Asia/Shanghai',
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	max_bill_amount numeric(12, 2) NOT NULL DEFAULT 5000.00
 		CHECK (max_bill_amount > 0 AND max_bill_amount <> 'NaN'),
