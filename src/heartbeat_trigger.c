@@ -222,14 +222,14 @@ static const char *const IncidentSql =
 "   AND NOT EXISTS (SELECT 1 FROM evcharge.offline_period o"
 "                   WHERE o.network_incident_id = i.network_incident_id AND o.ended_at IS NULL)";
 
-static SPIPlanPtr pile_plan = NULL;
-static SPIPlanPtr quarantine_plan = NULL;
-static SPIPlanPtr null_key_plan = NULL;
-static SPIPlanPtr gun_state_plan = NULL;
-static SPIPlanPtr context_plan = NULL;
-static SPIPlanPtr plan_plan = NULL;
-static SPIPlanPtr event_plan = NULL;
-static SPIPlanPtr incident_plan = NULL;
+static KeptStatement pile_plan = {NULL, NULL};
+static KeptStatement quarantine_plan = {NULL, NULL};
+static KeptStatement null_key_plan = {NULL, NULL};
+static KeptStatement gun_state_plan = {NULL, NULL};
+static KeptStatement context_plan = {NULL, NULL};
+static KeptStatement plan_plan = {NULL, NULL};
+static KeptStatement event_plan = {NULL, NULL};
+static KeptStatement incident_plan = {NULL, NULL};
 
 /* The gun_id type the kept statements were prepared for. */
 static Oid	kept_gun_type = InvalidOid;
@@ -237,11 +237,15 @@ static Oid	kept_gun_type = InvalidOid;
 /* The batch's memory; SPI calls return in SPI's context, so switch back. */
 static MemoryContext batch_cxt = NULL;
 
+/* The rows of the batch (the transition table), for KeptPlanFor. */
+static int64 batch_rows = 0;
+
 static void
-RunKept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args,
+RunKept(KeptStatement cache, const char *sql, int nargs, Oid *types, Datum *args,
 		int expect, const char *what)
 {
-	int			ret = SPI_execute_plan(KeptPlan(cache, sql, nargs, types), args, NULL, false, 0);
+	int			ret = SPI_execute_plan(KeptPlanFor(cache, sql, nargs, types, batch_rows),
+									   args, NULL, false, 0);
 
 	MemoryContextSwitchTo(batch_cxt);
 	if (ret != expect)
@@ -252,18 +256,13 @@ RunKept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args,
 static void
 ForgetPlansIfTypeChanged(Oid gun_type)
 {
-	SPIPlanPtr *plans[] = {&pile_plan, &quarantine_plan, &gun_state_plan, &context_plan,
-	&event_plan};
-	int			i;
-
 	if (kept_gun_type == gun_type)
 		return;
-	for (i = 0; i < (int) lengthof(plans); i++)
-		if (*plans[i] != NULL)
-		{
-			SPI_freeplan(*plans[i]);
-			*plans[i] = NULL;
-		}
+	ForgetKept(pile_plan);
+	ForgetKept(quarantine_plan);
+	ForgetKept(gun_state_plan);
+	ForgetKept(context_plan);
+	ForgetKept(event_plan);
 	kept_gun_type = gun_type;
 }
 
@@ -504,7 +503,7 @@ LookUpPiles(GunId *piles, int npiles, Oid gun_type)
 		ArrayPush(&a, PointerGetDatum(&piles[i]), false);
 	types[0] = get_array_type(gun_type);
 	args[0] = ArrayDatum(&a);
-	RunKept(&pile_plan, PileSql, 1, types, args, SPI_OK_SELECT, "pile look-up");
+	RunKept(pile_plan, PileSql, 1, types, args, SPI_OK_SELECT, "pile look-up");
 	if ((int) SPI_processed != npiles)
 		elog(ERROR, "pile look-up returned " UINT64_FORMAT " rows for %d piles", SPI_processed, npiles);
 
@@ -577,7 +576,7 @@ Quarantine(HbRow **bad, int nbad, Oid gun_type)
 	types[1] = TIMESTAMPTZARRAYOID;
 	args[0] = ArrayDatum(&guns);
 	args[1] = ArrayDatum(&ts);
-	RunKept(&quarantine_plan, QuarantineSql, 2, types, args, SPI_OK_SELECT, "quarantine");
+	RunKept(quarantine_plan, QuarantineSql, 2, types, args, SPI_OK_SELECT, "quarantine");
 	quarantined = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	if (quarantined != nbad)
@@ -593,7 +592,7 @@ QuarantineNullKeys(int nnull)
 	int64		deleted;
 	bool		isnull;
 
-	RunKept(&null_key_plan, NullKeySql, 0, NULL, NULL, SPI_OK_SELECT, "quarantine of rows without a key");
+	RunKept(null_key_plan, NullKeySql, 0, NULL, NULL, SPI_OK_SELECT, "quarantine of rows without a key");
 	quarantined = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	deleted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_freetuptable(SPI_tuptable);
@@ -641,7 +640,7 @@ WriteGunState(GunBatch *guns, int nguns, Oid gun_type)
 		types[k] = get_array_type(elem[k]);
 		args[k] = ArrayDatum(&a[k]);
 	}
-	RunKept(&gun_state_plan, GunStateSql, 9, types, args, SPI_OK_INSERT, "gun state upsert");
+	RunKept(gun_state_plan, GunStateSql, 9, types, args, SPI_OK_INSERT, "gun state upsert");
 }
 
 static SessionOut *
@@ -710,7 +709,7 @@ LoadContextAndWriteEvents(GunBatch *guns, int nguns, Oid gun_type)
 	types[2] = TIMESTAMPTZARRAYOID;
 	for (k = 0; k < 3; k++)
 		args[k] = ArrayDatum(&in[k]);
-	RunKept(&context_plan, ContextSql, 3, types, args, SPI_OK_SELECT, "gun context read");
+	RunKept(context_plan, ContextSql, 3, types, args, SPI_OK_SELECT, "gun context read");
 	if ((int) SPI_processed != nguns)
 		elog(ERROR, "gun context read returned " UINT64_FORMAT " rows for %d guns", SPI_processed, nguns);
 
@@ -808,7 +807,7 @@ LoadContextAndWriteEvents(GunBatch *guns, int nguns, Oid gun_type)
 		args[2 + k] = ArrayDatum(&fo[k]);
 	args[6] = ArrayDatum(&bk[0]);
 	args[7] = ArrayDatum(&bk[1]);
-	RunKept(&event_plan, EventSql, 8, types, args, SPI_OK_SELECT, "fault and offline update");
+	RunKept(event_plan, EventSql, 8, types, args, SPI_OK_SELECT, "fault and offline update");
 
 	incidents = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	if (!isnull)
@@ -818,7 +817,7 @@ LoadContextAndWriteEvents(GunBatch *guns, int nguns, Oid gun_type)
 
 		iargs[0] = datumCopy(incidents, false, -1);
 		SPI_freetuptable(SPI_tuptable);
-		RunKept(&incident_plan, IncidentSql, 1, itypes, iargs, SPI_OK_UPDATE, "network incident update");
+		RunKept(incident_plan, IncidentSql, 1, itypes, iargs, SPI_OK_UPDATE, "network incident update");
 	}
 }
 
@@ -846,7 +845,7 @@ FindPlans(GunBatch *guns, int nguns)
 	if (st.n == 0)
 		return;
 	args[0] = ArrayDatum(&st);
-	RunKept(&plan_plan, PlanSql, 1, types, args, SPI_OK_SELECT, "plan look-up");
+	RunKept(plan_plan, PlanSql, 1, types, args, SPI_OK_SELECT, "plan look-up");
 
 	nplans = (int) SPI_processed;
 	plans = palloc(sizeof(PlanRow) * Max(nplans, 1));
@@ -948,6 +947,7 @@ heartbeat_ingest(PG_FUNCTION_ARGS)
 	ForgetPlansIfTypeChanged(gun_type);
 
 	rows = ReadNewRows(trigdata, &nrows, &nnull);
+	batch_rows = (int64) nrows + nnull;
 	if (nnull > 0)
 		QuarantineNullKeys(nnull);
 	if (nrows == 0)

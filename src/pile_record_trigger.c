@@ -19,7 +19,9 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
+#include "utils/tuplestore.h"
 
 #include "spi_trigger.h"
 
@@ -72,7 +74,7 @@ static const char *const RecordSql =
 
 static const char *const BillSql = "SELECT evcharge.try_finalise_bill(o) FROM unnest($1::text[]) o ORDER BY o";
 
-static SPIPlanPtr record_plan = NULL;
+static KeptStatement record_plan = {NULL, NULL};
 static SPIPlanPtr bill_plan = NULL;
 
 Datum
@@ -84,7 +86,8 @@ pile_record_ingest(PG_FUNCTION_ARGS)
 
 	StatementTriggerBegin(fcinfo, "pile_record_ingest");
 
-	ret = SPI_execute_plan(KeptPlan(&record_plan, RecordSql, 0, NULL), NULL, NULL, false, 1);
+	ret = SPI_execute_plan(KeptPlanFor(record_plan, RecordSql, 0, NULL,
+									   tuplestore_tuple_count(((TriggerData *) fcinfo->context)->tg_newtable)), NULL, NULL, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pile record statement failed: %s", SPI_result_code_string(ret));
 	orders = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
@@ -94,7 +97,7 @@ pile_record_ingest(PG_FUNCTION_ARGS)
 		Datum		args[1];
 
 		args[0] = orders;
-		ret = SPI_execute_plan(KeptPlan(&bill_plan, BillSql, 1, argtypes), args, NULL, false, 0);
+		ret = SPI_execute_plan(KeptGenericPlan(&bill_plan, BillSql, 1, argtypes), args, NULL, false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "bill finalisation failed: %s", SPI_result_code_string(ret));
 	}

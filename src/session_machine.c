@@ -56,7 +56,7 @@ static const char *const GuardSql = "SELECT evcharge.balance_guard($1)";
 static const char *const SessionBillSql =
 "SELECT evcharge.try_finalise_bill(o) FROM unnest($1::text[]) o";
 
-static SPIPlanPtr session_write_plan = NULL;
+static KeptStatement session_write_plan = {NULL, NULL};
 static SPIPlanPtr session_bill_plan = NULL;
 static SPIPlanPtr guard_plan = NULL;
 
@@ -434,7 +434,7 @@ WriteSessions(SessionBatch *b)
 		args[8 + k] = Int8ArrayDatum(v[k], n);
 	args[16] = TimestampArrayDatum(t[4], tn[4], n);
 
-	ret = SPI_execute_plan(KeptPlan(&session_write_plan, SessionWriteSql, SESSION_COLS, types),
+	ret = SPI_execute_plan(KeptPlanFor(session_write_plan, SessionWriteSql, SESSION_COLS, types, n),
 						   args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "session write failed: %s", SPI_result_code_string(ret));
@@ -453,7 +453,7 @@ WriteSessions(SessionBatch *b)
 			Datum		gargs[1];
 
 			gargs[0] = TextArrayDatum(charging, ncharging);
-			ret = SPI_execute_plan(KeptPlan(&guard_plan, GuardSql, 1, gtypes), gargs, NULL, false, 0);
+			ret = SPI_execute_plan(KeptGenericPlan(&guard_plan, GuardSql, 1, gtypes), gargs, NULL, false, 0);
 			if (ret != SPI_OK_SELECT)
 				elog(ERROR, "balance guard failed: %s", SPI_result_code_string(ret));
 		}
@@ -465,7 +465,7 @@ WriteSessions(SessionBatch *b)
 		Datum		bargs[1];
 
 		bargs[0] = TextArrayDatum(b->ended, b->nended);
-		ret = SPI_execute_plan(KeptPlan(&session_bill_plan, SessionBillSql, 1, btypes),
+		ret = SPI_execute_plan(KeptGenericPlan(&session_bill_plan, SessionBillSql, 1, btypes),
 							   bargs, NULL, false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "bill finalisation failed: %s", SPI_result_code_string(ret));

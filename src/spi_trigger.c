@@ -38,12 +38,12 @@ StatementTriggerBegin(FunctionCallInfo fcinfo, const char *name)
 		elog(ERROR, "SPI_register_trigger_data failed: %s", SPI_result_code_string(ret));
 }
 
-SPIPlanPtr
-KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+static SPIPlanPtr
+Keep(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes, int options)
 {
 	if (*cache == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -52,4 +52,46 @@ KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+SPIPlanPtr
+KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	return Keep(cache, sql, nargs, argtypes, 0);
+}
+
+SPIPlanPtr
+KeptGenericPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	return Keep(cache, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+}
+
+/*
+ * With one row per transaction, planning the trigger's statements for each
+ * call's arrays cost ten times their execution (GetCachedPlan was half the
+ * backend's time): small batches use the generic plan, which the planner
+ * makes for unknown arrays (it assumes 100 elements for unnest and 10 for
+ * = ANY), the plan those batches need anyway.  The transition table's size
+ * is also fixed at the first planning, so a generic plan is only ever used
+ * for batches as small as the one it was made for.
+ */
+SPIPlanPtr
+KeptPlanFor(KeptStatement cache, const char *sql, int nargs, Oid *argtypes, int64 nrows)
+{
+	if (nrows <= KEPT_GENERIC_MAX_ROWS)
+		return Keep(&cache[0], sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	return Keep(&cache[1], sql, nargs, argtypes, 0);
+}
+
+void
+ForgetKept(KeptStatement cache)
+{
+	int			i;
+
+	for (i = 0; i < 2; i++)
+		if (cache[i] != NULL)
+		{
+			SPI_freeplan(cache[i]);
+			cache[i] = NULL;
+		}
 }
