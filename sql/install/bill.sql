@@ -32,6 +32,10 @@ CREATE TABLE evcharge.bill (
 );
 CREATE INDEX bill_station_idx ON evcharge.bill (station_id, ended_at);
 COMMENT ON INDEX evcharge.bill_station_idx IS 'bills of a station by the end of charging: reports per station and day';
+-- daily_report() takes a bill's day from its end of charging, or its start
+-- when it has none: this index serves that, so a day costs its own bills.
+CREATE INDEX bill_station_day_idx ON evcharge.bill (station_id, (coalesce(ended_at, started_at)));
+COMMENT ON INDEX evcharge.bill_station_day_idx IS 'bills of a station by coalesce(ended_at, started_at), the day daily_report() counts a bill in';
 -- Finding the bills that carry a code: anomalies @> '1' uses this index.
 -- Not partial: the planner cannot prove that anomalies @> '8' implies
 -- anomalies <> '', so a partial index would never serve that query (a bill

@@ -27,7 +27,7 @@ RETURNS TABLE (line text, station_id bigint, station text, sub_operator_id bigin
 	sessions bigint, held bigint, unsettled bigint, energy_kwh numeric, energy_fee numeric, service_fee numeric,
 	occupancy_fee numeric, discount numeric, total numeric, top_ups numeric, credits numeric, refunds numeric,
 	refund_fees numeric)
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off
 BEGIN ATOMIC
 	WITH books AS (
 		SELECT daily_report.operator_id AS op, lower(d.r) AS t0, upper(d.r) AS t1
@@ -49,7 +49,11 @@ BEGIN ATOMIC
 			JOIN evcharge.account a ON a.account_id = e.account_id
 			WHERE t.kind = 'bill' AND t.idem_key = b.order_no AND a.kind LIKE 'revenue\_%'
 			LIMIT 1) r ON b.state = 'settled'
-		WHERE coalesce(b.ended_at, b.started_at) >= books.t0 AND coalesce(b.ended_at, b.started_at) < books.t1
+		-- The day's bounds as scalar subqueries, not join columns: so the
+		-- planner sees a range on bill_station_day_idx per station, not a
+		-- join filter over every bill of the operator's history.
+		WHERE coalesce(b.ended_at, b.started_at) >= (SELECT books.t0 FROM books)
+		  AND coalesce(b.ended_at, b.started_at) < (SELECT books.t1 FROM books)
 	), station_lines AS (
 		SELECT 'station'::text AS line, b.station_id, b.sub AS sub_operator_id,
 		       count(*) AS sessions, count(*) FILTER (WHERE b.state = 'held') AS held,
@@ -68,14 +72,16 @@ BEGIN ATOMIC
 		-- by top-ups and manual credits, and the refunds paid out (approved).
 		SELECT t.kind, evcharge.wallet_sub_operator(e.account_id) AS sub, -e.amount AS amount, 0::numeric AS fee
 		FROM books
-		JOIN evcharge.ledger_txn t ON t.operator_id = books.op AND t.created_at >= books.t0 AND t.created_at < books.t1
+		JOIN evcharge.ledger_txn t ON t.operator_id = books.op
+		     AND t.created_at >= (SELECT books.t0 FROM books) AND t.created_at < (SELECT books.t1 FROM books)
 		JOIN evcharge.ledger_entry e ON e.txn_id = t.txn_id
 		JOIN evcharge.account a ON a.account_id = e.account_id
 		WHERE t.kind IN ('top_up', 'manual_credit') AND a.kind IN ('member_wallet', 'department_wallet', 'partner_prepaid')
 		UNION ALL
 		SELECT t.kind, evcharge.wallet_sub_operator(f.account_id), f.amount, f.fee
 		FROM books
-		JOIN evcharge.ledger_txn t ON t.operator_id = books.op AND t.created_at >= books.t0 AND t.created_at < books.t1
+		JOIN evcharge.ledger_txn t ON t.operator_id = books.op
+		     AND t.created_at >= (SELECT books.t0 FROM books) AND t.created_at < (SELECT books.t1 FROM books)
 		JOIN evcharge.refund f ON f.refund_id::text = t.idem_key
 		WHERE t.kind = 'refund_approve'
 	), wallet_lines AS (

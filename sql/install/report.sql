@@ -17,7 +17,7 @@
 CREATE FUNCTION evcharge.anomaly_report(operator_id bigint, from_day date, to_day date)
 RETURNS TABLE (dimension text, value text, code int, code_name text, bills bigint, bills_now bigint,
 	sessions bigint, successful bigint, pending bigint, share numeric)
-LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 100 SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 100 SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
 	hint text := 'E.g. anomaly_report(12, ''2026-11-01'', ''2026-11-30'') for November 2026, or anomaly_report_month(12, ''2026-11-01'').';
 BEGIN
@@ -74,6 +74,11 @@ BEGIN
 		WHERE st.operator_id = anomaly_report.operator_id
 		  AND b.ended_at >= (anomaly_report.from_day::timestamp AT TIME ZONE st.tz)
 		  AND b.ended_at < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE st.tz)
+		  -- Implied by the two above (no zone is a day away from UTC), but
+		  -- without a station's zone: the planner sees the period's size
+		  -- and reads bill_station_idx per station for it, not all bills.
+		  AND b.ended_at >= (anomaly_report.from_day::timestamp AT TIME ZONE 'UTC') - interval '1 day'
+		  AND b.ended_at < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day'
 		UNION ALL
 		-- Sessions whose charging has ended and that have no bill yet
 		-- (the pile record not in, not given up on; or the unplug awaited).
@@ -85,8 +90,16 @@ BEGIN
 		WHERE st.operator_id = anomaly_report.operator_id
 		  AND cs.state IN ('occupied', 'ended')
 		  AND NOT EXISTS (SELECT 1 FROM evcharge.bill b WHERE b.order_no = cs.order_no)
-		  AND coalesce(cs.charging_ended_at, cs.last_ts) >= (anomaly_report.from_day::timestamp AT TIME ZONE st.tz)
-		  AND coalesce(cs.charging_ended_at, cs.last_ts) < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE st.tz)
+		  -- coalesce(cs.charging_ended_at, cs.last_ts) in the period, said
+		  -- so that charge_session_ended_idx serves both branches (the
+		  -- bounds in UTC are implied, as above, and tell the planner).
+		  AND ((cs.charging_ended_at >= (anomaly_report.from_day::timestamp AT TIME ZONE st.tz)
+		        AND cs.charging_ended_at < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE st.tz)
+		        AND cs.charging_ended_at >= (anomaly_report.from_day::timestamp AT TIME ZONE 'UTC') - interval '1 day'
+		        AND cs.charging_ended_at < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day')
+		       OR (cs.charging_ended_at IS NULL
+		           AND cs.last_ts >= (anomaly_report.from_day::timestamp AT TIME ZONE st.tz)
+		           AND cs.last_ts < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE st.tz)))
 	), grouped AS (
 		-- Each session once per dimension it belongs to (partner only
 		-- when it came through one), and once more per code it carried.

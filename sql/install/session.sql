@@ -37,6 +37,12 @@ CREATE INDEX charge_session_station_idx ON evcharge.charge_session (station_id, 
 COMMENT ON INDEX evcharge.charge_session_station_idx IS 'a station''s sessions by start';
 CREATE INDEX charge_session_gun_idx ON evcharge.charge_session (gun, occupied_until);
 COMMENT ON INDEX evcharge.charge_session_gun_idx IS 'a gun''s sessions by unplug time: the session machine finds the last one';
+-- Sessions whose charging has ended, by when (NULL first-class: anomaly_report
+-- finds those without an end too).  Its columns change once per session,
+-- never on a heartbeat, so the heartbeats' updates stay HOT.
+CREATE INDEX charge_session_ended_idx ON evcharge.charge_session (charging_ended_at)
+	WHERE state IN ('occupied', 'ended');
+COMMENT ON INDEX evcharge.charge_session_ended_idx IS 'occupied and ended sessions by end of charging: anomaly_report''s pending sessions of a period';
 COMMENT ON TABLE evcharge.charge_session IS
 	'A charging session of a gun: opened by start_session() (app, QR) or by the first charging heartbeat with an order number the platform does not know (card, password, other offline starts); energy per class accumulated live by the heartbeat trigger; at most one open session per gun';
 COMMENT ON COLUMN evcharge.charge_session.order_no IS 'order number: the platform''s (yyyyMMddHHmmss + 6 digits) or the pile''s for offline starts';

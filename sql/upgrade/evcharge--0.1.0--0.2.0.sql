@@ -1138,4 +1138,230 @@ SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_transaction_transactio
 
 
 
+-- == speed: generic plans, report indexes ==
+-- daily_report's day and anomaly_report's period served by indexes and
+-- said so the planner sees them, so both cost the period, not the
+-- history; no JIT for either.
+CREATE INDEX bill_station_day_idx ON evcharge.bill (station_id, (coalesce(ended_at, started_at)));
+COMMENT ON INDEX evcharge.bill_station_day_idx IS 'bills of a station by coalesce(ended_at, started_at), the day daily_report() counts a bill in';
+CREATE INDEX charge_session_ended_idx ON evcharge.charge_session (charging_ended_at)
+	WHERE state IN ('occupied', 'ended');
+COMMENT ON INDEX evcharge.charge_session_ended_idx IS 'occupied and ended sessions by end of charging: anomaly_report''s pending sessions of a period';
+CREATE OR REPLACE FUNCTION evcharge.daily_report(operator_id bigint, day date, only_sub_operator bigint DEFAULT NULL)
+RETURNS TABLE (line text, station_id bigint, station text, sub_operator_id bigint, sub_operator text,
+	sessions bigint, held bigint, unsettled bigint, energy_kwh numeric, energy_fee numeric, service_fee numeric,
+	occupancy_fee numeric, discount numeric, total numeric, top_ups numeric, credits numeric, refunds numeric,
+	refund_fees numeric)
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off
+BEGIN ATOMIC
+	WITH books AS (
+		SELECT daily_report.operator_id AS op, lower(d.r) AS t0, upper(d.r) AS t1
+		FROM (SELECT evcharge.books_day(daily_report.operator_id, daily_report.day) AS r) d
+	), bills AS (
+		-- The day's bills: sessions whose charging ended that day.  Their
+		-- sub-operator is where the ledger put their revenue, or for bills
+		-- not yet settled where the attribution rules would.
+		SELECT b.*, coalesce(r.sub_operator_id, evcharge.attributed_sub_operator(books.op, b.station_id,
+		           coalesce(cs.group_id, m.group_id), m.vin, m.card_no)) AS sub
+		FROM books
+		JOIN evcharge.station st ON st.operator_id = books.op
+		JOIN evcharge.bill b ON b.station_id = st.station_id
+		JOIN evcharge.charge_session cs ON cs.order_no = b.order_no
+		LEFT JOIN evcharge.member m ON m.member_id = cs.member_id
+		LEFT JOIN LATERAL (
+			SELECT a.sub_operator_id FROM evcharge.ledger_txn t
+			JOIN evcharge.ledger_entry e ON e.txn_id = t.txn_id
+			JOIN evcharge.account a ON a.account_id = e.account_id
+			WHERE t.kind = 'bill' AND t.idem_key = b.order_no AND a.kind LIKE 'revenue\_%'
+			LIMIT 1) r ON b.state = 'settled'
+		-- The day's bounds as scalar subqueries, not join columns: so the
+		-- planner sees a range on bill_station_day_idx per station, not a
+		-- join filter over every bill of the operator's history.
+		WHERE coalesce(b.ended_at, b.started_at) >= (SELECT books.t0 FROM books)
+		  AND coalesce(b.ended_at, b.started_at) < (SELECT books.t1 FROM books)
+	), station_lines AS (
+		SELECT 'station'::text AS line, b.station_id, b.sub AS sub_operator_id,
+		       count(*) AS sessions, count(*) FILTER (WHERE b.state = 'held') AS held,
+		       count(*) FILTER (WHERE b.state = 'final') AS unsettled,
+		       round(coalesce(sum(b.energy_wh) FILTER (WHERE b.state = 'settled'), 0) / 1000.0, 3) AS energy_kwh,
+		       coalesce(sum(b.energy_fee) FILTER (WHERE b.state = 'settled'), 0) AS energy_fee,
+		       coalesce(sum(b.service_fee) FILTER (WHERE b.state = 'settled'), 0) AS service_fee,
+		       coalesce(sum(b.occupancy_fee) FILTER (WHERE b.state = 'settled'), 0) AS occupancy_fee,
+		       coalesce(sum(b.discount) FILTER (WHERE b.state = 'settled'), 0) AS discount,
+		       coalesce(sum(b.total) FILTER (WHERE b.state = 'settled'), 0) AS total,
+		       0::numeric AS top_ups, 0::numeric AS credits, 0::numeric AS refunds, 0::numeric AS refund_fees
+		FROM bills b
+		GROUP BY b.station_id, b.sub
+	), wallet_moves AS (
+		-- The day's money in and out of wallets: what the wallet was credited
+		-- by top-ups and manual credits, and the refunds paid out (approved).
+		SELECT t.kind, evcharge.wallet_sub_operator(e.account_id) AS sub, -e.amount AS amount, 0::numeric AS fee
+		FROM books
+		JOIN evcharge.ledger_txn t ON t.operator_id = books.op
+		     AND t.created_at >= (SELECT books.t0 FROM books) AND t.created_at < (SELECT books.t1 FROM books)
+		JOIN evcharge.ledger_entry e ON e.txn_id = t.txn_id
+		JOIN evcharge.account a ON a.account_id = e.account_id
+		WHERE t.kind IN ('top_up', 'manual_credit') AND a.kind IN ('member_wallet', 'department_wallet', 'partner_prepaid')
+		UNION ALL
+		SELECT t.kind, evcharge.wallet_sub_operator(f.account_id), f.amount, f.fee
+		FROM books
+		JOIN evcharge.ledger_txn t ON t.operator_id = books.op
+		     AND t.created_at >= (SELECT books.t0 FROM books) AND t.created_at < (SELECT books.t1 FROM books)
+		JOIN evcharge.refund f ON f.refund_id::text = t.idem_key
+		WHERE t.kind = 'refund_approve'
+	), wallet_lines AS (
+		SELECT 'wallets'::text AS line, NULL::bigint AS station_id, w.sub AS sub_operator_id,
+		       0::bigint, 0::bigint, 0::bigint, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric,
+		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'top_up'), 0),
+		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'manual_credit'), 0),
+		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'refund_approve'), 0),
+		       coalesce(sum(w.fee) FILTER (WHERE w.kind = 'refund_approve'), 0)
+		FROM wallet_moves w
+		GROUP BY w.sub
+	), lines AS (
+		SELECT * FROM station_lines UNION ALL SELECT * FROM wallet_lines
+	), seen AS (
+		SELECT * FROM lines l
+		WHERE daily_report.only_sub_operator IS NULL OR l.sub_operator_id = daily_report.only_sub_operator
+	)
+	SELECT x.* FROM (
+	SELECT s.line, s.station_id, st.name, s.sub_operator_id, so.name, s.sessions, s.held, s.unsettled,
+	       s.energy_kwh, s.energy_fee, s.service_fee, s.occupancy_fee, s.discount, s.total,
+	       s.top_ups, s.credits, s.refunds, s.refund_fees
+	FROM seen s
+	LEFT JOIN evcharge.station st ON st.station_id = s.station_id
+	LEFT JOIN evcharge.sub_operator so ON so.sub_operator_id = s.sub_operator_id
+	UNION ALL
+	SELECT 'total', NULL, NULL, daily_report.only_sub_operator, NULL,
+	       coalesce(sum(s.sessions), 0)::bigint, coalesce(sum(s.held), 0)::bigint, coalesce(sum(s.unsettled), 0)::bigint,
+	       coalesce(sum(s.energy_kwh), 0), coalesce(sum(s.energy_fee), 0), coalesce(sum(s.service_fee), 0),
+	       coalesce(sum(s.occupancy_fee), 0), coalesce(sum(s.discount), 0), coalesce(sum(s.total), 0),
+	       coalesce(sum(s.top_ups), 0), coalesce(sum(s.credits), 0), coalesce(sum(s.refunds), 0),
+	       coalesce(sum(s.refund_fees), 0)
+	FROM seen s
+	) x (line, station_id, station, sub_operator_id, sub_operator, sessions, held, unsettled, energy_kwh, energy_fee,
+	     service_fee, occupancy_fee, discount, total, top_ups, credits, refunds, refund_fees)
+	ORDER BY array_position(ARRAY['station', 'wallets', 'total'], x.line), x.station_id, x.sub_operator_id NULLS FIRST;
+END;
+CREATE OR REPLACE FUNCTION evcharge.anomaly_report(operator_id bigint, from_day date, to_day date)
+RETURNS TABLE (dimension text, value text, code int, code_name text, bills bigint, bills_now bigint,
+	sessions bigint, successful bigint, pending bigint, share numeric)
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 100 SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+DECLARE
+	hint text := 'E.g. anomaly_report(12, ''2026-11-01'', ''2026-11-30'') for November 2026, or anomaly_report_month(12, ''2026-11-01'').';
+BEGIN
+	IF anomaly_report.operator_id IS NULL THEN
+		RAISE EXCEPTION 'operator_id of an anomaly report cannot be NULL'
+			USING ERRCODE = 'null_value_not_allowed',
+			      DETAIL = 'Every argument is required: the operator, the first day and the last day.', HINT = hint;
+	END IF;
+	IF anomaly_report.from_day IS NULL THEN
+		RAISE EXCEPTION 'from_day of an anomaly report cannot be NULL'
+			USING ERRCODE = 'null_value_not_allowed',
+			      DETAIL = 'Every argument is required: the operator, the first day and the last day.', HINT = hint;
+	END IF;
+	IF anomaly_report.to_day IS NULL THEN
+		RAISE EXCEPTION 'to_day of an anomaly report cannot be NULL'
+			USING ERRCODE = 'null_value_not_allowed',
+			      DETAIL = 'Every argument is required: the operator, the first day and the last day.', HINT = hint;
+	END IF;
+	IF anomaly_report.from_day > anomaly_report.to_day THEN
+		RAISE EXCEPTION 'report period from "%" to "%" is empty',
+			CASE WHEN isfinite(anomaly_report.from_day) THEN to_char(anomaly_report.from_day, 'YYYY-MM-DD')
+			     ELSE anomaly_report.from_day::text END,
+			CASE WHEN isfinite(anomaly_report.to_day) THEN to_char(anomaly_report.to_day, 'YYYY-MM-DD')
+			     ELSE anomaly_report.to_day::text END
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'The first day is after the last; both days are part of the period.', HINT = hint;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM evcharge.operator o WHERE o.operator_id = anomaly_report.operator_id) THEN
+		RAISE EXCEPTION 'operator "%" is not known', anomaly_report.operator_id
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = format('No row of evcharge.operator has operator_id %s.', anomaly_report.operator_id),
+			      HINT = 'Operators are in evcharge.operator.';
+	END IF;
+
+	RETURN QUERY
+	WITH ended AS (
+		-- Billed sessions: every set of codes the bill ever had.  Each
+		-- change of a bill is a revision with the bill before and after,
+		-- so the current codes and those of the revisions are all of them.
+		SELECT b.channel AS ch, cs.partner_id AS pid, pa.name AS pname, pl.firmware AS fw, true AS billed,
+		       b.anomalies OPERATOR(evcharge.|) coalesce(rv.seen, ''::evcharge.anomaly_set) AS ever,
+		       b.anomalies AS cur
+		FROM evcharge.station st
+		JOIN evcharge.bill b ON b.station_id = st.station_id
+		JOIN evcharge.charge_session cs ON cs.order_no = b.order_no
+		LEFT JOIN evcharge.partner pa ON pa.partner_id = cs.partner_id
+		LEFT JOIN evcharge.pile pl ON pl.pile_id OPERATOR(evcharge.=) evcharge.pile(b.gun)
+		LEFT JOIN LATERAL (
+			SELECT evcharge.anomaly_union(x.codes) AS seen
+			FROM evcharge.bill_revision r,
+			     LATERAL (VALUES ((r.before ->> 'anomalies')::evcharge.anomaly_set),
+			                     ((r.after ->> 'anomalies')::evcharge.anomaly_set)) AS x(codes)
+			WHERE r.order_no = b.order_no AND b.revision > 0) rv ON true
+		WHERE st.operator_id = anomaly_report.operator_id
+		  AND b.ended_at >= (anomaly_report.from_day::timestamp AT TIME ZONE st.tz)
+		  AND b.ended_at < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE st.tz)
+		  -- Implied by the two above (no zone is a day away from UTC), but
+		  -- without a station's zone: the planner sees the period's size
+		  -- and reads bill_station_idx per station for it, not all bills.
+		  AND b.ended_at >= (anomaly_report.from_day::timestamp AT TIME ZONE 'UTC') - interval '1 day'
+		  AND b.ended_at < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day'
+		UNION ALL
+		-- Sessions whose charging has ended and that have no bill yet
+		-- (the pile record not in, not given up on; or the unplug awaited).
+		SELECT cs.channel, cs.partner_id, pa.name, pl.firmware, false, NULL, NULL
+		FROM evcharge.station st
+		JOIN evcharge.charge_session cs ON cs.station_id = st.station_id
+		LEFT JOIN evcharge.partner pa ON pa.partner_id = cs.partner_id
+		LEFT JOIN evcharge.pile pl ON pl.pile_id OPERATOR(evcharge.=) evcharge.pile(cs.gun)
+		WHERE st.operator_id = anomaly_report.operator_id
+		  AND cs.state IN ('occupied', 'ended')
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.bill b WHERE b.order_no = cs.order_no)
+		  -- coalesce(cs.charging_ended_at, cs.last_ts) in the period, said
+		  -- so that charge_session_ended_idx serves both branches (the
+		  -- bounds in UTC are implied, as above, and tell the planner).
+		  AND ((cs.charging_ended_at >= (anomaly_report.from_day::timestamp AT TIME ZONE st.tz)
+		        AND cs.charging_ended_at < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE st.tz)
+		        AND cs.charging_ended_at >= (anomaly_report.from_day::timestamp AT TIME ZONE 'UTC') - interval '1 day'
+		        AND cs.charging_ended_at < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day')
+		       OR (cs.charging_ended_at IS NULL
+		           AND cs.last_ts >= (anomaly_report.from_day::timestamp AT TIME ZONE st.tz)
+		           AND cs.last_ts < ((anomaly_report.to_day + 1)::timestamp AT TIME ZONE st.tz)))
+	), grouped AS (
+		-- Each session once per dimension it belongs to (partner only
+		-- when it came through one), and once more per code it carried.
+		SELECT d.ord, d.dim, d.gkey, min(d.val) AS val, c.code AS c_code,
+		       count(*) AS n,
+		       count(*) FILTER (WHERE evcharge.anomaly_has(e.cur, c.code)) AS n_now,
+		       count(*) FILTER (WHERE e.billed AND e.ever OPERATOR(evcharge.=) ''::evcharge.anomaly_set) AS n_ok,
+		       count(*) FILTER (WHERE e.billed AND e.ever OPERATOR(evcharge.<>) ''::evcharge.anomaly_set) AS n_bad,
+		       count(*) FILTER (WHERE e.billed AND e.cur OPERATOR(evcharge.<>) ''::evcharge.anomaly_set) AS n_bad_now,
+		       count(*) FILTER (WHERE NOT e.billed) AS n_pending
+		FROM ended e
+		CROSS JOIN LATERAL (VALUES (1, 'total', 'all', 'all'), (2, 'channel', e.ch, e.ch),
+			(3, 'partner', e.pname, e.pid::text), (4, 'firmware', e.fw, e.fw)) AS d(ord, dim, val, gkey)
+		CROSS JOIN LATERAL (SELECT NULL::int UNION ALL SELECT unnest(evcharge.anomaly_codes(e.ever))) AS c(code)
+		WHERE d.dim <> 'partner' OR e.pid IS NOT NULL
+		GROUP BY d.ord, d.dim, d.gkey, c.code
+	)
+	SELECT r.dim, r.val, r.c_code, r.c_name, r.n_bills, r.n_bills_now, r.n_sessions, r.n_ok, r.n_pending,
+	       round(r.n_bills::numeric / nullif(r.n_sessions, 0), 4)
+	FROM (
+		SELECT g.ord, g.dim, g.val, g.gkey, g.c_code, ac.name AS c_name,
+		       CASE WHEN g.c_code IS NULL THEN g.n_bad ELSE g.n END AS n_bills,
+		       CASE WHEN g.c_code IS NULL THEN g.n_bad_now ELSE g.n_now END AS n_bills_now,
+		       gs.n AS n_sessions, gs.n_ok, gs.n_pending
+		FROM grouped g
+		JOIN grouped gs ON gs.ord = g.ord AND gs.gkey IS NOT DISTINCT FROM g.gkey AND gs.c_code IS NULL
+		LEFT JOIN evcharge.anomaly_code ac ON ac.code = g.c_code
+		UNION ALL
+		-- No session at all: the total says so.
+		SELECT 1, 'total', 'all', 'all', NULL, NULL, 0, 0, 0, 0, 0
+		WHERE NOT EXISTS (SELECT 1 FROM ended)
+	) r
+	ORDER BY r.ord, r.val NULLS LAST, r.gkey NULLS LAST, r.c_code NULLS FIRST;
+END $$;
+
 -- == release ==
