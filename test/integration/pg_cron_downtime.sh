@@ -130,7 +130,7 @@ sleep $((60 - $(date +%S | sed 's/^0//') + 5))
 cluster_start
 ok $? "the cluster was stopped over a minute when both jobs were due ($(( $(date +%s) - stopped_at )) s) and started again"
 
-is "$(q -d $db -c "SELECT went_offline FROM evcharge.sweep_offline()")/$(q -d $db -c "SELECT online FROM evcharge.gun_state WHERE gun = '44200000120000100001006'")" \
+is "$(q -d $db -c "SELECT went_offline FROM evcharge.sweep_offline()")/$(q -d $db -c "SELECT online FROM evcharge.gun_state WHERE evcharge.gun_no(gun) = 6")" \
 	"0/t" "just after the start, a gun silent since before the stop is not offline: the downtime is not its silence"
 
 # The next runs after the start catch up.
