@@ -17,7 +17,7 @@ CREATE TABLE evcharge.statement_source (
 	partner_id bigint REFERENCES evcharge.partner,
 	url_template text NOT NULL CHECK (url_template LIKE 'http%{day}%'),
 	secret text NOT NULL CHECK (secret <> ''),
-	tz text NOT NULL DEFAULT 'Asia/Shanghai' CHECK (evcharge.is_time_zone(tz)),
+	tz evcharge.time_zone NOT NULL DEFAULT 'Asia/Shanghai',
 	enabled boolean NOT NULL DEFAULT true,
 	CHECK ((kind = 'partner') = (partner_id IS NOT NULL))
 );
