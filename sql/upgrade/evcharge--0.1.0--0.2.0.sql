@@ -204,6 +204,10 @@ DROP FUNCTION evcharge.signed_get(text, text);
 
 
 
+-- == the OCPP bridge: registry, transaction ids, commands ==
+
+
+
 -- == reference docs ==
 
 
