@@ -440,10 +440,9 @@ SignedGet(const char *url, const char *secret, const char *source, const char *d
 		curl = curl_easy_init();
 		if (multi == NULL || curl == NULL)
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start a libcurl transfer")));
-		headers = curl_slist_append(headers, ts_header);
-		if (headers != NULL)
-			headers = curl_slist_append(headers, sig_header);
-		if (headers == NULL)
+		/* curl_slist_append returns NULL, the list kept, when it fails. */
+		headers = curl_slist_append(NULL, ts_header);
+		if (headers == NULL || curl_slist_append(headers, sig_header) == NULL)
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start a libcurl transfer")));
 		if (curl_easy_setopt(curl, CURLOPT_URL, url) != CURLE_OK ||
 			curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK ||
