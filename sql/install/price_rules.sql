@@ -63,8 +63,8 @@ CREATE TABLE evcharge.customer_group (
 	group_id bigint PRIMARY KEY,
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
 	name text NOT NULL CHECK (name <> ''),
-	service_fee numeric(10, 4) CHECK (service_fee >= 0),
-	service_factor numeric(6, 4) CHECK (service_factor >= 0),
+	service_fee numeric(10, 4) CHECK (service_fee >= 0 AND service_fee <> 'NaN'),
+	service_factor numeric(6, 4) CHECK (service_factor >= 0 AND service_factor <> 'NaN'),
 	CHECK (num_nonnulls(service_fee, service_factor) <= 1)
 );
 COMMENT ON TABLE evcharge.customer_group IS
@@ -91,7 +91,7 @@ CREATE TABLE evcharge.promotion (
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
 	name text NOT NULL CHECK (name <> ''),
 	valid tstzrange NOT NULL CHECK (NOT isempty(valid)),
-	service_fee numeric(10, 4) CHECK (service_fee >= 0),
+	service_fee numeric(10, 4) CHECK (service_fee >= 0 AND service_fee <> 'NaN'),
 	service_factor numeric(6, 4) CHECK (service_factor >= 0 AND service_factor <= 1),
 	CHECK (num_nonnulls(service_fee, service_factor) = 1)
 );
@@ -128,8 +128,8 @@ COMMENT ON COLUMN evcharge.promotion_group.group_id IS 'a group it applies to';
 CREATE TABLE evcharge.occupancy_fee (
 	station_id bigint PRIMARY KEY REFERENCES evcharge.station ON DELETE CASCADE,
 	grace_minutes int NOT NULL DEFAULT 15 CHECK (grace_minutes >= 0),
-	fee_per_minute numeric(10, 4) NOT NULL CHECK (fee_per_minute >= 0),
-	cap numeric(12, 2) CHECK (cap >= 0)
+	fee_per_minute numeric(10, 4) NOT NULL CHECK (fee_per_minute >= 0 AND fee_per_minute <> 'NaN'),
+	cap numeric(12, 2) CHECK (cap >= 0 AND cap <> 'NaN')
 );
 COMMENT ON TABLE evcharge.occupancy_fee IS
 	'Occupancy fee (占桩费) of a station: per whole minute the gun stays plugged after charging ended, after a grace period, up to a cap';
@@ -151,8 +151,8 @@ CREATE TABLE evcharge.coupon (
 	coupon_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
 	member_id bigint,
-	amount numeric(10, 2) NOT NULL CHECK (amount > 0),
-	min_kwh numeric(10, 3) NOT NULL DEFAULT 0 CHECK (min_kwh >= 0),
+	amount numeric(10, 2) NOT NULL CHECK (amount > 0 AND amount <> 'NaN'),
+	min_kwh numeric(10, 3) NOT NULL DEFAULT 0 CHECK (min_kwh >= 0 AND min_kwh <> 'NaN'),
 	valid tstzrange NOT NULL CHECK (NOT isempty(valid)),
 	used_order_no text UNIQUE,
 	used_at timestamptz,
