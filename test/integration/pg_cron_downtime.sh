@@ -9,7 +9,8 @@
 # booked is booked.  A gun heard just before the stop is not marked offline
 # just after the start: the database's downtime is not the gun's silence.
 source "$(dirname "$0")/lib/tap.sh"
-plan 16
+source "$(dirname "$0")/lib/statement_server.sh"
+plan 15
 db=evcharge_it
 data="$EV_ROOT/.cluster/test/data"
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -19,18 +20,12 @@ cluster_start() {
 }
 work=$(mktemp -d)
 chmod 755 "$work"
-server_pid=
 # Whatever happens, the cluster is left running for the tests after this one.
-trap '[ -n "$server_pid" ] && kill $server_pid 2>/dev/null; as_owner "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1 || cluster_start; rm -rf "$work"' EXIT
+trap 'stop_statement_server; as_owner "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1 || cluster_start; rm -rf "$work"' EXIT
 
 q -d $db -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
 	-c "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'evcharge-%'" \
 	-c "DROP EXTENSION IF EXISTS evcharge CASCADE" -c "CREATE EXTENSION evcharge CASCADE" >/dev/null
-
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
-	-keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1
-ok $? "a certificate for the loopback statement server"
-chmod 644 "$work/cert.pem" "$work/key.pem"
 
 # Partner 8's users charged on each of the last three days, and once two
 # months ago; a member topped up WX-1 (the provider also has WX-3, whose
@@ -78,13 +73,8 @@ cat > "$work/partner.csv" <<CSV
 order_no,energy_wh,total
 $order1,5900,7.37
 CSV
-chmod 644 "$work"/*.csv
-python3 "$EV_ROOT/test/integration/lib/statement_server.py" 0 "$work/cert.pem" "$work/key.pem" s3cret \
-	"$work/provider.csv" "$work/partner.csv" >"$work/port" 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 1 50); do [ -s "$work/port" ] && break; sleep 0.1; done
-port=$(head -1 "$work/port")
-ok $([ -n "$port" ]; echo $?) "the statement server listens on 127.0.0.1:$port"
+start_statement_server "$work" "$work/provider.csv" "$work/partner.csv"
+ok $? "the loopback statement server listens on 127.0.0.1:$port, with a certificate for it"
 
 # The sources, watermarks as if the reconciliation last ran four days ago
 # and the statements three months ago, and a fault: the partner source's
@@ -94,9 +84,9 @@ q -d $db >/dev/null <<SQL
 ALTER DATABASE $db SET evcharge.http_ca_file = '$work/cert.pem';
 ALTER DATABASE $db SET evcharge.http_timeout = '5s';
 SET search_path = evcharge;
-INSERT INTO statement_source (operator_id, kind, partner_id, url_template, secret) VALUES
-	(12, 'provider', NULL, 'https://127.0.0.1:$port/provider/{day}.csv', 's3cret'),
-	(12, 'partner', 8, 'https://127.0.0.1:$port/partner/{day}.csv', 's3cret');
+INSERT INTO statement_source (operator_id, kind, partner_id, url_template, secret, name) VALUES
+	(12, 'provider', NULL, 'https://127.0.0.1:$port/wxpay-12/provider/{day}.csv', '$statement_secret', 'wxpay-12'),
+	(12, 'partner', 8, 'https://127.0.0.1:$port/mapapp-8/partner/{day}.csv', '$statement_secret', 'mapapp-8');
 INSERT INTO job_watermark (job, subject_id, operator_id, done_until, last_run_at, last_result) VALUES
 	('reconcile', 1, 12, '$d1'::date - 1, now() - interval '4 days', 'as if'),
 	('reconcile', 2, 12, '$d1'::date - 1, now() - interval '4 days', 'as if'),

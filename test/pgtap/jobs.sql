@@ -120,8 +120,8 @@ SELECT is((SELECT sum(sessions)::int FROM partner_month_statement WHERE partner_
 -- Reconciliation: a source that cannot be reached.  Its first run does
 -- yesterday (not year 1) and fails there; moved back three days, the run
 -- stops at the first of them.
-INSERT INTO statement_source (operator_id, kind, url_template, secret)
-VALUES (70, 'provider', 'https://127.0.0.1:9/{day}.csv', 'x');
+INSERT INTO statement_source (operator_id, kind, url_template, secret, name)
+VALUES (70, 'provider', 'https://127.0.0.1:9/unreachable/{day}.csv', 'secret-of-sixteen-characters', 'unreachable-70');
 SELECT results_eq($$SELECT day, lines, error IS NOT NULL FROM run_reconciliation()$$,
 	$$SELECT (now() AT TIME ZONE 'Asia/Shanghai')::date - 1, NULL::int, true$$,
 	'a source''s first run reconciles yesterday, and records that it failed');
