@@ -217,8 +217,30 @@ CREATE TRIGGER ledger_apply AFTER INSERT ON evcharge.ledger_entry
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.ledger_apply();
 COMMENT ON TRIGGER ledger_apply ON evcharge.ledger_entry IS 'new entries move their accounts'' balances in the same statement';
 
--- Balanced at commit: a transaction whose entries do not sum to zero, or
--- that has fewer than two, cannot be committed.
+-- An account opens at zero: its balance is what its entries make it
+-- (ledger_apply).  A row that comes with a balance, as pg_restore's COPY of
+-- the account table does, is opened at zero too, and the entries restored
+-- after it bring the balance back, counted once.
+CREATE FUNCTION evcharge.account_opens_at_zero() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	NEW.balance := 0;
+	RETURN NEW;
+END $$;
+COMMENT ON FUNCTION evcharge.account_opens_at_zero() IS
+	'trigger: a new account''s balance is 0 whatever the row says; its entries make its balance (so a restore does not count them twice)';
+CREATE TRIGGER account_opens_at_zero BEFORE INSERT ON evcharge.account
+	FOR EACH ROW EXECUTE FUNCTION evcharge.account_opens_at_zero();
+COMMENT ON TRIGGER account_opens_at_zero ON evcharge.account IS
+	'an account opens with balance 0: the balance is its entries'', applied by ledger_apply, also when a restore brings account and entries back';
+
+-- Balanced at commit: a transaction whose entries do not sum to zero
+-- cannot be committed.  The check hangs on the entries, not on the
+-- transaction row, so that it runs when they are there: pg_restore (and a
+-- plain dump through psql) loads ledger_txn and ledger_entry by separate
+-- COPYs, each committed on its own, and the entries of every transaction
+-- come in the same COPY.  Since no entry is 0, a balanced transaction has at
+-- least two; one without any entry is refused by post_txn, the only writer.
 CREATE FUNCTION evcharge.ledger_check_balanced() RETURNS trigger
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -234,10 +256,10 @@ BEGIN
 	END IF;
 	RETURN NULL;
 END $$;
-COMMENT ON FUNCTION evcharge.ledger_check_balanced() IS 'constraint trigger, at commit: every transaction has at least two entries summing to zero';
-CREATE CONSTRAINT TRIGGER ledger_txn_balanced AFTER INSERT ON evcharge.ledger_txn
+COMMENT ON FUNCTION evcharge.ledger_check_balanced() IS 'constraint trigger on ledger_entry, at commit: the entry''s transaction has at least two entries summing to zero';
+CREATE CONSTRAINT TRIGGER ledger_entry_balanced AFTER INSERT ON evcharge.ledger_entry
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION evcharge.ledger_check_balanced();
-COMMENT ON TRIGGER ledger_txn_balanced ON evcharge.ledger_txn IS 'at commit: a transaction''s entries sum to zero';
+COMMENT ON TRIGGER ledger_entry_balanced ON evcharge.ledger_entry IS 'at commit: the transaction of each new entry sums to zero (restore-safe: entries are loaded after their transactions)';
 
 -- Posts one transaction, once per (kind, key): the first call writes it and
 -- its result; any later call with the same kind and key returns that
@@ -291,6 +313,11 @@ BEGIN
 	FROM unnest(p_accounts, p_amounts) AS x(account_id, amount)
 	GROUP BY x.account_id HAVING sum(x.amount) <> 0
 	ORDER BY x.account_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'the entries of % % cancel out: nothing to post', p_kind, p_key
+			USING ERRCODE = 'check_violation',
+			      HINT = 'A transaction moves money between at least two accounts.';
+	END IF;
 	replayed := false;
 END $$;
 COMMENT ON FUNCTION evcharge.post_txn(bigint, text, text, bigint[], numeric[], text, text, jsonb) IS
@@ -324,3 +351,9 @@ SELECT pg_catalog.pg_extension_config_dump('evcharge.attribution', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.account', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_txn', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_entry', '');
+-- The identity sequences too, or a restored database would number new rows
+-- from 1 again.
+SELECT pg_catalog.pg_extension_config_dump('evcharge.attribution_attribution_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.account_account_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_txn_txn_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_entry_entry_id_seq', '');
