@@ -234,13 +234,17 @@ CREATE TRIGGER account_opens_at_zero BEFORE INSERT ON evcharge.account
 COMMENT ON TRIGGER account_opens_at_zero ON evcharge.account IS
 	'an account opens with balance 0: the balance is its entries'', applied by ledger_apply, also when a restore brings account and entries back';
 
--- Balanced at commit: a transaction whose entries do not sum to zero
--- cannot be committed.  The check hangs on the entries, not on the
--- transaction row, so that it runs when they are there: pg_restore (and a
--- plain dump through psql) loads ledger_txn and ledger_entry by separate
--- COPYs, each committed on its own, and the entries of every transaction
--- come in the same COPY.  Since no entry is 0, a balanced transaction has at
--- least two; one without any entry is refused by post_txn, the only writer.
+-- Balanced at commit: a transaction whose entries do not sum to zero, or
+-- that has fewer than two, cannot be committed.  The check hangs on the
+-- entries, so that it runs when they are there: pg_restore (and a plain
+-- dump through psql) loads ledger_txn and ledger_entry by separate COPYs,
+-- each committed on its own, and the entries of every transaction come in
+-- the same COPY.  A transaction row made now (created_at is the
+-- transaction's start, as post_txn and any INSERT that leaves the default
+-- make it) is checked too, which catches one left with no entry at all; a
+-- row that carries an earlier time, as a restored one does, is not: its
+-- entries are checked when they come, and verify_ledger() reports a
+-- transaction without any.
 CREATE FUNCTION evcharge.ledger_check_balanced() RETURNS trigger
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -256,10 +260,17 @@ BEGIN
 	END IF;
 	RETURN NULL;
 END $$;
-COMMENT ON FUNCTION evcharge.ledger_check_balanced() IS 'constraint trigger on ledger_entry, at commit: the entry''s transaction has at least two entries summing to zero';
+COMMENT ON FUNCTION evcharge.ledger_check_balanced() IS
+	'constraint trigger, at commit, on ledger_entry and on ledger_txn rows made now: the transaction has at least two entries summing to zero';
 CREATE CONSTRAINT TRIGGER ledger_entry_balanced AFTER INSERT ON evcharge.ledger_entry
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION evcharge.ledger_check_balanced();
-COMMENT ON TRIGGER ledger_entry_balanced ON evcharge.ledger_entry IS 'at commit: the transaction of each new entry sums to zero (restore-safe: entries are loaded after their transactions)';
+COMMENT ON TRIGGER ledger_entry_balanced ON evcharge.ledger_entry IS
+	'at commit: the transaction of each new entry sums to zero (also in a restore, which loads entries after their transactions)';
+CREATE CONSTRAINT TRIGGER ledger_txn_balanced AFTER INSERT ON evcharge.ledger_txn
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.created_at = now())
+	EXECUTE FUNCTION evcharge.ledger_check_balanced();
+COMMENT ON TRIGGER ledger_txn_balanced ON evcharge.ledger_txn IS
+	'at commit: a transaction made now has entries summing to zero (a restored row, with its earlier time, is checked by its entries)';
 
 -- Posts one transaction, once per (kind, key): the first call writes it and
 -- its result; any later call with the same kind and key returns that
@@ -313,11 +324,6 @@ BEGIN
 	FROM unnest(p_accounts, p_amounts) AS x(account_id, amount)
 	GROUP BY x.account_id HAVING sum(x.amount) <> 0
 	ORDER BY x.account_id;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'the entries of % % cancel out: nothing to post', p_kind, p_key
-			USING ERRCODE = 'check_violation',
-			      HINT = 'A transaction moves money between at least two accounts.';
-	END IF;
 	replayed := false;
 END $$;
 COMMENT ON FUNCTION evcharge.post_txn(bigint, text, text, bigint[], numeric[], text, text, jsonb) IS

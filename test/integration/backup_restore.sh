@@ -11,7 +11,7 @@
 # pipeline goes on where it left off: a heartbeat batch after the restore
 # ends the sessions that were open, and new money takes the next numbers.
 source "$(dirname "$0")/lib/tap.sh"
-plan 23
+plan 26
 db=evcharge_it_backup
 fresh_db $db
 work=$(mktemp -d)
@@ -161,4 +161,18 @@ is "$(q -d ${db}_r1 -c "SELECT notify_adjustment || ' ' || max_session || ' ' ||
 	"true 12:00:00 2.50" "the operator's changed policies are restored, not replaced by the defaults"
 is "$(q -d ${db}_r1 -c "INSERT INTO evcharge.operator VALUES (77, 'after the restore')" -c "SELECT count(*) FROM evcharge.anomaly_policy WHERE operator_id = 77" -c "SELECT count(*) FROM evcharge.finance_policy WHERE operator_id = 77" | tr '\n' ' ')" \
 	"1 1 " "a new operator after the restore gets its default policies"
+
+# The ledger's rules hold in the restored database as they did: a
+# transaction made now needs balanced entries by commit, with none or with
+# entries that do not sum to zero; an account opens at zero.
+ledger_rule() {
+	psql -X -q -v ON_ERROR_STOP=1 -d ${db}_r1 -c "BEGIN" -c "$1" -c "COMMIT" 2>&1 | grep -o 'ledger transaction [0-9]* does not balance'
+}
+ok $(ledger_rule "INSERT INTO evcharge.ledger_txn (operator_id, kind, idem_key) VALUES (20, 'manual_credit', 'BK-RAW-1')" >/dev/null; echo $?) \
+	"a transaction with no entry cannot be committed"
+ok $(ledger_rule "WITH t AS (INSERT INTO evcharge.ledger_txn (operator_id, kind, idem_key) VALUES (20, 'manual_credit', 'BK-RAW-2') RETURNING txn_id)
+	INSERT INTO evcharge.ledger_entry (txn_id, account_id, amount) SELECT t.txn_id, evcharge.member_wallet(7001), 5.00 FROM t" >/dev/null; echo $?) \
+	"a transaction whose entries do not sum to zero cannot be committed"
+is "$(q -d ${db}_r1 -c "INSERT INTO evcharge.account (operator_id, kind, balance) VALUES (77, 'adjustments', 99.00) RETURNING balance")" \
+	"0.00" "an account opens at zero whatever the row says"
 done_testing
