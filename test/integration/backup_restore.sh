@@ -171,7 +171,7 @@ ledger_rule() {
 ok $(ledger_rule "INSERT INTO evcharge.ledger_txn (operator_id, kind, idem_key) VALUES (20, 'manual_credit', 'BK-RAW-1')" >/dev/null; echo $?) \
 	"a transaction with no entry cannot be committed"
 ok $(ledger_rule "WITH t AS (INSERT INTO evcharge.ledger_txn (operator_id, kind, idem_key) VALUES (20, 'manual_credit', 'BK-RAW-2') RETURNING txn_id)
-	INSERT INTO evcharge.ledger_entry (txn_id, account_id, amount) SELECT t.txn_id, evcharge.member_wallet(7001), 5.00 FROM t" >/dev/null; echo $?) \
+	INSERT INTO evcharge.ledger_entry (txn_id, account_id, amount, operator_id) SELECT t.txn_id, evcharge.member_wallet(7001), 5.00, 20 FROM t" >/dev/null; echo $?) \
 	"a transaction whose entries do not sum to zero cannot be committed"
 is "$(q -d ${db}_r1 -c "INSERT INTO evcharge.account (operator_id, kind, balance) VALUES (77, 'adjustments', 99.00) RETURNING balance")" \
 	"0.00" "an account opens at zero whatever the row says"
