@@ -50,8 +50,8 @@ SELECT statement_id FROM partner_statement(71, '2026-11-01');
 SELECT total FROM repair_bill((SELECT order_no FROM bill WHERE state = 'held' ORDER BY order_no LIMIT 1),
 	'backup test: meter photo checked', 'platform');
 SELECT settled FROM settle_bills();
-INSERT INTO statement_source (operator_id, kind, partner_id, url_template, secret)
-VALUES (20, 'partner', 71, 'https://partner.example.com/{day}.csv', 'backup-test-secret');
+INSERT INTO statement_source (operator_id, kind, partner_id, url_template, secret, name)
+VALUES (20, 'partner', 71, 'https://partner.example.com/{day}.csv', 'backup-test-secret', 'fleet-71');
 -- Two charges still going at the dump: one started from the app by a
 -- member, one started at the pile.
 INSERT INTO operator VALUES (72, 'backup test, charging at the dump');
