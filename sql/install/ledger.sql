@@ -300,8 +300,34 @@ CREATE TRIGGER ledger_apply AFTER INSERT ON evcharge.ledger_entry
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.ledger_apply();
 COMMENT ON TRIGGER ledger_apply ON evcharge.ledger_entry IS 'new entries move their accounts'' balances in the same statement';
 
+-- An account opens at zero: its balance is what its entries make it
+-- (ledger_apply).  A row that comes with a balance, as pg_restore's COPY of
+-- the account table does, is opened at zero too, and the entries restored
+-- after it bring the balance back, counted once.
+CREATE FUNCTION evcharge.account_opens_at_zero() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	NEW.balance := 0;
+	RETURN NEW;
+END $$;
+COMMENT ON FUNCTION evcharge.account_opens_at_zero() IS
+	'trigger: a new account''s balance is 0 whatever the row says; its entries make its balance (so a restore does not count them twice)';
+CREATE TRIGGER account_opens_at_zero BEFORE INSERT ON evcharge.account
+	FOR EACH ROW EXECUTE FUNCTION evcharge.account_opens_at_zero();
+COMMENT ON TRIGGER account_opens_at_zero ON evcharge.account IS
+	'an account opens with balance 0: the balance is its entries'', applied by ledger_apply, also when a restore brings account and entries back';
+
 -- Balanced at commit: a transaction whose entries do not sum to zero, or
--- that has fewer than two, cannot be committed.
+-- that has fewer than two, cannot be committed.  The check hangs on the
+-- entries, so that it runs when they are there: pg_restore (and a plain
+-- dump through psql) loads ledger_txn and ledger_entry by separate COPYs,
+-- each committed on its own, and the entries of every transaction come in
+-- the same COPY.  A transaction row made now (created_at is the
+-- transaction's start, as post_txn and any INSERT that leaves the default
+-- make it) is checked too, which catches one left with no entry at all; a
+-- row that carries an earlier time, as a restored one does, is not: its
+-- entries are checked when they come, and verify_ledger() reports a
+-- transaction without any.
 CREATE FUNCTION evcharge.ledger_check_balanced() RETURNS trigger
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -317,10 +343,17 @@ BEGIN
 	END IF;
 	RETURN NULL;
 END $$;
-COMMENT ON FUNCTION evcharge.ledger_check_balanced() IS 'constraint trigger, at commit: every transaction has at least two entries summing to zero';
-CREATE CONSTRAINT TRIGGER ledger_txn_balanced AFTER INSERT ON evcharge.ledger_txn
+COMMENT ON FUNCTION evcharge.ledger_check_balanced() IS
+	'constraint trigger, at commit, on ledger_entry and on ledger_txn rows made now: the transaction has at least two entries summing to zero';
+CREATE CONSTRAINT TRIGGER ledger_entry_balanced AFTER INSERT ON evcharge.ledger_entry
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION evcharge.ledger_check_balanced();
-COMMENT ON TRIGGER ledger_txn_balanced ON evcharge.ledger_txn IS 'at commit: a transaction''s entries sum to zero';
+COMMENT ON TRIGGER ledger_entry_balanced ON evcharge.ledger_entry IS
+	'at commit: the transaction of each new entry sums to zero (also in a restore, which loads entries after their transactions)';
+CREATE CONSTRAINT TRIGGER ledger_txn_balanced AFTER INSERT ON evcharge.ledger_txn
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.created_at = now())
+	EXECUTE FUNCTION evcharge.ledger_check_balanced();
+COMMENT ON TRIGGER ledger_txn_balanced ON evcharge.ledger_txn IS
+	'at commit: a transaction made now has entries summing to zero (a restored row, with its earlier time, is checked by its entries)';
 
 -- The one rule for the keys and references that make money move once: a
 -- provider's transaction id, a staff request id, a bank reference, an order
@@ -513,3 +546,9 @@ SELECT pg_catalog.pg_extension_config_dump('evcharge.attribution', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.account', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_txn', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_entry', '');
+-- The identity sequences too, or a restored database would number new rows
+-- from 1 again.
+SELECT pg_catalog.pg_extension_config_dump('evcharge.attribution_attribution_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.account_account_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_txn_txn_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_entry_entry_id_seq', '');

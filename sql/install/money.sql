@@ -43,6 +43,10 @@ CREATE TRIGGER operator_finance_default AFTER INSERT ON evcharge.operator
 	REFERENCING NEW TABLE AS new_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_finance_default();
 COMMENT ON TRIGGER operator_finance_default ON evcharge.operator IS 'every new operator gets its money settings with the defaults';
+CREATE TRIGGER finance_policy_replaces_default BEFORE INSERT ON evcharge.finance_policy
+	FOR EACH ROW EXECUTE FUNCTION evcharge.policy_replaces_default();
+COMMENT ON TRIGGER finance_policy_replaces_default ON evcharge.finance_policy IS
+	'an inserted row replaces the operator''s default row if that is untouched: pg_restore loads the dumped policies after the operators made theirs';
 
 -- The days of an operator's books: its finance_policy.tz.
 CREATE FUNCTION evcharge.books_tz(p_operator_id bigint) RETURNS text
