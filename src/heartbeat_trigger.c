@@ -243,15 +243,14 @@ static Oid	kept_gun_type = InvalidOid;
 /* The batch's memory; SPI calls return in SPI's context, so switch back. */
 static MemoryContext batch_cxt = NULL;
 
-/* The rows of the batch (the transition table), for KeptPlanFor. */
+/* The rows of the batch (the transition table), for KeptExecute. */
 static int64 batch_rows = 0;
 
 static void
 RunKept(KeptStatement cache, const char *sql, int nargs, Oid *types, Datum *args,
 		int expect, const char *what)
 {
-	int			ret = SPI_execute_plan(KeptPlanFor(cache, sql, nargs, types, batch_rows),
-									   args, NULL, false, 0);
+	int			ret = KeptExecute(cache, sql, nargs, types, args, batch_rows);
 
 	MemoryContextSwitchTo(batch_cxt);
 	if (ret != expect)

@@ -86,8 +86,8 @@ pile_record_ingest(PG_FUNCTION_ARGS)
 
 	StatementTriggerBegin(fcinfo, "pile_record_ingest");
 
-	ret = SPI_execute_plan(KeptPlanFor(record_plan, RecordSql, 0, NULL,
-									   tuplestore_tuple_count(((TriggerData *) fcinfo->context)->tg_newtable)), NULL, NULL, false, 1);
+	ret = KeptExecute(record_plan, RecordSql, 0, NULL, NULL,
+					  tuplestore_tuple_count(((TriggerData *) fcinfo->context)->tg_newtable));
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pile record statement failed: %s", SPI_result_code_string(ret));
 	orders = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);

@@ -434,8 +434,7 @@ WriteSessions(SessionBatch *b)
 		args[8 + k] = Int8ArrayDatum(v[k], n);
 	args[16] = TimestampArrayDatum(t[4], tn[4], n);
 
-	ret = SPI_execute_plan(KeptPlanFor(session_write_plan, SessionWriteSql, SESSION_COLS, types, n),
-						   args, NULL, false, 0);
+	ret = KeptExecute(session_write_plan, SessionWriteSql, SESSION_COLS, types, args, n);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "session write failed: %s", SPI_result_code_string(ret));
 

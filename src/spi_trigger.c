@@ -10,6 +10,9 @@
 #include "postgres.h"
 
 #include "commands/trigger.h"
+#include "utils/guc.h"
+#include "utils/plancache.h"
+#include "utils/resowner.h"
 
 #include "spi_trigger.h"
 
@@ -94,4 +97,35 @@ ForgetKept(KeptStatement cache)
 			SPI_freeplan(cache[i]);
 			cache[i] = NULL;
 		}
+}
+
+/*
+ * Runs the form of the statement for a batch of nrows rows.  The generic
+ * form is planned with enable_seqscan off: it is made once and kept, maybe
+ * while a table is still empty (a new database, the first fault), and a
+ * plan that scans a table which has grown since would stay until the
+ * table's next analyze; for batches this small the right plan is an index
+ * probe per gun whatever the statistics say.  Only the planning sees the
+ * setting (SPI_plan_get_cached_plan makes or checks the plan first), not
+ * what the statement runs.  Bigger batches plan per call as settings are.
+ */
+int
+KeptExecute(KeptStatement cache, const char *sql, int nargs, Oid *argtypes, Datum *args, int64 nrows)
+{
+	SPIPlanPtr	plan = KeptPlanFor(cache, sql, nargs, argtypes, nrows);
+
+	if (nrows <= KEPT_GENERIC_MAX_ROWS)
+	{
+		int			nest = NewGUCNestLevel();
+		CachedPlan *cplan;
+
+		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		cplan = SPI_plan_get_cached_plan(plan);
+		AtEOXact_GUC(true, nest);
+		if (cplan == NULL)
+			elog(ERROR, "SPI_plan_get_cached_plan failed: %s", SPI_result_code_string(SPI_result));
+		ReleaseCachedPlan(cplan, CurrentResourceOwner);
+	}
+	return SPI_execute_plan(plan, args, NULL, false, 0);
 }

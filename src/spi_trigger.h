@@ -51,6 +51,13 @@ extern SPIPlanPtr KeptPlanFor(KeptStatement cache, const char *sql, int nargs, O
  */
 extern SPIPlanPtr KeptGenericPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 
+/*
+ * SPI_execute_plan of the form for nrows rows (no row limit); the generic
+ * form is planned without sequential scans (see spi_trigger.c).
+ */
+extern int	KeptExecute(KeptStatement cache, const char *sql, int nargs, Oid *argtypes, Datum *args,
+						int64 nrows);
+
 /* Frees both forms (the next use prepares them again). */
 extern void ForgetKept(KeptStatement cache);
 
