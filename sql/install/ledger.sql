@@ -239,10 +239,28 @@ CREATE CONSTRAINT TRIGGER ledger_txn_balanced AFTER INSERT ON evcharge.ledger_tx
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION evcharge.ledger_check_balanced();
 COMMENT ON TRIGGER ledger_txn_balanced ON evcharge.ledger_txn IS 'at commit: a transaction''s entries sum to zero';
 
+-- Locks accounts the way every function that moves money does: in account
+-- order, the last of the locks a money function takes (docs/money.md,
+-- "Locks and deadlocks"), so that two of them never wait for each other in
+-- a circle.  FOR NO KEY UPDATE is what the balance update takes anyway; it
+-- does not block rows that only refer to an account (the balance guard's
+-- stop request, a refund, a ledger entry), whose foreign keys take KEY SHARE.
+CREATE FUNCTION evcharge.lock_accounts(p_accounts bigint[]) RETURNS int
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n int;
+BEGIN
+	PERFORM 1 FROM evcharge.account a WHERE a.account_id = ANY (p_accounts) ORDER BY a.account_id FOR NO KEY UPDATE;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END $$;
+COMMENT ON FUNCTION evcharge.lock_accounts(bigint[]) IS
+	'locks the accounts (FOR NO KEY UPDATE) in account order, as every posting does: take all the accounts a transaction will post to in one call, after any bill, coupon or refund it locks; returns how many it locked';
+
 -- Posts one transaction, once per (kind, key): the first call writes it and
 -- its result; any later call with the same kind and key returns that
--- transaction and writes nothing.  Accounts are locked in account order, so
--- concurrent postings never deadlock on them.
+-- transaction and writes nothing.  Its accounts are locked in account order
+-- (lock_accounts), so two postings never deadlock on them.
 CREATE FUNCTION evcharge.post_txn(p_operator_id bigint, p_kind text, p_key text, p_accounts bigint[],
 	p_amounts numeric[], p_order_no text DEFAULT NULL, p_note text DEFAULT NULL, p_result jsonb DEFAULT NULL,
 	OUT txn evcharge.ledger_txn, OUT replayed boolean)
@@ -285,7 +303,7 @@ BEGIN
 		replayed := true;
 		RETURN;
 	END IF;
-	PERFORM 1 FROM evcharge.account a WHERE a.account_id = ANY (p_accounts) ORDER BY a.account_id FOR UPDATE;
+	PERFORM evcharge.lock_accounts(p_accounts);
 	INSERT INTO evcharge.ledger_entry (txn_id, account_id, amount)
 	SELECT txn.txn_id, x.account_id, sum(x.amount)
 	FROM unnest(p_accounts, p_amounts) AS x(account_id, amount)
