@@ -18,6 +18,7 @@ OBJS = \
 	src/tariff.o \
 	src/anomaly_codes.o \
 	src/anomaly_set.o \
+	src/engine_core.o \
 	src/energy_split.o \
 	src/pricing.o \
 	src/heartbeat_trigger.o \
@@ -43,6 +44,7 @@ INSTALL_SQL = \
 	sql/install/report.sql \
 	sql/install/ledger.sql \
 	sql/install/money.sql \
+	sql/install/bridge.sql \
 	sql/install/partner_settlement.sql \
 	sql/install/daily_report.sql \
 	sql/install/reconcile.sql \
@@ -68,10 +70,38 @@ PG_CFLAGS += -Werror
 endif
 SHLIB_LINK = -lcurl -lssl -lcrypto
 
-EXTRA_CLEAN = results regression.diffs regression.out output_iso
+EXTRA_CLEAN = results regression.diffs regression.out output_iso $(BRIDGE) $(BRIDGE_FUZZ)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# The OCPP bridge, evcharge-bridge (src/bridge/, docs/bridge.md): a separate
+# program on libwebsockets, jansson and libpq that compiles the shared id
+# grammar.  Built by `all`, installed into $(bindir) by `install`; its own
+# flags, since it is no server module (warnings are always errors).
+BRIDGE = src/bridge/evcharge-bridge
+BRIDGE_SRCS = $(sort $(wildcard src/bridge/*.c)) src/pile_id_parse.c
+BRIDGE_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Isrc -Isrc/bridge \
+	-I$(shell $(PG_CONFIG) --includedir)
+BRIDGE_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lwebsockets -ljansson -lcrypt -lpthread -lm
+all: $(BRIDGE)
+$(BRIDGE): $(BRIDGE_SRCS) $(wildcard src/bridge/*.h) src/pile_id_parse.h Makefile
+	$(CC) $(BRIDGE_CFLAGS) -o $@ $(BRIDGE_SRCS) $(BRIDGE_LIBS)
+install: install-bridge
+install-bridge: $(BRIDGE)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(BRIDGE) '$(DESTDIR)$(bindir)/evcharge-bridge'
+.PHONY: install-bridge
+
+# The bridge's libFuzzer target (frame decoder, schemas, mapping) with
+# AddressSanitizer and UndefinedBehaviorSanitizer: `make fuzz-bridge`.
+BRIDGE_FUZZ = src/bridge/fuzz/fuzz_frame
+BRIDGE_FUZZ_SRCS = src/bridge/fuzz/fuzz_frame.c src/bridge/frame.c src/bridge/ocpp.c src/bridge/config.c
+fuzz-bridge: $(BRIDGE_FUZZ)
+$(BRIDGE_FUZZ): $(BRIDGE_FUZZ_SRCS) $(wildcard src/bridge/*.h)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Wall -Wextra -Werror \
+		-Wno-unused-parameter -Isrc -Isrc/bridge -o $@ $(BRIDGE_FUZZ_SRCS) -ljansson -lm
+.PHONY: fuzz-bridge
 
 # The list of files is in this Makefile: a change to it rebuilds the script.
 $(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SQL) Makefile
@@ -90,7 +120,7 @@ lint:
 		--std=c99 -Isrc -I$(PG_INCLUDEDIR_SERVER) $(LINT_DEFS) \
 		'-Dpg_attribute_noreturn()=__attribute__((noreturn))' \
 		--suppress=missingIncludeSystem --suppress='*:$(PG_INCLUDEDIR_SERVER)/*' \
-		src/*.c test/fuzz/fuzz_ids.c test/fuzz/fuzz_anomaly.c bench/trafficgen/trafficgen.c
+		src/*.c test/fuzz/fuzz_ids.c test/fuzz/fuzz_anomaly.c test/fuzz/fuzz_engines.c bench/trafficgen/trafficgen.c
 	clang-tidy --quiet --warnings-as-errors='*' \
 		--checks='-*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-macro-parentheses,-bugprone-branch-clone,-bugprone-assignment-in-if-condition,-bugprone-implicit-widening-of-multiplication-result' \
 		src/*.c -- -Isrc -I$(PG_INCLUDEDIR_SERVER) -I$(shell $(PG_CONFIG) --includedir)/internal $(LINT_DEFS)

@@ -48,6 +48,22 @@ DECLARE
 BEGIN
 	pa := evcharge.partner_row(partner_payment.partner_id);
 	PERFORM evcharge.check_amount(partner_payment.amount, 'a partner payment');
+	PERFORM evcharge.check_key(partner_payment.reference, 'bank reference');
+	-- The value date puts the payment on a statement: one that never comes
+	-- (infinity, a date not yet reached) or came before any (-infinity, a
+	-- year 1) would hide it or misdate it.
+	IF partner_payment.received_on IS NOT NULL AND (NOT isfinite(partner_payment.received_on)
+	   OR partner_payment.received_on < date '2000-01-01'
+	   OR partner_payment.received_on > (now() AT TIME ZONE evcharge.books_tz(pa.operator_id))::date) THEN
+		RAISE EXCEPTION 'a payment received on % cannot be booked',
+			CASE WHEN isfinite(partner_payment.received_on) THEN to_char(partner_payment.received_on, 'YYYY-MM-DD')
+			     ELSE partner_payment.received_on::text END
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The value date is from 2000-01-01 to today (%s in %s).',
+			                      to_char(now() AT TIME ZONE evcharge.books_tz(pa.operator_id), 'YYYY-MM-DD'),
+			                      evcharge.books_tz(pa.operator_id)),
+			      HINT = 'Give the day the bank credited the money, as its statement line says, or leave it out (today).';
+	END IF;
 	acct := evcharge.account_of(pa.operator_id,
 		CASE pa.kind WHEN 'prepaid' THEN 'partner_prepaid' ELSE 'partner_receivable' END, pa.partner_id);
 	-- The partner's account is locked first, so what it owes after is this payment's.
@@ -71,7 +87,7 @@ BEGIN
 	END IF;
 END $$;
 COMMENT ON FUNCTION evcharge.partner_payment(bigint, numeric, text, date) IS
-	'books money a partner sent by bank (debit bank, credit its receivable or deposit), once per bank reference; received_on dates it for the statement (default: when booked); returns what the partner owes after';
+	'books money a partner sent by bank (debit bank, credit its receivable or deposit), once per bank reference (check_key); received_on dates it for the statement (default: when booked; from 2000-01-01 to today in the books time zone); returns what the partner owes after';
 
 CREATE TABLE evcharge.partner_month_statement (
 	statement_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -1,0 +1,220 @@
+/*-------------------------------------------------------------------------
+ *
+ * bridge.h
+ *	  What the units of evcharge-bridge share: the settings, a charge
+ *	  point's connection, the work items that travel from the WebSocket
+ *	  thread to the database writer and back, and each unit's entry points.
+ *
+ * Two threads.  The main thread runs libwebsockets (server.c): it reads
+ * frames (frame.c), checks and maps each message (ocpp.c) into an Item and
+ * queues it for the writer (writer.c), which COPYs a batch of items in one
+ * transaction and hands them back after the commit; the main thread then
+ * sends the answers the commit made possible.  Connections are touched by
+ * the main thread only; items carry a counted reference to theirs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BRIDGE_H
+#define BRIDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <jansson.h>
+
+/* Memory: the bridge cannot go on without it, so running out ends it. */
+static inline void *
+XRealloc(void *p, size_t n)
+{
+	void	   *q = realloc(p, n);
+
+	if (q == NULL)
+	{
+		fputs("evcharge-bridge: out of memory\n", stderr);
+		abort();
+	}
+	return q;
+}
+
+#define BRIDGE_VERSION "0.2.0"
+
+/* Settings: defaults in config.c, a config file and flags override them. */
+typedef struct BridgeConfig
+{
+	const char *db;				/* libpq conninfo */
+	char		ocpp_host[128];
+	int			ocpp_port;
+	int			flush_ms;		/* flush at least this often */
+	int			flush_rows;		/* or when this many items wait */
+	int			queue_max;		/* items held at most; then sockets pause */
+	int			heartbeat_interval; /* s, told in BootNotification */
+	int			max_message_bytes;	/* a bigger frame closes with 1009 */
+	int			rate_per_second;	/* messages per connection and second */
+	int			rate_burst;
+	int			db_retry_max_ms;	/* cap of the reconnect backoff */
+} BridgeConfig;
+
+extern BridgeConfig config;
+
+/* config.c */
+extern int	ConfigParseArgs(int argc, char **argv);
+extern void Usage(void);
+
+/* main.c: one line per event on stderr */
+extern void LogEvent(const char *pile, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+extern volatile int stopping;
+
+/* A charge point's WebSocket connection. */
+typedef struct Conn
+{
+	struct lws *wsi;			/* NULL once closed */
+	char		pile[21];		/* canonical 20 digits */
+	int			refs;			/* the socket + items in flight */
+	uint64_t	serial;
+	/* outgoing text frames, oldest first */
+	struct OutFrame *out_head;
+	struct OutFrame *out_tail;
+	/* message being reassembled from fragments */
+	char	   *rx;
+	size_t		rx_len;
+	bool		rx_overflow;
+	/* rate limit: a token bucket */
+	double		tokens;
+	int64_t		tokens_at_us;
+	bool		closing;		/* send a close at the next writable */
+	int			close_code;
+	const char *close_reason;
+	struct Conn *hash_next;
+	struct Conn *all_next;
+	struct Conn *all_prev;
+} Conn;
+
+typedef struct OutFrame
+{
+	struct OutFrame *next;
+	size_t		len;
+	char		data[];			/* LWS_PRE bytes, then the text */
+} OutFrame;
+
+/* One meter sample (a meterValue of MeterValues or transactionData). */
+typedef struct Sample
+{
+	int64_t		ts_us;			/* the sample's own time, µs since 1970 UTC */
+	int64_t		meter_wh;		/* -1: none */
+	int64_t		power_w;		/* INT64_MIN: none */
+	double		voltage_v;		/* NAN: none */
+	double		current_a;
+	int			soc;			/* -1: none */
+} Sample;
+
+typedef enum ItemKind
+{
+	ITEM_BOOT,					/* firmware into the registry */
+	ITEM_STATUS,				/* one heartbeat row */
+	ITEM_AUTHORIZE,				/* answered after the look-up */
+	ITEM_START,					/* mapping + heartbeat row */
+	ITEM_METER,					/* heartbeat rows */
+	ITEM_STOP					/* mapping + heartbeat rows + pile record */
+} ItemKind;
+
+typedef struct Item
+{
+	struct Item *next;
+	ItemKind	kind;
+	Conn	   *conn;
+	char		msg_id[40];		/* the CALL's id: the answer echoes it */
+	bool		answer_after_commit;
+	char		pile[21];
+	int			connector;
+	int64_t		ts_us;			/* the message's time */
+	int64_t		received_us;	/* when the bridge read it */
+	/* ITEM_STATUS */
+	const char *status;			/* evcharge gun_status */
+	int			fault_code;
+	/* ITEM_START / ITEM_STOP / ITEM_AUTHORIZE / ITEM_BOOT */
+	char		id_tag[24];
+	int64_t		meter;			/* meterStart or meterStop, Wh */
+	int			transaction_id; /* MeterValues/StopTransaction; -1 none */
+	char		reason[32];
+	char		firmware[52];
+	/* ITEM_METER / ITEM_STOP (transactionData) */
+	int			nsamples;
+	Sample	   *samples;
+	/* set by the writer */
+	bool		stored;			/* committed */
+	bool		failed;			/* could not be stored: a data error */
+	int			result_txid;
+	char		result_status[16];
+	char		result_order[40];
+} Item;
+
+/* writer.c */
+extern int	WriterStart(void);
+extern void WriterStop(void);	/* flushes what it holds, then joins */
+extern void WriterEnqueue(Item *item);
+extern Item *WriterTakeDone(void); /* a list of items back from the writer */
+extern int	WriterOutstanding(void);
+extern bool WriterConnected(void);
+
+/* registry.c: the handshake's look-ups, on the main thread */
+typedef enum PileCheck
+{
+	PILE_ADMITTED,
+	PILE_NOT_REGISTERED,
+	PILE_DB_DOWN
+} PileCheck;
+extern PileCheck RegistryCheckPile(const char *pile);
+
+/* frame.c: OCPP-J frames */
+typedef enum FrameError
+{
+	FRAME_OK = 0,
+	FRAME_NOT_JSON,				/* FormationViolation */
+	FRAME_NOT_FRAME,			/* ProtocolError */
+	FRAME_BAD_ID				/* ProtocolError, no id to echo */
+} FrameError;
+
+typedef struct Frame
+{
+	int			type;			/* 2 CALL, 3 CALLRESULT, 4 CALLERROR */
+	char		id[40];
+	const char *action;			/* CALL: borrowed from root */
+	json_t	   *payload;		/* borrowed from root */
+	json_t	   *root;			/* owned: json_decref() when done */
+	const char *error_code;		/* CALLERROR */
+} Frame;
+
+extern FrameError FrameDecode(const char *text, size_t len, Frame *out, char *why, size_t whylen);
+extern char *FrameCallResult(const char *id, json_t *payload); /* steals payload */
+extern char *FrameCallError(const char *id, const char *code, const char *description);
+extern char *FrameCall(const char *id, const char *action, json_t *payload);
+extern bool ParseIsoTime(const char *s, int64_t *us);
+extern void FormatIsoTime(int64_t us, char *buf, size_t len); /* 2026-01-01T00:00:00.000Z */
+extern void FormatPgTime(int64_t us, char *buf, size_t len);	/* for COPY */
+extern int64_t NowUs(void);
+
+/* ocpp.c: checking a CALL and mapping it */
+typedef struct MapResult
+{
+	Item	   *item;			/* to queue, or NULL */
+	char	   *reply;			/* to send now, or NULL (malloc'd) */
+} MapResult;
+
+extern void OcppHandleCall(Conn *conn, const Frame *frame, MapResult *res);
+extern char *OcppAnswer(const Item *item);	/* after the commit */
+extern const char *OcppValidate(const char *action, json_t *payload, char *why, size_t whylen);
+
+/* server.c */
+extern int	ServerRun(void);
+extern void ServerWake(void);	/* from any thread: the main loop looks at the done list */
+
+/* db.c: a libpq connection as the bridge opens it */
+struct pg_conn;
+extern struct pg_conn *DbConnect(void);
+
+#endif							/* BRIDGE_H */

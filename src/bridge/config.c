@@ -1,0 +1,253 @@
+/*-------------------------------------------------------------------------
+ *
+ * config.c
+ *	  The bridge's settings: defaults, the config file (key = value lines,
+ *	  # comments) and the command-line flags, which override the file.
+ *
+ * Every setting is an integer with a range; a value outside it, an unknown
+ * key or flag stops the bridge at start with a message naming it, never a
+ * silent default.  docs/bridge.md lists them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+
+BridgeConfig config = {
+	.db = NULL,
+	.ocpp_host = "",
+	.ocpp_port = 0,
+	.flush_ms = 20,
+	.flush_rows = 5000,
+	.queue_max = 100000,
+	.heartbeat_interval = 60,
+	.max_message_bytes = 65536,
+	.rate_per_second = 20,
+	.rate_burst = 200,
+	.db_retry_max_ms = 5000,
+};
+
+typedef struct IntSetting
+{
+	const char *name;			/* in the file; the flag is --name with - for _ */
+	int		   *value;
+	int			min;
+	int			max;
+} IntSetting;
+
+static IntSetting settings[] = {
+	{"flush_ms", &config.flush_ms, 1, 10000},
+	{"flush_rows", &config.flush_rows, 1, 1000000},
+	{"queue_max", &config.queue_max, 10, 10000000},
+	{"heartbeat_interval", &config.heartbeat_interval, 10, 86400},
+	{"max_message_bytes", &config.max_message_bytes, 1024, 16 * 1024 * 1024},
+	{"rate_per_second", &config.rate_per_second, 1, 100000},
+	{"rate_burst", &config.rate_burst, 1, 1000000},
+	{"db_retry_max_ms", &config.db_retry_max_ms, 100, 600000},
+};
+
+void
+Usage(void)
+{
+	fprintf(stderr,
+			"evcharge-bridge " BRIDGE_VERSION ": OCPP 1.6J charge points into evcharge\n"
+			"\n"
+			"usage: evcharge-bridge --db CONNINFO --ocpp HOST:PORT [--config FILE] [options]\n"
+			"\n"
+			"  --db CONNINFO          libpq connection string of the evcharge database\n"
+			"  --ocpp HOST:PORT       where charge points connect: ws://HOST:PORT/ocpp/<pile id>\n"
+			"  --config FILE          settings, one \"name = value\" a line (flags override)\n"
+			"  --flush-ms N           flush buffered rows at least every N ms (20)\n"
+			"  --flush-rows N         or as soon as N messages wait (5000)\n"
+			"  --queue-max N          messages held at most; then sockets are not read (100000)\n"
+			"  --heartbeat-interval N seconds, told to piles in BootNotification (60)\n"
+			"  --max-message-bytes N  larger frames close the connection with 1009 (65536)\n"
+			"  --rate-per-second N    messages a connection may send per second (20)\n"
+			"  --rate-burst N         and in a burst (200)\n"
+			"  --db-retry-max-ms N    longest wait between reconnect attempts (5000)\n"
+			"  --help                 this text\n"
+			"\n"
+			"Runs in the foreground and logs one line per event to stderr; SIGTERM\n"
+			"flushes, closes every socket with 1001 and exits 0.  See docs/bridge.md.\n");
+}
+
+/* Set one integer setting by name; 0 on success. */
+static int
+SetSetting(const char *name, const char *value, const char *where)
+{
+	if (name == NULL || value == NULL)
+		return -1;
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+	{
+		if (strcmp(settings[i].name, name) == 0)
+		{
+			char	   *end;
+			long		v;
+
+			errno = 0;
+			v = strtol(value, &end, 10);
+			if (errno != 0 || end == value || *end != '\0' || v < settings[i].min || v > settings[i].max)
+			{
+				fprintf(stderr, "evcharge-bridge: %s: invalid value for %s: \"%s\" (an integer from %d to %d)\n",
+						where, name, value, settings[i].min, settings[i].max);
+				return -1;
+			}
+			*settings[i].value = (int) v;
+			return 0;
+		}
+	}
+	fprintf(stderr, "evcharge-bridge: %s: unknown setting \"%s\"\n", where, name);
+	return -1;
+}
+
+static char *
+Trim(char *s)
+{
+	char	   *e;
+
+	while (isspace((unsigned char) *s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char) e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* Read a config file: "name = value" lines, # comments. */
+static int
+ReadConfigFile(const char *path)
+{
+	FILE	   *f = fopen(path, "r");
+	char		line[1024];
+	int			lineno = 0;
+
+	if (f == NULL)
+	{
+		fprintf(stderr, "evcharge-bridge: cannot open config file \"%s\": %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f))
+	{
+		char	   *hash = strchr(line, '#');
+		char	   *eq;
+		char	   *s;
+		char		where[1100];
+
+		lineno++;
+		if (hash)
+			*hash = '\0';
+		s = Trim(line);
+		if (*s == '\0')
+			continue;
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		eq = strchr(s, '=');
+		if (eq == NULL)
+		{
+			fprintf(stderr, "evcharge-bridge: %s: expected \"name = value\", found \"%s\"\n", where, s);
+			fclose(f);
+			return -1;
+		}
+		*eq = '\0';
+		if (SetSetting(Trim(s), Trim(eq + 1), where) != 0)
+		{
+			fclose(f);
+			return -1;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+/* HOST:PORT into config.ocpp_host and config.ocpp_port. */
+static int
+ParseHostPort(const char *arg)
+{
+	const char *colon;
+	char	   *end;
+	long		port;
+
+	if (arg == NULL)
+		return -1;
+	colon = strrchr(arg, ':');
+
+	if (colon == NULL || colon == arg || (size_t) (colon - arg) >= sizeof(config.ocpp_host))
+		goto bad;
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port < 1 || port > 65535)
+		goto bad;
+	memcpy(config.ocpp_host, arg, (size_t) (colon - arg));
+	config.ocpp_host[colon - arg] = '\0';
+	config.ocpp_port = (int) port;
+	return 0;
+bad:
+	fprintf(stderr, "evcharge-bridge: invalid --ocpp \"%s\": expected HOST:PORT, e.g. 0.0.0.0:8180\n", arg);
+	return -1;
+}
+
+/*
+ * Read the flags (and the config file they name).  Returns 0 to run, 1
+ * when --help was asked for, -1 on an error (already reported).
+ */
+int
+ConfigParseArgs(int argc, char **argv)
+{
+	const char *config_file = NULL;
+
+	/* The config file first, so that flags override it. */
+	for (int i = 1; i < argc; i++)
+	{
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return 1;
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			config_file = argv[++i];
+	}
+	if (config_file && ReadConfigFile(config_file) != 0)
+		return -1;
+	for (int i = 1; i < argc; i++)
+	{
+		const char *a = argv[i];
+
+		if (a == NULL)
+			break;
+		if (strncmp(a, "--", 2) != 0 || i + 1 >= argc)
+		{
+			fprintf(stderr, "evcharge-bridge: unexpected argument \"%s\" (try --help)\n", a);
+			return -1;
+		}
+		if (strcmp(a, "--db") == 0)
+			config.db = argv[++i];
+		else if (strcmp(a, "--ocpp") == 0)
+		{
+			if (ParseHostPort(argv[++i]) != 0)
+				return -1;
+		}
+		else if (strcmp(a, "--config") == 0)
+			i++;
+		else
+		{
+			char		name[64];
+			size_t		n = strlen(a + 2);
+
+			if (n >= sizeof(name))
+				n = sizeof(name) - 1;
+			memcpy(name, a + 2, n);
+			name[n] = '\0';
+			for (char *p = name; *p; p++)
+				if (*p == '-')
+					*p = '_';
+			if (SetSetting(name, argv[++i], a) != 0)
+				return -1;
+		}
+	}
+	if (config.db == NULL || config.ocpp_port == 0)
+	{
+		fprintf(stderr, "evcharge-bridge: --db and --ocpp are required (try --help)\n");
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,78 @@
+/*-------------------------------------------------------------------------
+ *
+ * main.c
+ *	  evcharge-bridge: the entry point, logging and signals.
+ *
+ * It reads the settings (config.c), starts the database writer thread
+ * (writer.c) and runs the WebSocket server (server.c) in the foreground
+ * until SIGTERM or SIGINT; then the server stops reading, the writer
+ * flushes and commits what it holds, the answers that commit allows are
+ * sent, every socket is closed with 1001 (going away), and it exits 0.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bridge.h"
+
+volatile int stopping = 0;
+
+/*
+ * One line per event: UTC time, the pile (or "-") and what happened.  A
+ * single fprintf, so lines of the two threads never interleave.
+ */
+void
+LogEvent(const char *pile, const char *fmt,...)
+{
+	char		msg[1024];
+	char		ts[40];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);	/* NOLINT(clang-analyzer-valist.Uninitialized): va_start above */
+	va_end(ap);
+	FormatIsoTime(NowUs(), ts, sizeof(ts));
+	fprintf(stderr, "%s evcharge-bridge pile=%s %s\n", ts, pile ? pile : "-", msg);
+}
+
+static void
+OnSignal(int sig)
+{
+	stopping = 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct sigaction sa;
+	int			rc;
+
+	rc = ConfigParseArgs(argc, argv);
+	if (rc == 1)
+	{
+		Usage();
+		return 0;
+	}
+	if (rc != 0)
+		return 2;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = OnSignal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	LogEvent(NULL, "starting: ocpp ws://%s:%d/ocpp/<pile id>, flush every %d ms or %d messages, queue at most %d",
+			 config.ocpp_host, config.ocpp_port, config.flush_ms, config.flush_rows, config.queue_max);
+	if (WriterStart() != 0)
+		return 1;
+	rc = ServerRun();
+	LogEvent(NULL, rc == 0 ? "stopped" : "stopped after an error");
+	return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,484 @@
+/*-------------------------------------------------------------------------
+ *
+ * server.c
+ *	  The WebSocket server on libwebsockets: the handshake, reading and
+ *	  writing frames, backpressure, and the orderly stop.
+ *
+ * Charge points connect to ws://HOST:PORT/ocpp/<pile id> with subprotocol
+ * ocpp1.6.  The handshake is refused with an HTTP error, and a log line
+ * saying why and what is expected, for a path that is not /ocpp/<id>, an
+ * id that is not 20 digits (a 16-digit legacy id included), a pile that
+ * is not registered, or a database that cannot say.  A second connection
+ * of one pile replaces the first (a half-open socket after a network
+ * change).  Each text message is decoded (frame.c), checked and mapped
+ * (ocpp.c): invalid ones get a CALLERROR at once and nothing else; valid
+ * ones are queued for the writer, and their answers are sent at once or
+ * when the writer hands them back committed.  When more than queue_max
+ * messages are outstanding the server stops reading every socket until
+ * the writer has caught up to half of it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "bridge.h"
+#include "pile_id_parse.h"
+
+static struct lws_context *context;
+static struct lws_protocols protocols[];
+static Conn *conns;				/* every open connection */
+static int	nconns;
+static bool paused;
+static uint64_t next_serial = 1;
+
+#define CONN_BUCKETS 16384
+static Conn *by_pile[CONN_BUCKETS];
+
+static const char *const expected_layout =
+"expected ws://HOST:PORT/ocpp/<pile id> with the 20-digit pile id written without spaces or hyphens: "
+"region (6) operator (4) reserved (1) product (2) detail (2) serial (5)";
+
+static unsigned
+PileBucket(const char *pile)
+{
+	unsigned	h = 5381;
+
+	for (; *pile; pile++)
+		h = h * 33 + (unsigned char) *pile;
+	return h % CONN_BUCKETS;
+}
+
+void
+ServerWake(void)
+{
+	if (context)
+		lws_cancel_service(context);
+}
+
+static void
+ConnRelease(Conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	free(c->rx);
+	while (c->out_head)
+	{
+		OutFrame   *f = c->out_head;
+
+		c->out_head = f->next;
+		free(f);
+	}
+	free(c);
+}
+
+/* Queue a text frame for the connection (takes the malloc'd text). */
+static void
+Send(Conn *c, char *text)
+{
+	size_t		len;
+	OutFrame   *f;
+
+	if (text == NULL)
+		return;
+	if (c->wsi == NULL)
+	{
+		free(text);
+		return;
+	}
+	len = strlen(text);
+	f = malloc(sizeof(OutFrame) + LWS_PRE + len);
+	f->next = NULL;
+	f->len = len;
+	memcpy(f->data + LWS_PRE, text, len);
+	free(text);
+	if (c->out_tail)
+		c->out_tail->next = f;
+	else
+		c->out_head = f;
+	c->out_tail = f;
+	lws_callback_on_writable(c->wsi);
+}
+
+static void
+CloseConn(Conn *c, int code, const char *reason)
+{
+	if (c->wsi == NULL || c->closing)
+		return;
+	c->closing = true;
+	c->close_code = code;
+	c->close_reason = reason;
+	lws_callback_on_writable(c->wsi);
+}
+
+/* The items the writer handed back: answer what the commit allows. */
+static void
+DrainDone(void)
+{
+	Item	   *list = WriterTakeDone();
+
+	while (list)
+	{
+		Item	   *it = list;
+
+		list = it->next;
+		if (it->answer_after_commit && (it->stored || it->failed))
+			Send(it->conn, OcppAnswer(it));
+		ConnRelease(it->conn);
+		free(it->samples);
+		free(it);
+	}
+	if (paused && !stopping && WriterOutstanding() <= config.queue_max / 2)
+	{
+		paused = false;
+		LogEvent(NULL, "queue down to %d: reading sockets again", WriterOutstanding());
+		lws_rx_flow_allow_all_protocol(context, &protocols[0]);
+	}
+}
+
+static void
+PauseAll(void)
+{
+	for (Conn *c = conns; c; c = c->all_next)
+		if (c->wsi)
+			lws_rx_flow_control(c->wsi, 0);
+}
+
+/* A token bucket per connection: false when the message is over the rate. */
+static bool
+RateOk(Conn *c)
+{
+	int64_t		now = NowUs();
+
+	c->tokens += (double) (now - c->tokens_at_us) / 1e6 * config.rate_per_second;
+	if (c->tokens > config.rate_burst)
+		c->tokens = config.rate_burst;
+	c->tokens_at_us = now;
+	if (c->tokens < 1)
+		return false;
+	c->tokens -= 1;
+	return true;
+}
+
+/* One whole text message from a charge point. */
+static void
+HandleMessage(Conn *c, const char *text, size_t len)
+{
+	Frame		f;
+	char		why[300];
+	FrameError fe = FrameDecode(text, len, &f, why, sizeof(why));
+	const char *code;
+	MapResult	res;
+
+	if (fe != FRAME_OK)
+	{
+		const char *ecode = fe == FRAME_NOT_JSON ? "FormationViolation" : "ProtocolError";
+
+		LogEvent(c->pile, "bad frame: %s: answered %s", why, ecode);
+		Send(c, FrameCallError(f.id[0] ? f.id : "-1", ecode, why));
+		return;
+	}
+	if (f.type != 2)
+	{
+		/* Answers to calls of ours; the commands will read them. */
+		LogEvent(c->pile, "%s for message %s, which the bridge did not send: ignored",
+				 f.type == 3 ? "CALLRESULT" : "CALLERROR", f.id);
+		json_decref(f.root);
+		return;
+	}
+	if (!RateOk(c))
+	{
+		LogEvent(c->pile, "%s over the rate limit of %d a second: answered GenericError", f.action,
+				 config.rate_per_second);
+		Send(c, FrameCallError(f.id, "GenericError", "too many messages: over the rate limit of this connection"));
+		json_decref(f.root);
+		return;
+	}
+	code = OcppValidate(f.action, f.payload, why, sizeof(why));
+	if (code)
+	{
+		LogEvent(c->pile, "%s refused: %s: answered %s", f.action, why, code);
+		Send(c, FrameCallError(f.id, code, why));
+		json_decref(f.root);
+		return;
+	}
+	OcppHandleCall(c, &f, &res);
+	json_decref(f.root);
+	if (res.reply)
+		Send(c, res.reply);
+	if (res.item)
+	{
+		WriterEnqueue(res.item);
+		if (!paused && WriterOutstanding() >= config.queue_max)
+		{
+			paused = true;
+			LogEvent(NULL, "queue full (%d messages): not reading sockets until the database catches up",
+					 WriterOutstanding());
+			PauseAll();
+		}
+	}
+}
+
+/*
+ * The pile id of a request path /ocpp/<id>, or a reason to refuse it and
+ * the HTTP status to refuse it with.
+ */
+static int
+PileFromPath(const char *uri, char *pile, char *why, size_t whylen)
+{
+	const char *id;
+	IdParse		p;
+	size_t		len;
+
+	if (strncmp(uri, "/ocpp/", 6) != 0 || strchr(uri + 6, '/') != NULL || uri[6] == '\0')
+	{
+		snprintf(why, whylen, "path \"%.80s\" is not /ocpp/<pile id>", uri);
+		return HTTP_STATUS_NOT_FOUND;
+	}
+	id = uri + 6;
+	len = strlen(id);
+	for (size_t i = 0; i < len; i++)
+		if (id[i] < '0' || id[i] > '9')
+		{
+			snprintf(why, whylen, "pile id \"%.40s\" has a character other than a digit at offset %zu", id, i);
+			return HTTP_STATUS_BAD_REQUEST;
+		}
+	ParsePileId(id, len, &p);
+	if (p.status == ID_OK && p.legacy)
+	{
+		snprintf(why, whylen, "pile id \"%s\" is a 16-digit legacy id, which OCPP piles may not use", id);
+		return HTTP_STATUS_BAD_REQUEST;
+	}
+	if (p.status != ID_OK || len != PILE_ID_DIGITS)
+	{
+		snprintf(why, whylen, "pile id \"%.40s\" has %zu digits, not 20", id, len);
+		return HTTP_STATUS_BAD_REQUEST;
+	}
+	FormatIdDigits(p.head, p.tail, PILE_ID_DIGITS, pile);
+	return 0;
+}
+
+static int
+Refuse(struct lws *wsi, int status, const char *why, const char *hint)
+{
+	char		body[600];
+
+	LogEvent(NULL, "connection refused (HTTP %d): %s; %s", status, why, hint);
+	snprintf(body, sizeof(body), "%s; %s\n", why, hint);
+	lws_return_http_status(wsi, (unsigned) status, body);
+	return 1;
+}
+
+static int
+Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	Conn	  **slot = (Conn **) user;
+	Conn	   *c = slot ? *slot : NULL;
+	char		uri[256];
+	char		pile[32];
+	char		why[300];
+	int			status;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+			{
+				char		proto[128] = "";
+
+				if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
+					return Refuse(wsi, HTTP_STATUS_BAD_REQUEST, "no request path", expected_layout);
+				if ((status = PileFromPath(uri, pile, why, sizeof(why))) != 0)
+					return Refuse(wsi, status, why, expected_layout);
+				lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL);
+				if (strstr(proto, "ocpp1.6") == NULL)
+				{
+					snprintf(why, sizeof(why), "pile %s asked for subprotocol \"%.60s\"", pile, proto);
+					return Refuse(wsi, HTTP_STATUS_BAD_REQUEST, why, "this bridge speaks ocpp1.6 only");
+				}
+				switch (RegistryCheckPile(pile))
+				{
+					case PILE_ADMITTED:
+						return 0;
+					case PILE_NOT_REGISTERED:
+						snprintf(why, sizeof(why), "pile %s is not registered", pile);
+						return Refuse(wsi, HTTP_STATUS_NOT_FOUND, why, "register it in evcharge.pile first");
+					default:
+						snprintf(why, sizeof(why), "pile %s cannot be checked: the database is unreachable", pile);
+						return Refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, why, "the pile should try again later");
+				}
+			}
+		case LWS_CALLBACK_HTTP:
+			snprintf(why, sizeof(why), "plain HTTP request for \"%.80s\"", (const char *) in);
+			Refuse(wsi, HTTP_STATUS_NOT_FOUND, why, expected_layout);
+			return -1;
+		case LWS_CALLBACK_ESTABLISHED:
+			if (slot == NULL)
+				return -1;
+			if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+				PileFromPath(uri, pile, why, sizeof(why)) != 0)
+				return -1;
+			c = calloc(1, sizeof(Conn));
+			c->wsi = wsi;
+			c->refs = 1;
+			c->serial = next_serial++;
+			memcpy(c->pile, pile, PILE_ID_DIGITS);
+			c->pile[PILE_ID_DIGITS] = '\0';
+			c->tokens = config.rate_burst;
+			c->tokens_at_us = NowUs();
+			*slot = c;
+			{
+				unsigned	b = PileBucket(c->pile);
+
+				for (Conn *o = by_pile[b]; o; o = o->hash_next)
+					if (strcmp(o->pile, c->pile) == 0 && o->wsi)
+					{
+						LogEvent(c->pile, "connected again: closing its previous connection");
+						CloseConn(o, LWS_CLOSE_STATUS_POLICY_VIOLATION, "replaced by a new connection");
+					}
+				c->hash_next = by_pile[b];
+				by_pile[b] = c;
+			}
+			c->all_next = conns;
+			if (conns)
+				conns->all_prev = c;
+			conns = c;
+			nconns++;
+			if (paused)
+				lws_rx_flow_control(wsi, 0);
+			{
+				char		peer[64] = "";
+
+				lws_get_peer_simple(wsi, peer, sizeof(peer));
+				LogEvent(c->pile, "connected from %s (%d connected)", peer, nconns);
+			}
+			break;
+		case LWS_CALLBACK_RECEIVE:
+			if (c == NULL || c->closing)
+				break;
+			if (lws_frame_is_binary(wsi))
+			{
+				LogEvent(c->pile, "binary frame: OCPP-J is text only; closing with 1003");
+				CloseConn(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "OCPP-J frames are text");
+				break;
+			}
+			if (c->rx_len + len > (size_t) config.max_message_bytes)
+			{
+				LogEvent(c->pile, "message over %d bytes: closing with 1009", config.max_message_bytes);
+				lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *) "message too large", 17);
+				return -1;
+			}
+			c->rx = XRealloc(c->rx, c->rx_len + len + 1);
+			memcpy(c->rx + c->rx_len, in, len);
+			c->rx_len += len;
+			if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0)
+			{
+				HandleMessage(c, c->rx, c->rx_len);
+				c->rx_len = 0;
+			}
+			break;
+		case LWS_CALLBACK_SERVER_WRITEABLE:
+			if (c == NULL)
+				break;
+			if (c->out_head)
+			{
+				OutFrame   *f = c->out_head;
+
+				if (lws_write(wsi, (unsigned char *) f->data + LWS_PRE, f->len, LWS_WRITE_TEXT) < (int) f->len)
+					return -1;
+				c->out_head = f->next;
+				if (c->out_head == NULL)
+					c->out_tail = NULL;
+				free(f);
+				if (c->out_head || c->closing)
+					lws_callback_on_writable(wsi);
+				break;
+			}
+			if (c->closing)
+			{
+				lws_close_reason(wsi, (enum lws_close_status) c->close_code, (unsigned char *) c->close_reason,
+								 strlen(c->close_reason));
+				return -1;
+			}
+			break;
+		case LWS_CALLBACK_CLOSED:
+			if (c == NULL)
+				break;
+			{
+				unsigned	b = PileBucket(c->pile);
+
+				for (Conn **pp = &by_pile[b]; *pp; pp = &(*pp)->hash_next)
+					if (*pp == c)
+					{
+						*pp = c->hash_next;
+						break;
+					}
+			}
+			if (c->all_prev)
+				c->all_prev->all_next = c->all_next;
+			else
+				conns = c->all_next;
+			if (c->all_next)
+				c->all_next->all_prev = c->all_prev;
+			nconns--;
+			LogEvent(c->pile, "disconnected (%d connected)", nconns);
+			c->wsi = NULL;
+			*slot = NULL;
+			ConnRelease(c);
+			break;
+		case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+			DrainDone();
+			break;
+		default:
+			break;
+	}
+	return 0;
+}
+
+static struct lws_protocols protocols[] = {
+	{"ocpp1.6", Callback, sizeof(Conn *), 4096, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/* Run until SIGTERM; then flush, answer, close with 1001. */
+int
+ServerRun(void)
+{
+	struct lws_context_creation_info info;
+	int64_t		deadline;
+
+	lws_set_log_level(LLL_ERR, NULL);
+	memset(&info, 0, sizeof(info));
+	info.port = config.ocpp_port;
+	info.iface = config.ocpp_host[0] && strcmp(config.ocpp_host, "0.0.0.0") != 0 ? config.ocpp_host : NULL;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+	info.pt_serv_buf_size = 32 * 1024;
+	context = lws_create_context(&info);
+	if (context == NULL)
+	{
+		LogEvent(NULL, "cannot listen on %s:%d", config.ocpp_host, config.ocpp_port);
+		WriterStop();
+		return -1;
+	}
+	LogEvent(NULL, "listening on %s:%d", config.ocpp_host, config.ocpp_port);
+	while (!stopping)
+		lws_service(context, 0);
+
+	LogEvent(NULL, "SIGTERM: flushing %d message(s), then closing %d connection(s) with 1001",
+			 WriterOutstanding(), nconns);
+	PauseAll();
+	WriterStop();
+	DrainDone();
+	for (Conn *c = conns; c; c = c->all_next)
+		CloseConn(c, LWS_CLOSE_STATUS_GOINGAWAY, "evcharge-bridge is stopping");
+	deadline = NowUs() + 2000000;
+	while (nconns > 0 && NowUs() < deadline)
+		lws_service(context, 0);
+	lws_context_destroy(context);
+	context = NULL;
+	return 0;
+}

@@ -1,0 +1,141 @@
+# The OCPP 1.6J bridge (evcharge-bridge) against real charge points: ocpp-rpc
+# clients in strict mode (test/integration/lib/ocpp_pile.js), so every answer
+# of the bridge is checked against the spec's schemas.  A session booted,
+# charged across the 08:00 valley/flat boundary and stopped over OCPP gives
+# the right bill with no anomaly codes; the same session resent after a
+# reconnect changes nothing; unknown and legacy piles are refused at the
+# handshake; bad frames get their CALLERRORs; a pg_ctl restart of the
+# database in the middle of a session loses nothing; SIGTERM closes with 1001.
+source "$(dirname "$0")/lib/tap.sh"
+plan 33
+db=evcharge_it_bridge
+work=$(mktemp -d)
+bridge_pid=
+trap '[ -n "$bridge_pid" ] && kill $bridge_pid 2>/dev/null; rm -rf "$work"' EXIT
+
+# Node.js, npm and ocpp-rpc: Debian's nodejs and npm when the machine has no
+# npm (scripts/lib.sh, EV_NODE_PACKAGES), ocpp-rpc into an ignored folder.
+export OCPP_NODE_MODULES=$EV_ROOT/test/integration/node_modules
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+	pkgs=$(bash -c "source '$EV_ROOT/scripts/lib.sh' && echo \"\${EV_NODE_PACKAGES[*]}\"")
+	if [ "$(id -u)" -eq 0 ]; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null 2>&1
+	fi
+fi
+if [ ! -d "$OCPP_NODE_MODULES/ocpp-rpc" ]; then
+	(cd "$EV_ROOT/test/integration" && npm install --no-audit --no-fund --no-save --silent ocpp-rpc@2 >/dev/null 2>&1)
+fi
+[ -d "$OCPP_NODE_MODULES/ocpp-rpc" ]
+ok $? "ocpp-rpc is installed in test/integration/node_modules"
+pile_js=$EV_ROOT/test/integration/lib/ocpp_pile.js
+bridge=$("${PG_CONFIG:-pg_config}" --bindir)/evcharge-bridge
+
+fresh_db $db
+q -d $db >/dev/null <<'SQL'
+INSERT INTO operator VALUES (12, 'bridge test');
+INSERT INTO station (station_id, operator_id, name) VALUES (1, 12, 'bridge test');
+INSERT INTO station_tariff (station_id, current_type, tariff, valid) VALUES
+ (1, 'AC', '00:00-08:00 valley, 08:00-24:00 flat | flat 0.7000+0.4500, valley 0.3000+0.4500', '[2020-01-01,)');
+INSERT INTO pile VALUES ('44200000120000100001', 1, 2, 7000), ('44200000120000100002', 1, 2, 7000),
+ ('44200000120000100003', 1, 2, 7000);
+INSERT INTO member (member_id, operator_id, card_no) VALUES (501, 12, '1234567890123456');
+SQL
+
+port=18180
+while (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$((port + 1)); done
+url=ws://127.0.0.1:$port/ocpp
+start_bridge() {
+	"$bridge" --db "dbname=$db" --ocpp 127.0.0.1:$port --flush-ms 10 "$@" 2>>"$work/bridge.log" &
+	bridge_pid=$!
+	for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0; sleep 0.1; done
+	return 1
+}
+pile() { node "$pile_js" "$@"; }
+jq_() { node -e 'const o=JSON.parse(require("fs").readFileSync(0)); const v=eval("o."+process.argv[1]); console.log(typeof v==="object"?JSON.stringify(v):v)' "$1"; }
+
+"$bridge" --help 2>&1 | grep -q -- '--ocpp HOST:PORT'
+ok $? "evcharge-bridge --help shows the interface"
+start_bridge
+ok $? "the bridge listens on 127.0.0.1:$port"
+
+# Yesterday 07:30 to 08:30 in the station's zone, a sample a minute, 100 Wh each:
+# 3 kWh valley (0.30 + 0.45) and 3 kWh flat (0.70 + 0.45): 3.00 + 2.70 = 5.70.
+t0=$(q -d $db -c "SELECT to_char(((((now() AT TIME ZONE 'Asia/Shanghai')::date - 1) + time '07:30') AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+out=$(pile charge $url 44200000120000100001 "{\"start\":\"$t0\",\"minutes\":60,\"whPerMin\":100}")
+echo "$out" > "$work/charge.json"
+is "$(jq_ error < "$work/charge.json")" "undefined" "a session over OCPP: boot, plug, start, 60 samples, stop, unplug"
+is "$(jq_ validationFailures < "$work/charge.json")" "[]" "every answer of the bridge passes ocpp-rpc's strict schema check"
+is "$(jq_ boot.status < "$work/charge.json") $(jq_ boot.interval < "$work/charge.json")" "Accepted 60" "BootNotification: Accepted with the heartbeat interval"
+is "$(jq_ 'boot.clockSkewMs < 5000' < "$work/charge.json")" "true" "BootNotification's currentTime sets the pile's clock"
+is "$(jq_ startStatus < "$work/charge.json")" "Accepted" "StartTransaction: the member's card is Accepted"
+txid=$(jq_ transactionId < "$work/charge.json")
+is "$(q -d $db -c "SELECT firmware FROM pile WHERE pile_id = '44200000120000100001'")" "AC-2.3.1" "the firmware of the boot is in the registry"
+order=$(q -d $db -c "SELECT order_no FROM ocpp_transaction WHERE transaction_id = $txid")
+is "$(q -d $db -c "SELECT count(*) FROM ocpp_transaction WHERE transaction_id = $txid AND pile_id = '44200000120000100001' AND connector_id = 1 AND meter_stop_wh = 1006000")" "1" "transactionId $txid maps to order $order, stop recorded"
+is "$(q -d $db -c "SELECT state || ' ' || channel FROM charge_session WHERE order_no = '$order'")" "ended card" "the session ended at the unplug; its channel is the card"
+is "$(q -d $db -c "SELECT energy_wh || ' ' || wh_by_class::text || ' ' || total || ' [' || anomalies::text || '] ' || state || ' ' || coalesce(member_id::text, '-') FROM bill WHERE order_no = '$order'")" \
+	"6000 {0,0,3000,3000} 5.70 [] final 501" "the bill: 3 kWh valley + 3 kWh flat, 5.70 yuan, no anomaly codes, the card's member"
+is "$(q -d $db -c "SELECT count(*) FROM quarantine")" "0" "nothing of the session went to quarantine"
+is "$(q -d $db -c "SELECT count(DISTINCT ts) FROM heartbeat WHERE order_no = '$order' AND status = 'charging' AND power_w = 7000 AND soc = 55 AND voltage_v = 230.5")" "60" \
+	"each sample at its own timestamp, with power (kW to W), voltage and SoC"
+
+# The same session again on a new connection, as after a reboot: the same
+# transactionId, and nothing changes.
+before=$(q -d $db -c "SELECT count(*) FROM bill")/$(q -d $db -c "SELECT total FROM bill WHERE order_no = '$order'")
+again=$(pile charge $url 44200000120000100001 "{\"start\":\"$t0\",\"minutes\":60,\"whPerMin\":100}")
+is "$(echo "$again" | jq_ transactionId)" "$txid" "a resent StartTransaction gets the same transactionId"
+is "$(q -d $db -c "SELECT count(*) FROM bill")/$(q -d $db -c "SELECT total FROM bill WHERE order_no = '$order'")" "$before" "resending the whole session changes no bill"
+is "$(q -d $db -c "SELECT count(*) FROM ocpp_transaction")/$(q -d $db -c "SELECT count(*) FROM charge_session")" "1/1" "and makes no second transaction or session"
+
+# Refused at the handshake.
+r=$(pile refused $url 44200000129999900001)
+is "$(echo "$r" | jq_ status)" "404" "an unregistered pile is refused with HTTP 404"
+grep -q 'pile 44200000129999900001 is not registered' "$work/bridge.log"
+ok $? "the log says the pile is not registered"
+r=$(pile refused $url 4420000012000001)
+is "$(echo "$r" | jq_ status)" "400" "a 16-digit legacy id is refused with HTTP 400"
+grep -q '16-digit legacy id.*region (6) operator (4) reserved (1) product (2) detail (2) serial (5)' "$work/bridge.log"
+ok $? "the log says why and gives the expected layout"
+r=$(pile refused $url 4420-0000-1200-0010-0001)
+is "$(echo "$r" | jq_ status)" "400" "an id with hyphens is refused"
+is "$(q -d $db -c "SELECT count(*) FROM heartbeat WHERE gun::text LIKE '442000001299999%' OR gun::text LIKE '4420000012000001%'")" "0" "nothing of refused piles reaches the tables"
+
+# Bad frames: a CALLERROR each, and the connection carries on.
+bad=$(pile badFrames $url 44200000120000100002)
+codes=$(echo "$bad" | node -e 'const o=JSON.parse(require("fs").readFileSync(0)); console.log(o.answers.map(a=>a[0]===4?a[1]+":"+a[2]:a[1]+":ok").join(" "))')
+is "$codes" "-1:FormationViolation -1:ProtocolError b1:NotImplemented b2:OccurenceConstraintViolation b3:TypeConstraintViolation b4:PropertyConstraintViolation b5:FormationViolation b6:PropertyConstraintViolation b7:NotSupported b8:ok b9:ok" \
+	"bad JSON, not a frame, unknown action, missing, mistyped and invalid fields, a central system's action: the right CALLERRORs; DataTransfer refused politely; the connection carries on"
+is "$(echo "$bad" | jq_ bigCloseCode)" "1009" "a message over the size limit closes the connection with 1009"
+grep -q 'pile=44200000120000100002 StartTransaction refused: StartTransaction.meterStart is required' "$work/bridge.log"
+ok $? "a bad message is logged with the pile id and the reason"
+
+# pg_ctl restart of the database in the middle of a session: the pile gets
+# no answers while it is down and resends; once it is back nothing is lost.
+t1=$(q -d $db -c "SELECT to_char(((((now() AT TIME ZONE 'Asia/Shanghai')::date - 1) + time '10:00') AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+pile charge $url 44200000120000100003 "{\"start\":\"$t1\",\"minutes\":40,\"whPerMin\":100,\"pauseAfter\":10,\"midFile\":\"$work/mid\",\"sampleDelayMs\":100,\"callTimeoutMs\":2000}" > "$work/restart.json" &
+node_pid=$!
+for _ in $(seq 100); do [ -f "$work/mid" ] && break; sleep 0.1; done
+datadir=$(q -d $db -c "SHOW data_directory")
+if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$datadir" -w -m fast restart >/dev/null 2>&1
+else /usr/lib/postgresql/15/bin/pg_ctl -D "$datadir" -w -m fast restart >/dev/null 2>&1; fi
+ok $? "pg_ctl restart in the middle of the session"
+wait $node_pid
+is "$(jq_ error < "$work/restart.json")" "undefined" "the session completes after the restart"
+order3=$(q -d $db -c "SELECT order_no FROM ocpp_transaction WHERE pile_id = '44200000120000100003'")
+is "$(q -d $db -c "SELECT count(DISTINCT ts) FROM heartbeat WHERE order_no = '$order3' AND status = 'charging'")" "41" "every sample is stored: the start and 40 meter values"
+is "$(q -d $db -c "SELECT energy_wh || ' ' || total || ' [' || anomalies::text || ']' FROM bill WHERE order_no = '$order3'")" "4000 4.60 []" "its bill is whole: 4 kWh flat, 4.60 yuan, no anomaly codes"
+grep -q 'database down: trying again' "$work/bridge.log"
+ok $? "the bridge noticed the database going away and reconnected"
+
+# SIGTERM: every socket closed with 1001, exit 0.
+pile waitClose $url 44200000120000100002 "{\"openFile\":\"$work/open\"}" > "$work/close.json" &
+node_pid=$!
+for _ in $(seq 50); do [ -f "$work/open" ] && break; sleep 0.1; done
+kill -TERM $bridge_pid
+wait $bridge_pid
+is "$?" "0" "SIGTERM: the bridge exits 0"
+bridge_pid=
+wait $node_pid
+is "$(jq_ code < "$work/close.json")" "1001" "and closes every socket with 1001 (going away)"
+if [ $_tap_failed -gt 0 ]; then sed 's/^/# /' "$work/bridge.log" | tail -40; fi
+done_testing

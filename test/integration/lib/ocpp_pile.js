@@ -1,0 +1,173 @@
+// test/integration/lib/ocpp_pile.js: OCPP 1.6J charge points for the bridge's
+// integration test (bridge_ocpp.sh), built on the npm package ocpp-rpc in
+// strict mode: every call we make and every answer the bridge gives is
+// checked against the spec's JSON schemas, and a failure of that check fails
+// the scenario.  Usage: node ocpp_pile.js SCENARIO URL PILE [JSON options];
+// prints one JSON object with what it saw.
+'use strict';
+const path = require('path');
+const fs = require('fs');
+const { RPCClient } = require(path.join(process.env.OCPP_NODE_MODULES, 'ocpp-rpc'));
+const WebSocket = require(path.join(process.env.OCPP_NODE_MODULES, 'ws'));
+
+const [scenario, url, pile, optJson] = process.argv.slice(2);
+const opt = optJson ? JSON.parse(optJson) : {};
+const failures = [];
+
+function client(extra = {}) {
+	const cli = new RPCClient({
+		endpoint: url, identity: pile, protocols: ['ocpp1.6'], strictMode: true,
+		reconnect: false, callTimeoutMs: 5000, ...extra,
+	});
+	cli.on('strictValidationFailure', (e) => failures.push(String(e.error && e.error.message || e)));
+	return cli;
+}
+
+const iso = (ms) => new Date(ms).toISOString();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A call that a charge point queues and resends until it is answered (OCPP
+// requires it of transaction messages): on a timeout or a lost connection,
+// reconnect and send it again.
+async function durable(state, method, params) {
+	for (let attempt = 0; ; attempt++) {
+		try {
+			return await state.cli.call(method, params, { callTimeoutMs: opt.callTimeoutMs || 3000 });
+		} catch (e) {
+			if (attempt > 60) throw e;
+			state.resends = (state.resends || 0) + 1;
+			if (state.cli.state !== 1) {
+				try { await state.cli.close({ force: true }); } catch (_) { /* already gone */ }
+				state.cli = client();
+				for (;;) {
+					try { await state.cli.connect(); break; } catch (_) { await sleep(300); }
+				}
+			}
+		}
+	}
+}
+
+function meter(ts, wh, extra = true) {
+	const sv = [{ value: String(wh), measurand: 'Energy.Active.Import.Register', unit: 'Wh', context: 'Sample.Periodic' }];
+	if (extra) {
+		sv.push({ value: '7.0', measurand: 'Power.Active.Import', unit: 'kW' });
+		sv.push({ value: '230.5', measurand: 'Voltage', unit: 'V' });
+		sv.push({ value: '30.4', measurand: 'Current.Import', unit: 'A' });
+		sv.push({ value: '55', measurand: 'SoC', unit: 'Percent', location: 'EV' });
+	}
+	return { timestamp: iso(ts), sampledValue: sv };
+}
+
+// A whole session: boot, plug, start, a sample a minute, stop, unplug.
+// opt: start (ISO), minutes, whPerMin, meterStart, connector, idTag,
+// pauseAfter (samples, then wait for the file opt.resumeFile, writing
+// opt.midFile first), stopAfterSamples (no stop: leave it charging).
+async function charge() {
+	const state = { cli: client() };
+	await state.cli.connect();
+	const t0 = Date.parse(opt.start);
+	const c = opt.connector || 1;
+	const out = {};
+	const boot = await state.cli.call('BootNotification', {
+		chargePointVendor: 'evcharge-test', chargePointModel: 'AC7', firmwareVersion: opt.firmware || 'AC-2.3.1',
+	});
+	out.boot = { status: boot.status, interval: boot.interval, clockSkewMs: Math.abs(Date.parse(boot.currentTime) - Date.now()) };
+	out.heartbeat = !!(await state.cli.call('Heartbeat', {})).currentTime;
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Preparing', timestamp: iso(t0 - 60000) });
+	let wh = opt.meterStart || 1000000;
+	const start = await durable(state, 'StartTransaction', { connectorId: c, idTag: opt.idTag || '1234567890123456', meterStart: wh, timestamp: iso(t0) });
+	out.transactionId = start.transactionId;
+	out.startStatus = start.idTagInfo.status;
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Charging', timestamp: iso(t0) });
+	for (let m = 1; m <= opt.minutes; m++) {
+		wh += opt.whPerMin;
+		await durable(state, 'MeterValues', { connectorId: c, transactionId: start.transactionId, meterValue: [meter(t0 + m * 60000, wh)] });
+		if (opt.pauseAfter && m === opt.pauseAfter) {
+			fs.writeFileSync(opt.midFile, 'mid');
+			if (opt.resumeFile) while (!fs.existsSync(opt.resumeFile)) await sleep(100);
+		}
+		if (opt.sampleDelayMs) await sleep(opt.sampleDelayMs);
+	}
+	const tEnd = t0 + opt.minutes * 60000;
+	const stop = await durable(state, 'StopTransaction', {
+		transactionId: start.transactionId, meterStop: wh, timestamp: iso(tEnd), reason: 'EVDisconnected', idTag: opt.idTag || '1234567890123456',
+		transactionData: [meter(tEnd, wh, false)],
+	});
+	out.stop = stop;
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Finishing', timestamp: iso(tEnd) });
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Available', timestamp: iso(tEnd + 120000) });
+	out.meterStop = wh;
+	out.resends = state.resends || 0;
+	await state.cli.close();
+	return out;
+}
+
+// Resend a whole session's transaction messages on a new connection, as a
+// pile does after a reboot: the same StartTransaction, MeterValues and
+// StopTransaction again.
+async function resend() {
+	const r = await charge();
+	const again = await charge();
+	return { first: r.transactionId, again: again.transactionId };
+}
+
+// A connection the bridge must refuse: the HTTP status it answered.
+async function refused() {
+	return new Promise((resolve) => {
+		const ws = new WebSocket(url + '/' + pile, ['ocpp1.6']);
+		ws.on('unexpected-response', (req, res) => {
+			let body = '';
+			res.on('data', (d) => { body += d; });
+			res.on('end', () => resolve({ status: res.statusCode, body: body.trim() }));
+		});
+		ws.on('open', () => { ws.close(); resolve({ status: 101 }); });
+		ws.on('error', (e) => resolve({ status: 0, error: String(e) }));
+	});
+}
+
+// Frames that are not what OCPP-J allows: the CALLERROR code of each, and
+// that the connection still works afterwards.
+async function badFrames() {
+	const ws = new WebSocket(url + '/' + pile, ['ocpp1.6']);
+	await new Promise((r, j) => { ws.on('open', r); ws.on('error', j); });
+	const answers = [];
+	ws.on('message', (m) => answers.push(JSON.parse(String(m))));
+	const frames = [
+		'this is not json',
+		'{"an":"object"}',
+		'[2,"b1","NoSuchAction",{}]',
+		'[2,"b2","StartTransaction",{"connectorId":1,"idTag":"x","timestamp":"2026-01-01T00:00:00Z"}]',
+		'[2,"b3","StartTransaction",{"connectorId":"1","idTag":"x","meterStart":0,"timestamp":"2026-01-01T00:00:00Z"}]',
+		'[2,"b4","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Dancing"}]',
+		'[2,"b5","Heartbeat",{"extra":1}]',
+		'[2,"b6","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Available","timestamp":"yesterday"}]',
+		'[2,"b7","RemoteStartTransaction",{"idTag":"x"}]',
+		'[2,"b8","DataTransfer",{"vendorId":"acme"}]',
+		'[2,"b9","Heartbeat",{}]',
+	];
+	for (const f of frames) { ws.send(f); await sleep(50); }
+	await sleep(300);
+	const big = await new Promise((resolve) => {
+		ws.on('close', (code) => resolve(code));
+		ws.send('[2,"big","DataTransfer",{"vendorId":"acme","data":"' + 'x'.repeat(70000) + '"}]');
+	});
+	return { answers, bigCloseCode: big };
+}
+
+// Connect, then wait until the bridge closes us: the close code.
+async function waitClose() {
+	const ws = new WebSocket(url + '/' + pile, ['ocpp1.6']);
+	await new Promise((r, j) => { ws.on('open', r); ws.on('error', j); });
+	if (opt.openFile) fs.writeFileSync(opt.openFile, 'open');
+	return new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
+}
+
+const scenarios = { charge, resend, refused, badFrames, waitClose };
+scenarios[scenario]().then((r) => {
+	r.validationFailures = failures;
+	console.log(JSON.stringify(r));
+	process.exit(0);
+}, (e) => {
+	console.log(JSON.stringify({ error: String(e && e.stack || e), validationFailures: failures }));
+	process.exit(1);
+});
