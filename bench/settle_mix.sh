@@ -81,11 +81,11 @@ INSERT INTO evcharge.member (member_id, operator_id) SELECT m, 12 FROM generate_
 -- The wallets first, then the provider's account, then (below) revenue.
 SELECT evcharge.member_wallet(m) FROM generate_series(1, 8) m;
 SELECT evcharge.top_up(evcharge.member_wallet(m), 500.00, 'SETUP-' || m) FROM generate_series(1, 8) m;
--- Session n (S000001 ...) of member (n - 1) % 8 + 1: 30 minutes of charging,
+-- Session n (S000000 ...) of member n % 8 + 1: 30 minutes of charging,
 -- ended, its pile record not in yet.
 INSERT INTO evcharge.charge_session (order_no, gun, station_id, member_id, channel, state, created_at, started_at,
 	charging_ended_at, occupied_until, last_ts)
-SELECT 'S' || lpad(n::text, 6, '0'), evcharge.gun_id('44200000120000100001', n % 9 + 1), 1, (n - 1) % 8 + 1,
+SELECT 'S' || lpad(n::text, 6, '0'), evcharge.gun_id('44200000120000100001', n % 9 + 1), 1, n % 8 + 1,
        'app', 'ended', t, t, t + interval '30 min', t + interval '30 min', t + interval '30 min'
 FROM generate_series(0, :sessions) n,
      LATERAL (SELECT '2026-11-25 00:00+08'::timestamptz + n * interval '20 s' AS t) x;
