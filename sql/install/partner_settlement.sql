@@ -189,6 +189,7 @@ BEGIN
 		RAISE EXCEPTION 'a partner statement needs a month'
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Give any day of the month, e.g. ''2026-10-01''.';
 	END IF;
+	PERFORM evcharge.check_time(partner_statement.month, 'partner_statement(month)', NULL);
 	pa := evcharge.partner_row(partner_statement.partner_id);
 	-- One booking at a time per partner: the second waits and returns the first's.
 	PERFORM 1 FROM evcharge.partner p WHERE p.partner_id = pa.partner_id FOR UPDATE;
@@ -284,27 +285,8 @@ END $$;
 COMMENT ON FUNCTION evcharge.partner_statement(bigint, date) IS
 	'books the partner''s statement of the month (any day of it; the month must be over in the operator''s time zone): every ledger movement on the partner''s accounts dated before the month''s end that no earlier statement carried, its sessions, energy and fees, payments, and what each side owes; calling it again returns the booked statement';
 
--- The job: last month's statement of every partner.
-CREATE FUNCTION evcharge.book_partner_statements(at timestamptz DEFAULT now(), OUT booked int)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	p record;
-BEGIN
-	booked := 0;
-	FOR p IN
-		SELECT pa.partner_id,
-		       (date_trunc('month', at AT TIME ZONE evcharge.books_tz(pa.operator_id)) - interval '1 month')::date AS month
-		FROM evcharge.partner pa
-		ORDER BY pa.partner_id
-	LOOP
-		CONTINUE WHEN EXISTS (SELECT 1 FROM evcharge.partner_month_statement s
-		                      WHERE s.partner_id = p.partner_id AND s.month >= p.month);
-		PERFORM evcharge.partner_statement(p.partner_id, p.month);
-		booked := booked + 1;
-	END LOOP;
-END $$;
-COMMENT ON FUNCTION evcharge.book_partner_statements(timestamptz) IS
-	'scheduled monthly: books last month''s statement (in each operator''s time zone) of every partner that has none yet; returns how many it booked; idempotent';
+-- The job that books them month after month, book_partner_statements(),
+-- is in jobs.sql with its watermarks.
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.partner_month_statement', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.partner_month_statement_statement_id_seq', '');

@@ -238,6 +238,7 @@ BEGIN
 		RAISE EXCEPTION 'statement source % does not exist', p_source_id
 			USING ERRCODE = 'no_data_found', HINT = 'Sources are in evcharge.statement_source.';
 	END IF;
+	PERFORM evcharge.check_time(p_day, 'reconcile_statement(p_day)');
 	d_from := p_day::timestamp AT TIME ZONE src.tz;
 	d_to := (p_day + 1)::timestamp AT TIME ZONE src.tz;
 	IF to_regclass('pg_temp.evcharge_finding') IS NULL THEN
@@ -321,39 +322,8 @@ END $$;
 COMMENT ON FUNCTION evcharge.reconcile_statement(bigint, date, boolean) IS
 	'compares a source''s stored statement of a day with the ledger (provider: top-ups paid but not credited, which are credited when p_apply, credited but not paid, amounts differing) or with the partner''s bills (missing at the partner, missing here, energy or amount differing, negative amounts); records and returns the new findings';
 
--- The nightly job: every enabled source, fetched and reconciled, each on its
--- own: one failing source is recorded and does not stop the others.
-CREATE FUNCTION evcharge.run_reconciliation(p_day date DEFAULT NULL)
-RETURNS TABLE (source_id bigint, kind text, day date, lines int, findings int, error text)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	src evcharge.statement_source;
-	d date;
-BEGIN
-	FOR src IN SELECT * FROM evcharge.statement_source s WHERE s.enabled ORDER BY s.source_id LOOP
-		d := coalesce(p_day, (now() AT TIME ZONE src.tz)::date - 1);
-		source_id := src.source_id;
-		kind := src.kind;
-		day := d;
-		lines := NULL;
-		findings := NULL;
-		error := NULL;
-		BEGIN
-			lines := evcharge.import_statement(src.source_id, d);
-			SELECT count(*) INTO findings FROM evcharge.reconcile_statement(src.source_id, d);
-		EXCEPTION WHEN OTHERS THEN
-			GET STACKED DIAGNOSTICS error = MESSAGE_TEXT;
-			INSERT INTO evcharge.reconciliation_finding (source_id, day, kind, key, action, theirs)
-			VALUES (src.source_id, d, 'fetch_failed', 'statement', 'fetch it again: run_reconciliation(''' || d || ''')',
-			        jsonb_build_object('error', error))
-			ON CONFLICT ON CONSTRAINT reconciliation_finding_once
-			DO UPDATE SET theirs = EXCLUDED.theirs, found_at = now();
-		END;
-		RETURN NEXT;
-	END LOOP;
-END $$;
-COMMENT ON FUNCTION evcharge.run_reconciliation(date) IS
-	'scheduled nightly: for every enabled statement source, fetches the day''s statement (yesterday in the source''s zone by default) and reconciles it; a source that fails is recorded as fetch_failed and the others go on; one row per source';
+-- The nightly job that calls these, run_reconciliation(), is in jobs.sql
+-- with its watermarks.
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.statement_source', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.provider_statement_line', '');
