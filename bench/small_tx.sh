@@ -2,7 +2,7 @@
 # bench/small_tx.sh: heartbeats from many clients in small transactions.
 #
 # Uses the evcharge installed system-wide (it does not build or install) and
-# the private cluster .cluster/sbench.  The data: 4,000 guns (2,000
+# the private cluster .cluster/txbench.  The data: 4,000 guns (2,000
 # registered AC piles of 7 kW, two guns each, at 4 stations with
 # time-of-use plans), every gun with a live state.  BENCH_CLIENTS clients
 # (default 8) each own 500 guns (disjoint, as bridges of different sites
@@ -39,14 +39,14 @@ WORK=$(mktemp -d /tmp/evcharge-sbench-XXXX)
 chmod 755 "$WORK"
 cleanup() {
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then
-		say "kept: cluster sbench (PGHOST=$PGHOST PGPORT=$PGPORT), database $DB"
+		say "kept: cluster txbench (PGHOST=$PGHOST PGPORT=$PGPORT), database $DB"
 	else
-		cluster_down sbench
+		cluster_down txbench
 	fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-cluster_up sbench evcharge_sbench
+cluster_up txbench evcharge_txbench
 
 say "making database $DB"
 pq -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \

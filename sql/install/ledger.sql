@@ -402,12 +402,30 @@ END $$;
 COMMENT ON FUNCTION evcharge.check_key(text, text) IS
 	'returns the key (provider transaction id, request id, bank reference, order number) if it is 1 to 128 characters with no white space at either end and no control or invisible character, else raises 22023 naming what it was for; the one rule every money function applies to the keys that make it idempotent';
 
+-- Locks accounts the way every function that moves money does: in account
+-- order, the last of the locks a money function takes (docs/money.md,
+-- "Locks and deadlocks"), so that two of them never wait for each other in
+-- a circle.  FOR NO KEY UPDATE is what the balance update takes anyway; it
+-- does not block rows that only refer to an account (the balance guard's
+-- stop request, a refund, a ledger entry), whose foreign keys take KEY SHARE.
+CREATE FUNCTION evcharge.lock_accounts(p_accounts bigint[]) RETURNS int
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n int;
+BEGIN
+	PERFORM 1 FROM evcharge.account a WHERE a.account_id = ANY (p_accounts) ORDER BY a.account_id FOR NO KEY UPDATE;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END $$;
+COMMENT ON FUNCTION evcharge.lock_accounts(bigint[]) IS
+	'locks the accounts (FOR NO KEY UPDATE) in account order, as every posting does: take all the accounts a transaction will post to in one call, after any bill, coupon or refund it locks; returns how many it locked';
+
 -- Posts one transaction, once per (kind, key): the first call writes it and
 -- its result; any later call with the same kind and key returns that
 -- transaction and writes nothing.  Every account must be the operator's:
 -- the foreign keys of ledger_entry refuse anything else, and the check here
--- says which account it was.  Accounts are locked in account order, so
--- concurrent postings never deadlock on them.
+-- says which account it was.  Its accounts are locked in account order
+-- (lock_accounts), so two postings never deadlock on them.
 CREATE FUNCTION evcharge.post_txn(p_operator_id bigint, p_kind text, p_key text, p_accounts bigint[],
 	p_amounts numeric[], p_order_no text DEFAULT NULL, p_note text DEFAULT NULL, p_result jsonb DEFAULT NULL,
 	OUT txn evcharge.ledger_txn, OUT replayed boolean)
@@ -480,7 +498,7 @@ BEGIN
 		replayed := true;
 		RETURN;
 	END IF;
-	PERFORM 1 FROM evcharge.account a WHERE a.account_id = ANY (p_accounts) ORDER BY a.account_id FOR UPDATE;
+	PERFORM evcharge.lock_accounts(p_accounts);
 	INSERT INTO evcharge.ledger_entry (txn_id, account_id, amount, operator_id)
 	SELECT txn.txn_id, x.account_id, sum(x.amount), p_operator_id
 	FROM unnest(p_accounts, p_amounts) AS x(account_id, amount)
