@@ -56,6 +56,7 @@ typedef struct BridgeConfig
 	int			rate_per_second;	/* messages per connection and second */
 	int			rate_burst;
 	int			db_retry_max_ms;	/* cap of the reconnect backoff */
+	char		bridge_id[64];	/* names this bridge in ocpp_connection */
 } BridgeConfig;
 
 extern BridgeConfig config;
@@ -212,6 +213,25 @@ extern const char *OcppValidate(const char *action, json_t *payload, char *why, 
 /* server.c */
 extern int	ServerRun(void);
 extern void ServerWake(void);	/* from any thread: the main loop looks at the done list */
+
+/* command.c: commands to the piles, and the registry of who is connected */
+typedef struct Command
+{
+	struct Command *next;
+	int64_t		id;				/* evcharge.ocpp_command.command_id */
+	char		pile[21];
+	char		action[32];		/* RemoteStartTransaction, RemoteStopTransaction */
+	int			connector;
+	char		id_tag[24];
+	int			transaction_id; /* RemoteStopTransaction */
+} Command;
+
+extern int	CommandsStart(void);
+extern void CommandsStop(void); /* writes what waits, closes our connections */
+extern void CommandsPileConnected(const char *pile);
+extern void CommandsPileDisconnected(const char *pile);
+extern void CommandsAnswer(const char *pile, int64_t command_id, const char *answer);
+extern Command *CommandsTake(void); /* the commands to send now */
 
 /* db.c: a libpq connection as the bridge opens it */
 struct pg_conn;

@@ -4,9 +4,9 @@
  *	  The bridge's settings: defaults, the config file (key = value lines,
  *	  # comments) and the command-line flags, which override the file.
  *
- * Every setting is an integer with a range; a value outside it, an unknown
- * key or flag stops the bridge at start with a message naming it, never a
- * silent default.  docs/bridge.md lists them.
+ * Every setting but bridge_id (a name) is an integer with a range; a value
+ * outside it, an unknown key or flag stops the bridge at start with a
+ * message naming it, never a silent default.  docs/bridge.md lists them.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bridge.h"
 
@@ -70,6 +71,7 @@ Usage(void)
 			"  --rate-per-second N    messages a connection may send per second (20)\n"
 			"  --rate-burst N         and in a burst (200)\n"
 			"  --db-retry-max-ms N    longest wait between reconnect attempts (5000)\n"
+			"  --bridge-id NAME       this bridge in evcharge.ocpp_connection (HOSTNAME:PORT)\n"
 			"  --help                 this text\n"
 			"\n"
 			"Runs in the foreground and logs one line per event to stderr; SIGTERM\n"
@@ -82,6 +84,19 @@ SetSetting(const char *name, const char *value, const char *where)
 {
 	if (name == NULL || value == NULL)
 		return -1;
+	if (strcmp(name, "bridge_id") == 0)
+	{
+		size_t		n = strlen(value);
+
+		if (n == 0 || n >= sizeof(config.bridge_id))
+		{
+			fprintf(stderr, "evcharge-bridge: %s: invalid value for bridge_id: \"%s\" (1 to %zu characters)\n",
+					where, value, sizeof(config.bridge_id) - 1);
+			return -1;
+		}
+		memcpy(config.bridge_id, value, n + 1);
+		return 0;
+	}
 	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
 	{
 		if (strcmp(settings[i].name, name) == 0)
@@ -248,6 +263,14 @@ ConfigParseArgs(int argc, char **argv)
 	{
 		fprintf(stderr, "evcharge-bridge: --db and --ocpp are required (try --help)\n");
 		return -1;
+	}
+	if (config.bridge_id[0] == '\0')
+	{
+		char		host[40] = "localhost";
+
+		(void) gethostname(host, sizeof(host) - 1);
+		host[sizeof(host) - 1] = '\0';
+		snprintf(config.bridge_id, sizeof(config.bridge_id), "%s:%d", host, config.ocpp_port);
 	}
 	return 0;
 }

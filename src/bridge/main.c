@@ -70,7 +70,7 @@ main(int argc, char **argv)
 
 	LogEvent(NULL, "starting: ocpp ws://%s:%d/ocpp/<pile id>, flush every %d ms or %d messages, queue at most %d",
 			 config.ocpp_host, config.ocpp_port, config.flush_ms, config.flush_rows, config.queue_max);
-	if (WriterStart() != 0)
+	if (WriterStart() != 0 || CommandsStart() != 0)
 		return 1;
 	rc = ServerRun();
 	LogEvent(NULL, rc == 0 ? "stopped" : "stopped after an error");

@@ -19,6 +19,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +141,48 @@ DrainDone(void)
 	}
 }
 
+/* The live connection of a pile, or NULL. */
+static Conn *
+FindConn(const char *pile)
+{
+	for (Conn *o = by_pile[PileBucket(pile)]; o; o = o->hash_next)
+		if (strcmp(o->pile, pile) == 0 && o->wsi && !o->closing)
+			return o;
+	return NULL;
+}
+
+/* Commands the command thread took for our piles: send them as CALLs. */
+static void
+DrainCommands(void)
+{
+	Command    *list = CommandsTake();
+
+	while (list)
+	{
+		Command    *cmd = list;
+		Conn	   *c = FindConn(cmd->pile);
+
+		list = cmd->next;
+		if (c == NULL)
+			LogEvent(cmd->pile, "command %" PRId64 " (%s): the pile is gone; sent when it connects again",
+					 cmd->id, cmd->action);
+		else
+		{
+			char		id[32];
+			json_t	   *payload;
+
+			snprintf(id, sizeof(id), "cmd-%" PRId64, cmd->id);
+			if (strcmp(cmd->action, "RemoteStartTransaction") == 0)
+				payload = json_pack("{s:i,s:s}", "connectorId", cmd->connector, "idTag", cmd->id_tag);
+			else
+				payload = json_pack("{s:i}", "transactionId", cmd->transaction_id);
+			LogEvent(c->pile, "sent %s %s (connector %d)", cmd->action, id, cmd->connector);
+			Send(c, FrameCall(id, cmd->action, payload));
+		}
+		free(cmd);
+	}
+}
+
 static void
 PauseAll(void)
 {
@@ -184,9 +227,27 @@ HandleMessage(Conn *c, const char *text, size_t len)
 	}
 	if (f.type != 2)
 	{
-		/* Answers to calls of ours; the commands will read them. */
-		LogEvent(c->pile, "%s for message %s, which the bridge did not send: ignored",
-				 f.type == 3 ? "CALLRESULT" : "CALLERROR", f.id);
+		/* An answer to a command of ours (cmd-<command_id>), recorded. */
+		char	   *end = NULL;
+		long long	cmd = strncmp(f.id, "cmd-", 4) == 0 ? strtoll(f.id + 4, &end, 10) : 0;
+
+		if (cmd > 0 && end && *end == '\0')
+		{
+			char		answer[64];
+			const char *st = f.type == 3 ? json_string_value(json_object_get(f.payload, "status")) : NULL;
+
+			if (f.type == 4)
+				snprintf(answer, sizeof(answer), "CALLERROR %.40s", f.error_code ? f.error_code : "?");
+			else if (st && (strcmp(st, "Accepted") == 0 || strcmp(st, "Rejected") == 0))
+				snprintf(answer, sizeof(answer), "%s", st);
+			else
+				snprintf(answer, sizeof(answer), "invalid answer");
+			LogEvent(c->pile, "command %lld answered: %s", cmd, answer);
+			CommandsAnswer(c->pile, cmd, answer);
+		}
+		else
+			LogEvent(c->pile, "%s for message %s, which the bridge did not send: ignored",
+					 f.type == 3 ? "CALLRESULT" : "CALLERROR", f.id);
 		json_decref(f.root);
 		return;
 	}
@@ -342,6 +403,7 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 				c->hash_next = by_pile[b];
 				by_pile[b] = c;
 			}
+			CommandsPileConnected(c->pile);
 			c->all_next = conns;
 			if (conns)
 				conns->all_prev = c;
@@ -425,12 +487,15 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 				c->all_next->all_prev = c->all_prev;
 			nconns--;
 			LogEvent(c->pile, "disconnected (%d connected)", nconns);
+			if (FindConn(c->pile) == NULL)
+				CommandsPileDisconnected(c->pile);
 			c->wsi = NULL;
 			*slot = NULL;
 			ConnRelease(c);
 			break;
 		case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 			DrainDone();
+			DrainCommands();
 			break;
 		default:
 			break;
@@ -462,6 +527,7 @@ ServerRun(void)
 	{
 		LogEvent(NULL, "cannot listen on %s:%d", config.ocpp_host, config.ocpp_port);
 		WriterStop();
+		CommandsStop();
 		return -1;
 	}
 	LogEvent(NULL, "listening on %s:%d", config.ocpp_host, config.ocpp_port);
@@ -480,5 +546,6 @@ ServerRun(void)
 		lws_service(context, 0);
 	lws_context_destroy(context);
 	context = NULL;
+	CommandsStop();
 	return 0;
 }

@@ -7,7 +7,7 @@
 # handshake; bad frames get their CALLERRORs; a pg_ctl restart of the
 # database in the middle of a session loses nothing; SIGTERM closes with 1001.
 source "$(dirname "$0")/lib/tap.sh"
-plan 33
+plan 47
 db=evcharge_it_bridge
 work=$(mktemp -d)
 bridge_pid=
@@ -39,6 +39,11 @@ INSERT INTO station_tariff (station_id, current_type, tariff, valid) VALUES
 INSERT INTO pile VALUES ('44200000120000100001', 1, 2, 7000), ('44200000120000100002', 1, 2, 7000),
  ('44200000120000100003', 1, 2, 7000);
 INSERT INTO member (member_id, operator_id, card_no) VALUES (501, 12, '1234567890123456');
+-- Remote starts and the balance guard: an AC 22 kW pile, and a member whose
+-- wallet holds 1.50 yuan (the operator's stop threshold is 1.00).
+INSERT INTO pile VALUES ('44200000120000100004', 1, 2, 22000), ('44200000120000100005', 1, 2, 7000);
+INSERT INTO member (member_id, operator_id) VALUES (502, 12);
+SELECT top_up(member_wallet(502), 1.50, 'bridge-test-1');
 SQL
 
 port=18180
@@ -127,7 +132,53 @@ is "$(q -d $db -c "SELECT energy_wh || ' ' || total || ' [' || anomalies::text |
 grep -q 'database down: trying again' "$work/bridge.log"
 ok $? "the bridge noticed the database going away and reconnected"
 
-# SIGTERM: every socket closed with 1001, exit 0.
+# Commands: a remote start the pile rejects cancels its session, and the
+# pile is known to be an OCPP pile from then on.
+pile remote $url 44200000120000100005 "{\"reject\":true,\"openFile\":\"$work/open5\"}" > "$work/reject.json" &
+node_pid=$!
+for _ in $(seq 50); do [ -f "$work/open5" ] && break; sleep 0.1; done
+sleep 0.3
+order5=$(q -d $db -c "SELECT start_session('44200000120000100005001', 502, 'app')")
+wait $node_pid
+is "$(jq_ remoteStart.params.idTag < "$work/reject.json")" "$order5" "RemoteStartTransaction reaches the pile, its idTag the order number"
+for _ in $(seq 30); do [ "$(q -d $db -c "SELECT state FROM charge_session WHERE order_no = '$order5'")" = cancelled ] && break; sleep 0.1; done
+is "$(q -d $db -c "SELECT answer || ' ' || (SELECT state FROM charge_session WHERE order_no = '$order5') FROM ocpp_command WHERE order_no = '$order5'")" "Rejected cancelled" \
+	"the pile's Rejected is recorded and cancels the pending session"
+for _ in $(seq 30); do [ -n "$(q -d $db -c "SELECT disconnected_at FROM ocpp_connection WHERE pile_id = '44200000120000100005'")" ] && break; sleep 0.1; done
+err=$(psql -X -q -tA -d $db -v VERBOSITY=verbose -c "SELECT start_session('44200000120000100005002', 502, 'app')" 2>&1)
+echo "$err" | grep -q 'EV003: pile 44200000120000100005 of gun 44200000120000100005002 is not connected'
+ok $? "start_session on an OCPP pile that is not connected fails in the app's call with EV003"
+echo "$err" | grep -q 'HINT:  A remote start needs the pile online'
+ok $? "and says when it was last connected and what to do"
+
+# A remote start: the pile is told within a second, takes the session, and
+# the balance guard's stop reaches it before the wallet (1.50) falls below
+# the threshold (1.00): 60 Wh a sample at 1.15 yuan/kWh and 22 kW.
+pile remote $url 44200000120000100004 "{\"openFile\":\"$work/open4\",\"stepS\":20,\"whPerSample\":60,\"powerKw\":22,\"sampleDelayMs\":150}" > "$work/remote.json" &
+node_pid=$!
+for _ in $(seq 50); do [ -f "$work/open4" ] && break; sleep 0.1; done
+for _ in $(seq 30); do [ "$(q -d $db -c "SELECT ocpp_pile_connected('44200000120000100004')")" = t ] && break; sleep 0.1; done
+is "$(q -d $db -c "SELECT bridge_id <> '' AND disconnected_at IS NULL FROM ocpp_connection WHERE pile_id = '44200000120000100004'")" "t" "the bridge records the connected pile in ocpp_connection"
+t_call=$(date +%s%3N)
+order4=$(q -d $db -c "SELECT start_session('44200000120000100004001', 502, 'app')")
+wait $node_pid
+lag=$(( $(jq_ remoteStart.at < "$work/remote.json") - t_call ))
+[ "$lag" -ge 0 ] && [ "$lag" -lt 1000 ]
+ok $? "RemoteStartTransaction reaches the pile within a second of start_session ($lag ms)"
+is "$(jq_ validationFailures < "$work/remote.json")" "[]" "the bridge's commands pass ocpp-rpc's strict schema check"
+is "$(jq_ startStatus < "$work/remote.json") $(q -d $db -c "SELECT remote FROM ocpp_transaction WHERE order_no = '$order4'")" "Accepted t" \
+	"the pile's StartTransaction with the order number takes over the app's session"
+is "$(jq_ stoppedRemotely < "$work/remote.json")" "true" "the balance guard's stop reaches the pile as RemoteStopTransaction"
+is "$(q -d $db -c "SELECT string_agg(action || ' ' || answer, ', ' ORDER BY command_id) FROM ocpp_command WHERE order_no = '$order4'")" \
+	"RemoteStartTransaction Accepted, RemoteStopTransaction Accepted" "both commands and the pile's answers are recorded"
+is "$(q -d $db -c "SELECT count(*) FROM stop_request WHERE order_no = '$order4'")" "1" "the guard recorded its stop request"
+is "$(q -d $db -c "SELECT 1.50 - total >= 1.00 AND total > 0 FROM bill WHERE order_no = '$order4'")" "t" \
+	"the charge stopped before the wallet fell below the threshold (bill $(q -d $db -c "SELECT total FROM bill WHERE order_no = '$order4'"))"
+err=$(psql -X -q -tA -d $db -v VERBOSITY=verbose -c "SELECT ocpp_stop_charge('$order4')" 2>&1)
+echo "$err" | grep -q '55000: order .* is already stopped'
+ok $? "ocpp_stop_charge of a stopped charge is refused (55000)"
+
+# SIGTERM: every socket closed with 1001, exit 0, the connections closed.
 pile waitClose $url 44200000120000100002 "{\"openFile\":\"$work/open\"}" > "$work/close.json" &
 node_pid=$!
 for _ in $(seq 50); do [ -f "$work/open" ] && break; sleep 0.1; done
@@ -137,5 +188,6 @@ is "$?" "0" "SIGTERM: the bridge exits 0"
 bridge_pid=
 wait $node_pid
 is "$(jq_ code < "$work/close.json")" "1001" "and closes every socket with 1001 (going away)"
+is "$(q -d $db -c "SELECT count(*) FROM ocpp_connection WHERE disconnected_at IS NULL")" "0" "and marks its piles disconnected"
 if [ $_tap_failed -gt 0 ]; then sed 's/^/# /' "$work/bridge.log" | tail -40; fi
 done_testing
