@@ -7,7 +7,7 @@
 # handshake; bad frames get their CALLERRORs; a pg_ctl restart of the
 # database in the middle of a session loses nothing; SIGTERM closes with 1001.
 source "$(dirname "$0")/lib/tap.sh"
-plan 47
+plan 50
 db=evcharge_it_bridge
 work=$(mktemp -d)
 bridge_pid=
@@ -150,6 +150,16 @@ echo "$err" | grep -q 'EV003: pile 44200000120000100005 of gun 44200000120000100
 ok $? "start_session on an OCPP pile that is not connected fails in the app's call with EV003"
 echo "$err" | grep -q 'HINT:  A remote start needs the pile online'
 ok $? "and says when it was last connected and what to do"
+
+# A stop asked for while the pile is away is sent when it connects again.
+order5b=$(q -d $db -c "SELECT order_no FROM ocpp_start_transaction('44200000120000100005', 2, '1234567890123456', 5000, now() - interval '5 min')")
+cmd5=$(q -d $db -c "SELECT ocpp_stop_charge('$order5b')")
+is "$(q -d $db -c "SELECT sent_at IS NULL AND answered_at IS NULL FROM ocpp_command WHERE command_id = $cmd5")" "t" "ocpp_stop_charge on a pile that is away: the command waits"
+pile remote $url 44200000120000100005 '{"stopOnly":true,"waitMs":5000}' > "$work/later.json"
+is "$(jq_ remoteStop.params.transactionId < "$work/later.json")" "$(q -d $db -c "SELECT transaction_id FROM ocpp_transaction WHERE order_no = '$order5b'")" \
+	"and reaches the pile as RemoteStopTransaction of its transaction when it connects"
+for _ in $(seq 30); do [ -n "$(q -d $db -c "SELECT answer FROM ocpp_command WHERE command_id = $cmd5")" ] && break; sleep 0.1; done
+is "$(q -d $db -c "SELECT answer FROM ocpp_command WHERE command_id = $cmd5")" "Accepted" "its answer is recorded"
 
 # A remote start: the pile is told within a second, takes the session, and
 # the balance guard's stop reaches it before the wallet (1.50) falls below

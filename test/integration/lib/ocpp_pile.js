@@ -168,7 +168,8 @@ async function waitClose() {
 // idTag and a sample every opt.sampleDelayMs (opt.stepS seconds of the
 // pile's clock, opt.whPerSample each, the clock starting opt.backS seconds
 // ago) until a RemoteStopTransaction comes, then StopTransaction (Remote).
-// Writes opt.openFile once booted; gives up after opt.waitMs.
+// Writes opt.openFile once booted; gives up after opt.waitMs.  With
+// opt.stopOnly it only waits for a RemoteStopTransaction.
 async function remote() {
 	const state = { cli: client() };
 	const c = opt.connector || 1;
@@ -191,6 +192,14 @@ async function remote() {
 	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Available', timestamp: iso(t) });
 	if (opt.openFile) fs.writeFileSync(opt.openFile, 'open');
 	const deadline = Date.now() + (opt.waitMs || 15000);
+	if (opt.stopOnly) {
+		// Only a RemoteStopTransaction is expected (a command made while away).
+		out.connectedAt = Date.now();
+		while (!stopReq && Date.now() < deadline) await sleep(20);
+		await sleep(300);
+		await state.cli.close();
+		return out;
+	}
 	while (!startReq && Date.now() < deadline) await sleep(20);
 	if (!startReq || opt.reject) { await sleep(300); await state.cli.close(); return out; }
 	t += 1000;
