@@ -24,7 +24,8 @@ OBJS = \
 	src/session_machine.o \
 	src/pile_record_trigger.o \
 	src/spi_trigger.o \
-	src/http_fetch.o
+	src/http_fetch.o \
+	src/ocpp_password.o
 
 # The extension's SQL, one file per concept, in load order.
 INSTALL_SQL = \
@@ -82,7 +83,7 @@ BRIDGE = src/bridge/evcharge-bridge
 BRIDGE_SRCS = $(sort $(wildcard src/bridge/*.c)) src/pile_id_parse.c
 BRIDGE_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Isrc -Isrc/bridge \
 	-I$(shell $(PG_CONFIG) --includedir)
-BRIDGE_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lwebsockets -ljansson -lcrypt -lpthread -lm
+BRIDGE_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lwebsockets -ljansson -lssl -lcrypto -lcrypt -lpthread -lm
 all: $(BRIDGE)
 $(BRIDGE): $(BRIDGE_SRCS) $(wildcard src/bridge/*.h) src/pile_id_parse.h Makefile
 	$(CC) $(BRIDGE_CFLAGS) -o $@ $(BRIDGE_SRCS) $(BRIDGE_LIBS)

@@ -288,6 +288,77 @@ COMMENT ON FUNCTION evcharge.ocpp_stop_charge(text) IS
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_command', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_command_command_id_seq', '');
 
+-- OCPP security profile 1 (HTTP Basic): a password per pile, kept as a
+-- salted PBKDF2-HMAC-SHA256 hash, and whether an operator's piles must have
+-- one.  The hash is OpenSSL's in both the database (ocpp_password_hash, C)
+-- and the bridge, so evcharge needs no pgcrypto.
+CREATE TABLE evcharge.ocpp_credential (
+	pile_id evcharge.pile_id PRIMARY KEY,
+	salt bytea NOT NULL CHECK (length(salt) >= 16),
+	iterations int NOT NULL CHECK (iterations BETWEEN 1000 AND 10000000),
+	hash bytea NOT NULL CHECK (length(hash) = 32),
+	set_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.ocpp_credential IS
+	'The HTTP Basic password of a charge point (OCPP security profile 1), as a salted PBKDF2-HMAC-SHA256 hash: a pile with a row must present its password to connect; set with ocpp_set_password()';
+COMMENT ON COLUMN evcharge.ocpp_credential.pile_id IS 'the charge point (no foreign key, like ocpp_transaction: the registry''s maintenance never touches it)';
+COMMENT ON COLUMN evcharge.ocpp_credential.salt IS 'random salt, 16 bytes';
+COMMENT ON COLUMN evcharge.ocpp_credential.iterations IS 'PBKDF2 iterations (4096 from ocpp_set_password)';
+COMMENT ON COLUMN evcharge.ocpp_credential.hash IS 'PBKDF2-HMAC-SHA256(password, salt, iterations), 32 bytes';
+COMMENT ON COLUMN evcharge.ocpp_credential.set_at IS 'when the password was set';
+
+CREATE TABLE evcharge.ocpp_policy (
+	operator_id bigint PRIMARY KEY REFERENCES evcharge.operator ON DELETE CASCADE,
+	require_password boolean NOT NULL DEFAULT false,
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.ocpp_policy IS
+	'An operator''s OCPP connection settings; an operator without a row has the defaults';
+COMMENT ON COLUMN evcharge.ocpp_policy.operator_id IS 'the operator';
+COMMENT ON COLUMN evcharge.ocpp_policy.require_password IS 'whether its piles must have a password (ocpp_credential) to connect; off by default, when a pile without one is admitted';
+COMMENT ON COLUMN evcharge.ocpp_policy.updated_at IS 'when it was last changed';
+
+CREATE FUNCTION evcharge.ocpp_password_hash(p_password text, p_salt bytea, p_iterations int) RETURNS bytea
+	AS 'MODULE_PATHNAME', 'evcharge_ocpp_password_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evcharge.ocpp_password_hash(text, bytea, int) IS
+	'PBKDF2-HMAC-SHA256 of a charge point''s password (OpenSSL, the same call as the bridge''s check), 32 bytes';
+
+CREATE FUNCTION evcharge.ocpp_set_password(p_pile evcharge.pile_id, p_password text) RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	salt bytea;
+BEGIN
+	IF p_pile IS NULL THEN
+		RAISE EXCEPTION 'a pile id is required' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) p_pile) THEN
+		RAISE EXCEPTION 'pile % is not registered', p_pile
+			USING ERRCODE = 'foreign_key_violation', HINT = 'Register it in evcharge.pile first.';
+	END IF;
+	IF p_password IS NULL THEN
+		-- No password any more: the pile connects without one (unless its
+		-- operator requires them).
+		DELETE FROM evcharge.ocpp_credential c WHERE c.pile_id OPERATOR(evcharge.=) p_pile;
+		RETURN;
+	END IF;
+	IF length(p_password) NOT BETWEEN 16 AND 40 OR p_password !~ '^[\x21-\x7e]+$' THEN
+		RAISE EXCEPTION 'the password for pile % is not a valid OCPP password', p_pile
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('It has %s characters.', length(p_password)),
+			      HINT = 'An OCPP Basic password has 16 to 40 printable ASCII characters, without spaces.';
+	END IF;
+	salt := decode(replace(gen_random_uuid()::text, '-', ''), 'hex');
+	INSERT INTO evcharge.ocpp_credential AS c (pile_id, salt, iterations, hash)
+	VALUES (p_pile, salt, 4096, evcharge.ocpp_password_hash(p_password, salt, 4096))
+	ON CONFLICT (pile_id) DO UPDATE SET salt = EXCLUDED.salt, iterations = EXCLUDED.iterations,
+		hash = EXCLUDED.hash, set_at = now();
+END $$;
+COMMENT ON FUNCTION evcharge.ocpp_set_password(evcharge.pile_id, text) IS
+	'sets the HTTP Basic password of a charge point (16 to 40 printable ASCII characters), kept as a salted PBKDF2-HMAC-SHA256 hash; NULL removes it';
+
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_credential', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_policy', '');
+
 -- start_session (session.sql): refuses a remote start for an OCPP pile that is not
 -- connected (EV003) and makes the RemoteStartTransaction for one that is.
 CREATE OR REPLACE FUNCTION evcharge.start_session(gun evcharge.gun_id, member_id bigint, channel text,

@@ -57,6 +57,8 @@ typedef struct BridgeConfig
 	int			rate_burst;
 	int			db_retry_max_ms;	/* cap of the reconnect backoff */
 	char		bridge_id[64];	/* names this bridge in ocpp_connection */
+	const char *tls_cert;		/* PEM files: wss:// (security profile 2) */
+	const char *tls_key;
 } BridgeConfig;
 
 extern BridgeConfig config;
@@ -162,14 +164,24 @@ extern Item *WriterTakeDone(void); /* a list of items back from the writer */
 extern int	WriterOutstanding(void);
 extern bool WriterConnected(void);
 
-/* registry.c: the handshake's look-ups, on the main thread */
+/* db.c: the handshake's look-ups, on the main thread */
 typedef enum PileCheck
 {
 	PILE_ADMITTED,
 	PILE_NOT_REGISTERED,
 	PILE_DB_DOWN
 } PileCheck;
-extern PileCheck RegistryCheckPile(const char *pile);
+typedef struct PileAuth
+{
+	bool		has_password;	/* an ocpp_credential row: it must present it */
+	bool		require_password;	/* its operator requires one */
+	unsigned char salt[64];
+	int			salt_len;
+	int			iterations;
+	unsigned char hash[32];
+} PileAuth;
+extern PileCheck RegistryCheckPile(const char *pile, PileAuth *auth);
+extern bool PasswordMatches(const PileAuth *auth, const char *password, size_t len);
 
 /* frame.c: OCPP-J frames */
 typedef enum FrameError

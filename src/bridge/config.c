@@ -4,7 +4,8 @@
  *	  The bridge's settings: defaults, the config file (key = value lines,
  *	  # comments) and the command-line flags, which override the file.
  *
- * Every setting but bridge_id (a name) is an integer with a range; a value
+ * Every setting but bridge_id (a name), tls_cert and tls_key (files that
+ * must be readable) is an integer with a range; a value
  * outside it, an unknown key or flag stops the bridge at start with a
  * message naming it, never a silent default.  docs/bridge.md lists them.
  *
@@ -72,6 +73,8 @@ Usage(void)
 			"  --rate-burst N         and in a burst (200)\n"
 			"  --db-retry-max-ms N    longest wait between reconnect attempts (5000)\n"
 			"  --bridge-id NAME       this bridge in evcharge.ocpp_connection (HOSTNAME:PORT)\n"
+			"  --tls-cert FILE        PEM certificate (chain): serve wss:// (security profile 2)\n"
+			"  --tls-key FILE         its PEM private key\n"
 			"  --help                 this text\n"
 			"\n"
 			"Runs in the foreground and logs one line per event to stderr; SIGTERM\n"
@@ -95,6 +98,23 @@ SetSetting(const char *name, const char *value, const char *where)
 			return -1;
 		}
 		memcpy(config.bridge_id, value, n + 1);
+		return 0;
+	}
+	if (strcmp(name, "tls_cert") == 0 || strcmp(name, "tls_key") == 0)
+	{
+		char	   *copy = strdup(value);
+
+		if (copy == NULL || value[0] == '\0' || access(value, R_OK) != 0)
+		{
+			fprintf(stderr, "evcharge-bridge: %s: %s \"%s\" cannot be read (a PEM file is expected)\n",
+					where, name, value);
+			free(copy);
+			return -1;
+		}
+		if (name[4] == 'c')
+			config.tls_cert = copy;
+		else
+			config.tls_key = copy;
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
@@ -262,6 +282,11 @@ ConfigParseArgs(int argc, char **argv)
 	if (config.db == NULL || config.ocpp_port == 0)
 	{
 		fprintf(stderr, "evcharge-bridge: --db and --ocpp are required (try --help)\n");
+		return -1;
+	}
+	if ((config.tls_cert == NULL) != (config.tls_key == NULL))
+	{
+		fprintf(stderr, "evcharge-bridge: --tls-cert and --tls-key go together (wss:// needs both)\n");
 		return -1;
 	}
 	if (config.bridge_id[0] == '\0')

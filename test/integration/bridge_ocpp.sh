@@ -7,11 +7,12 @@
 # handshake; bad frames get their CALLERRORs; a pg_ctl restart of the
 # database in the middle of a session loses nothing; SIGTERM closes with 1001.
 source "$(dirname "$0")/lib/tap.sh"
-plan 50
+plan 63
 db=evcharge_it_bridge
 work=$(mktemp -d)
 bridge_pid=
-trap '[ -n "$bridge_pid" ] && kill $bridge_pid 2>/dev/null; rm -rf "$work"' EXIT
+tls_pid=
+trap '[ -n "$bridge_pid" ] && kill $bridge_pid 2>/dev/null; [ -n "$tls_pid" ] && kill $tls_pid 2>/dev/null; rm -rf "$work"' EXIT
 
 # Node.js, npm and ocpp-rpc: Debian's nodejs and npm when the machine has no
 # npm (scripts/lib.sh, EV_NODE_PACKAGES), ocpp-rpc into an ignored folder.
@@ -41,7 +42,8 @@ INSERT INTO pile VALUES ('44200000120000100001', 1, 2, 7000), ('4420000012000010
 INSERT INTO member (member_id, operator_id, card_no) VALUES (501, 12, '1234567890123456');
 -- Remote starts and the balance guard: an AC 22 kW pile, and a member whose
 -- wallet holds 1.50 yuan (the operator's stop threshold is 1.00).
-INSERT INTO pile VALUES ('44200000120000100004', 1, 2, 22000), ('44200000120000100005', 1, 2, 7000);
+INSERT INTO pile VALUES ('44200000120000100004', 1, 2, 22000), ('44200000120000100005', 1, 2, 7000),
+ ('44200000120000100006', 1, 2, 7000);
 INSERT INTO member (member_id, operator_id) VALUES (502, 12);
 SELECT top_up(member_wallet(502), 1.50, 'bridge-test-1');
 SQL
@@ -187,6 +189,48 @@ is "$(q -d $db -c "SELECT 1.50 - total >= 1.00 AND total > 0 FROM bill WHERE ord
 err=$(psql -X -q -tA -d $db -v VERBOSITY=verbose -c "SELECT ocpp_stop_charge('$order4')" 2>&1)
 echo "$err" | grep -q '55000: order .* is already stopped'
 ok $? "ocpp_stop_charge of a stopped charge is refused (55000)"
+
+# Security profile 1: HTTP Basic with the pile id as user and the password
+# whose salted PBKDF2 hash the registry keeps.
+pw=Zq3-pile-0006-secret
+q -d $db -c "SELECT ocpp_set_password('44200000120000100006', '$pw')" >/dev/null
+is "$(q -d $db -c "SELECT length(salt) || ' ' || iterations || ' ' || (hash = ocpp_password_hash('$pw', salt, iterations)) FROM ocpp_credential WHERE pile_id = '44200000120000100006'")" "16 4096 true" \
+	"ocpp_set_password keeps a salted PBKDF2-HMAC-SHA256 hash, not the password"
+err=$(psql -X -q -tA -d $db -v VERBOSITY=verbose -c "SELECT ocpp_set_password('44200000120000100006', 'short')" 2>&1)
+echo "$err" | grep -q '22023: the password for pile 44200000120000100006 is not a valid OCPP password'
+ok $? "a password outside OCPP's 16 to 40 printable characters is refused (22023)"
+r=$(pile refused $url 44200000120000100006)
+is "$(echo "$r" | jq_ status) $(echo "$r" | jq_ challenge)" '401 Basic realm="evcharge", charset="UTF-8"' "a pile with a password that presents none is refused with 401 and a Basic challenge"
+r=$(pile refused $url 44200000120000100006 '{"password":"wrong-password-0006"}')
+is "$(echo "$r" | jq_ status)" "401" "a wrong password is refused with 401"
+r=$(pile refused $url 44200000120000100006 "{\"password\":\"$pw\",\"user\":\"44200000120000100005\"}")
+is "$(echo "$r" | jq_ status)" "401" "the right password under another pile's id is refused"
+grep -q 'pile 44200000120000100006 sent a wrong password' "$work/bridge.log"
+ok $? "the log says why"
+is "$(pile boot $url 44200000120000100006 "{\"password\":\"$pw\"}" | jq_ status)" "Accepted" "the right password is admitted (ocpp-rpc with password)"
+is "$(pile refused $url 44200000120000100005 | jq_ status)" "101" "a pile without a password is admitted while its operator does not require one"
+q -d $db -c "INSERT INTO ocpp_policy (operator_id, require_password) VALUES (12, true)" >/dev/null
+r=$(pile refused $url 44200000120000100005)
+is "$(echo "$r" | jq_ status)" "401" "once the operator requires passwords, a pile without one is refused with 401"
+is "$(pile boot $url 44200000120000100006 "{\"password\":\"$pw\"}" | jq_ status)" "Accepted" "and one with its password still connects"
+q -d $db -c "UPDATE ocpp_policy SET require_password = false WHERE operator_id = 12" >/dev/null
+
+# Security profile 2: wss:// with --tls-cert/--tls-key (a self-signed
+# certificate made here), with the pile's password.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 \
+	-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
+tls_port=$((port + 1))
+while (exec 3<>/dev/tcp/127.0.0.1/$tls_port) 2>/dev/null; do tls_port=$((tls_port + 1)); done
+"$bridge" --db "dbname=$db" --ocpp 127.0.0.1:$tls_port --bridge-id tls-test --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" 2>>"$work/bridge.log" &
+tls_pid=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$tls_port) 2>/dev/null && break; sleep 0.1; done
+is "$(pile boot wss://127.0.0.1:$tls_port/ocpp 44200000120000100006 "{\"password\":\"$pw\",\"ca\":\"$work/cert.pem\"}" | jq_ status)" "Accepted" \
+	"wss:// with a self-signed certificate: TLS, HTTP Basic and BootNotification"
+is "$(pile refused wss://127.0.0.1:$tls_port/ocpp 44200000120000100006 "{\"password\":\"wrong-password-0006\",\"ca\":\"$work/cert.pem\"}" | jq_ status)" "401" \
+	"over TLS too a wrong password is refused with 401"
+kill -TERM $tls_pid; wait $tls_pid
+is "$?" "0" "the TLS bridge stops cleanly"
+tls_pid=
 
 # SIGTERM: every socket closed with 1001, exit 0, the connections closed.
 pile waitClose $url 44200000120000100002 "{\"openFile\":\"$work/open\"}" > "$work/close.json" &

@@ -17,7 +17,10 @@ const failures = [];
 function client(extra = {}) {
 	const cli = new RPCClient({
 		endpoint: url, identity: pile, protocols: ['ocpp1.6'], strictMode: true,
-		reconnect: false, callTimeoutMs: 5000, ...extra,
+		reconnect: false, callTimeoutMs: 5000,
+		...(opt.password ? { password: opt.password } : {}),
+		...(opt.ca ? { wsOpts: { ca: fs.readFileSync(opt.ca) } } : {}),
+		...extra,
 	});
 	cli.on('strictValidationFailure', (e) => failures.push(String(e.error && e.error.message || e)));
 	return cli;
@@ -111,14 +114,16 @@ async function resend() {
 	return { first: r.transactionId, again: again.transactionId };
 }
 
-// A connection the bridge must refuse: the HTTP status it answered.
+// A connection the bridge must refuse: the HTTP status it answered (101
+// when it was admitted); opt.password (and opt.user) for HTTP Basic.
 async function refused() {
 	return new Promise((resolve) => {
-		const ws = new WebSocket(url + '/' + pile, ['ocpp1.6']);
+		const headers = opt.password ? { authorization: 'Basic ' + Buffer.from((opt.user || pile) + ':' + opt.password).toString('base64') } : {};
+		const ws = new WebSocket(url + '/' + pile, ['ocpp1.6'], { headers, ...(opt.ca ? { ca: fs.readFileSync(opt.ca) } : {}) });
 		ws.on('unexpected-response', (req, res) => {
 			let body = '';
 			res.on('data', (d) => { body += d; });
-			res.on('end', () => resolve({ status: res.statusCode, body: body.trim() }));
+			res.on('end', () => resolve({ status: res.statusCode, body: body.trim(), challenge: res.headers['www-authenticate'] || null }));
 		});
 		ws.on('open', () => { ws.close(); resolve({ status: 101 }); });
 		ws.on('error', (e) => resolve({ status: 0, error: String(e) }));
@@ -231,7 +236,16 @@ async function remote() {
 	return out;
 }
 
-const scenarios = { charge, resend, refused, badFrames, waitClose, remote };
+// Connect (opt.password, opt.ca for wss://), boot and leave.
+async function boot() {
+	const cli = client();
+	await cli.connect();
+	const b = await cli.call('BootNotification', { chargePointVendor: 'evcharge-test', chargePointModel: 'AC7' });
+	await cli.close();
+	return { status: b.status };
+}
+
+const scenarios = { charge, resend, refused, badFrames, waitClose, remote, boot };
 scenarios[scenario]().then((r) => {
 	r.validationFailures = failures;
 	console.log(JSON.stringify(r));
