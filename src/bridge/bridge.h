@@ -5,12 +5,15 @@
  *	  point's connection, the work items that travel from the WebSocket
  *	  thread to the database writer and back, and each unit's entry points.
  *
- * Two threads.  The main thread runs libwebsockets (server.c): it reads
+ * Four threads.  The main thread runs libwebsockets (server.c): it reads
  * frames (frame.c), checks and maps each message (ocpp.c) into an Item and
  * queues it for the writer (writer.c), which COPYs a batch of items in one
  * transaction and hands them back after the commit; the main thread then
  * sends the answers the commit made possible.  Connections are touched by
- * the main thread only; items carry a counted reference to theirs.
+ * the main thread only; items carry a counted reference to theirs.  The
+ * command thread (command.c) LISTENs for commands to the piles and keeps
+ * the record of who is connected; the metrics thread (metrics.c) serves
+ * --metrics.
  *
  *-------------------------------------------------------------------------
  */
@@ -59,6 +62,8 @@ typedef struct BridgeConfig
 	char		bridge_id[64];	/* names this bridge in ocpp_connection */
 	const char *tls_cert;		/* PEM files: wss:// (security profile 2) */
 	const char *tls_key;
+	char		metrics_host[128];	/* --metrics HOST:PORT; port 0: none */
+	int			metrics_port;
 } BridgeConfig;
 
 extern BridgeConfig config;
@@ -244,6 +249,16 @@ extern void CommandsPileConnected(const char *pile);
 extern void CommandsPileDisconnected(const char *pile);
 extern void CommandsAnswer(const char *pile, int64_t command_id, const char *answer);
 extern Command *CommandsTake(void); /* the commands to send now */
+
+/* metrics.c: the status endpoint (--metrics), Prometheus text */
+extern int	MetricsStart(void);
+extern void MetricsStop(void);
+extern void MetricsMessage(const char *action);
+extern void MetricsCallError(const char *code);
+extern void MetricsRefused(int status);
+extern void MetricsConnected(int now_connected, bool opened);
+extern void MetricsCommandSent(void);
+extern void MetricsFlush(int rows, int64_t elapsed_us);
 
 /* db.c: a libpq connection as the bridge opens it */
 struct pg_conn;

@@ -70,9 +70,10 @@ main(int argc, char **argv)
 
 	LogEvent(NULL, "starting: ocpp ws://%s:%d/ocpp/<pile id>, flush every %d ms or %d messages, queue at most %d",
 			 config.ocpp_host, config.ocpp_port, config.flush_ms, config.flush_rows, config.queue_max);
-	if (WriterStart() != 0 || CommandsStart() != 0)
+	if (MetricsStart() != 0 || WriterStart() != 0 || CommandsStart() != 0)
 		return 1;
 	rc = ServerRun();
+	MetricsStop();
 	LogEvent(NULL, rc == 0 ? "stopped" : "stopped after an error");
 	return rc == 0 ? 0 : 1;
 }

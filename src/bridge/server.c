@@ -99,6 +99,13 @@ Send(Conn *c, char *text)
 		return;
 	}
 	len = strlen(text);
+	if (strncmp(text, "[4,", 3) == 0)
+	{
+		json_t	   *j = json_loadb(text, len, 0, NULL);
+
+		MetricsCallError(json_string_value(json_array_get(j, 2)));
+		json_decref(j);
+	}
 	f = malloc(sizeof(OutFrame) + LWS_PRE + len);
 	f->next = NULL;
 	f->len = len;
@@ -185,6 +192,7 @@ DrainCommands(void)
 				payload = json_pack("{s:i}", "transactionId", cmd->transaction_id);
 			LogEvent(c->pile, "sent %s %s (connector %d)", cmd->action, id, cmd->connector);
 			Send(c, FrameCall(id, cmd->action, payload));
+			MetricsCommandSent();
 		}
 		free(cmd);
 	}
@@ -258,6 +266,7 @@ HandleMessage(Conn *c, const char *text, size_t len)
 		json_decref(f.root);
 		return;
 	}
+	MetricsMessage(f.action);
 	if (!RateOk(c))
 	{
 		LogEvent(c->pile, "%s over the rate limit of %d a second: answered GenericError", f.action,
@@ -336,6 +345,7 @@ Refuse(struct lws *wsi, int status, const char *why, const char *hint)
 	char		body[600];
 
 	LogEvent(NULL, "connection refused (HTTP %d): %s; %s", status, why, hint);
+	MetricsRefused(status);
 	snprintf(body, sizeof(body), "%s; %s\n", why, hint);
 	lws_return_http_status(wsi, (unsigned) status, body);
 	return 1;
@@ -354,6 +364,7 @@ RefuseAuth(struct lws *wsi, const char *why, const char *hint)
 	int			n;
 
 	LogEvent(NULL, "connection refused (HTTP 401): %s; %s", why, hint);
+	MetricsRefused(401);
 	n = snprintf(body, sizeof(body), "%s; %s\n", why, hint);
 	if (n < 0 || n >= (int) sizeof(body))
 		n = (int) strlen(body);
@@ -489,6 +500,7 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 				conns->all_prev = c;
 			conns = c;
 			nconns++;
+			MetricsConnected(nconns, true);
 			if (paused)
 				lws_rx_flow_control(wsi, 0);
 			{
@@ -566,6 +578,7 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			if (c->all_next)
 				c->all_next->all_prev = c->all_prev;
 			nconns--;
+			MetricsConnected(nconns, false);
 			LogEvent(c->pile, "disconnected (%d connected)", nconns);
 			if (FindConn(c->pile) == NULL)
 				CommandsPileDisconnected(c->pile);

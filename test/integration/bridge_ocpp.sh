@@ -7,7 +7,7 @@
 # handshake; bad frames get their CALLERRORs; a pg_ctl restart of the
 # database in the middle of a session loses nothing; SIGTERM closes with 1001.
 source "$(dirname "$0")/lib/tap.sh"
-plan 63
+plan 71
 db=evcharge_it_bridge
 work=$(mktemp -d)
 bridge_pid=
@@ -62,7 +62,9 @@ jq_() { node -e 'const o=JSON.parse(require("fs").readFileSync(0)); const v=eval
 
 "$bridge" --help 2>&1 | grep -q -- '--ocpp HOST:PORT'
 ok $? "evcharge-bridge --help shows the interface"
-start_bridge
+mport=$((port + 10))
+while (exec 3<>/dev/tcp/127.0.0.1/$mport) 2>/dev/null; do mport=$((mport + 1)); done
+start_bridge --metrics 127.0.0.1:$mport
 ok $? "the bridge listens on 127.0.0.1:$port"
 
 # Yesterday 07:30 to 08:30 in the station's zone, a sample a minute, 100 Wh each:
@@ -231,6 +233,25 @@ is "$(pile refused wss://127.0.0.1:$tls_port/ocpp 44200000120000100006 "{\"passw
 kill -TERM $tls_pid; wait $tls_pid
 is "$?" "0" "the TLS bridge stops cleanly"
 tls_pid=
+
+# The status endpoint: Prometheus text, with what this test sent.
+metric() { grep -E "^$1 " "$work/metrics" | awk '{print $2}'; }
+curl -sf "http://127.0.0.1:$mport/metrics" > "$work/metrics"
+ok $? "--metrics serves http://127.0.0.1:$mport/metrics"
+[ "$(metric 'evcharge_bridge_messages_total\{action="MeterValues"\}')" -gt 100 ] && [ "$(metric 'evcharge_bridge_messages_total\{action="StartTransaction"\}')" -ge 4 ]
+ok $? "messages by action ($(metric 'evcharge_bridge_messages_total\{action="MeterValues"\}') MeterValues)"
+[ "$(metric 'evcharge_bridge_refused_connections_total\{status="401"\}')" -ge 4 ] && [ "$(metric 'evcharge_bridge_refused_connections_total\{status="404"\}')" -ge 1 ] && \
+	[ "$(metric 'evcharge_bridge_refused_connections_total\{status="400"\}')" -ge 2 ]
+ok $? "refused connections by HTTP status"
+[ "$(metric 'evcharge_bridge_callerrors_total\{code="FormationViolation"\}')" -ge 2 ] && [ "$(metric 'evcharge_bridge_callerrors_total\{code="NotImplemented"\}')" -ge 1 ]
+ok $? "CALLERRORs sent by code"
+[ "$(metric evcharge_bridge_flush_rows_count)" -gt 10 ] && [ "$(metric evcharge_bridge_flush_rows_sum)" -ge "$(metric evcharge_bridge_flush_rows_count)" ] && \
+	[ "$(metric 'evcharge_bridge_flush_seconds_bucket\{le="\+Inf"\}')" = "$(metric evcharge_bridge_flush_seconds_count)" ]
+ok $? "rows per flush and flush latency as histograms ($(metric evcharge_bridge_flush_rows_count) flushes)"
+is "$(metric evcharge_bridge_connected_piles) $(metric evcharge_bridge_queue_depth) $(metric evcharge_bridge_commands_sent_total) $(metric evcharge_bridge_database_up)" "0 0 4 1" \
+	"connected piles, queue depth, commands sent, database up"
+is "$(grep -c '^# TYPE evcharge_bridge_' "$work/metrics")" "$(grep -c '^# HELP evcharge_bridge_' "$work/metrics")" "every metric has its HELP and TYPE"
+is "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$mport/other")" "404" "another path is 404"
 
 # SIGTERM: every socket closed with 1001, exit 0, the connections closed.
 pile waitClose $url 44200000120000100002 "{\"openFile\":\"$work/open\"}" > "$work/close.json" &
