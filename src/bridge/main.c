@@ -3,11 +3,13 @@
  * main.c
  *	  evcharge-bridge: the entry point, logging and signals.
  *
- * It reads the settings (config.c), starts the database writer thread
- * (writer.c) and runs the WebSocket server (server.c) in the foreground
- * until SIGTERM or SIGINT; then the server stops reading, the writer
- * flushes and commits what it holds, the answers that commit allows are
- * sent, every socket is closed with 1001 (going away), and it exits 0.
+ * It reads the settings (config.c), starts the metrics endpoint
+ * (metrics.c), the database writer thread (writer.c) and the command
+ * thread (command.c), and runs the WebSocket server (server.c) in the
+ * foreground until SIGTERM or SIGINT; then the server stops reading, the
+ * writer flushes and commits what it holds, the answers that commit allows
+ * are sent, every socket is closed with 1001 (going away), the piles are
+ * marked disconnected, and it exits 0.
  *
  *-------------------------------------------------------------------------
  */
