@@ -18,6 +18,7 @@ OBJS = \
 	src/tariff.o \
 	src/anomaly_codes.o \
 	src/anomaly_set.o \
+	src/engine_core.o \
 	src/energy_split.o \
 	src/pricing.o \
 	src/heartbeat_trigger.o \
@@ -120,7 +121,7 @@ lint:
 		--std=c99 -Isrc -I$(PG_INCLUDEDIR_SERVER) $(LINT_DEFS) \
 		'-Dpg_attribute_noreturn()=__attribute__((noreturn))' \
 		--suppress=missingIncludeSystem --suppress='*:$(PG_INCLUDEDIR_SERVER)/*' \
-		src/*.c test/fuzz/fuzz_ids.c test/fuzz/fuzz_anomaly.c bench/trafficgen/trafficgen.c
+		src/*.c test/fuzz/fuzz_ids.c test/fuzz/fuzz_anomaly.c test/fuzz/fuzz_engines.c bench/trafficgen/trafficgen.c
 	clang-tidy --quiet --warnings-as-errors='*' \
 		--checks='-*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-macro-parentheses,-bugprone-branch-clone,-bugprone-assignment-in-if-condition,-bugprone-implicit-widening-of-multiplication-result' \
 		src/*.c -- -Isrc -I$(PG_INCLUDEDIR_SERVER) -I$(shell $(PG_CONFIG) --includedir)/internal $(LINT_DEFS)

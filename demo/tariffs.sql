@@ -25,6 +25,8 @@ INSERT INTO promotion (operator_id, name, valid, service_factor) VALUES
 	(12, 'Xiaolan opening week', '[2026-11-23, 2026-11-30)', 0.5);
 INSERT INTO promotion_station SELECT promotion_id, 2 FROM promotion;
 INSERT INTO occupancy_fee VALUES (2, 15, 0.50, 30.00);
+-- A coupon of a registered member (a quote for a member nobody registered is an error).
+INSERT INTO member (member_id, operator_id) VALUES (9001, 12) ON CONFLICT DO NOTHING;
 INSERT INTO coupon (operator_id, member_id, amount, min_kwh, valid) VALUES (12, 9001, 3.00, 30, '[2026-11-01, 2026-12-01)');
 
 \echo

@@ -85,3 +85,34 @@ SELECT split_energy(t, ARRAY['2026-11-20 10:00']::timestamptz[], ARRAY[1, 2]) FR
 SELECT split_energy(t, ARRAY['2026-11-20 10:00', NULL]::timestamptz[], ARRAY[1, 2]) FROM plan;
 SELECT split_energy(t, ARRAY['2026-11-20 10:00', '2026-11-20 10:01']::timestamptz[], ARRAY[1, 2], 'Mars/Olympus') FROM plan;
 SELECT split_energy(t, '{}', '{}') FROM plan;
+SELECT split_energy(t, ARRAY['2026-11-20 10:00', 'infinity']::timestamptz[], ARRAY[1, 2]) FROM plan;
+
+-- Exact at the ends of the range.  From the first timestamp to the last is
+-- more microseconds than 64 bits hold (0.1.0 gave {0,-126,-572,-349}): the
+-- split is exact by its rule: every Wh is given out, each where the rule
+-- puts it (1000 Wh over 290,000 years come close to the plan's 6 h peak,
+-- 10 h flat and 8 h valley a day).
+SELECT w, (SELECT sum(x) FROM unnest(w) x) AS total
+FROM plan, LATERAL (SELECT split_energy(t, ARRAY['4713-01-01 BC', '294276-12-31']::timestamptz[], ARRAY[0, 1000]) AS w) s;
+SELECT w, (SELECT sum(x) FROM unnest(w) x) AS total
+FROM plan, LATERAL (SELECT split_energy(t, ARRAY['4713-01-01 BC', '294276-12-31']::timestamptz[], ARRAY[0, 1000], 'Europe/Berlin') AS w) s;
+-- The highest reading a bigint holds, shared over 07:00-09:00: the halves
+-- add up to it exactly.
+SELECT w, (SELECT sum(x::numeric) FROM unnest(w) x) = 9223372036854775807 AS exact
+FROM plan, LATERAL (SELECT split_energy(t, ARRAY['2026-11-20 07:00', '2026-11-20 09:00']::timestamptz[],
+                                        ARRAY[0, 9223372036854775807]) AS w) s;
+SELECT split_energy_by_span(ARRAY[t, t], ARRAY['-infinity', '2026-11-20 08:00']::timestamptz[],
+                            ARRAY['4713-01-01 BC', '294276-12-31']::timestamptz[], ARRAY[0, 1000000])
+FROM plan;
+
+-- The zone is a name of the time zone database.  A POSIX offset is refused:
+-- PostgreSQL reads "UTC+8" and "+08:00" as UTC-8, which would split
+-- 07:00-09:00 Shanghai as all peak instead of {0,0,60,60}.
+SELECT split_energy(t, ARRAY['2026-11-20 07:00+08', '2026-11-20 09:00+08']::timestamptz[], ARRAY[0, 120], 'Asia/Shanghai')
+FROM plan;
+SELECT split_energy(t, ARRAY['2026-11-20 07:00+08', '2026-11-20 09:00+08']::timestamptz[], ARRAY[0, 120], 'UTC+8')
+FROM plan;
+SELECT split_energy(t, ARRAY['2026-11-20 07:00+08', '2026-11-20 09:00+08']::timestamptz[], ARRAY[0, 120], '+08:00')
+FROM plan;
+SELECT split_energy(t, ARRAY['2026-11-20 07:00+08', '2026-11-20 09:00+08']::timestamptz[], ARRAY[0, 120], 'CST')
+FROM plan;

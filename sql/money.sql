@@ -48,13 +48,13 @@ SELECT balance, replayed FROM manual_credit(:w501, 5.00, 'goodwill: pile out of 
 SELECT * FROM manual_credit(:w501, 5.00, ' ', 'CS-78');
 
 -- 3. Bills settle to the right wallet and sub-operator.
-CREATE FUNCTION pg_temp.charge(gun gun_id, order_no text, t0 timestamptz, wh_per_min int)
+CREATE FUNCTION pg_temp.charge(gun gun_id, order_no text, t0 timestamptz, wh_per_min int, minutes int DEFAULT 60)
 RETURNS void LANGUAGE sql AS $$
 	INSERT INTO evcharge.heartbeat (gun, ts, status, meter_wh, order_no)
-	SELECT gun, t0 + i * interval '1 min', CASE WHEN i = 60 THEN 'idle' ELSE 'charging' END::evcharge.gun_status,
-	       100000 + least(i, 59) * wh_per_min, order_no
-	FROM generate_series(0, 60) i;
-	INSERT INTO evcharge.pile_record VALUES (order_no, gun, t0, t0 + interval '59 min', 59 * wh_per_min);
+	SELECT gun, t0 + i * interval '1 min', CASE WHEN i = minutes THEN 'idle' ELSE 'charging' END::evcharge.gun_status,
+	       100000 + least(i, minutes - 1) * wh_per_min, order_no
+	FROM generate_series(0, minutes) i;
+	INSERT INTO evcharge.pile_record VALUES (order_no, gun, t0, t0 + (minutes - 1) * interval '1 min', (minutes - 1) * wh_per_min);
 $$;
 -- member 501 (own wallet), 502 (the bus company pays), 503 (the taxi's VIN),
 -- the prepaid and the affiliated partner, and a card nobody registered.
@@ -134,8 +134,11 @@ SELECT state, reason FROM reject_refund(:r2, 'the member asked to keep using the
 SELECT balance FROM account WHERE account_id = :w501;
 SELECT approve_refund(:r2);
 -- Debts reduce what is refundable: a wallet in debt has nothing to refund.
+-- Member 501 charges five hours with 30.00 in the wallet (29.9 kWh, 37.37);
+-- 60 kWh agreed by hand would be more than the 7 kW gun can deliver in the
+-- five hours, and is refused.
 SELECT start_session('44200000120000100001003', 501, 'app') AS o501b \gset
-SELECT pg_temp.charge('44200000120000100001003', :'o501b', '2026-11-20 12:00+08', 100);
+SELECT pg_temp.charge('44200000120000100001003', :'o501b', '2026-11-20 12:00+08', 100, 300);
 SELECT total FROM repair_bill(:'o501b', 'agreed: 60 kWh, the pile''s meter was replaced', 'manual', 60000);
 SELECT * FROM settle_bills();
 SELECT balance < 0 AS in_debt FROM account WHERE account_id = :w501;
@@ -183,7 +186,7 @@ SELECT * FROM post_txn(12, 'manual_credit', 'BAD-2', ARRAY[:w501, :dept]::bigint
 -- Entries written around post_txn that do not balance cannot be committed.
 BEGIN;
 INSERT INTO ledger_txn (operator_id, kind, idem_key) VALUES (12, 'manual_credit', 'RAW-1');
-INSERT INTO ledger_entry (txn_id, account_id, amount) VALUES (currval('ledger_txn_txn_id_seq'), :w501, 5.00);
+INSERT INTO ledger_entry (txn_id, account_id, amount, operator_id) VALUES (currval('ledger_txn_txn_id_seq'), :w501, 5.00, 12);
 COMMIT;
 -- A balance changed behind the ledger's back is found.
 UPDATE account SET balance = balance + 0.01 WHERE account_id = :w501;

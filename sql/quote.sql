@@ -104,6 +104,8 @@ FROM (VALUES (interval '0'), ('14 min 59 s'), ('15 min'), ('16 min 59 s'), ('45 
 SELECT occupancy_fee, applied FROM quote(2, 'AC', 101, '2026-11-20 10:00', '2026-11-20 11:00', 10, '2026-11-20 14:00');
 
 -- Coupons: a fixed amount off the service fee only, from a minimum energy.
+-- They are the operator's registered members'.
+INSERT INTO member (member_id, operator_id) VALUES (7001, 12), (7002, 12), (7003, 12);
 INSERT INTO coupon (operator_id, member_id, amount, min_kwh, valid) VALUES
 	(12, 7001, 3.00, 30, '[2026-11-01, 2026-12-01)'),
 	(12, 7001, 1.00, 0, '[2026-11-01, 2026-12-01)'),

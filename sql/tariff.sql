@@ -48,6 +48,25 @@ SELECT '00:00-24:00 flat | flat 0.64'::tou_tariff;
 SELECT '00:00-24:00 flat | flat 0.64+0.51, flat 0.7+0.51'::tou_tariff;
 SELECT '00:00-24:00 flat | flat 0.64+0.51 | valley 0.3+0.5'::tou_tariff;
 SELECT '00:00-24:00 flat | flat abc+0.51'::tou_tariff;
+-- A price is digits, optionally a point and 1 to 4 digits: no sign, no
+-- point without a digit on each side, nothing after the service fee.  The
+-- detail names the character (counted from 1 in the whole input) and what
+-- belongs there.
+SELECT '00:00-24:00 flat | flat 0.64++0.51'::tou_tariff;
+SELECT '00:00-24:00 flat | flat 0.64+ +0.51'::tou_tariff;
+SELECT '00:00-24:00 flat | flat 0.+0'::tou_tariff;
+SELECT '00:00-24:00 flat | flat .5+0'::tou_tariff;
+SELECT '00:00-24:00 flat | flat +0.5+0'::tou_tariff;
+SELECT '00:00-24:00 flat | flat 1e2+0'::tou_tariff;
+SELECT '00:00-24:00 flat | flat 0.5 0+0.4'::tou_tariff;
+SELECT '00:00-24:00 flat | flat 0.5+0.4 x'::tou_tariff;
+SELECT '00:00-24:00 尖 | 尖 1.5+O.5'::tou_tariff;
+-- However many digits, a price above 9999.9999 is out of range (22023).
+SELECT '00:00-24:00 flat | flat 99999999999999999999999999+0'::tou_tariff;
+-- What the grammar allows: white space around "+", any white space after
+-- the class, no decimals or up to 4.
+SELECT '00:00-24:00 flat | flat 0.5 + 0.4'::tou_tariff AS spaced,
+       E'00:00-24:00 flat | flat\n7+0.4500'::tou_tariff AS newline;
 -- The jsonb form is checked field by field.
 SELECT tou_tariff('{"segment": []}'::jsonb);
 SELECT tou_tariff('{"segments": [{"start": "00:00", "end": "24:00", "class": "flat, 00:00-24:00 peak"}], "prices": {}}'::jsonb);
@@ -66,3 +85,9 @@ FROM price('00:00-24:00 flat | flat 1.9999+9.9999', ARRAY[0, 0, 1, 0]);
 SELECT * FROM price('00:00-24:00 flat | flat 0.7+0.45', ARRAY[0, 1000, 0, 0]);
 SELECT * FROM price('00:00-24:00 flat | flat 0.7+0.45', ARRAY[0, 0, -5, 0]);
 SELECT * FROM price('00:00-24:00 flat | flat 0.7+0.45', ARRAY[0, 0, 5]);
+-- Huge meter values: every amount is exact or 22003, never a wrapped figure.
+SELECT * FROM price('00:00-24:00 flat | flat 0.7+0.45', ARRAY[0, 0, 9223372036854775807, 0]);
+SELECT * FROM price('00:00-08:00 valley, 08:00-24:00 flat | flat 0+0, valley 0+0',
+                    ARRAY[0, 0, 4611686018427387904, 4611686018427387904]);
+SELECT kwh, energy_fee, service_fee, total
+FROM price('00:00-24:00 flat | flat 9999.9999+9999.9999', ARRAY[0, 0, 92233720368, 0]);

@@ -21,12 +21,19 @@
  *	  time up to the end of piece k, so the pieces add up to the rise
  *	  exactly and each gets its exact share rounded down or up by less
  *	  than one Wh; the remainder falls to the later pieces.
+ * The arithmetic itself is in engine_core.c, exact for every finite time
+ * and reading; this file reads the arguments, follows the station's zone
+ * and turns the engine's status into errors.  It also owns which zones
+ * evcharge accepts (is_time_zone, check_time_zone): zones of the time zone
+ * database that say where a station is, never POSIX strings such as
+ * "UTC+8", which PostgreSQL reads with the inverted sign.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -34,39 +41,223 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "energy_split.h"
+#include "engine_core.h"
 #include "tariff.h"
 
 PG_FUNCTION_INFO_V1(split_energy);
 PG_FUNCTION_INFO_V1(split_energy_by_span);
 PG_FUNCTION_INFO_V1(evcharge_is_time_zone);
-
-typedef struct Sample
-{
-	TimestampTz ts;
-	int64		wh;
-} Sample;
-
-/* A plan in force from start (inclusive) until the next span's start. */
-typedef struct Span
-{
-	TimestampTz start;
-	uint8		classes[MINUTES_PER_DAY];	/* class of each local minute */
-	int16		seg_end[MINUTES_PER_DAY];	/* end minute of its segment */
-} Span;
-
-/* The UTC offset of a zone, known to hold over [from, until). */
-typedef struct OffsetCache
-{
-	const pg_tz *tz;
-	TimestampTz from;
-	TimestampTz until;
-	int64		offset_us;
-} OffsetCache;
+PG_FUNCTION_INFO_V1(evcharge_check_time_zone);
 
 #define UNIX_TO_PG_SECS ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)
+
+StaticAssertDecl(TOU_CLASSES == ENGINE_CLASSES && MINUTES_PER_DAY == ENGINE_MINUTES_PER_DAY &&
+				 TOU_NO_PRICE == ENGINE_NO_PRICE && USECS_PER_DAY == ENGINE_USECS_PER_DAY,
+				 "the engine core and tou_tariff agree on classes, minutes and prices");
+
+/* ---------- time zones ---------- */
+
+/*
+ * What the split (and every zone evcharge stores) accepts: a zone of the
+ * time zone database, as pg_timezone_names lists it, that says where a
+ * station is.  The rest is refused, and the verdict says why.
+ */
+typedef enum ZoneVerdict
+{
+	ZONE_OK,
+	ZONE_UNKNOWN,				/* neither a zone name nor anything else */
+	ZONE_POSIX,					/* a POSIX string: "UTC+8", "+08:00" */
+	ZONE_INVERTED,				/* Etc/GMT-8: a zone whose sign is POSIX's */
+	ZONE_ABBREVIATION,			/* CET: AT TIME ZONE reads the abbreviation */
+	ZONE_NOT_A_PLACE			/* localtime, posixrules, Factory */
+} ZoneVerdict;
+
+/* The names pg_timezone_names lists, sorted without regard to case. */
+static char **zone_names = NULL;
+static int	nzone_names = 0;
+
+static int
+CompareZoneNames(const void *a, const void *b)
+{
+	return pg_strcasecmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * ZoneListed: whether the time zone database has this name (without regard
+ * to case, as pg_tzset looks names up).  The list is read once per backend,
+ * the way pg_timezone_names reads it.
+ */
+static bool
+ZoneListed(const char *name)
+{
+	if (zone_names == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		pg_tzenum  *e = pg_tzenumerate_start();
+		pg_tz	   *tz;
+		int			cap = 1024;
+		int			n = 0;
+		char	  **names = palloc(sizeof(char *) * cap);
+
+		while ((tz = pg_tzenumerate_next(e)) != NULL)
+		{
+			if (n == cap)
+			{
+				cap *= 2;
+				names = repalloc(names, sizeof(char *) * cap);
+			}
+			names[n++] = pstrdup(pg_get_timezone_name(tz));
+		}
+		pg_tzenumerate_end(e);
+		qsort(names, n, sizeof(char *), CompareZoneNames);
+		MemoryContextSwitchTo(old);
+		nzone_names = n;
+		zone_names = names;
+	}
+	return bsearch(&name, zone_names, nzone_names, sizeof(char *), CompareZoneNames) != NULL;
+}
+
+/* "GMT+8", "Etc/GMT-14" (and under posix/): an offset with POSIX's sign. */
+static bool
+IsInvertedOffsetZone(const char *name)
+{
+	const char *p = name;
+
+	if (pg_strncasecmp(p, "posix/", 6) == 0)
+		p += 6;
+	if (pg_strncasecmp(p, "Etc/", 4) == 0)
+		p += 4;
+	if (pg_strncasecmp(p, "GMT", 3) != 0 || (p[3] != '+' && p[3] != '-'))
+		return false;
+	for (p += 4; *p == '0'; p++)
+		;
+	return *p != '\0';			/* GMT+0, GMT-0 are UTC */
+}
+
+static ZoneVerdict
+JudgeZone(const char *name, pg_tz **tz_out)
+{
+	static const char *const not_places[] = {"localtime", "posixrules", "Factory",
+	"posix/localtime", "posix/posixrules", "posix/Factory"};
+
+	/*
+	 * Zone names that are also abbreviations of PostgreSQL's default set,
+	 * with summer time in the zone but not in the abbreviation.
+	 */
+	static const char *const abbreviations[] = {"CET", "EET", "MET", "WET"};
+	pg_tz	   *tz;
+	size_t		i;
+
+	*tz_out = NULL;
+	if (!ZoneListed(name))
+		return pg_tzset(name) != NULL ? ZONE_POSIX : ZONE_UNKNOWN;
+	for (i = 0; i < lengthof(not_places); i++)
+		if (pg_strcasecmp(name, not_places[i]) == 0)
+			return ZONE_NOT_A_PLACE;
+	for (i = 0; i < lengthof(abbreviations); i++)
+		if (pg_strcasecmp(name, abbreviations[i]) == 0)
+			return ZONE_ABBREVIATION;
+	if (IsInvertedOffsetZone(name))
+		return ZONE_INVERTED;
+	tz = pg_tzset(name);
+	if (tz == NULL || !pg_tz_acceptable(tz))
+		return ZONE_UNKNOWN;
+	*tz_out = tz;
+	return ZONE_OK;
+}
+
+/* The 22023 error for a zone JudgeZone refused. */
+static void
+pg_attribute_noreturn()
+ReportBadZone(const char *name, ZoneVerdict v)
+{
+	switch (v)
+	{
+		case ZONE_POSIX:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time zone \"%s\" is a POSIX time zone string, not a zone name", name),
+					 errdetail("PostgreSQL reads a POSIX offset with the sign inverted: \"UTC+8\" and \"+08:00\" mean eight hours west of UTC (UTC-8), not China's UTC+8, so a plan would bill the wrong hours."),
+					 errhint("Use a zone name from pg_timezone_names, such as \"Asia/Shanghai\" for China.")));
+			break;
+		case ZONE_INVERTED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time zone \"%s\" is an offset written with POSIX's inverted sign", name),
+					 errdetail("In the zone names Etc/GMT+N and Etc/GMT-N the sign is inverted: \"Etc/GMT-8\" is UTC+8 and \"Etc/GMT+8\" is UTC-8; such a name is too easily read the wrong way round."),
+					 errhint("Use the zone of a place, such as \"Asia/Shanghai\" for China.")));
+			break;
+		case ZONE_ABBREVIATION:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time zone \"%s\" is also a time zone abbreviation", name),
+					 errdetail("AT TIME ZONE reads \"%s\" as the abbreviation, a fixed offset, while the zone of that name has summer time: reports and bills would disagree for half the year.", name),
+					 errhint("Use the zone of a place, such as \"Europe/Berlin\", or \"Asia/Shanghai\" for China.")));
+			break;
+		case ZONE_NOT_A_PLACE:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time zone \"%s\" is not the zone of a place", name),
+					 errdetail("\"localtime\" follows the server's operating system, \"posixrules\" is a template of rules and \"Factory\" has no offset: none says where a station is."),
+					 errhint("Use the zone of a place, such as \"Asia/Shanghai\" for China.")));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time zone \"%s\" not recognized", name),
+					 errdetail("It is not a zone name of the time zone database (pg_timezone_names); abbreviations such as \"CST\" are not zone names: they are ambiguous (China or US Central) and carry no clock changes."),
+					 errhint("Use a zone name such as \"Asia/Shanghai\".")));
+	}
+	pg_unreachable();
+}
+
+/* The zone of a name, or the 22023 error saying why it is refused. */
+static pg_tz *
+AcceptedZone(const char *name)
+{
+	pg_tz	   *tz;
+	ZoneVerdict v = JudgeZone(name, &tz);
+
+	if (v != ZONE_OK)
+		ReportBadZone(name, v);
+	return tz;
+}
+
+static const pg_tz *
+LookupZone(text *tzname)
+{
+	return AcceptedZone(text_to_cstring(tzname));
+}
+
+/*
+ * is_time_zone(name): whether evcharge accepts the zone (JudgeZone), the
+ * same test split_energy makes, so that a station whose zone passes can
+ * always be priced.  Never an error: check_time_zone raises one.
+ */
+Datum
+evcharge_is_time_zone(PG_FUNCTION_ARGS)
+{
+	pg_tz	   *tz;
+
+	PG_RETURN_BOOL(JudgeZone(text_to_cstring(PG_GETARG_TEXT_PP(0)), &tz) == ZONE_OK);
+}
+
+/*
+ * check_time_zone(name): true for a zone evcharge accepts, else the 22023
+ * error saying why; the check of the domain evcharge.time_zone.
+ */
+Datum
+evcharge_check_time_zone(PG_FUNCTION_ARGS)
+{
+	AcceptedZone(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_BOOL(true);
+}
+
+/* ---------- the station's wall clock, for the walk ---------- */
 
 static pg_time_t
 FloorUnixSeconds(TimestampTz t)
@@ -78,76 +269,64 @@ FloorUnixSeconds(TimestampTz t)
 	return (pg_time_t) (s + UNIX_TO_PG_SECS);
 }
 
-static TimestampTz
-UnixSecondsToTimestamp(pg_time_t s)
+/*
+ * The engine clock of a zone: the offset at t from pg_localtime, valid
+ * until the zone's next boundary (PG_INT64_MAX when there is none, or when
+ * it lies beyond the timestamps' range).
+ */
+static bool
+ZoneOffsetAt(void *arg, int64 t, int64 *offset_us, int64 *until)
 {
-	return ((int64) s - UNIX_TO_PG_SECS) * USECS_PER_SEC;
-}
-
-/* Bring the cache to an offset valid at t. */
-static void
-OffsetAt(OffsetCache *c, TimestampTz t)
-{
-	pg_time_t	secs;
-	struct pg_tm *tm;
+	const pg_tz *tz = arg;
+	pg_time_t	secs = FloorUnixSeconds(t);
+	struct pg_tm *tm = pg_localtime(&secs, tz);
 	long		before_gmtoff;
 	long		after_gmtoff;
 	int			before_isdst;
 	int			after_isdst;
 	pg_time_t	boundary;
-	int			r;
+	int64		boundary_us;
 
-	if (t >= c->from && t < c->until)
-		return;
-	secs = FloorUnixSeconds(t);
-	tm = pg_localtime(&secs, c->tz);
 	if (tm == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range for the station's time zone")));
-	c->offset_us = (int64) tm->tm_gmtoff * USECS_PER_SEC;
-	c->from = UnixSecondsToTimestamp(secs);
-	r = pg_next_dst_boundary(&secs, &before_gmtoff, &before_isdst, &boundary,
-							 &after_gmtoff, &after_isdst, c->tz);
-	c->until = (r == 1) ? UnixSecondsToTimestamp(boundary) : DT_NOEND;
-	if (c->until <= t)
-		c->until = t + USECS_PER_SEC;	/* cannot happen; keep the walk moving */
-}
-
-static int
-CompareSamples(const void *a, const void *b)
-{
-	const Sample *x = a;
-	const Sample *y = b;
-
-	if (x->ts != y->ts)
-		return x->ts < y->ts ? -1 : 1;
-	if (x->wh != y->wh)
-		return x->wh > y->wh ? -1 : 1;	/* highest reading first */
-	return 0;
+		return false;
+	*offset_us = (int64) tm->tm_gmtoff * USECS_PER_SEC;
+	if (pg_next_dst_boundary(&secs, &before_gmtoff, &before_isdst, &boundary,
+							 &after_gmtoff, &after_isdst, tz) == 1 &&
+		!pg_mul_s64_overflow((int64) boundary - UNIX_TO_PG_SECS, USECS_PER_SEC, &boundary_us))
+		*until = boundary_us;
+	else
+		*until = PG_INT64_MAX;
+	return true;
 }
 
 static void
-BuildSpan(Span *span, const TouTariff *t, TimestampTz start)
+ClockTick(void)
+{
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+BuildPlan(EnginePlan *plan, const TouTariff *t, TimestampTz start)
 {
 	int			i;
 
-	span->start = start;
-	TouTariffMinuteClasses(t, span->classes);
+	plan->start = start;
+	TouTariffMinuteClasses(t, plan->classes);
 	for (i = 0; i < t->nseg; i++)
 	{
 		int			m;
 
 		for (m = t->seg[i].start; m < t->seg[i].end; m++)
-			span->seg_end[m] = t->seg[i].end;
+			plan->seg_end[m] = t->seg[i].end;
 	}
 }
 
 /*
- * Read the sample arrays: equal length, no NULLs.  Returns the samples in
- * time order with one per timestamp and no negative readings.
+ * Read the sample arrays: equal length, no NULLs, no infinite time.
+ * Returns the samples in time order with one per timestamp and no
+ * negative readings.
  */
-static Sample *
+static EngineSample *
 ReadSamples(ArrayType *ts_arr, ArrayType *wh_arr, int *nout)
 {
 	Datum	   *ts;
@@ -157,8 +336,7 @@ ReadSamples(ArrayType *ts_arr, ArrayType *wh_arr, int *nout)
 	int			nts;
 	int			nwh;
 	int			i;
-	int			n = 0;
-	Sample	   *s;
+	EngineSample *s;
 
 	if (ARR_NDIM(ts_arr) > 1 || ARR_NDIM(wh_arr) > 1)
 		ereport(ERROR,
@@ -175,7 +353,7 @@ ReadSamples(ArrayType *ts_arr, ArrayType *wh_arr, int *nout)
 				 errdetail("Each sample is a time and a meter reading at the same position of the two arrays."),
 				 errhint("Pass arrays of equal length.")));
 
-	s = palloc(sizeof(Sample) * Max(nts, 1));
+	s = palloc(sizeof(EngineSample) * Max(nts, 1));
 	for (i = 0; i < nts; i++)
 	{
 		if (ts_nulls[i] || wh_nulls[i])
@@ -186,111 +364,44 @@ ReadSamples(ArrayType *ts_arr, ArrayType *wh_arr, int *nout)
 		if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(ts[i])))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-					 errmsg("sample %d has an infinite time", i + 1)));
-		if (DatumGetInt64(wh[i]) < 0)
-			continue;			/* -1: the pile had no reading */
-		s[n].ts = DatumGetTimestampTz(ts[i]);
-		s[n].wh = DatumGetInt64(wh[i]);
-		n++;
+					 errmsg("sample %d has an infinite time", i + 1),
+					 errhint("A sample is a finite time and a meter reading.")));
+		s[i].ts = DatumGetTimestampTz(ts[i]);
+		s[i].wh = DatumGetInt64(wh[i]);
 	}
-	qsort(s, n, sizeof(Sample), CompareSamples);
-
-	/* One sample per time: the highest reading, sorted first. */
-	if (n > 0)
-	{
-		int			k = 1;
-
-		for (i = 1; i < n; i++)
-			if (s[i].ts != s[k - 1].ts)
-				s[k++] = s[i];
-		n = k;
-	}
-	*nout = n;
+	*nout = SplitPrepareSamples(s, nts);
 	return s;
 }
 
 /*
  * SplitSamples shares the energy of the samples among spans and classes,
- * adding into result[span * 4 + class].
+ * adding into result[span * 4 + class]; the engine's status becomes an
+ * error.
  */
 static void
-SplitSamples(const Sample *s, int n, Span *spans, int nspan, const pg_tz *tz,
-			 int64 *result)
+SplitSamples(const EngineSample *s, int n, const EnginePlan *plans, int nplan,
+			 const pg_tz *tz, int64 *result)
 {
-	OffsetCache oc;
-	int64		high;
-	int			i;
-	int			sp = 0;
+	EngineClock clock;
 
-	oc.tz = tz;
-	oc.from = 1;
-	oc.until = 0;				/* empty: forces the first lookup */
-	oc.offset_us = 0;
-
-	if (n == 0)
-		return;
-	high = s[0].wh;
-	for (i = 1; i < n; i++)
+	clock.offset_at = ZoneOffsetAt;
+	clock.arg = unconstify(pg_tz *, tz);
+	clock.tick = ClockTick;
+	switch (SplitWalk(s, n, plans, nplan, &clock, SPLIT_AUTO, result))
 	{
-		TimestampTz ta = s[i - 1].ts;
-		TimestampTz tb = s[i].ts;
-		int64		rise;
-		int128		total_us = (int128) (tb - ta);
-		int128		elapsed_us = 0;
-		int64		given = 0;
-		TimestampTz t;
-
-		CHECK_FOR_INTERRUPTS();
-		if (s[i].wh <= high)
-			continue;
-		rise = s[i].wh - high;
-		high = s[i].wh;
-
-		for (t = ta; t < tb;)
-		{
-			TimestampTz next;
-			int64		sod;
-			int			minute;
-			int			cls;
-			int64		share;
-
-			while (sp + 1 < nspan && spans[sp + 1].start <= t)
-				sp++;
-			OffsetAt(&oc, t);
-			sod = (t + oc.offset_us) % USECS_PER_DAY;
-			if (sod < 0)
-				sod += USECS_PER_DAY;
-			minute = (int) (sod / USECS_PER_MINUTE);
-			cls = spans[sp].classes[minute];
-			next = t + ((int64) spans[sp].seg_end[minute] * USECS_PER_MINUTE - sod);
-			if (oc.until < next)
-				next = oc.until;
-			if (sp + 1 < nspan && spans[sp + 1].start < next)
-				next = spans[sp + 1].start;
-			if (tb < next)
-				next = tb;
-
-			elapsed_us += (int128) (next - t);
-			share = (int64) ((int128) rise * elapsed_us / total_us) - given;
-			given += share;
-			result[sp * TOU_CLASSES + cls] += share;
-			t = next;
-		}
+		case ENGINE_OK:
+			break;
+		case ENGINE_ZONE_RANGE:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range for the station's time zone")));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("energy per class out of range"),
+					 errdetail("The Wh of one class add up to more than 64 bits hold.")));
 	}
-}
-
-static const pg_tz *
-LookupZone(text *tzname)
-{
-	char	   *name = text_to_cstring(tzname);
-	pg_tz	   *tz = pg_tzset(name);
-
-	if (tz == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("time zone \"%s\" not recognized", name),
-				 errhint("Use a zone name such as \"Asia/Shanghai\".")));
-	return tz;
 }
 
 static ArrayType *
@@ -317,15 +428,15 @@ split_energy(PG_FUNCTION_ARGS)
 	ArrayType  *ts = PG_GETARG_ARRAYTYPE_P(1);
 	ArrayType  *wh = PG_GETARG_ARRAYTYPE_P(2);
 	const pg_tz *tz = LookupZone(PG_GETARG_TEXT_PP(3));
-	Span	   *span = palloc(sizeof(Span));
+	EnginePlan *plan = palloc(sizeof(EnginePlan));
 	int64		result[TOU_CLASSES] = {0, 0, 0, 0};
 	int			dims[1] = {TOU_CLASSES};
-	Sample	   *s;
+	EngineSample *s;
 	int			n;
 
 	s = ReadSamples(ts, wh, &n);
-	BuildSpan(span, t, DT_NOBEGIN);
-	SplitSamples(s, n, span, 1, tz, result);
+	BuildPlan(plan, t, DT_NOBEGIN);
+	SplitSamples(s, n, plan, 1, tz, result);
 	PG_RETURN_ARRAYTYPE_P(Int64Array(result, TOU_CLASSES, 1, dims));
 }
 
@@ -353,10 +464,10 @@ split_energy_by_span(PG_FUNCTION_ARGS)
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
-	Span	   *spans;
+	EnginePlan *spans;
 	int64	   *result;
 	int			dims[2];
-	Sample	   *s;
+	EngineSample *s;
 	int			n;
 	int			i;
 
@@ -371,7 +482,7 @@ split_energy_by_span(PG_FUNCTION_ARGS)
 				 errmsg("%d plans and %d span starts given", ntariff, nstart),
 				 errhint("Give one start time per plan, at least one plan.")));
 
-	spans = palloc(sizeof(Span) * ntariff);
+	spans = palloc(sizeof(EnginePlan) * ntariff);
 	for (i = 0; i < ntariff; i++)
 	{
 		if (tariff_nulls[i] || start_nulls[i])
@@ -383,7 +494,7 @@ split_energy_by_span(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("span starts must be in ascending order"),
 					 errdetail("Span %d starts at or before span %d.", i + 1, i)));
-		BuildSpan(&spans[i], DatumGetTouTariffP(tariff_d[i]), DatumGetTimestampTz(start_d[i]));
+		BuildPlan(&spans[i], DatumGetTouTariffP(tariff_d[i]), DatumGetTimestampTz(start_d[i]));
 	}
 
 	s = ReadSamples(ts, wh, &n);
@@ -394,46 +505,32 @@ split_energy_by_span(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(Int64Array(result, ntariff * TOU_CLASSES, 2, dims));
 }
 
-/*
- * is_time_zone(name): whether the split can follow this zone's wall clock;
- * the same lookup split_energy makes, so that a station whose zone passes
- * its check can always be priced.  Abbreviations such as CST are refused:
- * they are ambiguous (China or US Central) and carry no clock changes.
- */
-Datum
-evcharge_is_time_zone(PG_FUNCTION_ARGS)
-{
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-
-	PG_RETURN_BOOL(pg_tzset(name) != NULL && pg_tz_acceptable(pg_tzset(name)));
-}
-
 /* ---------- one rise at a time, for the pipeline ---------- */
 
 struct RiseSplitter
 {
-	Span		span;
+	EnginePlan	plan;
 	const pg_tz *tz;
 };
 
 RiseSplitter *
 RiseSplitterCreate(const TouTariff *t, const char *tzname)
 {
-	pg_tz	   *tz = pg_tzset(tzname);
+	pg_tz	   *tz;
 	RiseSplitter *rs;
 
-	if (tz == NULL)
+	if (JudgeZone(tzname, &tz) != ZONE_OK)
 		return NULL;
 	rs = palloc(sizeof(RiseSplitter));
 	rs->tz = tz;
-	BuildSpan(&rs->span, t, DT_NOBEGIN);
+	BuildPlan(&rs->plan, t, DT_NOBEGIN);
 	return rs;
 }
 
 void
 RiseSplitterAdd(RiseSplitter *rs, TimestampTz a, TimestampTz b, int64 rise, int64 *wh)
 {
-	Sample		s[2];
+	EngineSample s[2];
 
 	if (rise <= 0 || b <= a)
 		return;
@@ -441,5 +538,5 @@ RiseSplitterAdd(RiseSplitter *rs, TimestampTz a, TimestampTz b, int64 rise, int6
 	s[0].wh = 0;
 	s[1].ts = b;
 	s[1].wh = rise;
-	SplitSamples(s, 2, &rs->span, 1, rs->tz, wh);
+	SplitSamples(s, 2, &rs->plan, 1, rs->tz, wh);
 }

@@ -10,7 +10,9 @@
  * sum over classes, never rounded up; total = energy_fee + service_fee.
  * The per-class detail is given exact (not truncated), so that a support
  * engineer can show how the truncated figures come about (the domain's
- * worked example: 8.75 + 0.999 = 9.749 -> 9.74).
+ * worked example: 8.75 + 0.999 = 9.749 -> 9.74).  The sums are
+ * PriceEnergy's (engine_core.c), which the pipeline's running amount uses
+ * too; an amount beyond 64 bits is an error, never a wrapped figure.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,12 +27,10 @@
 #include "utils/builtins.h"
 #include "utils/numeric.h"
 
+#include "engine_core.h"
 #include "tariff.h"
 
 PG_FUNCTION_INFO_V1(price);
-
-/* 10^-7 yuan per fen. */
-#define UNITS_PER_FEN INT64CONST(100000)
 
 static Datum
 TrimmedNumeric(int64 value, int log10)
@@ -46,19 +46,6 @@ NumericArray(const Datum *d, int n)
 										   TYPALIGN_INT));
 }
 
-static int64
-MultiplyOrError(int64 wh, int64 price, int cls)
-{
-	int64		r;
-
-	if (pg_mul_s64_overflow(wh, price, &r))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("amount out of range for %lld Wh in class \"%s\"",
-						(long long) wh, TouClassNames[cls])));
-	return r;
-}
-
 /*
  * price(tariff, wh[4]) -> charge_amount (kwh, energy_fee, service_fee,
  * total, class_kwh[], class_energy_fee[], class_service_fee[]).
@@ -72,13 +59,7 @@ price(PG_FUNCTION_ARGS)
 	bool	   *wh_nulls;
 	int			n;
 	int64		wh[TOU_CLASSES];
-	int64		e_units[TOU_CLASSES];
-	int64		s_units[TOU_CLASSES];
-	int64		e_sum = 0;
-	int64		s_sum = 0;
-	int64		wh_sum = 0;
-	int64		e_fen;
-	int64		s_fen;
+	EnginePrice p;
 	Datum		kwh_d[TOU_CLASSES];
 	Datum		e_d[TOU_CLASSES];
 	Datum		s_d[TOU_CLASSES];
@@ -104,40 +85,49 @@ price(PG_FUNCTION_ARGS)
 				 errhint("Give Wh for sharp, peak, flat and valley, as split_energy returns them.")));
 
 	for (i = 0; i < TOU_CLASSES; i++)
-	{
 		wh[i] = wh_nulls[i] ? 0 : DatumGetInt64(wh_d[i]);
-		if (wh[i] < 0)
+
+	switch (PriceEnergy(wh, t->energy, t->service, false, &p))
+	{
+		case ENGINE_OK:
+			break;
+		case ENGINE_NEGATIVE:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("energy of class \"%s\" is negative: %lld Wh",
-							TouClassNames[i], (long long) wh[i])));
-		if (wh[i] > 0 && t->energy[i] == TOU_NO_PRICE)
+							TouClassNames[p.bad_class], (long long) wh[p.bad_class])));
+			break;
+		case ENGINE_UNPRICED:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("the plan has no price for class \"%s\", which has %lld Wh",
-							TouClassNames[i], (long long) wh[i]),
+							TouClassNames[p.bad_class], (long long) wh[p.bad_class]),
 					 errdetail("evcharge never bills energy at a default price."),
 					 errhint("Split the energy with the same plan that prices it.")));
-		e_units[i] = wh[i] > 0 ? MultiplyOrError(wh[i], t->energy[i], i) : 0;
-		s_units[i] = wh[i] > 0 ? MultiplyOrError(wh[i], t->service[i], i) : 0;
-		if (pg_add_s64_overflow(e_sum, e_units[i], &e_sum) ||
-			pg_add_s64_overflow(s_sum, s_units[i], &s_sum) ||
-			pg_add_s64_overflow(wh_sum, wh[i], &wh_sum))
+			break;
+		default:
+			if (p.bad_class >= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("amount out of range for %lld Wh in class \"%s\"",
+								(long long) wh[p.bad_class], TouClassNames[p.bad_class]),
+						 errdetail("Wh times the price in ten-thousandths of a yuan per kWh exceeds 64 bits.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("amount out of range")));
+					 errmsg("amount out of range"),
+					 errdetail("The sum over the classes exceeds 64 bits.")));
+	}
+	for (i = 0; i < TOU_CLASSES; i++)
+	{
 		kwh_d[i] = TrimmedNumeric(wh[i], 3);
-		e_d[i] = TrimmedNumeric(e_units[i], 7);
-		s_d[i] = TrimmedNumeric(s_units[i], 7);
+		e_d[i] = TrimmedNumeric(p.energy_units[i], 7);
+		s_d[i] = TrimmedNumeric(p.service_units[i], 7);
 	}
 
-	e_fen = e_sum / UNITS_PER_FEN;	/* truncation: the sums are >= 0 */
-	s_fen = s_sum / UNITS_PER_FEN;
-
-	values[0] = NumericGetDatum(int64_div_fast_to_numeric(wh_sum, 3));
-	values[1] = NumericGetDatum(int64_div_fast_to_numeric(e_fen, 2));
-	values[2] = NumericGetDatum(int64_div_fast_to_numeric(s_fen, 2));
-	values[3] = NumericGetDatum(int64_div_fast_to_numeric(e_fen + s_fen, 2));
+	values[0] = NumericGetDatum(int64_div_fast_to_numeric(p.wh_sum, 3));
+	values[1] = NumericGetDatum(int64_div_fast_to_numeric(p.energy_fen, 2));
+	values[2] = NumericGetDatum(int64_div_fast_to_numeric(p.service_fen, 2));
+	values[3] = NumericGetDatum(int64_div_fast_to_numeric(p.total_fen, 2));
 	values[4] = NumericArray(kwh_d, TOU_CLASSES);
 	values[5] = NumericArray(e_d, TOU_CLASSES);
 	values[6] = NumericArray(s_d, TOU_CLASSES);

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -22,6 +23,7 @@
 #include "utils/timestamp.h"
 
 #include "energy_split.h"
+#include "engine_core.h"
 #include "heartbeat_batch.h"
 #include "spi_trigger.h"
 
@@ -88,23 +90,42 @@ NewSessionRow(SessionBatch *b)
 	return &b->rows[b->n++];
 }
 
-/* The plan's price of the Wh so far, truncated to the fen (no group price). */
+/*
+ * The plan's price of the Wh so far, truncated to the fen (no group
+ * price), by the sums price() makes (PriceEnergy).  An amount beyond 64
+ * bits is an error (22003), never a wrapped figure that the balance guard
+ * would read as a small one.
+ */
 static int64
-RunningFen(const TouTariff *t, const int64 *wh)
+RunningFen(const TouTariff *t, const int64 *wh, const char *order_no)
 {
-	int64		e = 0;
-	int64		s = 0;
-	int			c;
+	EnginePrice p;
 
 	if (t == NULL)
 		return 0;
-	for (c = 0; c < TOU_CLASSES; c++)
-		if (wh[c] > 0 && t->energy[c] != TOU_NO_PRICE)
-		{
-			e += wh[c] * t->energy[c];
-			s += wh[c] * t->service[c];
-		}
-	return e / INT64CONST(100000) + s / INT64CONST(100000);
+	if (PriceEnergy(wh, t->energy, t->service, true, &p) != ENGINE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("running amount of session \"%s\" out of range", order_no),
+				 errdetail("Its Wh per class {" INT64_FORMAT "," INT64_FORMAT "," INT64_FORMAT "," INT64_FORMAT "} at the plan's prices exceed 64 bits.",
+						   wh[0], wh[1], wh[2], wh[3])));
+	return p.total_fen;
+}
+
+/*
+ * Whether a rise of the meter is more than the gun could deliver at its
+ * rated power in the time since the highest reading (with 20 % and 10 Wh
+ * to spare): rise > rated * dt * 1.2 / 1 h + 10, compared exactly in
+ * integers (10 * rise * 1 h > 12 * rated * dt + 100 * 1 h).
+ */
+static bool
+IsMeterJump(int64 rise, int64 rated_w, TimestampTz from, TimestampTz to)
+{
+	int128		dt = (int128) to - from;
+	int128		lhs = (int128) rise * 10 * USECS_PER_HOUR;
+	int128		rhs = (int128) rated_w * 12 * dt + (int128) 100 * USECS_PER_HOUR;
+
+	return lhs > rhs;
 }
 
 /* An order name for a charge that carried no order number: gun-unix time. */
@@ -274,11 +295,15 @@ RunSessionMachine(GunBatch *g, char *gun, SessionBatch *batch)
 				 * The rise had the time since the highest reading (a 0 in
 				 * between, after an outage, does not shorten it).
 				 */
-				int64		rise = meter - cur->high_meter;
-				double		allowed = (double) rated * (double) (ts - cur->high_at) / (double) USECS_PER_HOUR * 1.2 + 10.0;
+				int64		rise = meter - cur->high_meter;	/* both >= 0 */
 
-				if ((double) rise > allowed)
-					cur->jump += rise;
+				if (IsMeterJump(rise, rated, cur->high_at, ts))
+				{
+					if (pg_add_s64_overflow(cur->jump, rise, &cur->jump))
+						ereport(ERROR,
+								(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+								 errmsg("meter jumps of session \"%s\" out of range", cur->order_no)));
+				}
 				else if (splitter != NULL)
 					RiseSplitterAdd(splitter, cur->high_at, ts, rise, cur->wh);
 				cur->high_meter = meter;
@@ -305,7 +330,7 @@ RunSessionMachine(GunBatch *g, char *gun, SessionBatch *batch)
 
 	/* Running amounts at the plan's prices, for this gun's rows only. */
 	for (i = first_row; i < batch->n; i++)
-		batch->rows[i].fen = RunningFen(tariff, batch->rows[i].wh);
+		batch->rows[i].fen = RunningFen(tariff, batch->rows[i].wh, batch->rows[i].order_no);
 }
 
 static Datum

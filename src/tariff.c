@@ -146,65 +146,109 @@ ParseClock(const char **pp, const char *end)
 }
 
 /*
- * ParsePrice reads a non-negative decimal with at most 4 decimals at
- * [p, end) exactly, into ten-thousandths.  On failure returns false and
- * sets *why.
+ * ScanPrice reads one price at p, as the grammar writes it (docs/reference/
+ * tariff.md): digits, then optionally a point and 1 to 4 digits; nothing
+ * else (no sign, no exponent, no point without a digit on each side).  It
+ * stops after the number and returns where, with the value in
+ * ten-thousandths.  When the text is not a number it returns NULL with
+ * *bad at the offending place and *expected saying what should stand
+ * there; when it is a number out of range (a minus sign, more than 4
+ * decimals, above the maximum) it returns NULL with *bad NULL and *why set.
  */
-static bool
-ParsePrice(const char *p, const char *end, int64 *out, const char **why)
+static const char *
+ScanPrice(const char *p, const char *end, int64 *out, const char **bad,
+		  const char **expected, const char **why)
 {
 	int64		v = 0;
-	int			decimals = -1;
-	int			digits = 0;
+	int			decimals = 0;
+	bool		big = false;
 
+	*bad = NULL;
 	if (p < end && *p == '-')
 	{
 		*why = "is negative";
-		return false;
+		return NULL;
 	}
-	if (p < end && *p == '+')
-		p++;
-	for (; p < end; p++)
+	if (p >= end || !isdigit((unsigned char) *p))
 	{
-		if (*p == '.' && decimals < 0)
-		{
-			decimals = 0;
-			continue;
-		}
-		if (!isdigit((unsigned char) *p))
-		{
-			*why = "is not a number";
-			return false;
-		}
-		digits++;
-		if (decimals >= 0 && ++decimals > 4)
-		{
-			*why = "has more than 4 decimals";
-			return false;
-		}
+		*bad = p;
+		*expected = "a digit";
+		return NULL;
+	}
+	for (; p < end && isdigit((unsigned char) *p); p++)
+	{
 		v = v * 10 + (*p - '0');
 		if (v > TOU_MAX_PRICE)
 		{
-			*why = "is above 9999.9999 yuan per kWh";
-			return false;
+			big = true;
+			v = TOU_MAX_PRICE;	/* keeps the loop from overflowing */
 		}
 	}
-	if (digits == 0)
+	if (p < end && *p == '.')
 	{
-		*why = "is not a number";
-		return false;
+		p++;
+		if (p >= end || !isdigit((unsigned char) *p))
+		{
+			*bad = p;
+			*expected = "a digit after the decimal point";
+			return NULL;
+		}
+		for (; p < end && isdigit((unsigned char) *p); p++)
+		{
+			if (++decimals > 4)
+				continue;
+			v = v * 10 + (*p - '0');
+			if (v > TOU_MAX_PRICE)
+			{
+				big = true;
+				v = TOU_MAX_PRICE;
+			}
+		}
 	}
-	if (decimals < 0)
-		decimals = 0;
-	while (decimals++ < 4)
+	if (decimals > 4)
+	{
+		*why = "has more than 4 decimals";
+		return NULL;
+	}
+	for (; decimals < 4; decimals++)
+	{
 		v *= 10;
-	if (v > TOU_MAX_PRICE)
+		if (v > TOU_MAX_PRICE)
+		{
+			big = true;
+			v = TOU_MAX_PRICE;
+		}
+	}
+	if (big)
 	{
 		*why = "is above 9999.9999 yuan per kWh";
-		return false;
+		return NULL;
 	}
 	*out = v;
-	return true;
+	return p;
+}
+
+/*
+ * The 22P02 error of a price whose text is not "class electricity+service":
+ * the character position (from 1, in the whole input) and what was expected
+ * there.
+ */
+static void
+pg_attribute_noreturn()
+PriceSyntaxError(const char *input, const char *item, const char *itemend,
+				 const char *bad, const char *expected)
+{
+	int			position = pg_mbstrlen_with_len(input, (int) (bad - input)) + 1;
+	char	   *found;
+
+	if (bad >= itemend)
+		found = psprintf("the price ends at character %d", position);
+	else if (*bad == ' ' || *bad == '\t' || *bad == '\n' || *bad == '\r')
+		found = psprintf("character %d is white space", position);
+	else
+		found = psprintf("character %d is \"%s\"", position, pnstrdup(bad, pg_mblen(bad)));
+	SyntaxError(input, psprintf("Price \"%s\" is not written \"class electricity+service\" with two numbers, as in \"peak 1.0300+0.5100\": %s where %s is expected.",
+								pnstrdup(item, itemend - item), found, expected));
 }
 
 static int
@@ -424,6 +468,9 @@ tou_tariff_in(PG_FUNCTION_ARGS)
 		const char *q;
 		const char *cend;
 		const char *plus;
+		const char *num;
+		const char *bad;
+		const char *expected;
 		const char *why;
 		const char *itemtrim;
 		int			cls;
@@ -436,7 +483,8 @@ tou_tariff_in(PG_FUNCTION_ARGS)
 		itemtrim = TrimEnd(q, itemend);
 		if (q == itemtrim)
 			SyntaxError(input, "A price after \"|\" is empty.");
-		for (cend = q; cend < itemtrim && *cend != ' ' && *cend != '\t'; cend++)
+		for (cend = q; cend < itemtrim && *cend != ' ' && *cend != '\t' &&
+			 *cend != '\n' && *cend != '\r'; cend++)
 			;
 		cls = ParseClass(q, cend);
 		if (cls < 0)
@@ -446,22 +494,38 @@ tou_tariff_in(PG_FUNCTION_ARGS)
 			SyntaxError(input, psprintf("Class \"%s\" has two prices.", TouClassNames[cls]));
 		cend = SkipSpaces(cend, itemtrim);
 		plus = memchr(cend, '+', itemtrim - cend);
-		if (plus == NULL || cend == plus)
+		if (plus == NULL)
 			SyntaxError(input, psprintf("Price \"%s\" is not written \"class electricity+service\", as in \"peak 1.0300+0.5100\".",
 										pnstrdup(q, itemtrim - q)));
-		if (!ParsePrice(cend, TrimEnd(cend, plus), &e, &why) ||
-			!ParsePrice(SkipSpaces(plus + 1, itemtrim), itemtrim, &s, &why))
+		/* electricity, "+", service, each with white space around "+" */
+		num = ScanPrice(cend, itemtrim, &e, &bad, &expected, &why);
+		if (num != NULL)
 		{
-			if (strcmp(why, "is not a number") == 0)
-				SyntaxError(input, psprintf("Price \"%s\" is not written \"class electricity+service\" with two numbers, as in \"peak 1.0300+0.5100\".",
-											pnstrdup(q, itemtrim - q)));
+			num = SkipSpaces(num, itemtrim);
+			if (num >= itemtrim || *num != '+')
+			{
+				bad = num;
+				expected = "\"+\" between the electricity price and the service fee";
+				num = NULL;
+			}
+			else
+				num = ScanPrice(SkipSpaces(num + 1, itemtrim), itemtrim, &s, &bad, &expected, &why);
+		}
+		if (num != NULL && SkipSpaces(num, itemtrim) < itemtrim)
+		{
+			bad = SkipSpaces(num, itemtrim);
+			expected = "\",\" before the next price, or the end";
+			num = NULL;
+		}
+		if (num == NULL && bad != NULL)
+			PriceSyntaxError(input, q, itemtrim, bad, expected);
+		if (num == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid tou_tariff: price \"%s\" %s", pnstrdup(q, itemtrim - q), why),
 					 errdetail("Prices are in yuan per kWh, at least 0, with at most 4 decimals."),
 					 errhint("Write the price of class \"%s\" as in \"%s 1.0300+0.5100\".",
 							 TouClassNames[cls], TouClassNames[cls])));
-		}
 		energy[cls] = e;
 		service[cls] = s;
 		p = itemend + 1;

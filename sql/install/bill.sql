@@ -535,6 +535,7 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp 
 DECLARE
 	o text;
 BEGIN
+	PERFORM evcharge.check_time(at, 'detect_lost_bills(at)');
 	-- App starts the pile never began.
 	WITH c AS (
 		UPDATE evcharge.charge_session cs SET state = 'cancelled', updated_at = now()
@@ -573,7 +574,7 @@ BEGIN
 	END LOOP;
 END $$;
 COMMENT ON FUNCTION evcharge.detect_lost_bills(timestamptz) IS
-	'scheduled: cancels app starts the pile never began, ends open sessions of offline guns at their last heartbeat, and bills ended sessions whose pile record has not come within the operator''s record_wait from their heartbeats, held with anomaly 1 (2 when the gun went offline); a record that comes later completes the bill';
+	'scheduled: cancels app starts the pile never began, ends open sessions of offline guns at their last heartbeat, and bills ended sessions whose pile record has not come within the operator''s record_wait from their heartbeats, held with anomaly 1 (2 when the gun went offline); a record that comes later completes the bill; at must lie from 2015 to now() + 1 day (check_time)';
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.bill', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.bill_revision', '');

@@ -31,7 +31,9 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
 	WITH books AS (
 		SELECT daily_report.operator_id AS op, lower(d.r) AS t0, upper(d.r) AS t1
-		FROM (SELECT evcharge.books_day(daily_report.operator_id, daily_report.day) AS r) d
+		FROM (SELECT evcharge.books_day(daily_report.operator_id,
+		             CASE WHEN daily_report.day IS NOT NULL
+		                  THEN evcharge.check_time(daily_report.day, 'daily_report(day)') END) AS r) d
 	), bills AS (
 		-- The day's bills: sessions whose charging ended that day.  Their
 		-- sub-operator is where the ledger put their revenue, or for bills

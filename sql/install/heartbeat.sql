@@ -166,6 +166,70 @@ COMMENT ON COLUMN evcharge.network_incident.piles IS 'piles that went silent tog
 COMMENT ON COLUMN evcharge.network_incident.guns IS 'guns that went silent together';
 COMMENT ON COLUMN evcharge.network_incident.ended_at IS 'when the last of its guns was heard again';
 
+-- The one rule for a time given to a job or a report (an "at", a day, a
+-- month): finite, not before 2015-01-01 00:00+08 (the platform's first day,
+-- as for heartbeats: an earlier time is a clock that is not set), and not
+-- later than ahead after now (clock_timestamp()); ahead NULL: no upper
+-- bound.  what names the argument in the error.  An infinite time would make
+-- a job run without end (generate_series to infinity) or treat every gun,
+-- partition or session as due.
+CREATE FUNCTION evcharge.check_time(t timestamptz, what text, ahead interval DEFAULT interval '1 day',
+	shown text DEFAULT NULL) RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	earliest constant timestamptz := '2015-01-01 00:00+08';
+	val text := coalesce(shown, t::text);
+	hint text := format('Give %s from 2015-01-01 00:00+08 to %s.', what,
+		CASE WHEN ahead IS NULL THEN 'any later time'
+		     WHEN ahead = interval '0' THEN 'now()'
+		     ELSE 'now() + ' || ahead::text END);
+BEGIN
+	IF t IS NULL THEN
+		RAISE EXCEPTION '% cannot be NULL', what
+			USING ERRCODE = 'null_value_not_allowed', HINT = hint;
+	END IF;
+	IF NOT isfinite(t) THEN
+		RAISE EXCEPTION '% "%" is not a finite time', what, val
+			USING ERRCODE = 'datetime_field_overflow',
+			      DETAIL = 'A job or report works up to a time or on a day; infinity is neither.',
+			      HINT = hint;
+	END IF;
+	IF t < earliest THEN
+		RAISE EXCEPTION '% "%" is before 2015', what, val
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'evcharge knows no time before 2015-01-01 00:00+08: such a time is a clock that is not set.',
+			      HINT = hint;
+	END IF;
+	IF t > clock_timestamp() + ahead THEN
+		RAISE EXCEPTION '% "%" is too far ahead', what, val
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('It is later than %s: the work it asks for is not due.',
+			                      CASE WHEN ahead = interval '0' THEN 'now()' ELSE 'now() + ' || ahead::text END),
+			      HINT = hint;
+	END IF;
+	RETURN t;
+END $$;
+COMMENT ON FUNCTION evcharge.check_time(timestamptz, text, interval, text) IS
+	'refuses a time given to a job or report that is NULL (22004), infinite (22008), before 2015-01-01 00:00+08 or later than now() + ahead (22023), naming the argument (what) and the allowed window; returns the time';
+
+-- The same rule for a day (a report's day, a statement's month): the day's
+-- first instant in UTC must pass check_time(); the error shows the day.
+CREATE FUNCTION evcharge.check_time(d date, what text, ahead interval DEFAULT interval '1 day') RETURNS date
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	-- Days beyond timestamptz's range are clamped to a finite time that is
+	-- still out of the window, so that the error is the window's.
+	PERFORM evcharge.check_time(
+		CASE WHEN d IS NULL OR NOT isfinite(d) THEN d::timestamptz
+		     WHEN d > '200000-01-01' THEN '200000-01-01 00:00+00'::timestamptz
+		     WHEN d < '1000-01-01' THEN '1000-01-01 00:00+00'::timestamptz
+		     ELSE d::timestamp AT TIME ZONE 'UTC' END,
+		what, ahead, d::text);
+	RETURN d;
+END $$;
+COMMENT ON FUNCTION evcharge.check_time(date, text, interval) IS
+	'check_time() for a day: refuses NULL (22004), infinite days (22008) and days before 2015-01-01 or beginning later than now() + ahead (22023); returns the day';
+
 -- Why a heartbeat cannot be accepted, or NULL; p_pile and p_gun_count are
 -- the registered pile's (NULL when it is not registered).
 CREATE FUNCTION evcharge.heartbeat_problem(p_gun evcharge.gun_id, p_ts timestamptz, p_status evcharge.gun_status,

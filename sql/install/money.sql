@@ -6,11 +6,14 @@
 
 CREATE TABLE evcharge.finance_policy (
 	operator_id bigint PRIMARY KEY REFERENCES evcharge.operator ON DELETE CASCADE,
-	stop_threshold numeric(10, 2) NOT NULL DEFAULT 1.00 CHECK (stop_threshold >= 0),
+	stop_threshold numeric(10, 2) NOT NULL DEFAULT 1.00 CHECK (stop_threshold >= 0 AND stop_threshold <> 'NaN'),
 	void_coupons_on_refund boolean NOT NULL DEFAULT false,
 	guard_interval interval NOT NULL DEFAULT '60 s' CHECK (guard_interval > '0'),
-	tz text NOT NULL DEFAULT 'Asia/Shanghai' CHECK (evcharge.is_time_zone(tz)),
-	updated_at timestamptz NOT NULL DEFAULT now()
+	tz evcharge.time_zone NOT NULL DEFAULT 'Asia/Shanghai',
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	max_bill_amount numeric(12, 2) NOT NULL DEFAULT 5000.00
+		CHECK (max_bill_amount > 0 AND max_bill_amount <> 'NaN'),
+	max_bill_energy_wh bigint NOT NULL DEFAULT 1000000 CHECK (max_bill_energy_wh > 0)
 );
 COMMENT ON TABLE evcharge.finance_policy IS
 	'Each operator''s money settings; a row with the defaults is made for every new operator';
@@ -22,6 +25,10 @@ COMMENT ON COLUMN evcharge.finance_policy.guard_interval IS
 COMMENT ON COLUMN evcharge.finance_policy.tz IS
 	'the time zone of the operator''s books: where its report days and statement months begin and end';
 COMMENT ON COLUMN evcharge.finance_policy.updated_at IS 'last change';
+COMMENT ON COLUMN evcharge.finance_policy.max_bill_amount IS
+	'the most one bill may come to, yuan (5000.00): a repair or a quote beyond it is refused as implausible';
+COMMENT ON COLUMN evcharge.finance_policy.max_bill_energy_wh IS
+	'the most energy one bill may carry, Wh (1,000,000: 1 MWh, beyond any vehicle''s battery): a repair or a quote beyond it is refused as implausible';
 
 CREATE FUNCTION evcharge.operator_finance_default() RETURNS trigger
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -68,20 +75,51 @@ END $$;
 COMMENT ON FUNCTION evcharge.books_day(bigint, date) IS
 	'the day of the operator''s books as [midnight, next midnight) in its time zone (books_tz); errors for an operator not registered (P0002) or no day (22004)';
 
--- Checks an amount of money given by a caller: positive, yuan and fen.
+-- Checks an amount of money given by a caller: positive, finite, yuan and
+-- fen, and no more than an account can hold.
 CREATE FUNCTION evcharge.check_amount(p_amount numeric, p_what text) RETURNS numeric
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF p_amount IS NULL OR p_amount <= 0 OR p_amount <> trunc(p_amount, 2) THEN
+	IF p_amount IS NULL OR p_amount IN ('NaN', 'Infinity', '-Infinity') OR p_amount <= 0
+	   OR p_amount <> trunc(p_amount, 2) OR p_amount > 999999999999.99 THEN
 		RAISE EXCEPTION '% of % yuan is not possible', p_what, coalesce(p_amount::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = 'An amount of money is positive, in yuan with at most two decimals (fen).',
+			      DETAIL = 'An amount of money is positive and finite, in yuan with at most two decimals (fen), below a trillion yuan.',
 			      HINT = 'E.g. 100.00.';
 	END IF;
 	RETURN p_amount;
 END $$;
 COMMENT ON FUNCTION evcharge.check_amount(numeric, text) IS
-	'returns the amount if it is positive and in yuan and fen, else raises 22023 naming what it was for';
+	'returns the amount if it is positive, finite (not NaN or Infinity), in yuan and fen and below a trillion yuan, else raises 22023 naming what it was for';
+
+-- The operator's plausibility limits for one bill (finance_policy): a
+-- repair or a quote beyond them is refused, not billed.
+CREATE FUNCTION evcharge.check_bill_limits(p_operator_id bigint, p_energy_wh numeric, p_total numeric, p_what text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	fp evcharge.finance_policy;
+BEGIN
+	SELECT * INTO fp FROM evcharge.finance_policy f WHERE f.operator_id = p_operator_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'operator % is not registered', coalesce(p_operator_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'Operators are in evcharge.operator.';
+	END IF;
+	IF p_energy_wh > fp.max_bill_energy_wh THEN
+		RAISE EXCEPTION '% would bill % Wh, more than one bill of operator % may carry', p_what, trim_scale(p_energy_wh), p_operator_id
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The operator''s limit is %s Wh (finance_policy.max_bill_energy_wh).', fp.max_bill_energy_wh),
+			      HINT = 'Check the energy; if such a charge is real, the operator raises its limit.';
+	END IF;
+	IF p_total > fp.max_bill_amount THEN
+		RAISE EXCEPTION '% would bill % yuan, more than one bill of operator % may come to', p_what, p_total, p_operator_id
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The operator''s limit is %s yuan (finance_policy.max_bill_amount).', fp.max_bill_amount),
+			      HINT = 'Check the energy and the prices; if such a bill is real, the operator raises its limit.';
+	END IF;
+END $$;
+COMMENT ON FUNCTION evcharge.check_bill_limits(bigint, numeric, numeric, text) IS
+	'raises 22023 when a bill''s energy or total is beyond the operator''s finance_policy.max_bill_energy_wh or max_bill_amount (P0002 for an operator not registered); used by repair_bill and quote';
 
 CREATE FUNCTION evcharge.wallet_account(p_account_id bigint) RETURNS evcharge.account
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -126,6 +164,7 @@ DECLARE
 BEGIN
 	w := evcharge.wallet_account(top_up.account_id);
 	PERFORM evcharge.check_amount(top_up.amount, 'a top-up');
+	PERFORM evcharge.check_key(top_up.provider_txn, 'provider transaction id');
 	-- The wallet row is locked first, so the balance returned is this top-up's.
 	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id FOR UPDATE;
 	SELECT (p.txn).txn_id, (p.txn).result, p.replayed INTO r
@@ -160,6 +199,7 @@ DECLARE
 BEGIN
 	w := evcharge.wallet_account(manual_credit.account_id);
 	PERFORM evcharge.check_amount(manual_credit.amount, 'a manual credit');
+	PERFORM evcharge.check_key(manual_credit.request_id, 'request id');
 	IF manual_credit.note IS NULL OR btrim(manual_credit.note) = '' THEN
 		RAISE EXCEPTION 'a manual credit to account % needs a note', w.account_id
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Say why, e.g. ''goodwill: pile 0045 out of order on 11-20''.';
@@ -174,9 +214,17 @@ BEGIN
 	txn_id := r.txn_id;
 	balance := (r.result->>'balance')::numeric;
 	replayed := r.replayed;
+	IF replayed AND ((r.result->>'account_id')::bigint <> w.account_id
+	                 OR (r.result->>'amount')::numeric <> manual_credit.amount) THEN
+		RAISE EXCEPTION 'request % was already applied, to account % for %', to_json(manual_credit.request_id)::text,
+			r.result->>'account_id', r.result->>'amount'
+			USING ERRCODE = 'unique_violation',
+			      DETAIL = format('This call credits account %s with %s.', w.account_id, manual_credit.amount),
+			      HINT = 'A request id is applied once; give a new request its own id.';
+	END IF;
 END $$;
 COMMENT ON FUNCTION evcharge.manual_credit(bigint, numeric, text, text) IS
-	'credits a wallet by hand (debiting the operator''s adjustments) with a mandatory note, once per request id';
+	'credits a wallet by hand (debiting the operator''s adjustments) with a mandatory note, once per request id: a repeat returns the first result with replayed = true, the same id for another account or amount is 23505';
 
 -- NOTIFY evcharge_alert once when a department wallet falls below its threshold.
 CREATE FUNCTION evcharge.check_alert(p_account_id bigint) RETURNS boolean
@@ -341,9 +389,11 @@ COMMENT ON FUNCTION evcharge.adjust_settled_bill(text, evcharge.bill, evcharge.b
 CREATE FUNCTION evcharge.refund_fee(amount numeric, method text) RETURNS numeric
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF amount IS NULL OR amount < 0 THEN
+	IF amount IS NULL OR amount IN ('NaN', 'Infinity', '-Infinity') OR amount < 0 OR amount > 999999999999.99 THEN
 		RAISE EXCEPTION 'refund amount % is not possible', coalesce(amount::text, 'NULL')
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'A refund is 0 or more yuan.';
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A refund is a finite amount of 0 or more yuan, below a trillion.',
+			      HINT = 'A refund is 0 or more yuan, e.g. 1000.00.';
 	END IF;
 	RETURN CASE method
 		WHEN 'bank' THEN trunc(6 + amount * 0.006, 2)
@@ -351,7 +401,7 @@ BEGIN
 		ELSE evcharge.unknown_refund_method(method) END;
 END $$;
 COMMENT ON FUNCTION evcharge.refund_fee(numeric, text) IS
-	'the fee of a refund: bank transfer 6 yuan + 0.6 %, payment provider 0.6 %, truncated to the fen (1000 by bank: 12.00)';
+	'the fee of a refund: bank transfer 6 yuan + 0.6 %, payment provider 0.6 %, truncated to the fen (1000 by bank: 12.00); 22023 for an amount that is negative, NaN or infinite';
 
 CREATE FUNCTION evcharge.unknown_refund_method(method text) RETURNS numeric
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -365,8 +415,8 @@ CREATE TABLE evcharge.refund (
 	refund_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	account_id bigint NOT NULL REFERENCES evcharge.account,
 	method text NOT NULL CHECK (method IN ('bank', 'provider')),
-	amount numeric(14, 2) NOT NULL CHECK (amount > 0),
-	fee numeric(14, 2) NOT NULL CHECK (fee >= 0),
+	amount numeric(14, 2) NOT NULL CHECK (amount > 0 AND amount <> 'NaN'),
+	fee numeric(14, 2) NOT NULL CHECK (fee >= 0 AND fee <> 'NaN'),
 	state text NOT NULL DEFAULT 'requested' CHECK (state IN ('requested', 'approved', 'rejected')),
 	coupons_voided int NOT NULL DEFAULT 0,
 	requested_at timestamptz NOT NULL DEFAULT now(),

@@ -9,7 +9,7 @@ CREATE TABLE evcharge.partner (
 	name text NOT NULL CHECK (name <> ''),
 	allowed_channels text[] CHECK (allowed_channels <@ ARRAY['app', 'qr', 'card', 'password', 'vin', 'partner', 'offline']),
 	kind text NOT NULL DEFAULT 'affiliated' CHECK (kind IN ('prepaid', 'affiliated')),
-	credit_limit numeric(14, 2) CHECK (credit_limit >= 0),
+	credit_limit numeric(14, 2) CHECK (credit_limit >= 0 AND credit_limit <> 'NaN'),
 	created_at timestamptz NOT NULL DEFAULT now(),
 	CHECK (kind = 'affiliated' OR credit_limit IS NULL)
 );

@@ -48,6 +48,22 @@ DECLARE
 BEGIN
 	pa := evcharge.partner_row(partner_payment.partner_id);
 	PERFORM evcharge.check_amount(partner_payment.amount, 'a partner payment');
+	PERFORM evcharge.check_key(partner_payment.reference, 'bank reference');
+	-- The value date puts the payment on a statement: one that never comes
+	-- (infinity, a date not yet reached) or came before any (-infinity, a
+	-- year 1) would hide it or misdate it.
+	IF partner_payment.received_on IS NOT NULL AND (NOT isfinite(partner_payment.received_on)
+	   OR partner_payment.received_on < date '2000-01-01'
+	   OR partner_payment.received_on > (now() AT TIME ZONE evcharge.books_tz(pa.operator_id))::date) THEN
+		RAISE EXCEPTION 'a payment received on % cannot be booked',
+			CASE WHEN isfinite(partner_payment.received_on) THEN to_char(partner_payment.received_on, 'YYYY-MM-DD')
+			     ELSE partner_payment.received_on::text END
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The value date is from 2000-01-01 to today (%s in %s).',
+			                      to_char(now() AT TIME ZONE evcharge.books_tz(pa.operator_id), 'YYYY-MM-DD'),
+			                      evcharge.books_tz(pa.operator_id)),
+			      HINT = 'Give the day the bank credited the money, as its statement line says, or leave it out (today).';
+	END IF;
 	acct := evcharge.account_of(pa.operator_id,
 		CASE pa.kind WHEN 'prepaid' THEN 'partner_prepaid' ELSE 'partner_receivable' END, pa.partner_id);
 	-- The partner's account is locked first, so what it owes after is this payment's.
@@ -71,7 +87,7 @@ BEGIN
 	END IF;
 END $$;
 COMMENT ON FUNCTION evcharge.partner_payment(bigint, numeric, text, date) IS
-	'books money a partner sent by bank (debit bank, credit its receivable or deposit), once per bank reference; received_on dates it for the statement (default: when booked); returns what the partner owes after';
+	'books money a partner sent by bank (debit bank, credit its receivable or deposit), once per bank reference (check_key); received_on dates it for the statement (default: when booked; from 2000-01-01 to today in the books time zone); returns what the partner owes after';
 
 CREATE TABLE evcharge.partner_month_statement (
 	statement_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -173,6 +189,7 @@ BEGIN
 		RAISE EXCEPTION 'a partner statement needs a month'
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Give any day of the month, e.g. ''2026-10-01''.';
 	END IF;
+	PERFORM evcharge.check_time(partner_statement.month, 'partner_statement(month)', NULL);
 	pa := evcharge.partner_row(partner_statement.partner_id);
 	-- One booking at a time per partner: the second waits and returns the first's.
 	PERFORM 1 FROM evcharge.partner p WHERE p.partner_id = pa.partner_id FOR UPDATE;
@@ -268,27 +285,8 @@ END $$;
 COMMENT ON FUNCTION evcharge.partner_statement(bigint, date) IS
 	'books the partner''s statement of the month (any day of it; the month must be over in the operator''s time zone): every ledger movement on the partner''s accounts dated before the month''s end that no earlier statement carried, its sessions, energy and fees, payments, and what each side owes; calling it again returns the booked statement';
 
--- The job: last month's statement of every partner.
-CREATE FUNCTION evcharge.book_partner_statements(at timestamptz DEFAULT now(), OUT booked int)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	p record;
-BEGIN
-	booked := 0;
-	FOR p IN
-		SELECT pa.partner_id,
-		       (date_trunc('month', at AT TIME ZONE evcharge.books_tz(pa.operator_id)) - interval '1 month')::date AS month
-		FROM evcharge.partner pa
-		ORDER BY pa.partner_id
-	LOOP
-		CONTINUE WHEN EXISTS (SELECT 1 FROM evcharge.partner_month_statement s
-		                      WHERE s.partner_id = p.partner_id AND s.month >= p.month);
-		PERFORM evcharge.partner_statement(p.partner_id, p.month);
-		booked := booked + 1;
-	END LOOP;
-END $$;
-COMMENT ON FUNCTION evcharge.book_partner_statements(timestamptz) IS
-	'scheduled monthly: books last month''s statement (in each operator''s time zone) of every partner that has none yet; returns how many it booked; idempotent';
+-- The job that books them month after month, book_partner_statements(),
+-- is in jobs.sql with its watermarks.
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.partner_month_statement', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.partner_month_statement_statement_id_seq', '');

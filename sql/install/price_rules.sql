@@ -3,10 +3,24 @@
 -- promotions, occupancy fees and coupons.
 \echo Use "CREATE EXTENSION evcharge" to load this file. \quit
 
+-- Time zones: evcharge stores and follows only zones of the time zone
+-- database that say where a station is (Asia/Shanghai), never a POSIX
+-- string such as 'UTC+8' or '+08:00', which PostgreSQL reads with the sign
+-- inverted (UTC-8).
 CREATE FUNCTION evcharge.is_time_zone(name text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'evcharge_is_time_zone' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION evcharge.is_time_zone(text) IS
-	'true for a zone name whose wall clock split_energy can follow (Asia/Shanghai); false for abbreviations such as CST; used by station.tz''s check';
+	'true for a zone evcharge accepts: a name of pg_timezone_names that says where a place is (Asia/Shanghai); false for POSIX strings (UTC+8, +08:00), abbreviations (CST, CET), Etc/GMT-8 and localtime; the test split_energy makes';
+
+CREATE FUNCTION evcharge.check_time_zone(name text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'evcharge_check_time_zone' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evcharge.check_time_zone(text) IS
+	'true for a zone is_time_zone accepts, else error 22023 saying why (a POSIX offset''s inverted sign, an abbreviation) with a hint naming Asia/Shanghai; the check of the domain time_zone';
+
+CREATE DOMAIN evcharge.time_zone AS text
+	CONSTRAINT time_zone_check CHECK (evcharge.check_time_zone(VALUE));
+COMMENT ON DOMAIN evcharge.time_zone IS
+	'a time zone evcharge stores: a zone name of pg_timezone_names such as Asia/Shanghai (is_time_zone); anything else is refused with 22023';
 
 CREATE TABLE evcharge.operator (
 	operator_id bigint PRIMARY KEY,
@@ -22,7 +36,7 @@ CREATE TABLE evcharge.station (
 	station_id bigint PRIMARY KEY,
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
 	name text NOT NULL CHECK (name <> ''),
-	tz text NOT NULL DEFAULT 'Asia/Shanghai' CHECK (evcharge.is_time_zone(tz)),
+	tz evcharge.time_zone NOT NULL DEFAULT 'Asia/Shanghai',
 	region_code int CHECK (region_code BETWEEN 110000 AND 829999),
 	created_at timestamptz NOT NULL DEFAULT now()
 );
@@ -63,8 +77,8 @@ CREATE TABLE evcharge.customer_group (
 	group_id bigint PRIMARY KEY,
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
 	name text NOT NULL CHECK (name <> ''),
-	service_fee numeric(10, 4) CHECK (service_fee >= 0),
-	service_factor numeric(6, 4) CHECK (service_factor >= 0),
+	service_fee numeric(10, 4) CHECK (service_fee >= 0 AND service_fee <> 'NaN'),
+	service_factor numeric(6, 4) CHECK (service_factor >= 0 AND service_factor <> 'NaN'),
 	CHECK (num_nonnulls(service_fee, service_factor) <= 1)
 );
 COMMENT ON TABLE evcharge.customer_group IS
@@ -91,7 +105,7 @@ CREATE TABLE evcharge.promotion (
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
 	name text NOT NULL CHECK (name <> ''),
 	valid tstzrange NOT NULL CHECK (NOT isempty(valid)),
-	service_fee numeric(10, 4) CHECK (service_fee >= 0),
+	service_fee numeric(10, 4) CHECK (service_fee >= 0 AND service_fee <> 'NaN'),
 	service_factor numeric(6, 4) CHECK (service_factor >= 0 AND service_factor <= 1),
 	CHECK (num_nonnulls(service_fee, service_factor) = 1)
 );
@@ -128,8 +142,8 @@ COMMENT ON COLUMN evcharge.promotion_group.group_id IS 'a group it applies to';
 CREATE TABLE evcharge.occupancy_fee (
 	station_id bigint PRIMARY KEY REFERENCES evcharge.station ON DELETE CASCADE,
 	grace_minutes int NOT NULL DEFAULT 15 CHECK (grace_minutes >= 0),
-	fee_per_minute numeric(10, 4) NOT NULL CHECK (fee_per_minute >= 0),
-	cap numeric(12, 2) CHECK (cap >= 0)
+	fee_per_minute numeric(10, 4) NOT NULL CHECK (fee_per_minute >= 0 AND fee_per_minute <> 'NaN'),
+	cap numeric(12, 2) CHECK (cap >= 0 AND cap <> 'NaN')
 );
 COMMENT ON TABLE evcharge.occupancy_fee IS
 	'Occupancy fee (占桩费) of a station: per whole minute the gun stays plugged after charging ended, after a grace period, up to a cap';
@@ -151,8 +165,8 @@ CREATE TABLE evcharge.coupon (
 	coupon_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
 	member_id bigint,
-	amount numeric(10, 2) NOT NULL CHECK (amount > 0),
-	min_kwh numeric(10, 3) NOT NULL DEFAULT 0 CHECK (min_kwh >= 0),
+	amount numeric(10, 2) NOT NULL CHECK (amount > 0 AND amount <> 'NaN'),
+	min_kwh numeric(10, 3) NOT NULL DEFAULT 0 CHECK (min_kwh >= 0 AND min_kwh <> 'NaN'),
 	valid tstzrange NOT NULL CHECK (NOT isempty(valid)),
 	used_order_no text UNIQUE,
 	used_at timestamptz,

@@ -29,6 +29,17 @@ COMMENT ON COLUMN evcharge.charge_quote.class_energy_fee IS 'exact electricity f
 COMMENT ON COLUMN evcharge.charge_quote.class_service_fee IS 'exact service fee per class, before truncation';
 COMMENT ON COLUMN evcharge.charge_quote.applied IS 'what applied, in words: plans, group, promotions, occupancy, coupon';
 
+-- The most energy a gun of this rated power can plausibly deliver between
+-- two instants: rated power x time, x 1.2 + 10 Wh for meters and clocks
+-- (the margin the session machine, session_samples() and the bill's check
+-- of the pile's figure allow).  Exact: numeric seconds, no interval.
+CREATE FUNCTION evcharge.gun_energy_limit(rated_power_w int, started_at timestamptz, ended_at timestamptz)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN rated_power_w::numeric * greatest(extract(epoch FROM ended_at) - extract(epoch FROM started_at), 0) / 3600 * 1.2 + 10;
+COMMENT ON FUNCTION evcharge.gun_energy_limit(int, timestamptz, timestamptz) IS
+	'the most Wh a gun of this rated power (W) can plausibly deliver from started_at to ended_at: rated power x hours x 1.2 + 10 Wh; energy given by hand beyond it (a repair, a quote) is refused';
+
 -- The service fee per kWh due for one class at one moment: the plan's,
 -- replaced or scaled by the group price where the group is bound to the
 -- station, then by the cheapest promotion valid then for the station (and
@@ -103,10 +114,22 @@ DECLARE
 	applied text[] := '{}';
 	r evcharge.charge_quote;
 BEGIN
-	SELECT s.station_id, s.tz, s.name INTO st FROM evcharge.station s WHERE s.station_id = p_station_id;
+	SELECT s.station_id, s.tz, s.name, s.operator_id INTO st FROM evcharge.station s WHERE s.station_id = p_station_id;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'station % does not exist', p_station_id
-			USING ERRCODE = 'foreign_key_violation', HINT = 'Register it in evcharge.station.';
+		RAISE EXCEPTION 'station % does not exist', coalesce(p_station_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'Register it in evcharge.station.';
+	END IF;
+	-- A group that is not the station's operator's would price at the
+	-- public rate without a word: an unknown group is an error.
+	IF p_group_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM evcharge.customer_group g
+	                                          WHERE g.group_id = p_group_id AND g.operator_id = st.operator_id) THEN
+		RAISE EXCEPTION 'operator % has no customer group %', st.operator_id, p_group_id
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = format('Station %s is operator %s''s; %s.', p_station_id, st.operator_id,
+			                      coalesce((SELECT format('group %s is operator %s''s', g.group_id, g.operator_id)
+			                                FROM evcharge.customer_group g WHERE g.group_id = p_group_id),
+			                               format('no group %s is registered', p_group_id))),
+			      HINT = 'Give one of the operator''s groups (evcharge.customer_group), or NULL for the public price.';
 	END IF;
 	IF p_current_type IS NULL OR p_current_type NOT IN ('AC', 'DC') THEN
 		RAISE EXCEPTION 'current type % is neither AC nor DC', quote_nullable(p_current_type)
@@ -190,7 +213,7 @@ BEGIN
 	RETURN r;
 END $$;
 COMMENT ON FUNCTION evcharge.price_session(bigint, text, bigint, timestamptz[], bigint[]) IS
-	'prices a session''s meter samples at a station: each part by the plan in force then, group price and promotions applied; no occupancy fee or coupon';
+	'prices a session''s meter samples at a station: each part by the plan in force then, group price and promotions applied; no occupancy fee or coupon; P0002 for a station or group that is not registered (or a group of another operator)';
 
 CREATE FUNCTION evcharge.quote(station_id bigint, current_type text, group_id bigint,
 	started_at timestamptz, ended_at timestamptz, kwh numeric,
@@ -203,9 +226,23 @@ DECLARE
 	occ record;
 	minutes bigint;
 	cp record;
+	op bigint;
+	rated int;
 BEGIN
 	IF started_at IS NULL OR ended_at IS NULL OR kwh IS NULL THEN
 		RAISE EXCEPTION 'started_at, ended_at and kwh are required' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT isfinite(started_at) OR NOT isfinite(ended_at) OR NOT isfinite(coalesce(occupied_until, ended_at)) THEN
+		RAISE EXCEPTION 'a charge from % to % (unplugged %) cannot be priced', started_at, ended_at,
+			coalesce(occupied_until::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A charge starts, ends and is unplugged at finite times.',
+			      HINT = 'Give the times of the charge, e.g. ''2026-11-20 10:00+08''.';
+	END IF;
+	IF kwh IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'energy % kWh is not a number of kWh', kwh
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'evcharge measures energy in Wh: give kWh with at most 3 decimals, 0 or more.';
 	END IF;
 	IF ended_at < started_at THEN
 		RAISE EXCEPTION 'the charge ends (%) before it starts (%)', ended_at, started_at
@@ -225,11 +262,41 @@ BEGIN
 		RAISE EXCEPTION 'the gun is unplugged (%) before charging ends (%)', occupied_until, ended_at
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- Plausible: no more than the station's most powerful gun of that
+	-- current type can deliver in the span, nor than the operator allows
+	-- one bill (finance_policy).
+	SELECT s.operator_id, (SELECT max(pl.rated_power_w) FROM evcharge.pile pl
+	                       WHERE pl.station_id = s.station_id AND evcharge.current_type(pl.pile_id) = quote.current_type)
+	INTO op, rated
+	FROM evcharge.station s WHERE s.station_id = quote.station_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'station % does not exist', coalesce(quote.station_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'Register it in evcharge.station.';
+	END IF;
+	IF rated IS NOT NULL AND kwh * 1000 > evcharge.gun_energy_limit(rated, started_at, ended_at) THEN
+		RAISE EXCEPTION '% kWh cannot be charged at station % from % to %', kwh, quote.station_id, started_at, ended_at
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Its most powerful %s gun is rated %s W: at most %s kWh in that time (rated power x time x 1.2 + 10 Wh).',
+			                      quote.current_type, rated, trunc(evcharge.gun_energy_limit(rated, started_at, ended_at) / 1000, 3)),
+			      HINT = 'Check the energy and the times of the charge.';
+	END IF;
+	PERFORM evcharge.check_bill_limits(op, kwh * 1000, NULL, 'a quote');
 	wh := (kwh * 1000)::bigint;
 
 	-- A linear session: the energy rises evenly from start to end.
 	r := evcharge.price_session(quote.station_id, quote.current_type, quote.group_id,
 	                            ARRAY[started_at, ended_at], ARRAY[0, wh]);
+
+	IF quote.member_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM evcharge.member m
+	                                               WHERE m.member_id = quote.member_id AND m.operator_id = op) THEN
+		RAISE EXCEPTION 'operator % has no member %', op, quote.member_id
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = format('Station %s is operator %s''s; %s.', quote.station_id, op,
+			                      coalesce((SELECT format('member %s is operator %s''s', m.member_id, m.operator_id)
+			                                FROM evcharge.member m WHERE m.member_id = quote.member_id),
+			                               format('no member %s is registered', quote.member_id))),
+			      HINT = 'Give one of the operator''s members (evcharge.member), or NULL for no coupon.';
+	END IF;
 
 	-- Occupancy: whole minutes plugged after charging, beyond the grace.
 	IF occupied_until IS NOT NULL THEN
@@ -271,7 +338,8 @@ BEGIN
 
 	r.total := r.energy_fee + r.service_fee + r.occupancy_fee - r.discount;
 	r.applied := ARRAY(SELECT a FROM unnest(r.applied) a ORDER BY a);
+	PERFORM evcharge.check_bill_limits(op, wh, r.total, 'a quote');
 	RETURN r;
 END $$;
 COMMENT ON FUNCTION evcharge.quote(bigint, text, bigint, timestamptz, timestamptz, numeric, timestamptz, bigint) IS
-	'what a charge would cost: plans in force across the span, group price, promotions, occupancy fee up to occupied_until, the member''s best coupon';
+	'what a charge would cost: plans in force across the span, group price, promotions, occupancy fee up to occupied_until, the member''s best coupon; refuses (22023) energy beyond what the station''s most powerful gun of the type can deliver in the span (gun_energy_limit) or beyond the operator''s bill limits (check_bill_limits), NaN, infinite or negative energy and infinite times; P0002 for a station, group or member not the operator''s';

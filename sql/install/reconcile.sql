@@ -1,24 +1,38 @@
 -- reconcile.sql: nightly reconciliation with the payment provider's and the
--- partners' statements, fetched over signed HTTPS (signed_get, in C), so
--- that evcharge finds paid-but-not-credited top-ups and the bills a partner
--- does not have itself, instead of an operator comparing order by order.
+-- partners' statements, fetched over HTTPS only and signed for their source
+-- and day (fetch_statement, in C: src/http_fetch.c), so that evcharge finds
+-- paid-but-not-credited top-ups and the bills a partner does not have
+-- itself, instead of an operator comparing order by order.
 \echo Use "CREATE EXTENSION evcharge" to load this file. \quit
 
-CREATE FUNCTION evcharge.signed_get(url text, secret text) RETURNS text
-	AS 'MODULE_PATHNAME', 'evcharge_signed_get' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
-COMMENT ON FUNCTION evcharge.signed_get(text, text) IS
-	'GET of an http(s) URL with the request signed (X-Evcharge-Timestamp, X-Evcharge-Signature: HMAC-SHA256 of "GET\n" path?query "\n" timestamp) and the response''s X-Signature (HMAC-SHA256 of the body) checked; bounded by evcharge.http_timeout and evcharge.http_max_bytes';
-REVOKE ALL ON FUNCTION evcharge.signed_get(text, text) FROM PUBLIC;
+CREATE FUNCTION evcharge.check_statement_url(url_template text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'evcharge_check_statement_url' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evcharge.check_statement_url(text) IS
+	'true for a statement URL template that fetch_statement may fetch (https, a host, no user name or password, {day} in it), else an error (22023) saying what is wrong; the CHECK of statement_source.url_template';
+
+CREATE FUNCTION evcharge.is_statement_source_name(name text) RETURNS boolean
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
+COMMENT ON FUNCTION evcharge.is_statement_source_name(text) IS
+	'whether a text can name a statement source: 1 to 63 letters, digits, dots, dashes and underscores, starting with a letter or digit (the name is a line of what a statement''s signature covers)';
+
+CREATE FUNCTION evcharge.fetch_statement(source text, day date, url_template text, secret text) RETURNS text
+	AS 'MODULE_PATHNAME', 'evcharge_fetch_statement' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION evcharge.fetch_statement(text, date, text, text) IS
+	'the statement of a source for a day: an https GET of url_template with {day} as YYYY-MM-DD, the request signed (X-Evcharge-Timestamp, X-Evcharge-Signature: HMAC-SHA256 of "GET\n" path?query "\n" timestamp), the response''s X-Signature checked as HMAC-SHA256 of "evcharge-statement-v1\n" source "\n" day "\n" hex SHA-256 of the body (28000 if not); bounded by evcharge.http_timeout, evcharge.http_connect_timeout and evcharge.http_max_bytes, waits as wait event Extension, stops when cancelled';
+REVOKE ALL ON FUNCTION evcharge.fetch_statement(text, date, text, text) FROM PUBLIC;
 
 CREATE TABLE evcharge.statement_source (
 	source_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
 	kind text NOT NULL CHECK (kind IN ('provider', 'partner')),
 	partner_id bigint REFERENCES evcharge.partner,
-	url_template text NOT NULL CHECK (url_template LIKE 'http%{day}%'),
+	url_template text NOT NULL CHECK (evcharge.check_statement_url(url_template)),
 	secret text NOT NULL CHECK (secret <> ''),
-	tz text NOT NULL DEFAULT 'Asia/Shanghai' CHECK (evcharge.is_time_zone(tz)),
+	tz evcharge.time_zone NOT NULL DEFAULT 'Asia/Shanghai',
 	enabled boolean NOT NULL DEFAULT true,
+	name text NOT NULL CONSTRAINT statement_source_name_key UNIQUE
+		CONSTRAINT statement_source_name_check CHECK (evcharge.is_statement_source_name(name)),
 	CHECK ((kind = 'partner') = (partner_id IS NOT NULL))
 );
 REVOKE ALL ON evcharge.statement_source FROM PUBLIC;
@@ -28,10 +42,66 @@ COMMENT ON COLUMN evcharge.statement_source.source_id IS 'row id';
 COMMENT ON COLUMN evcharge.statement_source.operator_id IS 'whose statement';
 COMMENT ON COLUMN evcharge.statement_source.kind IS 'provider (top-ups paid) or partner (bills the partner has)';
 COMMENT ON COLUMN evcharge.statement_source.partner_id IS 'the partner, for kind partner';
-COMMENT ON COLUMN evcharge.statement_source.url_template IS 'http(s) URL with {day} replaced by the day asked for (YYYY-MM-DD)';
+COMMENT ON COLUMN evcharge.statement_source.url_template IS 'https URL with {day} replaced by the day asked for (YYYY-MM-DD); plain http is refused (check_statement_url)';
 COMMENT ON COLUMN evcharge.statement_source.secret IS 'the shared secret of HMAC-SHA256 signatures, both ways';
 COMMENT ON COLUMN evcharge.statement_source.tz IS 'the zone in which the statement''s days are counted';
 COMMENT ON COLUMN evcharge.statement_source.enabled IS 'whether run_reconciliation() fetches it';
+COMMENT ON COLUMN evcharge.statement_source.name IS 'the name agreed with the partner or provider, unique; its statements are signed for this name and their day';
+
+-- Every row checked with an error that says what is wrong and never shows
+-- the row: a CHECK or NOT NULL violation would print the whole row, the
+-- secret with it, to the client and the server log.  The CHECKs stay as
+-- the declared rules (the same functions); this only speaks first.
+CREATE FUNCTION evcharge.statement_source_check() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NEW.kind IS NULL OR NEW.kind NOT IN ('provider', 'partner') THEN
+		RAISE EXCEPTION 'statement source kind "%" is not provider or partner', NEW.kind
+			USING ERRCODE = 'check_violation',
+			      HINT = 'provider: the payment provider''s top-ups; partner: a partner''s bills (partner_id set).';
+	END IF;
+	IF (NEW.kind = 'partner') <> (NEW.partner_id IS NOT NULL) THEN
+		RAISE EXCEPTION 'a % statement source %', NEW.kind,
+			CASE WHEN NEW.kind = 'partner' THEN 'needs a partner_id' ELSE 'takes no partner_id' END
+			USING ERRCODE = 'check_violation',
+			      HINT = 'Set partner_id for kind partner, and only for it.';
+	END IF;
+	IF NEW.name IS NULL THEN
+		RAISE EXCEPTION 'the statement source of "%" has no name', NEW.url_template
+			USING ERRCODE = 'not_null_violation',
+			      DETAIL = 'The name is agreed with the partner and is a line of what its statements'' signature covers.',
+			      HINT = '1 to 63 letters, digits, ".", "-" or "_", starting with a letter or digit, such as wxpay-12.';
+	END IF;
+	IF NOT evcharge.is_statement_source_name(NEW.name) THEN
+		RAISE EXCEPTION 'statement source name "%" is not valid', NEW.name
+			USING ERRCODE = 'check_violation',
+			      DETAIL = 'The name is agreed with the partner and is a line of what its statements'' signature covers.',
+			      HINT = '1 to 63 letters, digits, ".", "-" or "_", starting with a letter or digit, such as wxpay-12.';
+	END IF;
+	IF NEW.url_template IS NULL THEN
+		RAISE EXCEPTION 'statement source "%" has no url_template', NEW.name
+			USING ERRCODE = 'not_null_violation',
+			      HINT = 'An https URL with {day}, such as https://partner.example/statements/{day}.csv.';
+	END IF;
+	PERFORM evcharge.check_statement_url(NEW.url_template);
+	IF NEW.secret IS NULL OR ((TG_OP = 'INSERT' OR NEW.secret IS DISTINCT FROM OLD.secret) AND length(NEW.secret) < 16) THEN
+		RAISE EXCEPTION 'the secret of statement source "%" is % characters long', NEW.name, coalesce(length(NEW.secret), 0)
+			USING ERRCODE = CASE WHEN NEW.secret IS NULL THEN 'not_null_violation' ELSE 'check_violation' END,
+			      DETAIL = 'It keys the HMAC-SHA256 signatures of requests and statements; a short one can be guessed.',
+			      HINT = 'Agree a random secret of at least 16 characters with the partner, such as the output of openssl rand -base64 24.';
+	END IF;
+	IF NEW.operator_id IS NULL THEN
+		RAISE EXCEPTION 'statement source "%" has no operator_id', NEW.name
+			USING ERRCODE = 'not_null_violation', HINT = 'Whose statement it is: an operator of evcharge.operator.';
+	END IF;
+	RETURN NEW;
+END $$;
+COMMENT ON FUNCTION evcharge.statement_source_check() IS
+	'trigger: checks a statement source before it is stored (kind and partner, name, https URL template, a secret of at least 16 characters when set) with errors that never show the secret';
+CREATE TRIGGER statement_source_check BEFORE INSERT OR UPDATE ON evcharge.statement_source
+	FOR EACH ROW EXECUTE FUNCTION evcharge.statement_source_check();
+COMMENT ON TRIGGER statement_source_check ON evcharge.statement_source IS
+	'clear errors for a statement source, before the CHECKs (whose violation would print the secret)';
 
 CREATE TABLE evcharge.provider_statement_line (
 	source_id bigint NOT NULL REFERENCES evcharge.statement_source,
@@ -110,7 +180,7 @@ BEGIN
 		RAISE EXCEPTION 'statement source % does not exist', p_source_id
 			USING ERRCODE = 'no_data_found', HINT = 'Sources are in evcharge.statement_source.';
 	END IF;
-	body := evcharge.signed_get(replace(src.url_template, '{day}', to_char(p_day, 'YYYY-MM-DD')), src.secret);
+	body := evcharge.fetch_statement(src.name, p_day, src.url_template, src.secret);
 	lines := regexp_split_to_array(rtrim(replace(body, E'\r', ''), E'\n'), E'\n');
 	header := CASE src.kind WHEN 'provider' THEN 'provider_txn,account_id,amount,paid_at' ELSE 'order_no,energy_wh,total' END;
 	IF lines[1] IS DISTINCT FROM header THEN
@@ -150,7 +220,7 @@ BEGIN
 	RETURN n;
 END $$;
 COMMENT ON FUNCTION evcharge.import_statement(bigint, date) IS
-	'fetches a source''s signed statement of a day (signed_get) and stores its lines; a line that cannot be read fails the import, naming it; returns the number of lines';
+	'fetches a source''s statement of a day, signed for that source and day (fetch_statement), and stores its lines; a line that cannot be read fails the import, naming it; returns the number of lines';
 
 CREATE FUNCTION evcharge.reconcile_statement(p_source_id bigint, p_day date, p_apply boolean DEFAULT true)
 RETURNS SETOF evcharge.reconciliation_finding
@@ -168,6 +238,7 @@ BEGIN
 		RAISE EXCEPTION 'statement source % does not exist', p_source_id
 			USING ERRCODE = 'no_data_found', HINT = 'Sources are in evcharge.statement_source.';
 	END IF;
+	PERFORM evcharge.check_time(p_day, 'reconcile_statement(p_day)');
 	d_from := p_day::timestamp AT TIME ZONE src.tz;
 	d_to := (p_day + 1)::timestamp AT TIME ZONE src.tz;
 	IF to_regclass('pg_temp.evcharge_finding') IS NULL THEN
@@ -251,39 +322,8 @@ END $$;
 COMMENT ON FUNCTION evcharge.reconcile_statement(bigint, date, boolean) IS
 	'compares a source''s stored statement of a day with the ledger (provider: top-ups paid but not credited, which are credited when p_apply, credited but not paid, amounts differing) or with the partner''s bills (missing at the partner, missing here, energy or amount differing, negative amounts); records and returns the new findings';
 
--- The nightly job: every enabled source, fetched and reconciled, each on its
--- own: one failing source is recorded and does not stop the others.
-CREATE FUNCTION evcharge.run_reconciliation(p_day date DEFAULT NULL)
-RETURNS TABLE (source_id bigint, kind text, day date, lines int, findings int, error text)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	src evcharge.statement_source;
-	d date;
-BEGIN
-	FOR src IN SELECT * FROM evcharge.statement_source s WHERE s.enabled ORDER BY s.source_id LOOP
-		d := coalesce(p_day, (now() AT TIME ZONE src.tz)::date - 1);
-		source_id := src.source_id;
-		kind := src.kind;
-		day := d;
-		lines := NULL;
-		findings := NULL;
-		error := NULL;
-		BEGIN
-			lines := evcharge.import_statement(src.source_id, d);
-			SELECT count(*) INTO findings FROM evcharge.reconcile_statement(src.source_id, d);
-		EXCEPTION WHEN OTHERS THEN
-			GET STACKED DIAGNOSTICS error = MESSAGE_TEXT;
-			INSERT INTO evcharge.reconciliation_finding (source_id, day, kind, key, action, theirs)
-			VALUES (src.source_id, d, 'fetch_failed', 'statement', 'fetch it again: run_reconciliation(''' || d || ''')',
-			        jsonb_build_object('error', error))
-			ON CONFLICT ON CONSTRAINT reconciliation_finding_once
-			DO UPDATE SET theirs = EXCLUDED.theirs, found_at = now();
-		END;
-		RETURN NEXT;
-	END LOOP;
-END $$;
-COMMENT ON FUNCTION evcharge.run_reconciliation(date) IS
-	'scheduled nightly: for every enabled statement source, fetches the day''s statement (yesterday in the source''s zone by default) and reconciles it; a source that fails is recorded as fetch_failed and the others go on; one row per source';
+-- The nightly job that calls these, run_reconciliation(), is in jobs.sql
+-- with its watermarks.
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.statement_source', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.provider_statement_line', '');

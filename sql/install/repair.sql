@@ -54,6 +54,7 @@ DECLARE
 	old evcharge.bill;
 	had_bill boolean;
 	nb evcharge.bill;
+	rated int;
 BEGIN
 	IF repair_bill.reason IS NULL OR btrim(repair_bill.reason) = '' THEN
 		RAISE EXCEPTION 'a repair of order % needs a reason', coalesce(v_order, 'NULL')
@@ -64,6 +65,13 @@ BEGIN
 		RAISE EXCEPTION 'repair method "%" is not known', repair_bill.method
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'Use recompute (heartbeats, pile record and plans in force), pile (the pile''s energy), platform (the heartbeats'' energy) or manual (energy set by hand).';
+	END IF;
+	-- Energy is set by hand only in a manual repair; given to another
+	-- method it would be dropped without a word.
+	IF repair_bill.energy_wh IS NOT NULL AND repair_bill.method <> 'manual' THEN
+		RAISE EXCEPTION 'a % repair takes no energy (% Wh given)', repair_bill.method, repair_bill.energy_wh
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Energy agreed by hand is a manual repair: repair_bill(order_no, reason, ''manual'', 12500).';
 	END IF;
 	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = v_order;
 	IF NOT FOUND THEN
@@ -86,7 +94,25 @@ BEGIN
 			      HINT = 'Wait for it to finish, then look at evcharge.bill_revision before repairing again.';
 	END;
 	PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
+	-- Energy by hand beyond any bill of the operator is refused before it is priced.
+	IF repair_bill.method = 'manual' AND repair_bill.energy_wh IS NOT NULL THEN
+		PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+			repair_bill.energy_wh, NULL, format('a repair of order %s', v_order));
+	END IF;
 	nb := evcharge.compute_bill(v_order, repair_bill.method, repair_bill.energy_wh);
+	-- Plausible: energy set by hand no more than the gun can deliver in the
+	-- bill's span, and no bill beyond the operator's limits, whatever the method.
+	SELECT pl.rated_power_w INTO rated FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(s.gun);
+	IF repair_bill.method = 'manual' AND rated IS NOT NULL
+	   AND nb.energy_wh > evcharge.gun_energy_limit(rated, nb.started_at, nb.ended_at) THEN
+		RAISE EXCEPTION '% Wh cannot have been charged by gun % from % to %', nb.energy_wh, s.gun, nb.started_at, nb.ended_at
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The gun is rated %s W: at most %s Wh in that time (rated power x time x 1.2 + 10 Wh).',
+			                      rated, floor(evcharge.gun_energy_limit(rated, nb.started_at, nb.ended_at))),
+			      HINT = 'Check the energy agreed; if the pile''s own record is right, repair with method pile.';
+	END IF;
+	PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+		nb.energy_wh, nb.total, format('a repair of order %s', v_order));
 
 	-- The same repair again changes nothing and returns the bill as it is.
 	IF had_bill AND old.state IN ('final', 'settled')
@@ -113,7 +139,7 @@ BEGIN
 	RETURN nb;
 END $$;
 COMMENT ON FUNCTION evcharge.repair_bill(text, text, text, bigint) IS
-	'recomputes a bill (recompute: heartbeats, pile record and plans in force; pile: the pile''s energy; platform: the heartbeats'' energy; manual: energy_wh), releases it and records the revision with the reason (a settled bill stays settled and the difference is posted to the ledger); the same repair twice changes nothing; a repair already running on the bill makes this one fail at once (55P03)';
+	'recomputes a bill (recompute: heartbeats, pile record and plans in force; pile: the pile''s energy; platform: the heartbeats'' energy; manual: energy_wh), releases it and records the revision with the reason (a settled bill stays settled and the difference is posted to the ledger); the same repair twice changes nothing; a repair already running on the bill makes this one fail at once (55P03); refused (22023): energy given to a method other than manual, manual energy beyond what the gun can deliver in the bill''s span (gun_energy_limit), a bill beyond the operator''s limits (check_bill_limits)';
 
 CREATE FUNCTION evcharge.repair_bills(codes evcharge.anomaly_set, station_id bigint, day date, reason text,
 	method text DEFAULT 'recompute')
@@ -128,6 +154,10 @@ BEGIN
 	IF repair_bills.codes IS NULL OR repair_bills.codes OPERATOR(evcharge.=) ''::evcharge.anomaly_set THEN
 		RAISE EXCEPTION 'a repair by rule needs the anomaly codes it applies to'
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'E.g. repair_bills(''1'', 42, ''2026-11-20'', ''pile records lost in the outage'').';
+	END IF;
+	IF repair_bills.day IS NULL OR NOT isfinite(repair_bills.day) THEN
+		RAISE EXCEPTION 'a repair by rule needs the day the bills ended on, not %', coalesce(repair_bills.day::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the day in the station''s time zone, e.g. ''2026-11-20''.';
 	END IF;
 	SELECT st.tz INTO tz FROM evcharge.station st WHERE st.station_id = repair_bills.station_id;
 	IF NOT FOUND THEN

@@ -1,9 +1,10 @@
 # A 20-second smoke run of each libFuzzer target (the id grammar, the
-# anomaly_set text form), with AddressSanitizer and UBSan.  The long runs are
+# anomaly_set text form, the engines' arguments), with AddressSanitizer and
+# UBSan.  The long runs are
 # by hand: see docs/testing.md.  FUZZ_SMOKE_SECONDS shortens or lengthens
 # each run.
 source "$(dirname "$0")/lib/tap.sh"
-plan 4
+plan 6
 seconds=${FUZZ_SMOKE_SECONDS:-20}
 smoke() {
 	local target=$1 corpus=$2 work rc
@@ -26,4 +27,5 @@ smoke() {
 }
 smoke fuzz_ids corpus
 smoke fuzz_anomaly corpus_anomaly
+smoke fuzz_engines corpus_engines
 done_testing

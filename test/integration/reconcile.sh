@@ -1,24 +1,21 @@
 # Nightly reconciliation against real HTTPS statement servers on loopback:
 # the provider's paid-but-not-credited top-up is found and credited, the
 # credited-but-not-paid one reported; a partner's missing, extra, differing
-# and negative bills are found; a tampered body, a wrong secret, a missing
-# statement and a server that does not answer each fail with a clear error
-# (the last within evcharge.http_timeout, and at once when cancelled).
+# and negative bills are found; a tampered body, a statement of another day
+# or source replayed, a wrong secret, a missing statement and a server that
+# does not answer each fail with a clear error (the last within
+# evcharge.http_timeout, and at once when cancelled), and in the nightly job
+# each is recorded as a failed fetch.  statement_fetch.sh tests the client's
+# other limits (plain http, certificates, sizes, wait event, cancel).
 source "$(dirname "$0")/lib/tap.sh"
-plan 16
+source "$(dirname "$0")/lib/statement_server.sh"
+plan 21
 db=evcharge_it_reconcile
 fresh_db $db
 work=$(mktemp -d)
 chmod 755 "$work"
-server_pid=
-trap '[ -n "$server_pid" ] && kill $server_pid 2>/dev/null; rm -rf "$work"' EXIT
-
-# A certificate for 127.0.0.1, which the server's evcharge trusts through
-# evcharge.http_ca_file.
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
-	-keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1
-chmod 644 "$work/cert.pem" "$work/key.pem"
-ok $? "a certificate for the loopback statement server"
+trap 'stop_statement_server; rm -rf "$work"' EXIT
+secret=$statement_secret
 
 q -d $db >/dev/null <<'SQL'
 INSERT INTO operator VALUES (12, 'reconciliation test');
@@ -60,20 +57,18 @@ ${orders[0]},5900,6.37
 ${orders[2]},5900,-7.37
 DIDI-9999,1200,1.50
 CSV
-chmod 644 "$work"/*.csv
-python3 "$EV_ROOT/test/integration/lib/statement_server.py" 0 "$work/cert.pem" "$work/key.pem" s3cret \
-	"$work/provider.csv" "$work/partner.csv" >"$work/port" 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 1 50); do [ -s "$work/port" ] && break; sleep 0.1; done
-port=$(head -1 "$work/port")
+# A certificate for 127.0.0.1, which the server's evcharge trusts through
+# evcharge.http_ca_file, and the server.
+start_statement_server "$work" "$work/provider.csv" "$work/partner.csv"
+ok $? "a certificate for the loopback statement server"
 ok $([ -n "$port" ]; echo $?) "the statement server listens on 127.0.0.1:$port"
 
 q -d $db >/dev/null <<SQL
 ALTER DATABASE $db SET evcharge.http_ca_file = '$work/cert.pem';
 ALTER DATABASE $db SET evcharge.http_timeout = '2s';
-INSERT INTO statement_source (operator_id, kind, partner_id, url_template, secret) VALUES
-	(12, 'provider', NULL, 'https://127.0.0.1:$port/provider/{day}.csv', 's3cret'),
-	(12, 'partner', 8, 'https://127.0.0.1:$port/partner/{day}.csv', 's3cret');
+INSERT INTO statement_source (operator_id, kind, partner_id, url_template, secret, name) VALUES
+	(12, 'provider', NULL, 'https://127.0.0.1:$port/wxpay-12/provider/{day}.csv', '$secret', 'wxpay-12'),
+	(12, 'partner', 8, 'https://127.0.0.1:$port/mapapp-8/partner/{day}.csv', '$secret', 'mapapp-8');
 SQL
 
 is "$(q -d $db -c "SELECT import_statement(1, '$today')")" 2 "the provider's statement is fetched over HTTPS, signed both ways"
@@ -89,26 +84,41 @@ is "$(q -d $db -c "SELECT string_agg(kind || ' ' || CASE key WHEN '${orders[0]}'
 	"amount_differs first; missing_at_partner second; missing_here DIDI-9999; negative_amount third" \
 	"the partner's differences are listed by kind"
 
-# What goes wrong on the way.
+# What goes wrong on the way.  fetch ROUTE [SECRET] [SOURCE]: the statement
+# of today from /SOURCE/ROUTE/, as import_statement fetches it.
 err() { psql -X -q -tA -v VERBOSITY=verbose -d $db -c "$1" 2>&1 >/dev/null | head -3; }
-out=$(err "SELECT signed_get('https://127.0.0.1:$port/tampered/$today.csv', 's3cret')")
+fetch() {
+	err "SELECT fetch_statement('${3:-wxpay-12}', '$today', 'https://127.0.0.1:$port/${3:-wxpay-12}/$1/{day}.csv', '${2:-$secret}')"
+}
+out=$(fetch tampered)
 echo "$out" | sed 's/^/# /'
-echo "$out" | grep -q '28000.*is not signed with the shared secret'
+echo "$out" | grep -q "28000.*is not signed for source \"wxpay-12\" and day $today"
 ok $? "a body altered on the way is refused (28000)"
-out=$(err "SELECT signed_get('https://127.0.0.1:$port/provider/$today.csv', 'wrong')")
+out=$(fetch replay)
+echo "$out" | sed 's/^/# /'
+echo "$out" | grep -q "28000.*the statement from \"https://127.0.0.1:$port/wxpay-12/replay/$today.csv\" is not signed for source \"wxpay-12\" and day $today" &&
+	echo "$out" | grep -q 'DETAIL:.*another day or source'
+ok $? "yesterday's signed statement served as today's is refused (28000), saying it may be another day's"
+out=$(fetch othersource)
+echo "$out" | grep -q "28000.*is not signed for source \"wxpay-12\""
+ok $? "another source's signed statement is refused (28000)"
+out=$(fetch bodyonly)
+echo "$out" | grep -q "28000.*is not signed for source"
+ok $? "a statement signed over its body alone (release 0.1.0's signature) is refused"
+out=$(fetch provider wrong-secret-wrong-secret)
 echo "$out" | grep -q 'answered HTTP 401'
 ok $? "a request signed with the wrong secret is refused by the server (HTTP 401)"
-out=$(err "SELECT signed_get('https://127.0.0.1:$port/nothing-here', 's3cret')")
+out=$(err "SELECT fetch_statement('wxpay-12', '$today', 'https://127.0.0.1:$port/nothing-here/{day}', '$secret')")
 echo "$out" | grep -q 'answered HTTP 404'
 ok $? "a missing statement is an error naming the status"
-out=$(err "SELECT signed_get('https://127.0.0.1:$port/slow/$today.csv', 's3cret')")
+out=$(fetch slow)
 echo "$out" | sed 's/^/# /'
 echo "$out" | grep -q 'timed out\|Timeout'
 ok $? "a server that does not answer gives up after evcharge.http_timeout"
 
 # Cancelled while waiting: the backend gives up at once, not at the timeout.
 psql -X -q -d $db -c "SET evcharge.http_timeout = '60s'" \
-	-c "SELECT signed_get('https://127.0.0.1:$port/slow/$today.csv', 's3cret')" >"$work/cancel.log" 2>&1 &
+	-c "SELECT fetch_statement('wxpay-12', '$today', 'https://127.0.0.1:$port/wxpay-12/slow/{day}.csv', '$secret')" >"$work/cancel.log" 2>&1 &
 pc=$!
 for _ in $(seq 1 50); do
 	[ "$(q -d $db -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%/slow/%' AND pid <> pg_backend_pid()")" -ge 1 ] && break
@@ -123,8 +133,17 @@ grep -q 'canceling statement due to user request' "$work/cancel.log"
 ok $([ $still -eq 0 ] && grep -q 'canceling statement due to user request' "$work/cancel.log"; echo $?) \
 	"a cancel stops a fetch within 5 s of a 60 s timeout"
 
-# The nightly job: a broken source is recorded and does not stop the others.
-q -d $db -c "INSERT INTO statement_source (operator_id, kind, url_template, secret) VALUES (12, 'provider', 'https://127.0.0.1:$port/tampered/{day}.csv', 's3cret')" >/dev/null
+# The nightly job: a broken source is recorded and does not stop the others;
+# a replayed statement is a failed fetch too, never believed.
+q -d $db >/dev/null <<SQL
+INSERT INTO statement_source (operator_id, kind, url_template, secret, name) VALUES
+	(12, 'provider', 'https://127.0.0.1:$port/tampered-12/tampered/{day}.csv', '$secret', 'tampered-12'),
+	(12, 'provider', 'https://127.0.0.1:$port/replay-12/replay/{day}.csv', '$secret', 'replay-12');
+SQL
 is "$(q -d $db -c "SELECT string_agg(source_id || ':' || coalesce(lines::text, '-') || ':' || (error IS NOT NULL), ' ' ORDER BY source_id) FROM run_reconciliation('$today')")" \
-	"1:2:false 2:3:false 3:-:true" "run_reconciliation() goes through every source; the broken one is recorded as fetch_failed"
+	"1:2:false 2:3:false 3:-:true 4:-:true" "run_reconciliation() goes through every source; the broken one is recorded as fetch_failed"
+is "$(q -d $db -c "SELECT kind || ' ' || key || ': ' || (theirs->>'error') FROM reconciliation_finding WHERE source_id = 4 AND day = '$today'")" \
+	"fetch_failed statement: the statement from \"https://127.0.0.1:$port/replay-12/replay/$today.csv\" is not signed for source \"replay-12\" and day $today" \
+	"the replayed statement is recorded as a failed fetch, with the reason"
+is "$(q -d $db -c "SELECT count(*) FROM provider_statement_line WHERE source_id IN (3, 4)")" 0 "nothing of the refused statements is stored"
 done_testing

@@ -26,9 +26,9 @@ SELECT is(
 	 WHERE c.relnamespace = 'evcharge'::regnamespace AND c.relname IN ('ledger_txn', 'ledger_entry')
 	   AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname LIKE '%immutable')),
 	NULL, 'ledger transactions and entries have their immutability trigger');
-SELECT ok(NOT has_function_privilege('public', 'evcharge.signed_get(text, text)', 'EXECUTE')
+SELECT ok(NOT has_function_privilege('public', 'evcharge.fetch_statement(text, date, text, text)', 'EXECUTE')
           AND NOT has_table_privilege('public', 'evcharge.statement_source', 'SELECT'),
-	'the statement secrets and signed_get are not for PUBLIC');
+	'the statement secrets and fetch_statement are not for PUBLIC');
 
 -- The refund fee: truncated to the fen, never more than the rule, 1000 by bank is 12.
 SELECT is(refund_fee(1000, 'bank'), 12.00::numeric, 'bank refund of 1000 yuan costs 12 yuan');
