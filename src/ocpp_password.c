@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * ocpp_password.c
- *	  Owns evcharge.ocpp_password_hash(): PBKDF2-HMAC-SHA256 of an OCPP
+ *	  Owns evcharge.ocpp_hash_password(): PBKDF2-HMAC-SHA256 of an OCPP
  *	  charge point's password (security profile 1, HTTP Basic), with
  *	  OpenSSL, which the extension links already.
  *
@@ -18,11 +18,11 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
-PG_FUNCTION_INFO_V1(evcharge_ocpp_password_hash);
+PG_FUNCTION_INFO_V1(evcharge_ocpp_hash_password);
 
-/* ocpp_password_hash(password text, salt bytea, iterations int) RETURNS bytea */
+/* ocpp_hash_password(password text, salt bytea, iterations int) RETURNS bytea */
 Datum
-evcharge_ocpp_password_hash(PG_FUNCTION_ARGS)
+evcharge_ocpp_hash_password(PG_FUNCTION_ARGS)
 {
 	text	   *password = PG_GETARG_TEXT_PP(0);
 	bytea	   *salt = PG_GETARG_BYTEA_PP(1);
@@ -33,7 +33,7 @@ evcharge_ocpp_password_hash(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("PBKDF2 iteration count %d is out of range", iterations),
-				 errdetail("evcharge.ocpp_password_hash() was asked for %d iterations.", iterations),
+				 errdetail("evcharge.ocpp_hash_password() was asked for %d iterations.", iterations),
 				 errhint("Use from 1000 to 10000000 iterations; ocpp_set_password() uses 4096.")));
 	result = (bytea *) palloc(VARHDRSZ + 32);
 	SET_VARSIZE(result, VARHDRSZ + 32);

@@ -264,7 +264,7 @@ SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_command_command_id_seq
 
 -- OCPP security profile 1 (HTTP Basic): a password per pile, kept as a
 -- salted PBKDF2-HMAC-SHA256 hash, and whether an operator's piles must have
--- one.  The hash is OpenSSL's in both the database (ocpp_password_hash, C)
+-- one.  The hash is OpenSSL's in both the database (ocpp_hash_password, C)
 -- and the bridge, so evcharge needs no pgcrypto.
 CREATE TABLE evcharge.ocpp_credential (
 	pile_id evcharge.pile_id PRIMARY KEY,
@@ -292,9 +292,9 @@ COMMENT ON COLUMN evcharge.ocpp_policy.operator_id IS 'the operator';
 COMMENT ON COLUMN evcharge.ocpp_policy.require_password IS 'whether its piles must have a password (ocpp_credential) to connect; off by default, when a pile without one is admitted';
 COMMENT ON COLUMN evcharge.ocpp_policy.updated_at IS 'when it was last changed';
 
-CREATE FUNCTION evcharge.ocpp_password_hash(p_password text, p_salt bytea, p_iterations int) RETURNS bytea
-	AS 'MODULE_PATHNAME', 'evcharge_ocpp_password_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION evcharge.ocpp_password_hash(text, bytea, int) IS
+CREATE FUNCTION evcharge.ocpp_hash_password(p_password text, p_salt bytea, p_iterations int) RETURNS bytea
+	AS 'MODULE_PATHNAME', 'evcharge_ocpp_hash_password' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evcharge.ocpp_hash_password(text, bytea, int) IS
 	'PBKDF2-HMAC-SHA256 of a charge point''s password (OpenSSL, the same call as the bridge''s check), 32 bytes';
 
 CREATE FUNCTION evcharge.ocpp_set_password(p_pile evcharge.pile_id, p_password text) RETURNS void
@@ -323,7 +323,7 @@ BEGIN
 	END IF;
 	salt := decode(replace(gen_random_uuid()::text, '-', ''), 'hex');
 	INSERT INTO evcharge.ocpp_credential AS c (pile_id, salt, iterations, hash)
-	VALUES (p_pile, salt, 4096, evcharge.ocpp_password_hash(p_password, salt, 4096))
+	VALUES (p_pile, salt, 4096, evcharge.ocpp_hash_password(p_password, salt, 4096))
 	ON CONFLICT (pile_id) DO UPDATE SET salt = EXCLUDED.salt, iterations = EXCLUDED.iterations,
 		hash = EXCLUDED.hash, set_at = now();
 END $$;

@@ -129,7 +129,7 @@ RegistryCheckPile(const char *pile, PileAuth *auth)
 
 /*
  * Whether a password is the pile's: PBKDF2-HMAC-SHA256 with its salt and
- * iterations, the same OpenSSL call as evcharge.ocpp_password_hash(),
+ * iterations, the same OpenSSL call as evcharge.ocpp_hash_password(),
  * compared in constant time.
  */
 bool

@@ -196,7 +196,7 @@ ok $? "ocpp_stop_charge of a stopped charge is refused (55000)"
 # whose salted PBKDF2 hash the registry keeps.
 pw=Zq3-pile-0006-secret
 q -d $db -c "SELECT ocpp_set_password('44200000120000100006', '$pw')" >/dev/null
-is "$(q -d $db -c "SELECT length(salt) || ' ' || iterations || ' ' || (hash = ocpp_password_hash('$pw', salt, iterations)) FROM ocpp_credential WHERE pile_id = '44200000120000100006'")" "16 4096 true" \
+is "$(q -d $db -c "SELECT length(salt) || ' ' || iterations || ' ' || (hash = ocpp_hash_password('$pw', salt, iterations)) FROM ocpp_credential WHERE pile_id = '44200000120000100006'")" "16 4096 true" \
 	"ocpp_set_password keeps a salted PBKDF2-HMAC-SHA256 hash, not the password"
 err=$(psql -X -q -tA -d $db -v VERBOSITY=verbose -c "SELECT ocpp_set_password('44200000120000100006', 'short')" 2>&1)
 echo "$err" | grep -q '22023: the password for pile 44200000120000100006 is not a valid OCPP password'
