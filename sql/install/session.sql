@@ -177,7 +177,8 @@ BEGIN
 	DECLARE
 		conn record;
 	BEGIN
-		SELECT c.bridge_id, c.disconnected_at, c.seen_at INTO conn FROM evcharge.ocpp_connection c
+		SELECT c.bridge_id, c.disconnected_at, b.seen_at INTO conn
+		FROM evcharge.ocpp_connection c LEFT JOIN evcharge.ocpp_bridge b USING (bridge_id)
 		WHERE c.pile_id OPERATOR(evcharge.=) evcharge.pile(start_session.gun);
 		IF FOUND AND NOT evcharge.ocpp_pile_connected(evcharge.pile(start_session.gun)) THEN
 			RAISE EXCEPTION 'pile % of gun % is not connected', evcharge.pile(start_session.gun), gun

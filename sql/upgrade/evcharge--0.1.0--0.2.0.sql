@@ -2129,19 +2129,28 @@ SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_transaction_transactio
 -- Which piles are connected to a bridge now, and to which: written by the
 -- bridges (a row per pile that ever connected over OCPP), read by
 -- start_session(), which refuses a remote start for a pile that is not.
+CREATE TABLE evcharge.ocpp_bridge (
+	bridge_id text PRIMARY KEY CHECK (bridge_id <> ''),
+	started_at timestamptz NOT NULL DEFAULT now(),
+	seen_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.ocpp_bridge IS
+	'The bridges (evcharge-bridge) that write to this database, each with its last sign of life: refreshed every 10 s, one row per bridge however many piles it holds; older than 30 s means the bridge is gone and its piles are not connected';
+COMMENT ON COLUMN evcharge.ocpp_bridge.bridge_id IS 'the bridge (--bridge-id)';
+COMMENT ON COLUMN evcharge.ocpp_bridge.started_at IS 'when its present run started';
+COMMENT ON COLUMN evcharge.ocpp_bridge.seen_at IS 'its last refresh (every 10 s)';
+
 CREATE TABLE evcharge.ocpp_connection (
 	pile_id evcharge.pile_id PRIMARY KEY,
 	bridge_id text NOT NULL CHECK (bridge_id <> ''),
 	connected_at timestamptz NOT NULL DEFAULT now(),
-	seen_at timestamptz NOT NULL DEFAULT now(),
 	disconnected_at timestamptz
 );
 COMMENT ON TABLE evcharge.ocpp_connection IS
-	'The OCPP connection of each pile that ever connected to a bridge: which bridge holds it, since when, the bridge''s last sign of life (every 10 s) and when it ended (NULL while connected); a pile with a row is an OCPP pile, and a remote start needs it connected';
+	'The OCPP connection of each pile that ever connected to a bridge: which bridge holds it (ocpp_bridge says whether that bridge is alive), since when, and when it ended (NULL while connected); a pile with a row is an OCPP pile, and a remote start needs it connected';
 COMMENT ON COLUMN evcharge.ocpp_connection.pile_id IS 'the charge point';
 COMMENT ON COLUMN evcharge.ocpp_connection.bridge_id IS 'the bridge holding (or that last held) its connection (--bridge-id)';
 COMMENT ON COLUMN evcharge.ocpp_connection.connected_at IS 'when its present (or last) connection was opened';
-COMMENT ON COLUMN evcharge.ocpp_connection.seen_at IS 'the bridge''s last refresh of its connections (every 10 s); older than 30 s means the bridge is gone';
 COMMENT ON COLUMN evcharge.ocpp_connection.disconnected_at IS 'when the connection closed, or its bridge stopped; NULL while connected';
 
 -- Commands to charge points, kept until the pile has answered them, so a
@@ -2178,11 +2187,11 @@ COMMENT ON COLUMN evcharge.ocpp_command.answer IS 'Accepted or Rejected (the pil
 -- Whether a pile is connected to a live bridge now.
 CREATE FUNCTION evcharge.ocpp_pile_connected(p_pile evcharge.pile_id) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-RETURN EXISTS (SELECT 1 FROM evcharge.ocpp_connection c
+RETURN EXISTS (SELECT 1 FROM evcharge.ocpp_connection c JOIN evcharge.ocpp_bridge b USING (bridge_id)
 	WHERE c.pile_id OPERATOR(evcharge.=) p_pile AND c.disconnected_at IS NULL
-	  AND c.seen_at > now() - interval '30 seconds');
+	  AND b.seen_at > now() - interval '30 seconds');
 COMMENT ON FUNCTION evcharge.ocpp_pile_connected(evcharge.pile_id) IS
-	'true when the pile has an OCPP connection to a bridge that refreshed it within the last 30 s';
+	'true when the pile has an OCPP connection to a bridge that showed a sign of life (ocpp_bridge.seen_at) within the last 30 s';
 
 -- The open commands a bridge should send now, marked sent.
 CREATE FUNCTION evcharge.ocpp_take_commands(p_bridge text, OUT command_id bigint, OUT pile_id text,
@@ -2406,7 +2415,8 @@ BEGIN
 	DECLARE
 		conn record;
 	BEGIN
-		SELECT c.bridge_id, c.disconnected_at, c.seen_at INTO conn FROM evcharge.ocpp_connection c
+		SELECT c.bridge_id, c.disconnected_at, b.seen_at INTO conn
+		FROM evcharge.ocpp_connection c LEFT JOIN evcharge.ocpp_bridge b USING (bridge_id)
 		WHERE c.pile_id OPERATOR(evcharge.=) evcharge.pile(start_session.gun);
 		IF FOUND AND NOT evcharge.ocpp_pile_connected(evcharge.pile(start_session.gun)) THEN
 			RAISE EXCEPTION 'pile % of gun % is not connected', evcharge.pile(start_session.gun), gun

@@ -16,8 +16,10 @@
  * connects (a command made while it was away) and every 5 s.
  *
  * The thread also keeps evcharge.ocpp_connection: a row per pile this
- * bridge holds, refreshed every 10 s, closed when the pile goes and, all
- * of them, when the bridge stops (or, after a crash, when it starts
+ * bridge holds, closed when the pile goes and, all of them, when the
+ * bridge stops; and the bridge's own row of ocpp_bridge, refreshed every
+ * 10 s (one row, however many piles), so that a vanished bridge's piles
+ * count as not connected (or, after a crash, when it starts
  * again); start_session() refuses a remote start for an OCPP pile that is
  * not connected.  Events from the main thread (connected, disconnected,
  * answered) wait in a queue while the database is away and are written in
@@ -160,7 +162,7 @@ ApplyEvent(const CmdEvent *e)
 		case EV_CONNECTED:
 			return Exec("INSERT INTO evcharge.ocpp_connection AS c (pile_id, bridge_id) VALUES ($1, $2) "
 						"ON CONFLICT (pile_id) DO UPDATE SET bridge_id = EXCLUDED.bridge_id, connected_at = now(), "
-						"seen_at = now(), disconnected_at = NULL", 2, p3);
+						"disconnected_at = NULL", 2, p3);
 		case EV_DISCONNECTED:
 			return Exec("UPDATE evcharge.ocpp_connection SET disconnected_at = now() "
 						"WHERE pile_id = $1::evcharge.pile_id AND bridge_id = $2 AND disconnected_at IS NULL", 2, p3);
@@ -238,7 +240,9 @@ Connect(bool *first)
 	if (*first)
 	{
 		if (!Exec("UPDATE evcharge.ocpp_connection SET disconnected_at = now() "
-				  "WHERE bridge_id = $1 AND disconnected_at IS NULL", 1, params))
+				  "WHERE bridge_id = $1 AND disconnected_at IS NULL", 1, params) ||
+			!Exec("INSERT INTO evcharge.ocpp_bridge (bridge_id) VALUES ($1) ON CONFLICT (bridge_id) "
+				  "DO UPDATE SET started_at = now(), seen_at = now()", 1, params))
 			goto fail;
 		*first = false;
 	}
@@ -339,8 +343,8 @@ CommandThread(void *arg)
 		{
 			const char *params[1] = {config.bridge_id};
 
-			if (!Exec("UPDATE evcharge.ocpp_connection SET seen_at = now() "
-					  "WHERE bridge_id = $1 AND disconnected_at IS NULL", 1, params))
+			if (!Exec("INSERT INTO evcharge.ocpp_bridge (bridge_id) VALUES ($1) "
+					  "ON CONFLICT (bridge_id) DO UPDATE SET seen_at = now()", 1, params))
 				continue;
 			next_refresh = NowUs() + 10 * 1000000LL;
 		}

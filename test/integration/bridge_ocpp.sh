@@ -7,7 +7,7 @@
 # handshake; bad frames get their CALLERRORs; a pg_ctl restart of the
 # database in the middle of a session loses nothing; SIGTERM closes with 1001.
 source "$(dirname "$0")/lib/tap.sh"
-plan 71
+plan 73
 db=evcharge_it_bridge
 work=$(mktemp -d)
 bridge_pid=
@@ -154,6 +154,15 @@ echo "$err" | grep -q 'EV003: pile 44200000120000100005 of gun 44200000120000100
 ok $? "start_session on an OCPP pile that is not connected fails in the app's call with EV003"
 echo "$err" | grep -q 'HINT:  A remote start needs the pile online'
 ok $? "and says when it was last connected and what to do"
+
+# A pile whose bridge vanished (no sign of life for 30 s) is not connected.
+q -d $db -c "INSERT INTO ocpp_bridge (bridge_id, started_at, seen_at) VALUES ('gone', now() - interval '1 hour', now() - interval '1 min');
+	UPDATE ocpp_connection SET bridge_id = 'gone', disconnected_at = NULL WHERE pile_id = '44200000120000100003'" >/dev/null
+err=$(psql -X -q -tA -d $db -c "SELECT start_session('44200000120000100003002', 502, 'app')" 2>&1)
+echo "$err" | grep -q 'DETAIL:  Bridge gone, which holds its connection, was last seen at'
+ok $? "a pile held by a bridge that stopped refreshing ocpp_bridge counts as not connected"
+q -d $db -c "UPDATE ocpp_connection SET disconnected_at = now() WHERE bridge_id = 'gone'" >/dev/null
+is "$(q -d $db -c "SELECT count(*) FROM ocpp_bridge WHERE bridge_id <> 'gone' AND seen_at > now() - interval '30 s'")" "1" "the running bridge keeps its row of ocpp_bridge fresh"
 
 # A stop asked for while the pile is away is sent when it connects again.
 order5b=$(q -d $db -c "SELECT order_no FROM ocpp_start_transaction('44200000120000100005', 2, '1234567890123456', 5000, now() - interval '5 min')")
