@@ -26,7 +26,8 @@ OBJS = \
 	src/pile_record_trigger.o \
 	src/spi_trigger.o \
 	src/http_fetch.o \
-	src/ocpp_password.o
+	src/ocpp_password.o \
+	src/drop_guard.o
 
 # The extension's SQL, one file per concept, in load order.
 INSTALL_SQL = \
@@ -50,7 +51,8 @@ INSTALL_SQL = \
 	sql/install/daily_report.sql \
 	sql/install/reconcile.sql \
 	sql/install/evidence.sql \
-	sql/install/jobs.sql
+	sql/install/jobs.sql \
+	sql/install/drop_guard.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/release/$(EXTENSION)--*.sql) $(wildcard sql/upgrade/$(EXTENSION)--*--*.sql)

@@ -7,6 +7,7 @@
 #   .cluster/NAME of the checkout, initialised as an unprivileged user on a
 #   free loopback port, with pg_cron preloaded; reused when it exists.
 # - cluster_down NAME: stops it.
+# - cluster_dir NAME: the cluster's directory as the server reaches it.
 # After cluster_up, PGHOST/PGPORT/PGUSER are exported for psql and friends.
 
 set -euo pipefail
@@ -81,29 +82,45 @@ port_free() {
 
 # The cluster lives in .cluster/NAME.  As root, the server runs as postgres,
 # which must be able to reach that directory; when the checkout sits where
-# postgres cannot go (a clone under /root, mode 700), the data lives in
-# /var/lib/evcharge/<checkout hash>/NAME and .cluster/NAME links to it.
+# postgres cannot go (a clone under /root or in a mktemp -d, both mode 700),
+# the data lives in /var/lib/evcharge/<checkout hash>/NAME and .cluster/NAME
+# links to it.  Everything postgres itself opens (initdb's and pg_ctl's -D,
+# the server log) is then named by that real path, never through the link,
+# which postgres could not follow.
 cluster_place() {
-	local name=$1 dir="$EV_ROOT/.cluster/$1" real
+	local name=$1 dir="$EV_ROOT/.cluster/$1" real base
+	# A link whose data directory was deleted is made again.
+	if [ -L "$dir" ] && [ ! -e "$dir" ]; then rm -f "$dir"; fi
 	[ -e "$dir" ] && return 0
-	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$EV_ROOT" 2>/dev/null; then
-		real="/var/lib/evcharge/$(echo "$EV_ROOT" | sha1sum | cut -c1-12)/$name"
+	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$EV_ROOT/.cluster" 2>/dev/null; then
+		base="/var/lib/evcharge/$(echo "$EV_ROOT" | sha1sum | cut -c1-12)"
+		real="$base/$name"
 		say "postgres cannot reach $EV_ROOT; keeping cluster $name in $real"
 		mkdir -p "$real"
+		# Reachable whatever root's umask: postgres must traverse both.
+		chmod 755 /var/lib/evcharge "$base"
 		ln -s "$real" "$dir"
 	else
 		mkdir -p "$dir"
 	fi
-	[ "$(id -u)" -eq 0 ] && chown postgres: "$dir/"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$(cluster_dir "$name")"
 	return 0
+}
+
+# The directory of cluster NAME as postgres reaches it: .cluster/NAME, or
+# where that links to (see cluster_place).
+cluster_dir() {
+	local dir="$EV_ROOT/.cluster/$1"
+	if [ -L "$dir" ]; then readlink -f "$dir"; else echo "$dir"; fi
 }
 
 cluster_up() {
 	local name=$1 cron_db=${2:-evcharge}
-	local dir="$EV_ROOT/.cluster/$name" port
+	local dir port
 
 	mkdir -p "$EV_ROOT/.cluster"
 	cluster_place "$name"
+	dir=$(cluster_dir "$name")
 	if [ ! -f "$dir/data/PG_VERSION" ]; then
 		say "creating cluster $name in .cluster/$name"
 		rm -rf "${dir:?}"/*
@@ -145,7 +162,8 @@ cluster_up() {
 }
 
 cluster_down() {
-	local dir="$EV_ROOT/.cluster/$1"
+	local dir
+	dir=$(cluster_dir "$1")
 	[ -f "$dir/data/PG_VERSION" ] || return 0
 	as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }

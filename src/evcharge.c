@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "drop_guard.h"
 #include "http_fetch.h"
 
 PG_MODULE_MAGIC;
@@ -58,6 +59,7 @@ _PG_init(void)
 							NULL, &heartbeat_retention_days, 90, 1, 36600, PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	HttpDefineSettings();
+	DropGuardDefineSettings();
 	MarkGUCPrefixReserved("evcharge");
 }
 

@@ -48,6 +48,31 @@ CREATE TRIGGER operator_policy_default AFTER INSERT ON evcharge.operator
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_policy_default();
 COMMENT ON TRIGGER operator_policy_default ON evcharge.operator IS 'every new operator gets its anomaly thresholds with the defaults';
 
+-- An operator's policy row is made with the operator (above), so a policy
+-- row inserted for it afterwards would be a duplicate.  pg_restore, and a
+-- plain dump through psql, do exactly that: the COPY of operator makes the
+-- default rows, then the COPY of the policy table brings the rows that were
+-- dumped.  So an inserted row replaces the operator's row when that row is
+-- still the one made with the operator, untouched since (the same
+-- transaction wrote both: equal xmin); a row someone changed is never
+-- replaced, and inserting over it is the duplicate key it always was.
+-- Shared by anomaly_policy and finance_policy (money.sql).
+CREATE FUNCTION evcharge.policy_replaces_default() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	EXECUTE format('DELETE FROM %I.%I p USING evcharge.operator o
+	                WHERE p.operator_id = $1 AND o.operator_id = p.operator_id AND p.xmin = o.xmin',
+	               TG_TABLE_SCHEMA, TG_TABLE_NAME)
+		USING NEW.operator_id;
+	RETURN NEW;
+END $$;
+COMMENT ON FUNCTION evcharge.policy_replaces_default() IS
+	'trigger on anomaly_policy and finance_policy: a row inserted for an operator replaces the default row made with the operator if nobody changed it since (a restore brings the dumped rows after the operators)';
+CREATE TRIGGER anomaly_policy_replaces_default BEFORE INSERT ON evcharge.anomaly_policy
+	FOR EACH ROW EXECUTE FUNCTION evcharge.policy_replaces_default();
+COMMENT ON TRIGGER anomaly_policy_replaces_default ON evcharge.anomaly_policy IS
+	'an inserted row replaces the operator''s default row if that is untouched: pg_restore loads the dumped policies after the operators made theirs';
+
 -- The policy in force at a station.
 CREATE FUNCTION evcharge.station_policy(p_station_id bigint) RETURNS evcharge.anomaly_policy
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp

@@ -43,8 +43,6 @@ CREATE TABLE evcharge.heartbeat (
 	order_no text,
 	received_at timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (ts);
-CREATE INDEX heartbeat_gun_ts_idx ON evcharge.heartbeat (gun, ts);
-COMMENT ON INDEX evcharge.heartbeat_gun_ts_idx IS 'a gun''s heartbeats in time order: bills, evidence and the session machine read them back';
 COMMENT ON TABLE evcharge.heartbeat IS
 	'Heartbeats and real-time data per gun, as piles send them (every 10-60 s, about every 15 s while charging); partitioned by day on ts, see maintain_partitions()';
 COMMENT ON COLUMN evcharge.heartbeat.gun IS 'the gun';
@@ -63,6 +61,15 @@ COMMENT ON COLUMN evcharge.heartbeat.received_at IS 'when the platform received 
 CREATE TABLE evcharge.heartbeat_default PARTITION OF evcharge.heartbeat DEFAULT;
 COMMENT ON TABLE evcharge.heartbeat_default IS
 	'Default partition of heartbeat: rows whose day has no partition (maintain_partitions() creates them ahead)';
+-- Each partition has its own (gun, ts) index, made with it (this one here,
+-- the daily ones by maintain_partitions()), and the partitioned table has
+-- none: an index on it would be an extension object that pg_restore
+-- recreates on every partition when it attaches it, before the dump's own
+-- CREATE INDEX of that partition's index, which then fails ("already
+-- exists").
+CREATE INDEX heartbeat_default_gun_ts_idx ON evcharge.heartbeat_default (gun, ts);
+COMMENT ON INDEX evcharge.heartbeat_default_gun_ts_idx IS
+	'a gun''s heartbeats in time order (bills, evidence and the session machine read them back); each daily partition has its own';
 
 CREATE TABLE evcharge.quarantine (
 	quarantine_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

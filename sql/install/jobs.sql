@@ -115,6 +115,8 @@ BEGIN
 		-- Rows already in the default partition move into the new one
 		-- directly, so the trigger does not see them twice.
 		EXECUTE format('CREATE TABLE evcharge.%I (LIKE evcharge.heartbeat INCLUDING DEFAULTS)', part);
+		-- Its own index, as heartbeat_default's (heartbeat.sql says why).
+		EXECUTE format('CREATE INDEX %I ON evcharge.%I (gun, ts)', part || '_gun_ts_idx', part);
 		EXECUTE format('WITH moved AS (DELETE FROM evcharge.heartbeat_default WHERE ts >= %L::timestamptz AND ts < %L::timestamptz RETURNING *)
 		                INSERT INTO evcharge.%I SELECT * FROM moved', lo, hi, part);
 		EXECUTE format('ALTER TABLE evcharge.heartbeat ATTACH PARTITION evcharge.%I FOR VALUES FROM (%L) TO (%L)',

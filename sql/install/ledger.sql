@@ -300,8 +300,34 @@ CREATE TRIGGER ledger_apply AFTER INSERT ON evcharge.ledger_entry
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.ledger_apply();
 COMMENT ON TRIGGER ledger_apply ON evcharge.ledger_entry IS 'new entries move their accounts'' balances in the same statement';
 
+-- An account opens at zero: its balance is what its entries make it
+-- (ledger_apply).  A row that comes with a balance, as pg_restore's COPY of
+-- the account table does, is opened at zero too, and the entries restored
+-- after it bring the balance back, counted once.
+CREATE FUNCTION evcharge.account_opens_at_zero() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	NEW.balance := 0;
+	RETURN NEW;
+END $$;
+COMMENT ON FUNCTION evcharge.account_opens_at_zero() IS
+	'trigger: a new account''s balance is 0 whatever the row says; its entries make its balance (so a restore does not count them twice)';
+CREATE TRIGGER account_opens_at_zero BEFORE INSERT ON evcharge.account
+	FOR EACH ROW EXECUTE FUNCTION evcharge.account_opens_at_zero();
+COMMENT ON TRIGGER account_opens_at_zero ON evcharge.account IS
+	'an account opens with balance 0: the balance is its entries'', applied by ledger_apply, also when a restore brings account and entries back';
+
 -- Balanced at commit: a transaction whose entries do not sum to zero, or
--- that has fewer than two, cannot be committed.
+-- that has fewer than two, cannot be committed.  The check hangs on the
+-- entries, so that it runs when they are there: pg_restore (and a plain
+-- dump through psql) loads ledger_txn and ledger_entry by separate COPYs,
+-- each committed on its own, and the entries of every transaction come in
+-- the same COPY.  A transaction row made now (created_at is the
+-- transaction's start, as post_txn and any INSERT that leaves the default
+-- make it) is checked too, which catches one left with no entry at all; a
+-- row that carries an earlier time, as a restored one does, is not: its
+-- entries are checked when they come, and verify_ledger() reports a
+-- transaction without any.
 CREATE FUNCTION evcharge.ledger_check_balanced() RETURNS trigger
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -317,10 +343,17 @@ BEGIN
 	END IF;
 	RETURN NULL;
 END $$;
-COMMENT ON FUNCTION evcharge.ledger_check_balanced() IS 'constraint trigger, at commit: every transaction has at least two entries summing to zero';
-CREATE CONSTRAINT TRIGGER ledger_txn_balanced AFTER INSERT ON evcharge.ledger_txn
+COMMENT ON FUNCTION evcharge.ledger_check_balanced() IS
+	'constraint trigger, at commit, on ledger_entry and on ledger_txn rows made now: the transaction has at least two entries summing to zero';
+CREATE CONSTRAINT TRIGGER ledger_entry_balanced AFTER INSERT ON evcharge.ledger_entry
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION evcharge.ledger_check_balanced();
-COMMENT ON TRIGGER ledger_txn_balanced ON evcharge.ledger_txn IS 'at commit: a transaction''s entries sum to zero';
+COMMENT ON TRIGGER ledger_entry_balanced ON evcharge.ledger_entry IS
+	'at commit: the transaction of each new entry sums to zero (also in a restore, which loads entries after their transactions)';
+CREATE CONSTRAINT TRIGGER ledger_txn_balanced AFTER INSERT ON evcharge.ledger_txn
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.created_at = now())
+	EXECUTE FUNCTION evcharge.ledger_check_balanced();
+COMMENT ON TRIGGER ledger_txn_balanced ON evcharge.ledger_txn IS
+	'at commit: a transaction made now has entries summing to zero (a restored row, with its earlier time, is checked by its entries)';
 
 -- The one rule for the keys and references that make money move once: a
 -- provider's transaction id, a staff request id, a bank reference, an order
@@ -369,12 +402,30 @@ END $$;
 COMMENT ON FUNCTION evcharge.check_key(text, text) IS
 	'returns the key (provider transaction id, request id, bank reference, order number) if it is 1 to 128 characters with no white space at either end and no control or invisible character, else raises 22023 naming what it was for; the one rule every money function applies to the keys that make it idempotent';
 
+-- Locks accounts the way every function that moves money does: in account
+-- order, the last of the locks a money function takes (docs/money.md,
+-- "Locks and deadlocks"), so that two of them never wait for each other in
+-- a circle.  FOR NO KEY UPDATE is what the balance update takes anyway; it
+-- does not block rows that only refer to an account (the balance guard's
+-- stop request, a refund, a ledger entry), whose foreign keys take KEY SHARE.
+CREATE FUNCTION evcharge.lock_accounts(p_accounts bigint[]) RETURNS int
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n int;
+BEGIN
+	PERFORM 1 FROM evcharge.account a WHERE a.account_id = ANY (p_accounts) ORDER BY a.account_id FOR NO KEY UPDATE;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END $$;
+COMMENT ON FUNCTION evcharge.lock_accounts(bigint[]) IS
+	'locks the accounts (FOR NO KEY UPDATE) in account order, as every posting does: take all the accounts a transaction will post to in one call, after any bill, coupon or refund it locks; returns how many it locked';
+
 -- Posts one transaction, once per (kind, key): the first call writes it and
 -- its result; any later call with the same kind and key returns that
 -- transaction and writes nothing.  Every account must be the operator's:
 -- the foreign keys of ledger_entry refuse anything else, and the check here
--- says which account it was.  Accounts are locked in account order, so
--- concurrent postings never deadlock on them.
+-- says which account it was.  Its accounts are locked in account order
+-- (lock_accounts), so two postings never deadlock on them.
 CREATE FUNCTION evcharge.post_txn(p_operator_id bigint, p_kind text, p_key text, p_accounts bigint[],
 	p_amounts numeric[], p_order_no text DEFAULT NULL, p_note text DEFAULT NULL, p_result jsonb DEFAULT NULL,
 	OUT txn evcharge.ledger_txn, OUT replayed boolean)
@@ -447,7 +498,7 @@ BEGIN
 		replayed := true;
 		RETURN;
 	END IF;
-	PERFORM 1 FROM evcharge.account a WHERE a.account_id = ANY (p_accounts) ORDER BY a.account_id FOR UPDATE;
+	PERFORM evcharge.lock_accounts(p_accounts);
 	INSERT INTO evcharge.ledger_entry (txn_id, account_id, amount, operator_id)
 	SELECT txn.txn_id, x.account_id, sum(x.amount), p_operator_id
 	FROM unnest(p_accounts, p_amounts) AS x(account_id, amount)
@@ -513,3 +564,9 @@ SELECT pg_catalog.pg_extension_config_dump('evcharge.attribution', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.account', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_txn', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_entry', '');
+-- The identity sequences too, or a restored database would number new rows
+-- from 1 again.
+SELECT pg_catalog.pg_extension_config_dump('evcharge.attribution_attribution_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.account_account_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_txn_txn_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_entry_entry_id_seq', '');

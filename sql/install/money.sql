@@ -43,6 +43,10 @@ CREATE TRIGGER operator_finance_default AFTER INSERT ON evcharge.operator
 	REFERENCING NEW TABLE AS new_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_finance_default();
 COMMENT ON TRIGGER operator_finance_default ON evcharge.operator IS 'every new operator gets its money settings with the defaults';
+CREATE TRIGGER finance_policy_replaces_default BEFORE INSERT ON evcharge.finance_policy
+	FOR EACH ROW EXECUTE FUNCTION evcharge.policy_replaces_default();
+COMMENT ON TRIGGER finance_policy_replaces_default ON evcharge.finance_policy IS
+	'an inserted row replaces the operator''s default row if that is untouched: pg_restore loads the dumped policies after the operators made theirs';
 
 -- The days of an operator's books: its finance_policy.tz.
 CREATE FUNCTION evcharge.books_tz(p_operator_id bigint) RETURNS text
@@ -165,8 +169,10 @@ BEGIN
 	w := evcharge.wallet_account(top_up.account_id);
 	PERFORM evcharge.check_amount(top_up.amount, 'a top-up');
 	PERFORM evcharge.check_key(top_up.provider_txn, 'provider transaction id');
-	-- The wallet row is locked first, so the balance returned is this top-up's.
-	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id FOR UPDATE;
+	-- Both accounts are locked first, in account order (lock_accounts), so
+	-- the balance returned is this top-up's.
+	PERFORM evcharge.lock_accounts(ARRAY[evcharge.account_of(w.operator_id, 'provider_clearing'), w.account_id]);
+	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id;
 	SELECT (p.txn).txn_id, (p.txn).result, p.replayed INTO r
 	FROM evcharge.post_txn(w.operator_id, 'top_up', top_up.provider_txn,
 		ARRAY[evcharge.account_of(w.operator_id, 'provider_clearing'), w.account_id],
@@ -204,7 +210,8 @@ BEGIN
 		RAISE EXCEPTION 'a manual credit to account % needs a note', w.account_id
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Say why, e.g. ''goodwill: pile 0045 out of order on 11-20''.';
 	END IF;
-	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id FOR UPDATE;
+	PERFORM evcharge.lock_accounts(ARRAY[evcharge.account_of(w.operator_id, 'adjustments'), w.account_id]);
+	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id;
 	SELECT (p.txn).txn_id, (p.txn).result, p.replayed INTO r
 	FROM evcharge.post_txn(w.operator_id, 'manual_credit', manual_credit.request_id,
 		ARRAY[evcharge.account_of(w.operator_id, 'adjustments'), w.account_id],
@@ -315,7 +322,9 @@ END $$;
 COMMENT ON FUNCTION evcharge.bill_lines(text, numeric, numeric, numeric, numeric) IS
 	'the accounts and amounts that settle a bill''s figures: the payer debited the total, electricity, service (net of the coupon) and occupancy revenue credited';
 
--- Settles one final bill: money moves once per order.
+-- Settles one final bill: money moves once per order.  The bill is locked
+-- first, then its accounts (post_txn): the order of docs/money.md, "Locks
+-- and deadlocks".
 CREATE FUNCTION evcharge.settle_bill(p_order_no text) RETURNS evcharge.ledger_txn
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -348,21 +357,77 @@ END $$;
 COMMENT ON FUNCTION evcharge.settle_bill(text) IS
 	'settles a final bill: debits the payer''s account the total and credits electricity, service and occupancy revenue of the attributed sub-operator, once per order; a held bill is refused';
 
--- The job: every final bill not yet settled.
+-- The job: every final bill not yet settled.  One transaction posts many
+-- bills, so it takes its locks as one posting would (docs/money.md, "Locks
+-- and deadlocks"): first the bills, skipping those another session holds
+-- (being repaired, billed or settled: the next run takes them); then every
+-- account the batch posts to, all at once, in account order; then it
+-- settles bill by bill, each in its own subtransaction, so that a bill that
+-- cannot be settled is left final with a WARNING and the others are settled.
 CREATE FUNCTION evcharge.settle_bills(OUT settled bigint)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+	orders text[];
+	ready text[] := '{}';
+	accounts bigint[] := '{}';
 	o text;
+	tries int := 0;
+	st text;
+	msg text;
 BEGIN
 	settled := 0;
-	FOR o IN SELECT b.order_no FROM evcharge.bill b WHERE b.state = 'final' ORDER BY b.finalised_at, b.order_no
-	         FOR UPDATE SKIP LOCKED LOOP
-		PERFORM evcharge.settle_bill(o);
-		settled := settled + 1;
+	SELECT coalesce(array_agg(x.order_no ORDER BY x.finalised_at, x.order_no), '{}') INTO orders
+	FROM (SELECT b.order_no, b.finalised_at FROM evcharge.bill b WHERE b.state = 'final'
+	      ORDER BY b.finalised_at, b.order_no FOR UPDATE SKIP LOCKED) x;
+	IF cardinality(orders) = 0 THEN
+		RETURN;
+	END IF;
+	-- Who pays and who earns, per bill: the accounts to lock (a bill whose
+	-- parties cannot be found is left for the next run, with a warning).
+	FOREACH o IN ARRAY orders LOOP
+		BEGIN
+			accounts := accounts || (evcharge.bill_lines(o, 0, 0, 0, 0)).accounts;
+			ready := ready || o;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+			RAISE WARNING 'bill % is not settled in this run: %', o, msg
+				USING DETAIL = format('SQLSTATE %s, finding who pays it.', st),
+				      HINT = 'settle_bills() tries it again on its next run; settle_bill() shows the error.';
+		END;
+	END LOOP;
+	-- All the accounts at once, in account order.  Only a caller that holds
+	-- accounts and then waits for others out of that order (several money
+	-- calls in one transaction) can close a circle with this wait; if the
+	-- deadlock detector picks this one, it lets go and waits again.
+	LOOP
+		BEGIN
+			PERFORM evcharge.lock_accounts(accounts);
+			EXIT;
+		EXCEPTION WHEN deadlock_detected THEN
+			tries := tries + 1;
+			RAISE WARNING 'settle_bills() was in a deadlock while locking the accounts of % bills (try %)',
+				cardinality(ready), tries
+				USING DETAIL = 'Another transaction holds accounts and waits for others out of account order.',
+				      HINT = 'Call one money function per transaction; see docs/money.md, "Locks and deadlocks".';
+			IF tries >= 3 THEN
+				RETURN;
+			END IF;
+		END;
+	END LOOP;
+	FOREACH o IN ARRAY ready LOOP
+		BEGIN
+			PERFORM evcharge.settle_bill(o);
+			settled := settled + 1;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+			RAISE WARNING 'bill % is not settled in this run: %', o, msg
+				USING DETAIL = format('SQLSTATE %s, settling it.', st),
+				      HINT = 'settle_bills() tries it again on its next run; settle_bill() shows the error.';
+		END;
 	END LOOP;
 END $$;
 COMMENT ON FUNCTION evcharge.settle_bills() IS
-	'scheduled: settles every final bill not yet settled (bills being repaired or billed are left for the next run); returns how many';
+	'scheduled: settles every final bill not yet settled, locking the bills (skipping those another session holds: being repaired, billed or settled, left for the next run), then all their accounts at once in account order; a bill that cannot be settled is left final with a WARNING and does not stop the others; returns how many it settled';
 
 -- A settled bill that a repair changed: the difference moves, as its own transaction.
 CREATE FUNCTION evcharge.adjust_settled_bill(p_order_no text, old evcharge.bill, nb evcharge.bill, p_reason text)
@@ -470,13 +535,35 @@ DECLARE
 	r evcharge.refund;
 	fee numeric;
 	voided int := 0;
+	orders text[];
+	accounts bigint[];
+	o text;
 BEGIN
 	w := evcharge.wallet_account(request_refund.account_id);
 	fee := evcharge.refund_fee(0, request_refund.method);	-- checks the method
-	-- The wallet is locked: the balance frozen is the balance now, after the
-	-- bills it owes are settled.  Bills still held, or a charge running,
-	-- would be owed later: no refund until they are done.
-	SELECT * INTO w FROM evcharge.account a WHERE a.account_id = w.account_id FOR UPDATE;
+	-- The balance frozen is the balance after the bills the wallet owes are
+	-- settled, with the wallet locked.  Locks in the order of every money
+	-- function (docs/money.md, "Locks and deadlocks"): the final bills it
+	-- pays first (waiting for a settlement or repair of one of them to end),
+	-- then the coupons it voids, then all the accounts at once: the wallet,
+	-- refunds payable and the bills' revenue.
+	SELECT coalesce(array_agg(x.order_no ORDER BY x.order_no), '{}') INTO orders
+	FROM (SELECT b.order_no FROM evcharge.bill b JOIN evcharge.charge_session cs USING (order_no)
+	      WHERE b.state = 'final' AND evcharge.pays_for(w, cs.member_id, cs.group_id, cs.partner_id)
+	      ORDER BY b.order_no FOR UPDATE OF b) x;
+	IF w.kind = 'member_wallet' AND
+	   (SELECT p.void_coupons_on_refund FROM evcharge.finance_policy p WHERE p.operator_id = w.operator_id) THEN
+		PERFORM 1 FROM evcharge.coupon c WHERE c.operator_id = w.operator_id AND c.member_id = w.owner_id
+		  AND c.used_order_no IS NULL ORDER BY c.coupon_id FOR UPDATE;
+	END IF;
+	accounts := ARRAY[w.account_id, evcharge.account_of(w.operator_id, 'refunds_payable')];
+	FOREACH o IN ARRAY orders LOOP
+		accounts := accounts || (evcharge.bill_lines(o, 0, 0, 0, 0)).accounts;
+	END LOOP;
+	PERFORM evcharge.lock_accounts(accounts);
+	SELECT * INTO w FROM evcharge.account a WHERE a.account_id = w.account_id;
+	-- Bills still held, or a charge running, would be owed later: no refund
+	-- until they are done.
 	IF EXISTS (SELECT 1 FROM evcharge.charge_session cs WHERE cs.state IN ('pending', 'charging', 'occupied')
 	           AND evcharge.pays_for(w, cs.member_id, cs.group_id, cs.partner_id)) THEN
 		RAISE EXCEPTION 'account % pays for a charge in progress', w.account_id
@@ -488,9 +575,9 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 			      HINT = 'Repair the held bill first (evcharge.repair_bill); its amount will be charged.';
 	END IF;
-	PERFORM evcharge.settle_bill(b.order_no)
-	FROM evcharge.bill b JOIN evcharge.charge_session cs USING (order_no)
-	WHERE b.state = 'final' AND evcharge.pays_for(w, cs.member_id, cs.group_id, cs.partner_id);
+	FOREACH o IN ARRAY orders LOOP
+		PERFORM evcharge.settle_bill(o);
+	END LOOP;
 	SELECT * INTO w FROM evcharge.account a WHERE a.account_id = w.account_id;
 	IF EXISTS (SELECT 1 FROM evcharge.refund f WHERE f.account_id = w.account_id AND f.state = 'requested') THEN
 		RAISE EXCEPTION 'account % already has a refund waiting for approval', w.account_id

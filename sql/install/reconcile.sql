@@ -329,3 +329,5 @@ SELECT pg_catalog.pg_extension_config_dump('evcharge.statement_source', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.provider_statement_line', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.partner_statement_line', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.reconciliation_finding', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.statement_source_source_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.reconciliation_finding_finding_id_seq', '');

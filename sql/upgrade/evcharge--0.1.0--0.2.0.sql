@@ -1004,6 +1004,328 @@ COMMENT ON FUNCTION evcharge.repair_bills(evcharge.anomaly_set, bigint, date, te
 
 -- == settlement without deadlocks ==
 
+-- Locks in one order: bills, coupons, then all of a transaction's accounts
+-- at once in account order (lock_accounts, FOR NO KEY UPDATE); settle_bills
+-- locks its whole batch up front and settles bill by bill (docs/money.md,
+-- "Locks and deadlocks").
+
+CREATE FUNCTION evcharge.lock_accounts(p_accounts bigint[]) RETURNS int
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n int;
+BEGIN
+	PERFORM 1 FROM evcharge.account a WHERE a.account_id = ANY (p_accounts) ORDER BY a.account_id FOR NO KEY UPDATE;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END $$;
+COMMENT ON FUNCTION evcharge.lock_accounts(bigint[]) IS
+	'locks the accounts (FOR NO KEY UPDATE) in account order, as every posting does: take all the accounts a transaction will post to in one call, after any bill, coupon or refund it locks; returns how many it locked';
+
+CREATE OR REPLACE FUNCTION evcharge.post_txn(p_operator_id bigint, p_kind text, p_key text, p_accounts bigint[],
+	p_amounts numeric[], p_order_no text DEFAULT NULL, p_note text DEFAULT NULL, p_result jsonb DEFAULT NULL,
+	OUT txn evcharge.ledger_txn, OUT replayed boolean)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	i int;
+	total numeric := 0;
+	bad record;
+BEGIN
+	PERFORM evcharge.check_key(p_key, format('%s key', coalesce(p_kind, 'ledger transaction')));
+	SELECT * INTO txn FROM evcharge.ledger_txn t WHERE t.kind = p_kind AND t.idem_key = p_key;
+	IF FOUND THEN
+		IF txn.operator_id IS DISTINCT FROM p_operator_id THEN
+			RAISE EXCEPTION '% % was already posted by operator %', p_kind, to_json(p_key)::text, txn.operator_id
+				USING ERRCODE = 'unique_violation',
+				      DETAIL = format('Transaction %s is in operator %s''s books; operator %s asked for it again.',
+				                      txn.txn_id, txn.operator_id, coalesce(p_operator_id::text, 'NULL')),
+				      HINT = 'A key is applied once; check where the event came from.';
+		END IF;
+		replayed := true;
+		RETURN;
+	END IF;
+	IF coalesce(array_length(p_accounts, 1), 0) <> coalesce(array_length(p_amounts, 1), 0) THEN
+		RAISE EXCEPTION '% accounts and % amounts', array_length(p_accounts, 1), array_length(p_amounts, 1)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR i IN 1 .. coalesce(array_length(p_amounts, 1), 0) LOOP
+		IF p_amounts[i] IS NULL OR p_amounts[i] IN ('NaN', 'Infinity', '-Infinity') OR p_amounts[i] <> round(p_amounts[i], 2)
+		   OR abs(p_amounts[i]) > 999999999999.99 THEN
+			RAISE EXCEPTION 'amount % is not in yuan and fen', coalesce(p_amounts[i]::text, 'NULL')
+				USING ERRCODE = 'invalid_parameter_value',
+				      DETAIL = format('Entry %s of %s %s.', i, p_kind, to_json(p_key)::text),
+				      HINT = 'Money is a finite amount with two decimals at most, below a trillion yuan; truncate to the fen first.';
+		END IF;
+		total := total + p_amounts[i];
+	END LOOP;
+	IF total <> 0 THEN
+		RAISE EXCEPTION 'the entries of % % sum to %', p_kind, p_key, total
+			USING ERRCODE = 'check_violation', HINT = 'Debits (positive) and credits (negative) must sum to 0.';
+	END IF;
+	-- Every account exists and is in this operator's books (the foreign
+	-- keys would refuse it too; this names the account).
+	SELECT x.account_id, a.operator_id INTO bad
+	FROM unnest(p_accounts) WITH ORDINALITY AS x(account_id, n)
+	LEFT JOIN evcharge.account a ON a.account_id = x.account_id
+	WHERE a.operator_id IS DISTINCT FROM p_operator_id
+	ORDER BY x.n LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'account % is not in operator %''s books', coalesce(bad.account_id::text, 'NULL'),
+			coalesce(p_operator_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = CASE WHEN bad.operator_id IS NULL THEN format('No account %s exists.', coalesce(bad.account_id::text, 'NULL'))
+			                    ELSE format('It is operator %s''s; a transaction moves money within one operator''s books.', bad.operator_id) END,
+			      HINT = 'Take the accounts from evcharge.account_of(operator, kind, ...) of the transaction''s operator.';
+	END IF;
+	INSERT INTO evcharge.ledger_txn (operator_id, kind, idem_key, order_no, note, result)
+	VALUES (p_operator_id, p_kind, p_key, p_order_no, p_note, p_result)
+	ON CONFLICT (kind, idem_key) DO NOTHING
+	RETURNING * INTO txn;
+	IF txn.txn_id IS NULL THEN
+		-- Another transaction posted the same event meanwhile and committed.
+		SELECT * INTO txn FROM evcharge.ledger_txn t WHERE t.kind = p_kind AND t.idem_key = p_key;
+		IF txn.operator_id IS DISTINCT FROM p_operator_id THEN
+			RAISE EXCEPTION '% % was already posted by operator %', p_kind, to_json(p_key)::text, txn.operator_id
+				USING ERRCODE = 'unique_violation',
+				      DETAIL = format('Transaction %s is in operator %s''s books; operator %s asked for it again.',
+				                      txn.txn_id, txn.operator_id, p_operator_id),
+				      HINT = 'A key is applied once; check where the event came from.';
+		END IF;
+		replayed := true;
+		RETURN;
+	END IF;
+	PERFORM evcharge.lock_accounts(p_accounts);
+	INSERT INTO evcharge.ledger_entry (txn_id, account_id, amount, operator_id)
+	SELECT txn.txn_id, x.account_id, sum(x.amount), p_operator_id
+	FROM unnest(p_accounts, p_amounts) AS x(account_id, amount)
+	GROUP BY x.account_id HAVING sum(x.amount) <> 0
+	ORDER BY x.account_id;
+	replayed := false;
+END $$;
+COMMENT ON FUNCTION evcharge.post_txn(bigint, text, text, bigint[], numeric[], text, text, jsonb) IS
+	'posts a transaction (accounts of the operator and amounts in yuan and fen, debit positive, summing to 0) once per kind and key (check_key); a repeat returns the first transaction with replayed = true, a repeat by another operator is 23505; an account not in the operator''s books is P0002';
+
+CREATE OR REPLACE FUNCTION evcharge.top_up(account_id bigint, amount numeric, provider_txn text,
+	OUT txn_id bigint, OUT balance numeric, OUT replayed boolean)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w evcharge.account;
+	r record;
+BEGIN
+	w := evcharge.wallet_account(top_up.account_id);
+	PERFORM evcharge.check_amount(top_up.amount, 'a top-up');
+	PERFORM evcharge.check_key(top_up.provider_txn, 'provider transaction id');
+	-- Both accounts are locked first, in account order (lock_accounts), so
+	-- the balance returned is this top-up's.
+	PERFORM evcharge.lock_accounts(ARRAY[evcharge.account_of(w.operator_id, 'provider_clearing'), w.account_id]);
+	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id;
+	SELECT (p.txn).txn_id, (p.txn).result, p.replayed INTO r
+	FROM evcharge.post_txn(w.operator_id, 'top_up', top_up.provider_txn,
+		ARRAY[evcharge.account_of(w.operator_id, 'provider_clearing'), w.account_id],
+		ARRAY[top_up.amount, -top_up.amount], NULL, NULL,
+		jsonb_build_object('account_id', w.account_id, 'amount', top_up.amount,
+		                   'balance', balance + top_up.amount)) p;
+	txn_id := r.txn_id;
+	balance := (r.result->>'balance')::numeric;
+	replayed := r.replayed;
+	IF replayed AND ((r.result->>'account_id')::bigint <> w.account_id OR (r.result->>'amount')::numeric <> top_up.amount) THEN
+		RAISE EXCEPTION 'provider transaction % was already applied, to account % for %', top_up.provider_txn,
+			r.result->>'account_id', r.result->>'amount'
+			USING ERRCODE = 'unique_violation',
+			      HINT = 'A provider transaction id is applied once; check the provider''s callback.';
+	END IF;
+	IF NOT replayed THEN
+		PERFORM evcharge.check_alert(w.account_id);
+	END IF;
+END $$;
+COMMENT ON FUNCTION evcharge.top_up(bigint, numeric, text) IS
+	'credits a wallet with a top-up the payment provider confirmed (debiting provider clearing), once per provider transaction id: a repeat returns the first result with replayed = true';
+
+CREATE OR REPLACE FUNCTION evcharge.manual_credit(account_id bigint, amount numeric, note text, request_id text,
+	OUT txn_id bigint, OUT balance numeric, OUT replayed boolean)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w evcharge.account;
+	r record;
+BEGIN
+	w := evcharge.wallet_account(manual_credit.account_id);
+	PERFORM evcharge.check_amount(manual_credit.amount, 'a manual credit');
+	PERFORM evcharge.check_key(manual_credit.request_id, 'request id');
+	IF manual_credit.note IS NULL OR btrim(manual_credit.note) = '' THEN
+		RAISE EXCEPTION 'a manual credit to account % needs a note', w.account_id
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Say why, e.g. ''goodwill: pile 0045 out of order on 11-20''.';
+	END IF;
+	PERFORM evcharge.lock_accounts(ARRAY[evcharge.account_of(w.operator_id, 'adjustments'), w.account_id]);
+	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id;
+	SELECT (p.txn).txn_id, (p.txn).result, p.replayed INTO r
+	FROM evcharge.post_txn(w.operator_id, 'manual_credit', manual_credit.request_id,
+		ARRAY[evcharge.account_of(w.operator_id, 'adjustments'), w.account_id],
+		ARRAY[manual_credit.amount, -manual_credit.amount], NULL, manual_credit.note,
+		jsonb_build_object('account_id', w.account_id, 'amount', manual_credit.amount,
+		                   'balance', balance + manual_credit.amount)) p;
+	txn_id := r.txn_id;
+	balance := (r.result->>'balance')::numeric;
+	replayed := r.replayed;
+	IF replayed AND ((r.result->>'account_id')::bigint <> w.account_id
+	                 OR (r.result->>'amount')::numeric <> manual_credit.amount) THEN
+		RAISE EXCEPTION 'request % was already applied, to account % for %', to_json(manual_credit.request_id)::text,
+			r.result->>'account_id', r.result->>'amount'
+			USING ERRCODE = 'unique_violation',
+			      DETAIL = format('This call credits account %s with %s.', w.account_id, manual_credit.amount),
+			      HINT = 'A request id is applied once; give a new request its own id.';
+	END IF;
+END $$;
+COMMENT ON FUNCTION evcharge.manual_credit(bigint, numeric, text, text) IS
+	'credits a wallet by hand (debiting the operator''s adjustments) with a mandatory note, once per request id: a repeat returns the first result with replayed = true, the same id for another account or amount is 23505';
+
+CREATE OR REPLACE FUNCTION evcharge.settle_bills(OUT settled bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	orders text[];
+	ready text[] := '{}';
+	accounts bigint[] := '{}';
+	o text;
+	tries int := 0;
+	st text;
+	msg text;
+BEGIN
+	settled := 0;
+	SELECT coalesce(array_agg(x.order_no ORDER BY x.finalised_at, x.order_no), '{}') INTO orders
+	FROM (SELECT b.order_no, b.finalised_at FROM evcharge.bill b WHERE b.state = 'final'
+	      ORDER BY b.finalised_at, b.order_no FOR UPDATE SKIP LOCKED) x;
+	IF cardinality(orders) = 0 THEN
+		RETURN;
+	END IF;
+	-- Who pays and who earns, per bill: the accounts to lock (a bill whose
+	-- parties cannot be found is left for the next run, with a warning).
+	FOREACH o IN ARRAY orders LOOP
+		BEGIN
+			accounts := accounts || (evcharge.bill_lines(o, 0, 0, 0, 0)).accounts;
+			ready := ready || o;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+			RAISE WARNING 'bill % is not settled in this run: %', o, msg
+				USING DETAIL = format('SQLSTATE %s, finding who pays it.', st),
+				      HINT = 'settle_bills() tries it again on its next run; settle_bill() shows the error.';
+		END;
+	END LOOP;
+	-- All the accounts at once, in account order.  Only a caller that holds
+	-- accounts and then waits for others out of that order (several money
+	-- calls in one transaction) can close a circle with this wait; if the
+	-- deadlock detector picks this one, it lets go and waits again.
+	LOOP
+		BEGIN
+			PERFORM evcharge.lock_accounts(accounts);
+			EXIT;
+		EXCEPTION WHEN deadlock_detected THEN
+			tries := tries + 1;
+			RAISE WARNING 'settle_bills() was in a deadlock while locking the accounts of % bills (try %)',
+				cardinality(ready), tries
+				USING DETAIL = 'Another transaction holds accounts and waits for others out of account order.',
+				      HINT = 'Call one money function per transaction; see docs/money.md, "Locks and deadlocks".';
+			IF tries >= 3 THEN
+				RETURN;
+			END IF;
+		END;
+	END LOOP;
+	FOREACH o IN ARRAY ready LOOP
+		BEGIN
+			PERFORM evcharge.settle_bill(o);
+			settled := settled + 1;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+			RAISE WARNING 'bill % is not settled in this run: %', o, msg
+				USING DETAIL = format('SQLSTATE %s, settling it.', st),
+				      HINT = 'settle_bills() tries it again on its next run; settle_bill() shows the error.';
+		END;
+	END LOOP;
+END $$;
+COMMENT ON FUNCTION evcharge.settle_bills() IS
+	'scheduled: settles every final bill not yet settled, locking the bills (skipping those another session holds: being repaired, billed or settled, left for the next run), then all their accounts at once in account order; a bill that cannot be settled is left final with a WARNING and does not stop the others; returns how many it settled';
+
+CREATE OR REPLACE FUNCTION evcharge.request_refund(account_id bigint, method text) RETURNS evcharge.refund
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w evcharge.account;
+	r evcharge.refund;
+	fee numeric;
+	voided int := 0;
+	orders text[];
+	accounts bigint[];
+	o text;
+BEGIN
+	w := evcharge.wallet_account(request_refund.account_id);
+	fee := evcharge.refund_fee(0, request_refund.method);	-- checks the method
+	-- The balance frozen is the balance after the bills the wallet owes are
+	-- settled, with the wallet locked.  Locks in the order of every money
+	-- function (docs/money.md, "Locks and deadlocks"): the final bills it
+	-- pays first (waiting for a settlement or repair of one of them to end),
+	-- then the coupons it voids, then all the accounts at once: the wallet,
+	-- refunds payable and the bills' revenue.
+	SELECT coalesce(array_agg(x.order_no ORDER BY x.order_no), '{}') INTO orders
+	FROM (SELECT b.order_no FROM evcharge.bill b JOIN evcharge.charge_session cs USING (order_no)
+	      WHERE b.state = 'final' AND evcharge.pays_for(w, cs.member_id, cs.group_id, cs.partner_id)
+	      ORDER BY b.order_no FOR UPDATE OF b) x;
+	IF w.kind = 'member_wallet' AND
+	   (SELECT p.void_coupons_on_refund FROM evcharge.finance_policy p WHERE p.operator_id = w.operator_id) THEN
+		PERFORM 1 FROM evcharge.coupon c WHERE c.operator_id = w.operator_id AND c.member_id = w.owner_id
+		  AND c.used_order_no IS NULL ORDER BY c.coupon_id FOR UPDATE;
+	END IF;
+	accounts := ARRAY[w.account_id, evcharge.account_of(w.operator_id, 'refunds_payable')];
+	FOREACH o IN ARRAY orders LOOP
+		accounts := accounts || (evcharge.bill_lines(o, 0, 0, 0, 0)).accounts;
+	END LOOP;
+	PERFORM evcharge.lock_accounts(accounts);
+	SELECT * INTO w FROM evcharge.account a WHERE a.account_id = w.account_id;
+	-- Bills still held, or a charge running, would be owed later: no refund
+	-- until they are done.
+	IF EXISTS (SELECT 1 FROM evcharge.charge_session cs WHERE cs.state IN ('pending', 'charging', 'occupied')
+	           AND evcharge.pays_for(w, cs.member_id, cs.group_id, cs.partner_id)) THEN
+		RAISE EXCEPTION 'account % pays for a charge in progress', w.account_id
+			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Request the refund after the charge has ended.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM evcharge.bill b JOIN evcharge.charge_session cs USING (order_no)
+	           WHERE b.state = 'held' AND evcharge.pays_for(w, cs.member_id, cs.group_id, cs.partner_id)) THEN
+		RAISE EXCEPTION 'account % pays for a bill held for repair', w.account_id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'Repair the held bill first (evcharge.repair_bill); its amount will be charged.';
+	END IF;
+	FOREACH o IN ARRAY orders LOOP
+		PERFORM evcharge.settle_bill(o);
+	END LOOP;
+	SELECT * INTO w FROM evcharge.account a WHERE a.account_id = w.account_id;
+	IF EXISTS (SELECT 1 FROM evcharge.refund f WHERE f.account_id = w.account_id AND f.state = 'requested') THEN
+		RAISE EXCEPTION 'account % already has a refund waiting for approval', w.account_id
+			USING ERRCODE = 'unique_violation', HINT = 'Approve or reject it first (evcharge.refund).';
+	END IF;
+	IF w.balance <= 0 THEN
+		RAISE EXCEPTION 'account % has nothing to refund', w.account_id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('Its balance is %s yuan; debts reduce what is refundable.', w.balance),
+			      HINT = 'Only a positive balance can be refunded.';
+	END IF;
+	fee := evcharge.refund_fee(w.balance, request_refund.method);
+	IF fee >= w.balance THEN
+		RAISE EXCEPTION 'a % refund of % yuan would cost more than it returns', request_refund.method, w.balance
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('The fee would be %s yuan.', fee),
+			      HINT = 'A provider refund costs 0.6 % only.';
+	END IF;
+	INSERT INTO evcharge.refund (account_id, method, amount, fee)
+	VALUES (w.account_id, request_refund.method, w.balance, fee) RETURNING * INTO r;
+	PERFORM evcharge.post_txn(w.operator_id, 'refund_request', r.refund_id::text,
+		ARRAY[w.account_id, evcharge.account_of(w.operator_id, 'refunds_payable')],
+		ARRAY[r.amount, -r.amount], NULL, NULL, jsonb_build_object('refund_id', r.refund_id));
+	IF w.kind = 'member_wallet' AND
+	   (SELECT p.void_coupons_on_refund FROM evcharge.finance_policy p WHERE p.operator_id = w.operator_id) THEN
+		DELETE FROM evcharge.coupon c WHERE c.operator_id = w.operator_id AND c.member_id = w.owner_id
+		  AND c.used_order_no IS NULL;
+		GET DIAGNOSTICS voided = ROW_COUNT;
+		UPDATE evcharge.refund f SET coupons_voided = voided WHERE f.refund_id = r.refund_id RETURNING * INTO r;
+	END IF;
+	RETURN r;
+END $$;
+COMMENT ON FUNCTION evcharge.request_refund(bigint, text) IS
+	'requests a refund of a wallet''s whole positive balance by bank or provider: the amount is frozen at once (moved to refunds payable), the fee fixed; voids unused coupons when the operator''s policy says so';
 
 
 -- == statements over HTTPS only, signed with source and day ==
@@ -1187,6 +1509,230 @@ DROP FUNCTION evcharge.signed_get(text, text);
 
 
 -- == backup and restore, the drop guard ==
+
+-- pg_dump / pg_restore restore the books (docs/operations.md, "Backup and
+-- restore").  The balance check at commit hangs on the entries, which a
+-- restore loads after their transactions; the check on ledger_txn stays for
+-- rows made now.
+DROP TRIGGER ledger_txn_balanced ON evcharge.ledger_txn;
+COMMENT ON FUNCTION evcharge.ledger_check_balanced() IS
+	'constraint trigger, at commit, on ledger_entry and on ledger_txn rows made now: the transaction has at least two entries summing to zero';
+CREATE CONSTRAINT TRIGGER ledger_entry_balanced AFTER INSERT ON evcharge.ledger_entry
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION evcharge.ledger_check_balanced();
+COMMENT ON TRIGGER ledger_entry_balanced ON evcharge.ledger_entry IS
+	'at commit: the transaction of each new entry sums to zero (also in a restore, which loads entries after their transactions)';
+CREATE CONSTRAINT TRIGGER ledger_txn_balanced AFTER INSERT ON evcharge.ledger_txn
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.created_at = now())
+	EXECUTE FUNCTION evcharge.ledger_check_balanced();
+COMMENT ON TRIGGER ledger_txn_balanced ON evcharge.ledger_txn IS
+	'at commit: a transaction made now has entries summing to zero (a restored row, with its earlier time, is checked by its entries)';
+
+-- An account opens at zero: its balance is what its entries make it
+-- (ledger_apply).  A row that comes with a balance, as pg_restore's COPY of
+-- the account table does, is opened at zero too, and the entries restored
+-- after it bring the balance back, counted once.
+CREATE FUNCTION evcharge.account_opens_at_zero() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	NEW.balance := 0;
+	RETURN NEW;
+END $$;
+COMMENT ON FUNCTION evcharge.account_opens_at_zero() IS
+	'trigger: a new account''s balance is 0 whatever the row says; its entries make its balance (so a restore does not count them twice)';
+CREATE TRIGGER account_opens_at_zero BEFORE INSERT ON evcharge.account
+	FOR EACH ROW EXECUTE FUNCTION evcharge.account_opens_at_zero();
+COMMENT ON TRIGGER account_opens_at_zero ON evcharge.account IS
+	'an account opens with balance 0: the balance is its entries'', applied by ledger_apply, also when a restore brings account and entries back';
+
+-- An operator's policy row is made with the operator (its trigger), so a
+-- policy row inserted for it afterwards would be a duplicate.  pg_restore, and a
+-- plain dump through psql, do exactly that: the COPY of operator makes the
+-- default rows, then the COPY of the policy table brings the rows that were
+-- dumped.  So an inserted row replaces the operator's row when that row is
+-- still the one made with the operator, untouched since (the same
+-- transaction wrote both: equal xmin); a row someone changed is never
+-- replaced, and inserting over it is the duplicate key it always was.
+-- Shared by anomaly_policy and finance_policy (money.sql).
+CREATE FUNCTION evcharge.policy_replaces_default() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	EXECUTE format('DELETE FROM %I.%I p USING evcharge.operator o
+	                WHERE p.operator_id = $1 AND o.operator_id = p.operator_id AND p.xmin = o.xmin',
+	               TG_TABLE_SCHEMA, TG_TABLE_NAME)
+		USING NEW.operator_id;
+	RETURN NEW;
+END $$;
+COMMENT ON FUNCTION evcharge.policy_replaces_default() IS
+	'trigger on anomaly_policy and finance_policy: a row inserted for an operator replaces the default row made with the operator if nobody changed it since (a restore brings the dumped rows after the operators)';
+CREATE TRIGGER anomaly_policy_replaces_default BEFORE INSERT ON evcharge.anomaly_policy
+	FOR EACH ROW EXECUTE FUNCTION evcharge.policy_replaces_default();
+COMMENT ON TRIGGER anomaly_policy_replaces_default ON evcharge.anomaly_policy IS
+	'an inserted row replaces the operator''s default row if that is untouched: pg_restore loads the dumped policies after the operators made theirs';
+CREATE TRIGGER finance_policy_replaces_default BEFORE INSERT ON evcharge.finance_policy
+	FOR EACH ROW EXECUTE FUNCTION evcharge.policy_replaces_default();
+COMMENT ON TRIGGER finance_policy_replaces_default ON evcharge.finance_policy IS
+	'an inserted row replaces the operator''s default row if that is untouched: pg_restore loads the dumped policies after the operators made theirs';
+
+-- Heartbeat partitions carry their own index; the partitioned table none,
+-- since pg_restore would make its index on each partition at ATTACH, before
+-- the dump's CREATE INDEX of it.  The daily partitions of 0.1.0 have theirs
+-- through the parent's index: dropping that drops them, and each partition
+-- gets its own again, under the same name (this reads every partition
+-- once: on a large heartbeat log the update takes as long as building its
+-- indexes).
+DROP INDEX evcharge.heartbeat_gun_ts_idx;
+CREATE INDEX heartbeat_default_gun_ts_idx ON evcharge.heartbeat_default (gun, ts);
+COMMENT ON INDEX evcharge.heartbeat_default_gun_ts_idx IS
+	'a gun''s heartbeats in time order (bills, evidence and the session machine read them back); each daily partition has its own';
+DO $$
+DECLARE
+	p record;
+BEGIN
+	FOR p IN
+		SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'evcharge.heartbeat'::regclass AND c.relname ~ '^heartbeat_p\d{8}$'
+		ORDER BY c.relname
+	LOOP
+		EXECUTE format('CREATE INDEX %I ON evcharge.%I (gun, ts)', p.relname || '_gun_ts_idx', p.relname);
+	END LOOP;
+END $$;
+
+-- maintain_partitions() makes each new partition's index.  (A later section
+-- that replaces it again must keep that line.)
+-- Daily partitions of heartbeat, [00:00, 24:00) UTC, named heartbeat_pYYYYMMDD.
+CREATE OR REPLACE FUNCTION evcharge.maintain_partitions(at timestamptz DEFAULT now(),
+	OUT created int, OUT dropped int)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	ahead int := evcharge.setting_int('evcharge.partitions_ahead_days', 7);
+	keep int := evcharge.setting_int('evcharge.heartbeat_retention_days', 90);
+	today date := (at AT TIME ZONE 'UTC')::date;
+	d date;
+	lo text;
+	hi text;
+	part text;
+	p record;
+BEGIN
+	created := 0;
+	dropped := 0;
+	FOR d IN SELECT g::date FROM generate_series((today - 1)::timestamp, (today + ahead)::timestamp, interval '1 day') g LOOP
+		part := 'heartbeat_p' || to_char(d, 'YYYYMMDD');
+		-- Bounds as ISO text in UTC: independent of the session's DateStyle
+		-- and time zone (a bound printed as "... CST" would be read back as
+		-- US Central).
+		lo := to_char(d, 'YYYY-MM-DD') || ' 00:00:00+00';
+		hi := to_char(d + 1, 'YYYY-MM-DD') || ' 00:00:00+00';
+		CONTINUE WHEN EXISTS (
+			SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+			WHERE i.inhparent = 'evcharge.heartbeat'::regclass AND c.relname = part);
+		-- Rows already in the default partition move into the new one
+		-- directly, so the trigger does not see them twice.
+		EXECUTE format('CREATE TABLE evcharge.%I (LIKE evcharge.heartbeat INCLUDING DEFAULTS)', part);
+		-- Its own index, as heartbeat_default's (heartbeat.sql says why).
+		EXECUTE format('CREATE INDEX %I ON evcharge.%I (gun, ts)', part || '_gun_ts_idx', part);
+		EXECUTE format('WITH moved AS (DELETE FROM evcharge.heartbeat_default WHERE ts >= %L::timestamptz AND ts < %L::timestamptz RETURNING *)
+		                INSERT INTO evcharge.%I SELECT * FROM moved', lo, hi, part);
+		EXECUTE format('ALTER TABLE evcharge.heartbeat ATTACH PARTITION evcharge.%I FOR VALUES FROM (%L) TO (%L)',
+		               part, lo, hi);
+		EXECUTE format('COMMENT ON TABLE evcharge.%I IS %L', part,
+		               format('heartbeats of %s (UTC), made by evcharge.maintain_partitions()', d));
+		created := created + 1;
+	END LOOP;
+
+	FOR p IN
+		SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'evcharge.heartbeat'::regclass AND c.relname ~ '^heartbeat_p\d{8}$'
+		  AND to_date(substr(c.relname, 12), 'YYYYMMDD') < today - keep
+		ORDER BY c.relname
+	LOOP
+		EXECUTE format('DROP TABLE evcharge.%I', p.relname);
+		dropped := dropped + 1;
+	END LOOP;
+	DELETE FROM evcharge.heartbeat_default WHERE ts < (today - keep)::timestamp AT TIME ZONE 'UTC';
+END $$;
+COMMENT ON FUNCTION evcharge.maintain_partitions(timestamptz) IS
+	'creates daily heartbeat partitions from yesterday to evcharge.partitions_ahead_days ahead and drops those older than evcharge.heartbeat_retention_days; idempotent';
+
+-- The identity sequences of the ledger, attribution and reconciliation
+-- tables are dumped with them.
+SELECT pg_catalog.pg_extension_config_dump('evcharge.attribution_attribution_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.account_account_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_txn_txn_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_entry_entry_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.statement_source_source_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.reconciliation_finding_finding_id_seq', '');
+
+-- The drop guard (drop_guard.sql).
+-- Whether a DROP of these extensions or schemas reaches evcharge, and if
+-- it does while evcharge holds ledger entries or bills, the error.
+CREATE FUNCTION evcharge.drop_guard_check(p_kind text, p_names text[], p_cascade boolean) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	via text;
+	cmd text;
+	entries bigint;
+	txns bigint;
+	bills bigint;
+BEGIN
+	cmd := format('DROP %s %s%s', upper(p_kind),
+		(SELECT string_agg(quote_ident(n), ', ') FROM unnest(p_names) n),
+		CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END);
+	IF p_kind = 'extension' AND 'evcharge' = ANY (p_names) THEN
+		via := NULL;
+	ELSIF NOT p_cascade THEN
+		-- Without CASCADE, dropping what evcharge stands on fails by itself.
+		RETURN;
+	ELSE
+		-- What evcharge stands on: the extensions it requires (and theirs),
+		-- and the schemas they and evcharge live in.
+		WITH RECURSIVE req(oid, depth) AS (
+			SELECT e.oid, 0 FROM pg_extension e WHERE e.extname = 'evcharge'
+			UNION
+			SELECT d.refobjid, r.depth + 1 FROM req r
+			JOIN pg_depend d ON d.classid = 'pg_extension'::regclass AND d.objid = r.oid
+			                AND d.refclassid = 'pg_extension'::regclass
+		)
+		SELECT CASE
+			WHEN p_kind = 'extension' THEN format('It drops extension %s, which evcharge requires, and evcharge with it.', e.extname)
+			WHEN r.depth = 0 THEN format('It drops schema %s, and extension evcharge in it.', n.nspname)
+			ELSE format('It drops schema %s, which holds extension %s, which evcharge requires, and evcharge with it.',
+			            n.nspname, e.extname) END
+		INTO via
+		FROM req r JOIN pg_extension e ON e.oid = r.oid JOIN pg_namespace n ON n.oid = e.extnamespace
+		WHERE (p_kind = 'extension' AND r.depth > 0 AND e.extname = ANY (p_names))
+		   OR (p_kind = 'schema' AND n.nspname = ANY (p_names))
+		ORDER BY r.depth LIMIT 1;
+		IF NOT FOUND THEN
+			RETURN;
+		END IF;
+	END IF;
+	SELECT count(*) INTO entries FROM evcharge.ledger_entry;
+	SELECT count(*) INTO txns FROM evcharge.ledger_txn;
+	SELECT count(*) INTO bills FROM evcharge.bill;
+	IF entries = 0 AND bills = 0 THEN
+		RETURN;
+	END IF;
+	RAISE EXCEPTION 'cannot drop extension evcharge because it holds % ledger entries and % bills', entries, bills
+		USING ERRCODE = 'dependent_objects_still_exist',
+		      DETAIL = concat_ws(' ', format('%s was refused.', cmd), via,
+		                         format('The extension''s tables would go with it: the ledger (%s entries in %s transactions), %s bills, and every other row evcharge keeps.',
+		                                entries, txns, bills)),
+		      HINT = 'Back up the database first (pg_dump; see docs/operations.md, "Backup and restore"). To drop it deliberately, SET evcharge.allow_drop = on in this session and run the command again.';
+END $$;
+COMMENT ON FUNCTION evcharge.drop_guard_check(text, text[], boolean) IS
+	'called by the event trigger evcharge_drop_guard with what a DROP EXTENSION or DROP SCHEMA names and whether it cascades: raises 2BP01 with what would be lost if the drop reaches evcharge while its ledger holds entries or there are bills';
+
+CREATE FUNCTION evcharge.drop_guard() RETURNS event_trigger
+	AS 'MODULE_PATHNAME', 'evcharge_drop_guard'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION evcharge.drop_guard() IS
+	'event trigger function (C): hands what a DROP EXTENSION or DROP SCHEMA names to drop_guard_check(), unless evcharge.allow_drop is on';
+
+CREATE EVENT TRIGGER evcharge_drop_guard ON ddl_command_start
+	WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
+	EXECUTE FUNCTION evcharge.drop_guard();
+COMMENT ON EVENT TRIGGER evcharge_drop_guard IS
+	'refuses DROP EXTENSION evcharge, and drops that cascade to it, while the ledger holds entries or there are bills; SET evcharge.allow_drop = on lets a deliberate drop through';
 
 
 
@@ -1695,6 +2241,8 @@ BEGIN
 		-- Rows already in the default partition move into the new one
 		-- directly, so the trigger does not see them twice.
 		EXECUTE format('CREATE TABLE evcharge.%I (LIKE evcharge.heartbeat INCLUDING DEFAULTS)', part);
+		-- Its own index, as heartbeat_default's (heartbeat.sql says why).
+		EXECUTE format('CREATE INDEX %I ON evcharge.%I (gun, ts)', part || '_gun_ts_idx', part);
 		EXECUTE format('WITH moved AS (DELETE FROM evcharge.heartbeat_default WHERE ts >= %L::timestamptz AND ts < %L::timestamptz RETURNING *)
 		                INSERT INTO evcharge.%I SELECT * FROM moved', lo, hi, part);
 		EXECUTE format('ALTER TABLE evcharge.heartbeat ATTACH PARTITION evcharge.%I FOR VALUES FROM (%L) TO (%L)',

@@ -9,9 +9,10 @@ plan 14
 db=evcharge_it
 q -d postgres -tA -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
 	q -d postgres -c "CREATE DATABASE $db"
-# The database stays (pg_cron's launcher lives in it); evcharge is made anew.
+# The database stays (pg_cron's launcher lives in it); evcharge is made anew
+# (deliberately dropped: evcharge.allow_drop, should it hold money).
 q -d $db -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
-	-c "DROP EXTENSION IF EXISTS evcharge CASCADE" -c "CREATE EXTENSION evcharge CASCADE" >/dev/null
+	-c "SET evcharge.allow_drop = on" -c "DROP EXTENSION IF EXISTS evcharge CASCADE" -c "CREATE EXTENSION evcharge CASCADE" >/dev/null
 # Jobs of an earlier run of the tests go; the sweep counts silence from the
 # server's start at the earliest, which may be a minute ago: a short
 # offline_after lets it act within the wait below.

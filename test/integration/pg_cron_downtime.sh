@@ -25,7 +25,7 @@ trap 'stop_statement_server; as_owner "$PG_BIN/pg_ctl" -D "$data" status >/dev/n
 
 q -d $db -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
 	-c "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'evcharge-%'" \
-	-c "DROP EXTENSION IF EXISTS evcharge CASCADE" -c "CREATE EXTENSION evcharge CASCADE" >/dev/null
+	-c "SET evcharge.allow_drop = on" -c "DROP EXTENSION IF EXISTS evcharge CASCADE" -c "CREATE EXTENSION evcharge CASCADE" >/dev/null
 
 # Partner 8's users charged on each of the last three days, and once two
 # months ago; a member topped up WX-1 (the provider also has WX-3, whose
