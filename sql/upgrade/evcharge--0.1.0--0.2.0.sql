@@ -2820,6 +2820,8 @@ END $$;
 COMMENT ON FUNCTION evcharge.ocpp_stop_charge(text) IS
 	'an operator''s stop: a RemoteStopTransaction for the session''s transaction, sent by the bridge holding its pile (now, or when it connects); returns the command id (the open one when there is one already)';
 
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_bridge', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_connection', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_command', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_command_command_id_seq', '');
 
