@@ -68,9 +68,11 @@ cluster_owner() {
 	if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
 }
 
+# As root, from / : postgres may not be allowed into the caller's directory
+# (a checkout in root's home), and every path given is absolute.
 as_owner() {
 	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u postgres -- "$@"
+		(cd / && runuser -u postgres -- "$@")
 	else
 		"$@"
 	fi

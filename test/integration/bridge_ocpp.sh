@@ -125,7 +125,7 @@ pile charge $url 44200000120000100003 "{\"start\":\"$t1\",\"minutes\":40,\"whPer
 node_pid=$!
 for _ in $(seq 100); do [ -f "$work/mid" ] && break; sleep 0.1; done
 datadir=$(q -d $db -c "SHOW data_directory")
-if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$datadir" -w -m fast restart >/dev/null 2>&1
+if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$datadir" -w -m fast restart >/dev/null 2>&1)
 else /usr/lib/postgresql/15/bin/pg_ctl -D "$datadir" -w -m fast restart >/dev/null 2>&1; fi
 ok $? "pg_ctl restart in the middle of the session"
 wait $node_pid

@@ -12,11 +12,15 @@ source "$(dirname "$0")/lib/tap.sh"
 source "$(dirname "$0")/lib/statement_server.sh"
 plan 15
 db=evcharge_it
-data="$EV_ROOT/.cluster/test/data"
+# The cluster's real directory: .cluster/test may be a link to where the
+# server can reach it (scripts/lib.sh, cluster_place), and postgres may not
+# pass through the checkout.
+cdir=$(readlink -f "$EV_ROOT/.cluster/test")
+data="$cdir/data"
 PG_BIN=/usr/lib/postgresql/15/bin
-as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_owner() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 cluster_start() {
-	as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$EV_ROOT/.cluster/test/server.log" -o "-p $PGPORT" -w -t 60 start >/dev/null
+	as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$cdir/server.log" -o "-p $PGPORT" -w -t 60 start >/dev/null
 }
 work=$(mktemp -d)
 chmod 755 "$work"
