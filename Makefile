@@ -26,6 +26,7 @@ OBJS = \
 	src/pile_record_trigger.o \
 	src/spi_trigger.o \
 	src/http_fetch.o \
+	src/ocpp_password.o \
 	src/drop_guard.o
 
 # The extension's SQL, one file per concept, in load order.
@@ -85,7 +86,7 @@ BRIDGE = src/bridge/evcharge-bridge
 BRIDGE_SRCS = $(sort $(wildcard src/bridge/*.c)) src/pile_id_parse.c
 BRIDGE_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Isrc -Isrc/bridge \
 	-I$(shell $(PG_CONFIG) --includedir)
-BRIDGE_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lwebsockets -ljansson -lcrypt -lpthread -lm
+BRIDGE_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lwebsockets -ljansson -lssl -lcrypto -lcrypt -lpthread -lm
 all: $(BRIDGE)
 $(BRIDGE): $(BRIDGE_SRCS) $(wildcard src/bridge/*.h) src/pile_id_parse.h Makefile
 	$(CC) $(BRIDGE_CFLAGS) -o $@ $(BRIDGE_SRCS) $(BRIDGE_LIBS)

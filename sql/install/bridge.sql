@@ -46,9 +46,15 @@ RETURN CASE WHEN EXISTS (
 	JOIN evcharge.station st USING (station_id)
 	JOIN evcharge.member m ON m.operator_id = st.operator_id
 	WHERE pl.pile_id OPERATOR(evcharge.=) p_pile
-	  AND m.card_no = regexp_replace(p_id_tag, '\s', '', 'g')) THEN 'Accepted' ELSE 'Invalid' END;
+	  AND m.card_no = regexp_replace(p_id_tag, '\s', '', 'g'))
+	OR EXISTS (
+	-- The idTag of a RemoteStartTransaction: the order number of a session
+	-- start_session() opened on this pile (a pile may Authorize it first).
+	SELECT 1 FROM evcharge.charge_session cs
+	WHERE cs.order_no = p_id_tag AND cs.state = 'pending'
+	  AND evcharge.pile(cs.gun) OPERATOR(evcharge.=) p_pile) THEN 'Accepted' ELSE 'Invalid' END;
 COMMENT ON FUNCTION evcharge.ocpp_authorize(evcharge.pile_id, text) IS
-	'the OCPP idTagInfo status for an idTag at a pile: Accepted for the card of a member of the pile''s operator, Invalid otherwise';
+	'the OCPP idTagInfo status for an idTag at a pile: Accepted for the card of a member of the pile''s operator or the order number of a pending session on the pile (a remote start''s idTag), Invalid otherwise';
 
 -- StartTransaction: the transactionId and order number, made once.
 CREATE FUNCTION evcharge.ocpp_start_transaction(p_pile evcharge.pile_id, p_connector int, p_id_tag text,
@@ -115,3 +121,225 @@ COMMENT ON FUNCTION evcharge.ocpp_stop_transaction(evcharge.pile_id, int, bigint
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_transaction', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_transaction_transaction_id_seq', '');
+
+-- Which piles are connected to a bridge now, and to which: written by the
+-- bridges (a row per pile that ever connected over OCPP), read by
+-- start_session(), which refuses a remote start for a pile that is not.
+CREATE TABLE evcharge.ocpp_bridge (
+	bridge_id text PRIMARY KEY CHECK (bridge_id <> ''),
+	started_at timestamptz NOT NULL DEFAULT now(),
+	seen_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.ocpp_bridge IS
+	'The bridges (evcharge-bridge) that write to this database, each with its last sign of life: refreshed every 10 s, one row per bridge however many piles it holds; older than 30 s means the bridge is gone and its piles are not connected';
+COMMENT ON COLUMN evcharge.ocpp_bridge.bridge_id IS 'the bridge (--bridge-id)';
+COMMENT ON COLUMN evcharge.ocpp_bridge.started_at IS 'when its present run started';
+COMMENT ON COLUMN evcharge.ocpp_bridge.seen_at IS 'its last refresh (every 10 s)';
+
+CREATE TABLE evcharge.ocpp_connection (
+	pile_id evcharge.pile_id PRIMARY KEY,
+	bridge_id text NOT NULL CHECK (bridge_id <> ''),
+	connected_at timestamptz NOT NULL DEFAULT now(),
+	disconnected_at timestamptz
+);
+COMMENT ON TABLE evcharge.ocpp_connection IS
+	'The OCPP connection of each pile that ever connected to a bridge: which bridge holds it (ocpp_bridge says whether that bridge is alive), since when, and when it ended (NULL while connected); a pile with a row is an OCPP pile, and a remote start needs it connected';
+COMMENT ON COLUMN evcharge.ocpp_connection.pile_id IS 'the charge point';
+COMMENT ON COLUMN evcharge.ocpp_connection.bridge_id IS 'the bridge holding (or that last held) its connection (--bridge-id)';
+COMMENT ON COLUMN evcharge.ocpp_connection.connected_at IS 'when its present (or last) connection was opened';
+COMMENT ON COLUMN evcharge.ocpp_connection.disconnected_at IS 'when the connection closed, or its bridge stopped; NULL while connected';
+
+-- Commands to charge points, kept until the pile has answered them, so a
+-- command made while the pile's bridge is down is sent when it connects.
+CREATE TABLE evcharge.ocpp_command (
+	command_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	pile_id evcharge.pile_id NOT NULL,
+	connector_id int NOT NULL CHECK (connector_id BETWEEN 1 AND 999),
+	action text NOT NULL CHECK (action IN ('RemoteStartTransaction', 'RemoteStopTransaction')),
+	order_no text NOT NULL,
+	id_tag text CHECK (length(id_tag) <= 20),
+	created_at timestamptz NOT NULL DEFAULT now(),
+	sent_at timestamptz,
+	sent_by text,
+	answered_at timestamptz,
+	answer text
+);
+CREATE UNIQUE INDEX ocpp_command_open_idx ON evcharge.ocpp_command (order_no, action) WHERE answered_at IS NULL;
+COMMENT ON INDEX evcharge.ocpp_command_open_idx IS 'one open command of each action per session; also what the bridges search for work';
+COMMENT ON TABLE evcharge.ocpp_command IS
+	'Commands to charge points (RemoteStartTransaction from start_session(), RemoteStopTransaction from the balance guard or ocpp_stop_charge()), kept until answered: a bridge sends the open ones of the piles it holds (NOTIFY evcharge_command wakes it), again after a reconnect';
+COMMENT ON COLUMN evcharge.ocpp_command.command_id IS 'row id; the OCPP message id of the CALL is cmd-<command_id>';
+COMMENT ON COLUMN evcharge.ocpp_command.pile_id IS 'the charge point';
+COMMENT ON COLUMN evcharge.ocpp_command.connector_id IS 'the connector (gun number)';
+COMMENT ON COLUMN evcharge.ocpp_command.action IS 'RemoteStartTransaction or RemoteStopTransaction';
+COMMENT ON COLUMN evcharge.ocpp_command.order_no IS 'the session it starts or stops';
+COMMENT ON COLUMN evcharge.ocpp_command.id_tag IS 'RemoteStartTransaction: the idTag sent, which is the order number (the pile''s StartTransaction brings it back)';
+COMMENT ON COLUMN evcharge.ocpp_command.created_at IS 'when it was made';
+COMMENT ON COLUMN evcharge.ocpp_command.sent_at IS 'when a bridge last sent it (NULL: not yet)';
+COMMENT ON COLUMN evcharge.ocpp_command.sent_by IS 'the bridge that last sent it';
+COMMENT ON COLUMN evcharge.ocpp_command.answered_at IS 'when the answer was recorded (NULL: open)';
+COMMENT ON COLUMN evcharge.ocpp_command.answer IS 'Accepted or Rejected (the pile''s status), CALLERROR <code>, or Expired (a start not answered within 60 s)';
+
+-- Whether a pile is connected to a live bridge now.
+CREATE FUNCTION evcharge.ocpp_pile_connected(p_pile evcharge.pile_id) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+RETURN EXISTS (SELECT 1 FROM evcharge.ocpp_connection c JOIN evcharge.ocpp_bridge b USING (bridge_id)
+	WHERE c.pile_id OPERATOR(evcharge.=) p_pile AND c.disconnected_at IS NULL
+	  AND b.seen_at > now() - interval '30 seconds');
+COMMENT ON FUNCTION evcharge.ocpp_pile_connected(evcharge.pile_id) IS
+	'true when the pile has an OCPP connection to a bridge that showed a sign of life (ocpp_bridge.seen_at) within the last 30 s';
+
+-- The open commands a bridge should send now, marked sent.
+CREATE FUNCTION evcharge.ocpp_take_commands(p_bridge text, OUT command_id bigint, OUT pile_id text,
+	OUT action text, OUT connector_id int, OUT id_tag text, OUT transaction_id int)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	-- A remote start that no pile answered within 60 s is not sent (again):
+	-- the app gave up long ago, and its session is cancelled.
+	PERFORM evcharge.ocpp_command_answer(c.command_id, c.pile_id, 'Expired')
+	FROM evcharge.ocpp_command c
+	WHERE c.answered_at IS NULL AND c.action = 'RemoteStartTransaction'
+	  AND c.created_at < now() - interval '60 seconds';
+	RETURN QUERY
+	UPDATE evcharge.ocpp_command c SET sent_at = now(), sent_by = p_bridge
+	FROM evcharge.ocpp_connection k
+	WHERE c.answered_at IS NULL AND k.pile_id OPERATOR(evcharge.=) c.pile_id
+	  AND k.bridge_id = p_bridge AND k.disconnected_at IS NULL
+	  AND (c.sent_at IS NULL OR c.sent_at < k.connected_at)
+	  AND (c.action = 'RemoteStartTransaction' OR EXISTS (SELECT 1 FROM evcharge.ocpp_transaction x WHERE x.order_no = c.order_no))
+	RETURNING c.command_id, c.pile_id::text, c.action, c.connector_id, c.id_tag,
+	          (SELECT x.transaction_id FROM evcharge.ocpp_transaction x WHERE x.order_no = c.order_no);
+END $$;
+COMMENT ON FUNCTION evcharge.ocpp_take_commands(text) IS
+	'called by a bridge: the open commands of the piles it holds that it has not sent on their present connection, marked sent by it (a stop only once the transaction is known); a remote start not answered within 60 s is answered Expired first (its session cancelled)';
+
+-- A pile's answer to a command.
+CREATE FUNCTION evcharge.ocpp_command_answer(p_command_id bigint, p_pile evcharge.pile_id, p_answer text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	c evcharge.ocpp_command;
+BEGIN
+	UPDATE evcharge.ocpp_command x SET answered_at = now(), answer = p_answer
+	WHERE x.command_id = p_command_id AND x.pile_id OPERATOR(evcharge.=) p_pile AND x.answered_at IS NULL
+	RETURNING x.* INTO c;
+	IF NOT FOUND OR c.action <> 'RemoteStartTransaction' OR p_answer = 'Accepted' THEN
+		RETURN false;
+	END IF;
+	-- A start the pile did not accept: the app's session never begins.
+	UPDATE evcharge.charge_session cs SET state = 'cancelled', updated_at = now()
+	WHERE cs.order_no = c.order_no AND cs.state = 'pending';
+	RETURN FOUND;
+END $$;
+COMMENT ON FUNCTION evcharge.ocpp_command_answer(bigint, evcharge.pile_id, text) IS
+	'records a pile''s answer to a command sent to it (the first counts; another pile''s answer changes nothing); a RemoteStartTransaction answered anything but Accepted cancels its pending session; true when it did';
+
+-- An operator stops a charge: a RemoteStopTransaction for its pile.
+CREATE FUNCTION evcharge.ocpp_stop_charge(p_order_no text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t evcharge.ocpp_transaction;
+	id bigint;
+BEGIN
+	SELECT * INTO t FROM evcharge.ocpp_transaction x WHERE x.order_no = p_order_no;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % has no OCPP transaction', p_order_no
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = 'No charge point has started a transaction for it over a bridge (evcharge.ocpp_transaction).',
+			      HINT = 'Only a charge that an OCPP pile has started can be stopped remotely.';
+	END IF;
+	IF t.stopped_at IS NOT NULL THEN
+		RAISE EXCEPTION 'order % is already stopped', p_order_no
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('Its StopTransaction came at %s.', t.stopped_at);
+	END IF;
+	INSERT INTO evcharge.ocpp_command (pile_id, connector_id, action, order_no)
+	VALUES (t.pile_id, t.connector_id, 'RemoteStopTransaction', t.order_no)
+	ON CONFLICT DO NOTHING
+	RETURNING command_id INTO id;
+	IF id IS NULL THEN
+		SELECT c.command_id INTO id FROM evcharge.ocpp_command c
+		WHERE c.order_no = p_order_no AND c.action = 'RemoteStopTransaction' AND c.answered_at IS NULL;
+	END IF;
+	PERFORM pg_notify('evcharge_command', json_build_object('pile_id', t.pile_id::text,
+		'action', 'RemoteStopTransaction', 'order_no', t.order_no)::text);
+	RETURN id;
+END $$;
+COMMENT ON FUNCTION evcharge.ocpp_stop_charge(text) IS
+	'an operator''s stop: a RemoteStopTransaction for the session''s transaction, sent by the bridge holding its pile (now, or when it connects); returns the command id (the open one when there is one already)';
+
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_bridge', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_connection', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_command', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_command_command_id_seq', '');
+
+-- OCPP security profile 1 (HTTP Basic): a password per pile, kept as a
+-- salted PBKDF2-HMAC-SHA256 hash, and whether an operator's piles must have
+-- one.  The hash is OpenSSL's in both the database (ocpp_hash_password, C)
+-- and the bridge, so evcharge needs no pgcrypto.
+CREATE TABLE evcharge.ocpp_credential (
+	pile_id evcharge.pile_id PRIMARY KEY,
+	salt bytea NOT NULL CHECK (length(salt) >= 16),
+	iterations int NOT NULL CHECK (iterations BETWEEN 1000 AND 10000000),
+	hash bytea NOT NULL CHECK (length(hash) = 32),
+	set_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.ocpp_credential IS
+	'The HTTP Basic password of a charge point (OCPP security profile 1), as a salted PBKDF2-HMAC-SHA256 hash: a pile with a row must present its password to connect; set with ocpp_set_password()';
+COMMENT ON COLUMN evcharge.ocpp_credential.pile_id IS 'the charge point (no foreign key, like ocpp_transaction: the registry''s maintenance never touches it)';
+COMMENT ON COLUMN evcharge.ocpp_credential.salt IS 'random salt, 16 bytes';
+COMMENT ON COLUMN evcharge.ocpp_credential.iterations IS 'PBKDF2 iterations (4096 from ocpp_set_password)';
+COMMENT ON COLUMN evcharge.ocpp_credential.hash IS 'PBKDF2-HMAC-SHA256(password, salt, iterations), 32 bytes';
+COMMENT ON COLUMN evcharge.ocpp_credential.set_at IS 'when the password was set';
+
+CREATE TABLE evcharge.ocpp_policy (
+	operator_id bigint PRIMARY KEY REFERENCES evcharge.operator ON DELETE CASCADE,
+	require_password boolean NOT NULL DEFAULT false,
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.ocpp_policy IS
+	'An operator''s OCPP connection settings; an operator without a row has the defaults';
+COMMENT ON COLUMN evcharge.ocpp_policy.operator_id IS 'the operator';
+COMMENT ON COLUMN evcharge.ocpp_policy.require_password IS 'whether its piles must have a password (ocpp_credential) to connect; off by default, when a pile without one is admitted';
+COMMENT ON COLUMN evcharge.ocpp_policy.updated_at IS 'when it was last changed';
+
+CREATE FUNCTION evcharge.ocpp_hash_password(p_password text, p_salt bytea, p_iterations int) RETURNS bytea
+	AS 'MODULE_PATHNAME', 'evcharge_ocpp_hash_password' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evcharge.ocpp_hash_password(text, bytea, int) IS
+	'PBKDF2-HMAC-SHA256 of a charge point''s password (OpenSSL, the same call as the bridge''s check), 32 bytes';
+
+CREATE FUNCTION evcharge.ocpp_set_password(p_pile evcharge.pile_id, p_password text) RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	salt bytea;
+BEGIN
+	IF p_pile IS NULL THEN
+		RAISE EXCEPTION 'a pile id is required' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) p_pile) THEN
+		RAISE EXCEPTION 'pile % is not registered', p_pile
+			USING ERRCODE = 'foreign_key_violation', HINT = 'Register it in evcharge.pile first.';
+	END IF;
+	IF p_password IS NULL THEN
+		-- No password any more: the pile connects without one (unless its
+		-- operator requires them).
+		DELETE FROM evcharge.ocpp_credential c WHERE c.pile_id OPERATOR(evcharge.=) p_pile;
+		RETURN;
+	END IF;
+	IF length(p_password) NOT BETWEEN 16 AND 40 OR p_password !~ '^[\x21-\x7e]+$' THEN
+		RAISE EXCEPTION 'the password for pile % is not a valid OCPP password', p_pile
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('It has %s characters.', length(p_password)),
+			      HINT = 'An OCPP Basic password has 16 to 40 printable ASCII characters, without spaces.';
+	END IF;
+	salt := decode(replace(gen_random_uuid()::text, '-', ''), 'hex');
+	INSERT INTO evcharge.ocpp_credential AS c (pile_id, salt, iterations, hash)
+	VALUES (p_pile, salt, 4096, evcharge.ocpp_hash_password(p_password, salt, 4096))
+	ON CONFLICT (pile_id) DO UPDATE SET salt = EXCLUDED.salt, iterations = EXCLUDED.iterations,
+		hash = EXCLUDED.hash, set_at = now();
+END $$;
+COMMENT ON FUNCTION evcharge.ocpp_set_password(evcharge.pile_id, text) IS
+	'sets the HTTP Basic password of a charge point (16 to 40 printable ASCII characters), kept as a salted PBKDF2-HMAC-SHA256 hash; NULL removes it';
+
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_credential', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ocpp_policy', '');

@@ -744,13 +744,21 @@ BEGIN
 		FROM w WHERE w.balance - w.running_total - w.projected < w.stop_threshold
 		ON CONFLICT (order_no) DO NOTHING
 		RETURNING order_no, gun, account_id, balance, running_total
+	), remote_stop AS (
+		-- For a charge an OCPP pile started, the RemoteStopTransaction the
+		-- bridge holding the pile sends (woken by the NOTIFY below).
+		INSERT INTO evcharge.ocpp_command (pile_id, connector_id, action, order_no)
+		SELECT t.pile_id, t.connector_id, 'RemoteStopTransaction', t.order_no
+		FROM stopped JOIN evcharge.ocpp_transaction t ON t.order_no = stopped.order_no
+		WHERE t.stopped_at IS NULL
+		ON CONFLICT DO NOTHING
 	)
 	SELECT count(pg_notify('evcharge_stop', json_build_object('order_no', order_no, 'gun', gun::text,
 		'balance', balance, 'running_total', running_total)::text)) INTO n FROM stopped;
 	RETURN n;
 END $$;
 COMMENT ON FUNCTION evcharge.balance_guard(text[]) IS
-	'called by the heartbeat trigger for the sessions a batch moved: a charging session whose paying wallet (member, department or prepaid partner) would fall below the operator''s stop_threshold within guard_interval at its present power and the plan''s highest price is recorded in stop_request and NOTIFY evcharge_stop is sent, once per session; returns how many';
+	'called by the heartbeat trigger for the sessions a batch moved: a charging session whose paying wallet (member, department or prepaid partner) would fall below the operator''s stop_threshold within guard_interval at its present power and the plan''s highest price is recorded in stop_request and NOTIFY evcharge_stop is sent, once per session (for a charge an OCPP pile started, with a RemoteStopTransaction in ocpp_command); returns how many';
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.finance_policy', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.stop_request', '');

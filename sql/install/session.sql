@@ -177,14 +177,41 @@ BEGIN
 		RAISE EXCEPTION 'gun % is busy with order %', gun, busy
 			USING ERRCODE = 'lock_not_available', HINT = 'A gun charges one session at a time; wait for it to end.';
 	END IF;
+	-- A pile that speaks OCPP (it has connected to a bridge) is started by
+	-- a RemoteStartTransaction, which needs it connected now: the app hears
+	-- at once that it is not, instead of a session that never begins.
+	DECLARE
+		conn record;
+	BEGIN
+		SELECT c.bridge_id, c.disconnected_at, b.seen_at INTO conn
+		FROM evcharge.ocpp_connection c LEFT JOIN evcharge.ocpp_bridge b USING (bridge_id)
+		WHERE c.pile_id OPERATOR(evcharge.=) evcharge.pile(start_session.gun);
+		IF FOUND AND NOT evcharge.ocpp_pile_connected(evcharge.pile(start_session.gun)) THEN
+			RAISE EXCEPTION 'pile % of gun % is not connected', evcharge.pile(start_session.gun), gun
+				USING ERRCODE = 'EV003',
+				      DETAIL = CASE WHEN conn.disconnected_at IS NOT NULL
+				                    THEN format('Its OCPP connection to bridge %s ended at %s.', conn.bridge_id, conn.disconnected_at)
+				                    ELSE format('Bridge %s, which holds its connection, was last seen at %s.', conn.bridge_id, conn.seen_at) END,
+				      HINT = 'A remote start needs the pile online; try again when it has reconnected, or start at the pile with a card.';
+		END IF;
+	END;
 	order_no := to_char(now() AT TIME ZONE p.tz, 'YYYYMMDDHH24MISS')
 	            || lpad((nextval('evcharge.order_seq') % 1000000)::text, 6, '0');
 	INSERT INTO evcharge.charge_session (order_no, gun, station_id, member_id, group_id, partner_id, channel)
 	VALUES (order_no, gun, p.station_id, member_id, grp, partner_id, channel);
+	-- For an OCPP pile the RemoteStartTransaction, its idTag the order
+	-- number; the bridge holding the pile sends it within a second.
+	INSERT INTO evcharge.ocpp_command (pile_id, connector_id, action, order_no, id_tag)
+	SELECT c.pile_id, evcharge.gun_no(start_session.gun), 'RemoteStartTransaction', order_no, order_no
+	FROM evcharge.ocpp_connection c WHERE c.pile_id OPERATOR(evcharge.=) evcharge.pile(start_session.gun);
+	IF FOUND THEN
+		PERFORM pg_notify('evcharge_command', json_build_object('pile_id', evcharge.pile(start_session.gun)::text,
+			'action', 'RemoteStartTransaction', 'order_no', order_no)::text);
+	END IF;
 	RETURN order_no;
 END $$;
 COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text, bigint) IS
-	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it';
+	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it; for an OCPP pile (one that has connected to a bridge) it also makes the RemoteStartTransaction (ocpp_command, NOTIFY evcharge_command), and refuses with EV003 when the pile is not connected';
 
 -- The samples a bill is measured from: the session's heartbeats, one per
 -- time (highest reading), with rises larger than the gun's rated power

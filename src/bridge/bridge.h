@@ -5,12 +5,15 @@
  *	  point's connection, the work items that travel from the WebSocket
  *	  thread to the database writer and back, and each unit's entry points.
  *
- * Two threads.  The main thread runs libwebsockets (server.c): it reads
+ * Four threads.  The main thread runs libwebsockets (server.c): it reads
  * frames (frame.c), checks and maps each message (ocpp.c) into an Item and
  * queues it for the writer (writer.c), which COPYs a batch of items in one
  * transaction and hands them back after the commit; the main thread then
  * sends the answers the commit made possible.  Connections are touched by
- * the main thread only; items carry a counted reference to theirs.
+ * the main thread only; items carry a counted reference to theirs.  The
+ * command thread (command.c) LISTENs for commands to the piles and keeps
+ * the record of who is connected; the metrics thread (metrics.c) serves
+ * --metrics.
  *
  *-------------------------------------------------------------------------
  */
@@ -56,6 +59,11 @@ typedef struct BridgeConfig
 	int			rate_per_second;	/* messages per connection and second */
 	int			rate_burst;
 	int			db_retry_max_ms;	/* cap of the reconnect backoff */
+	char		bridge_id[64];	/* names this bridge in ocpp_connection */
+	const char *tls_cert;		/* PEM files: wss:// (security profile 2) */
+	const char *tls_key;
+	char		metrics_host[128];	/* --metrics HOST:PORT; port 0: none */
+	int			metrics_port;
 } BridgeConfig;
 
 extern BridgeConfig config;
@@ -161,14 +169,24 @@ extern Item *WriterTakeDone(void); /* a list of items back from the writer */
 extern int	WriterOutstanding(void);
 extern bool WriterConnected(void);
 
-/* registry.c: the handshake's look-ups, on the main thread */
+/* db.c: the handshake's look-ups, on the main thread */
 typedef enum PileCheck
 {
 	PILE_ADMITTED,
 	PILE_NOT_REGISTERED,
 	PILE_DB_DOWN
 } PileCheck;
-extern PileCheck RegistryCheckPile(const char *pile);
+typedef struct PileAuth
+{
+	bool		has_password;	/* an ocpp_credential row: it must present it */
+	bool		require_password;	/* its operator requires one */
+	unsigned char salt[64];
+	int			salt_len;
+	int			iterations;
+	unsigned char hash[32];
+} PileAuth;
+extern PileCheck RegistryCheckPile(const char *pile, PileAuth *auth);
+extern bool PasswordMatches(const PileAuth *auth, const char *password, size_t len);
 
 /* frame.c: OCPP-J frames */
 typedef enum FrameError
@@ -212,6 +230,35 @@ extern const char *OcppValidate(const char *action, json_t *payload, char *why, 
 /* server.c */
 extern int	ServerRun(void);
 extern void ServerWake(void);	/* from any thread: the main loop looks at the done list */
+
+/* command.c: commands to the piles, and the registry of who is connected */
+typedef struct Command
+{
+	struct Command *next;
+	int64_t		id;				/* evcharge.ocpp_command.command_id */
+	char		pile[21];
+	char		action[32];		/* RemoteStartTransaction, RemoteStopTransaction */
+	int			connector;
+	char		id_tag[24];
+	int			transaction_id; /* RemoteStopTransaction */
+} Command;
+
+extern int	CommandsStart(void);
+extern void CommandsStop(void); /* writes what waits, closes our connections */
+extern void CommandsPileConnected(const char *pile);
+extern void CommandsPileDisconnected(const char *pile);
+extern void CommandsAnswer(const char *pile, int64_t command_id, const char *answer);
+extern Command *CommandsTake(void); /* the commands to send now */
+
+/* metrics.c: the status endpoint (--metrics), Prometheus text */
+extern int	MetricsStart(void);
+extern void MetricsStop(void);
+extern void MetricsMessage(const char *action);
+extern void MetricsCallError(const char *code);
+extern void MetricsRefused(int status);
+extern void MetricsConnected(int now_connected, bool opened);
+extern void MetricsCommandSent(void);
+extern void MetricsFlush(int rows, int64_t elapsed_us);
 
 /* db.c: a libpq connection as the bridge opens it */
 struct pg_conn;

@@ -4,9 +4,11 @@
  *	  The bridge's settings: defaults, the config file (key = value lines,
  *	  # comments) and the command-line flags, which override the file.
  *
- * Every setting is an integer with a range; a value outside it, an unknown
- * key or flag stops the bridge at start with a message naming it, never a
- * silent default.  docs/bridge.md lists them.
+ * Every setting but bridge_id (a name), tls_cert and tls_key (files that
+ * must be readable) and metrics (HOST:PORT) is an integer with a range; a
+ * value
+ * outside it, an unknown key or flag stops the bridge at start with a
+ * message naming it, never a silent default.  docs/bridge.md lists them.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bridge.h"
 
@@ -70,18 +73,57 @@ Usage(void)
 			"  --rate-per-second N    messages a connection may send per second (20)\n"
 			"  --rate-burst N         and in a burst (200)\n"
 			"  --db-retry-max-ms N    longest wait between reconnect attempts (5000)\n"
+			"  --bridge-id NAME       this bridge in evcharge.ocpp_connection (HOSTNAME:PORT)\n"
+			"  --tls-cert FILE        PEM certificate (chain): serve wss:// (security profile 2)\n"
+			"  --tls-key FILE         its PEM private key\n"
+			"  --metrics HOST:PORT    serve Prometheus metrics at http://HOST:PORT/metrics\n"
 			"  --help                 this text\n"
 			"\n"
 			"Runs in the foreground and logs one line per event to stderr; SIGTERM\n"
 			"flushes, closes every socket with 1001 and exits 0.  See docs/bridge.md.\n");
 }
 
-/* Set one integer setting by name; 0 on success. */
+static int	ParseHostPortInto(const char *flag, const char *arg, char *host, size_t hostlen, int *port_out);
+
+/* Set one setting by name; 0 on success. */
 static int
 SetSetting(const char *name, const char *value, const char *where)
 {
 	if (name == NULL || value == NULL)
 		return -1;
+	if (strcmp(name, "bridge_id") == 0)
+	{
+		size_t		n = strlen(value);
+
+		if (n == 0 || n >= sizeof(config.bridge_id))
+		{
+			fprintf(stderr, "evcharge-bridge: %s: invalid value for bridge_id: \"%s\" (1 to %zu characters)\n",
+					where, value, sizeof(config.bridge_id) - 1);
+			return -1;
+		}
+		memcpy(config.bridge_id, value, n + 1);
+		return 0;
+	}
+	if (strcmp(name, "metrics") == 0)
+		return ParseHostPortInto(where, value, config.metrics_host, sizeof(config.metrics_host),
+								 &config.metrics_port);
+	if (strcmp(name, "tls_cert") == 0 || strcmp(name, "tls_key") == 0)
+	{
+		char	   *copy = strdup(value);
+
+		if (copy == NULL || value[0] == '\0' || access(value, R_OK) != 0)
+		{
+			fprintf(stderr, "evcharge-bridge: %s: %s \"%s\" cannot be read (a PEM file is expected)\n",
+					where, name, value);
+			free(copy);
+			return -1;
+		}
+		if (name[4] == 'c')
+			config.tls_cert = copy;
+		else
+			config.tls_key = copy;
+		return 0;
+	}
 	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
 	{
 		if (strcmp(settings[i].name, name) == 0)
@@ -163,9 +205,9 @@ ReadConfigFile(const char *path)
 	return 0;
 }
 
-/* HOST:PORT into config.ocpp_host and config.ocpp_port. */
+/* HOST:PORT into host and *port_out (--ocpp, --metrics). */
 static int
-ParseHostPort(const char *arg)
+ParseHostPortInto(const char *flag, const char *arg, char *host, size_t hostlen, int *port_out)
 {
 	const char *colon;
 	char	   *end;
@@ -175,18 +217,24 @@ ParseHostPort(const char *arg)
 		return -1;
 	colon = strrchr(arg, ':');
 
-	if (colon == NULL || colon == arg || (size_t) (colon - arg) >= sizeof(config.ocpp_host))
+	if (colon == NULL || colon == arg || (size_t) (colon - arg) >= hostlen)
 		goto bad;
 	port = strtol(colon + 1, &end, 10);
 	if (*end != '\0' || port < 1 || port > 65535)
 		goto bad;
-	memcpy(config.ocpp_host, arg, (size_t) (colon - arg));
-	config.ocpp_host[colon - arg] = '\0';
-	config.ocpp_port = (int) port;
+	memcpy(host, arg, (size_t) (colon - arg));
+	host[colon - arg] = '\0';
+	*port_out = (int) port;
 	return 0;
 bad:
-	fprintf(stderr, "evcharge-bridge: invalid --ocpp \"%s\": expected HOST:PORT, e.g. 0.0.0.0:8180\n", arg);
+	fprintf(stderr, "evcharge-bridge: invalid %s \"%s\": expected HOST:PORT, e.g. 0.0.0.0:8180\n", flag, arg);
 	return -1;
+}
+
+static int
+ParseHostPort(const char *arg)
+{
+	return ParseHostPortInto("--ocpp", arg, config.ocpp_host, sizeof(config.ocpp_host), &config.ocpp_port);
 }
 
 /*
@@ -248,6 +296,19 @@ ConfigParseArgs(int argc, char **argv)
 	{
 		fprintf(stderr, "evcharge-bridge: --db and --ocpp are required (try --help)\n");
 		return -1;
+	}
+	if ((config.tls_cert == NULL) != (config.tls_key == NULL))
+	{
+		fprintf(stderr, "evcharge-bridge: --tls-cert and --tls-key go together (wss:// needs both)\n");
+		return -1;
+	}
+	if (config.bridge_id[0] == '\0')
+	{
+		char		host[40] = "localhost";
+
+		(void) gethostname(host, sizeof(host) - 1);
+		host[sizeof(host) - 1] = '\0';
+		snprintf(config.bridge_id, sizeof(config.bridge_id), "%s:%d", host, config.ocpp_port);
 	}
 	return 0;
 }

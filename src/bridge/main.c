@@ -3,11 +3,13 @@
  * main.c
  *	  evcharge-bridge: the entry point, logging and signals.
  *
- * It reads the settings (config.c), starts the database writer thread
- * (writer.c) and runs the WebSocket server (server.c) in the foreground
- * until SIGTERM or SIGINT; then the server stops reading, the writer
- * flushes and commits what it holds, the answers that commit allows are
- * sent, every socket is closed with 1001 (going away), and it exits 0.
+ * It reads the settings (config.c), starts the metrics endpoint
+ * (metrics.c), the database writer thread (writer.c) and the command
+ * thread (command.c), and runs the WebSocket server (server.c) in the
+ * foreground until SIGTERM or SIGINT; then the server stops reading, the
+ * writer flushes and commits what it holds, the answers that commit allows
+ * are sent, every socket is closed with 1001 (going away), the piles are
+ * marked disconnected, and it exits 0.
  *
  *-------------------------------------------------------------------------
  */
@@ -70,9 +72,10 @@ main(int argc, char **argv)
 
 	LogEvent(NULL, "starting: ocpp ws://%s:%d/ocpp/<pile id>, flush every %d ms or %d messages, queue at most %d",
 			 config.ocpp_host, config.ocpp_port, config.flush_ms, config.flush_rows, config.queue_max);
-	if (WriterStart() != 0)
+	if (MetricsStart() != 0 || WriterStart() != 0 || CommandsStart() != 0)
 		return 1;
 	rc = ServerRun();
+	MetricsStop();
 	LogEvent(NULL, rc == 0 ? "stopped" : "stopped after an error");
 	return rc == 0 ? 0 : 1;
 }

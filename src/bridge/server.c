@@ -8,7 +8,12 @@
  * ocpp1.6.  The handshake is refused with an HTTP error, and a log line
  * saying why and what is expected, for a path that is not /ocpp/<id>, an
  * id that is not 20 digits (a 16-digit legacy id included), a pile that
- * is not registered, or a database that cannot say.  A second connection
+ * is not registered, or a database that cannot say; with 401 and a Basic
+ * challenge for a password missing or wrong (security profile 1: a pile
+ * with a password must present it, one without is admitted unless its
+ * operator requires passwords).  With --tls-cert/--tls-key it serves
+ * wss:// (profile 2).  The commands of command.c go out as CALLs here and
+ * their answers go back to it.  A second connection
  * of one pile replaces the first (a half-open socket after a network
  * change).  Each text message is decoded (frame.c), checked and mapped
  * (ocpp.c): invalid ones get a CALLERROR at once and nothing else; valid
@@ -19,12 +24,15 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
+#include <strings.h>
 
 #include "bridge.h"
 #include "pile_id_parse.h"
@@ -91,6 +99,13 @@ Send(Conn *c, char *text)
 		return;
 	}
 	len = strlen(text);
+	if (strncmp(text, "[4,", 3) == 0)
+	{
+		json_t	   *j = json_loadb(text, len, 0, NULL);
+
+		MetricsCallError(json_string_value(json_array_get(j, 2)));
+		json_decref(j);
+	}
 	f = malloc(sizeof(OutFrame) + LWS_PRE + len);
 	f->next = NULL;
 	f->len = len;
@@ -140,6 +155,49 @@ DrainDone(void)
 	}
 }
 
+/* The live connection of a pile, or NULL. */
+static Conn *
+FindConn(const char *pile)
+{
+	for (Conn *o = by_pile[PileBucket(pile)]; o; o = o->hash_next)
+		if (strcmp(o->pile, pile) == 0 && o->wsi && !o->closing)
+			return o;
+	return NULL;
+}
+
+/* Commands the command thread took for our piles: send them as CALLs. */
+static void
+DrainCommands(void)
+{
+	Command    *list = CommandsTake();
+
+	while (list)
+	{
+		Command    *cmd = list;
+		Conn	   *c = FindConn(cmd->pile);
+
+		list = cmd->next;
+		if (c == NULL)
+			LogEvent(cmd->pile, "command %" PRId64 " (%s): the pile is gone; sent when it connects again",
+					 cmd->id, cmd->action);
+		else
+		{
+			char		id[32];
+			json_t	   *payload;
+
+			snprintf(id, sizeof(id), "cmd-%" PRId64, cmd->id);
+			if (strcmp(cmd->action, "RemoteStartTransaction") == 0)
+				payload = json_pack("{s:i,s:s}", "connectorId", cmd->connector, "idTag", cmd->id_tag);
+			else
+				payload = json_pack("{s:i}", "transactionId", cmd->transaction_id);
+			LogEvent(c->pile, "sent %s %s (connector %d)", cmd->action, id, cmd->connector);
+			Send(c, FrameCall(id, cmd->action, payload));
+			MetricsCommandSent();
+		}
+		free(cmd);
+	}
+}
+
 static void
 PauseAll(void)
 {
@@ -184,12 +242,31 @@ HandleMessage(Conn *c, const char *text, size_t len)
 	}
 	if (f.type != 2)
 	{
-		/* Answers to calls of ours; the commands will read them. */
-		LogEvent(c->pile, "%s for message %s, which the bridge did not send: ignored",
-				 f.type == 3 ? "CALLRESULT" : "CALLERROR", f.id);
+		/* An answer to a command of ours (cmd-<command_id>), recorded. */
+		char	   *end = NULL;
+		long long	cmd = strncmp(f.id, "cmd-", 4) == 0 ? strtoll(f.id + 4, &end, 10) : 0;
+
+		if (cmd > 0 && end && *end == '\0')
+		{
+			char		answer[64];
+			const char *st = f.type == 3 ? json_string_value(json_object_get(f.payload, "status")) : NULL;
+
+			if (f.type == 4)
+				snprintf(answer, sizeof(answer), "CALLERROR %.40s", f.error_code ? f.error_code : "?");
+			else if (st && (strcmp(st, "Accepted") == 0 || strcmp(st, "Rejected") == 0))
+				snprintf(answer, sizeof(answer), "%s", st);
+			else
+				snprintf(answer, sizeof(answer), "invalid answer");
+			LogEvent(c->pile, "command %lld answered: %s", cmd, answer);
+			CommandsAnswer(c->pile, cmd, answer);
+		}
+		else
+			LogEvent(c->pile, "%s for message %s, which the bridge did not send: ignored",
+					 f.type == 3 ? "CALLRESULT" : "CALLERROR", f.id);
 		json_decref(f.root);
 		return;
 	}
+	MetricsMessage(f.action);
 	if (!RateOk(c))
 	{
 		LogEvent(c->pile, "%s over the rate limit of %d a second: answered GenericError", f.action,
@@ -268,9 +345,83 @@ Refuse(struct lws *wsi, int status, const char *why, const char *hint)
 	char		body[600];
 
 	LogEvent(NULL, "connection refused (HTTP %d): %s; %s", status, why, hint);
+	MetricsRefused(status);
 	snprintf(body, sizeof(body), "%s; %s\n", why, hint);
 	lws_return_http_status(wsi, (unsigned) status, body);
 	return 1;
+}
+
+/* 401 with a Basic challenge: the pile's password is missing or wrong. */
+static int
+RefuseAuth(struct lws *wsi, const char *why, const char *hint)
+{
+	unsigned char buf[LWS_PRE + 1024];
+	unsigned char *start = &buf[LWS_PRE],
+			   *p = start,
+			   *end = &buf[sizeof(buf) - 1];
+	char		body[600];
+	static const char challenge[] = "Basic realm=\"evcharge\", charset=\"UTF-8\"";
+	int			n;
+
+	LogEvent(NULL, "connection refused (HTTP 401): %s; %s", why, hint);
+	MetricsRefused(401);
+	n = snprintf(body, sizeof(body), "%s; %s\n", why, hint);
+	if (n < 0 || n >= (int) sizeof(body))
+		n = (int) strlen(body);
+	if (lws_add_http_header_status(wsi, HTTP_STATUS_UNAUTHORIZED, &p, end) ||
+		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE, (const unsigned char *) challenge,
+									 (int) strlen(challenge), &p, end) ||
+		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *) "text/plain", 10,
+									 &p, end) ||
+		lws_add_http_header_content_length(wsi, (lws_filepos_t) n, &p, end) ||
+		lws_finalize_http_header(wsi, &p, end) ||
+		end - p < n)
+		return 1;
+	memcpy(p, body, (size_t) n);
+	p += n;
+	lws_write(wsi, start, (size_t) (p - start), LWS_WRITE_HTTP_HEADERS);
+	return 1;
+}
+
+/*
+ * Security profile 1: HTTP Basic, the user the pile id and the password the
+ * one whose hash the registry keeps.  0 to admit, else refused (answered).
+ */
+static int
+CheckPassword(struct lws *wsi, const char *pile, const PileAuth *auth)
+{
+	char		hdr[512] = "";
+	char		dec[384];
+	char		why[300];
+	const char *colon;
+	int			n;
+
+	if (!auth->has_password)
+	{
+		if (!auth->require_password)
+			return 0;
+		snprintf(why, sizeof(why), "pile %s has no password and its operator requires one", pile);
+		return RefuseAuth(wsi, why, "set one with evcharge.ocpp_set_password() and configure it in the pile");
+	}
+	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 ||
+		strncasecmp(hdr, "Basic ", 6) != 0)
+	{
+		snprintf(why, sizeof(why), "pile %s has a password and sent no HTTP Basic authorization", pile);
+		return RefuseAuth(wsi, why, "the pile must connect with its id as user and its password (OCPP security profile 1)");
+	}
+	n = lws_b64_decode_string(hdr + 6, dec, sizeof(dec));
+	colon = n > 0 ? memchr(dec, ':', (size_t) n) : NULL;
+	if (colon == NULL || (size_t) (colon - dec) != strlen(pile) || memcmp(dec, pile, strlen(pile)) != 0)
+	{
+		snprintf(why, sizeof(why), "pile %s sent HTTP Basic authorization for another user", pile);
+		return RefuseAuth(wsi, why, "the user must be the pile id");
+	}
+	if (!PasswordMatches(auth, colon + 1, (size_t) (n - (colon + 1 - dec))))
+	{
+		snprintf(why, sizeof(why), "pile %s sent a wrong password", pile);
+		return RefuseAuth(wsi, why, "the pile must present the password set with evcharge.ocpp_set_password()");
+	}
+	return 0;
 }
 
 static int
@@ -288,6 +439,7 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
 			{
 				char		proto[128] = "";
+				PileAuth	auth;
 
 				if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
 					return Refuse(wsi, HTTP_STATUS_BAD_REQUEST, "no request path", expected_layout);
@@ -299,10 +451,10 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 					snprintf(why, sizeof(why), "pile %s asked for subprotocol \"%.60s\"", pile, proto);
 					return Refuse(wsi, HTTP_STATUS_BAD_REQUEST, why, "this bridge speaks ocpp1.6 only");
 				}
-				switch (RegistryCheckPile(pile))
+				switch (RegistryCheckPile(pile, &auth))
 				{
 					case PILE_ADMITTED:
-						return 0;
+						return CheckPassword(wsi, pile, &auth);
 					case PILE_NOT_REGISTERED:
 						snprintf(why, sizeof(why), "pile %s is not registered", pile);
 						return Refuse(wsi, HTTP_STATUS_NOT_FOUND, why, "register it in evcharge.pile first");
@@ -342,11 +494,13 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 				c->hash_next = by_pile[b];
 				by_pile[b] = c;
 			}
+			CommandsPileConnected(c->pile);
 			c->all_next = conns;
 			if (conns)
 				conns->all_prev = c;
 			conns = c;
 			nconns++;
+			MetricsConnected(nconns, true);
 			if (paused)
 				lws_rx_flow_control(wsi, 0);
 			{
@@ -424,13 +578,17 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			if (c->all_next)
 				c->all_next->all_prev = c->all_prev;
 			nconns--;
+			MetricsConnected(nconns, false);
 			LogEvent(c->pile, "disconnected (%d connected)", nconns);
+			if (FindConn(c->pile) == NULL)
+				CommandsPileDisconnected(c->pile);
 			c->wsi = NULL;
 			*slot = NULL;
 			ConnRelease(c);
 			break;
 		case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 			DrainDone();
+			DrainCommands();
 			break;
 		default:
 			break;
@@ -457,14 +615,24 @@ ServerRun(void)
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.pt_serv_buf_size = 32 * 1024;
+	if (config.tls_cert)
+	{
+		/* Security profile 2: wss://, TLS 1.2 or later (OCPP's minimum). */
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = config.tls_cert;
+		info.ssl_private_key_filepath = config.tls_key;
+		info.ssl_options_set = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1;
+	}
 	context = lws_create_context(&info);
 	if (context == NULL)
 	{
 		LogEvent(NULL, "cannot listen on %s:%d", config.ocpp_host, config.ocpp_port);
 		WriterStop();
+		CommandsStop();
 		return -1;
 	}
-	LogEvent(NULL, "listening on %s:%d", config.ocpp_host, config.ocpp_port);
+	LogEvent(NULL, "listening on %s:%d (%s)", config.ocpp_host, config.ocpp_port,
+			 config.tls_cert ? "wss://, TLS" : "ws://");
 	while (!stopping)
 		lws_service(context, 0);
 
@@ -480,5 +648,6 @@ ServerRun(void)
 		lws_service(context, 0);
 	lws_context_destroy(context);
 	context = NULL;
+	CommandsStop();
 	return 0;
 }

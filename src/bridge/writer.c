@@ -281,6 +281,7 @@ FlushItems(Item **items, int n)
 	Buf			rec = {0};
 	PGresult   *res;
 	int			rc = -1;
+	int64_t		began = NowUs();
 
 	res = PQexec(pg, "BEGIN");
 	if (!Ok(res, "BEGIN"))
@@ -475,6 +476,7 @@ FlushItems(Item **items, int n)
 		goto fail;
 	PQclear(res);
 	rc = 1;
+	MetricsFlush(n, NowUs() - began);
 	if (hb.rows + rec.rows > 0 || n > 0)
 		LogEvent(NULL, "flush: %d message(s), %d heartbeat row(s), %d pile record(s) committed", n, hb.rows, rec.rows);
 	goto out;

@@ -7,11 +7,12 @@
 # handshake; bad frames get their CALLERRORs; a pg_ctl restart of the
 # database in the middle of a session loses nothing; SIGTERM closes with 1001.
 source "$(dirname "$0")/lib/tap.sh"
-plan 33
+plan 73
 db=evcharge_it_bridge
 work=$(mktemp -d)
 bridge_pid=
-trap '[ -n "$bridge_pid" ] && kill $bridge_pid 2>/dev/null; rm -rf "$work"' EXIT
+tls_pid=
+trap '[ -n "$bridge_pid" ] && kill $bridge_pid 2>/dev/null; [ -n "$tls_pid" ] && kill $tls_pid 2>/dev/null; rm -rf "$work"' EXIT
 
 # Node.js, npm and ocpp-rpc: Debian's nodejs and npm when the machine has no
 # npm (scripts/lib.sh, EV_NODE_PACKAGES), ocpp-rpc into an ignored folder.
@@ -39,6 +40,12 @@ INSERT INTO station_tariff (station_id, current_type, tariff, valid) VALUES
 INSERT INTO pile VALUES ('44200000120000100001', 1, 2, 7000), ('44200000120000100002', 1, 2, 7000),
  ('44200000120000100003', 1, 2, 7000);
 INSERT INTO member (member_id, operator_id, card_no) VALUES (501, 12, '1234567890123456');
+-- Remote starts and the balance guard: an AC 22 kW pile, and a member whose
+-- wallet holds 1.50 yuan (the operator's stop threshold is 1.00).
+INSERT INTO pile VALUES ('44200000120000100004', 1, 2, 22000), ('44200000120000100005', 1, 2, 7000),
+ ('44200000120000100006', 1, 2, 7000);
+INSERT INTO member (member_id, operator_id) VALUES (502, 12);
+SELECT top_up(member_wallet(502), 1.50, 'bridge-test-1');
 SQL
 
 port=18180
@@ -55,7 +62,9 @@ jq_() { node -e 'const o=JSON.parse(require("fs").readFileSync(0)); const v=eval
 
 "$bridge" --help 2>&1 | grep -q -- '--ocpp HOST:PORT'
 ok $? "evcharge-bridge --help shows the interface"
-start_bridge
+mport=$((port + 10))
+while (exec 3<>/dev/tcp/127.0.0.1/$mport) 2>/dev/null; do mport=$((mport + 1)); done
+start_bridge --metrics 127.0.0.1:$mport
 ok $? "the bridge listens on 127.0.0.1:$port"
 
 # Yesterday 07:30 to 08:30 in the station's zone, a sample a minute, 100 Wh each:
@@ -127,7 +136,133 @@ is "$(q -d $db -c "SELECT energy_wh || ' ' || total || ' [' || anomalies::text |
 grep -q 'database down: trying again' "$work/bridge.log"
 ok $? "the bridge noticed the database going away and reconnected"
 
-# SIGTERM: every socket closed with 1001, exit 0.
+# Commands: a remote start the pile rejects cancels its session, and the
+# pile is known to be an OCPP pile from then on.
+pile remote $url 44200000120000100005 "{\"reject\":true,\"openFile\":\"$work/open5\"}" > "$work/reject.json" &
+node_pid=$!
+for _ in $(seq 50); do [ -f "$work/open5" ] && break; sleep 0.1; done
+sleep 0.3
+order5=$(q -d $db -c "SELECT start_session('44200000120000100005001', 502, 'app')")
+wait $node_pid
+is "$(jq_ remoteStart.params.idTag < "$work/reject.json")" "$order5" "RemoteStartTransaction reaches the pile, its idTag the order number"
+for _ in $(seq 30); do [ "$(q -d $db -c "SELECT state FROM charge_session WHERE order_no = '$order5'")" = cancelled ] && break; sleep 0.1; done
+is "$(q -d $db -c "SELECT answer || ' ' || (SELECT state FROM charge_session WHERE order_no = '$order5') FROM ocpp_command WHERE order_no = '$order5'")" "Rejected cancelled" \
+	"the pile's Rejected is recorded and cancels the pending session"
+for _ in $(seq 30); do [ -n "$(q -d $db -c "SELECT disconnected_at FROM ocpp_connection WHERE pile_id = '44200000120000100005'")" ] && break; sleep 0.1; done
+err=$(psql -X -q -tA -d $db -v VERBOSITY=verbose -c "SELECT start_session('44200000120000100005002', 502, 'app')" 2>&1)
+echo "$err" | grep -q 'EV003: pile 44200000120000100005 of gun 44200000120000100005002 is not connected'
+ok $? "start_session on an OCPP pile that is not connected fails in the app's call with EV003"
+echo "$err" | grep -q 'HINT:  A remote start needs the pile online'
+ok $? "and says when it was last connected and what to do"
+
+# A pile whose bridge vanished (no sign of life for 30 s) is not connected.
+q -d $db -c "INSERT INTO ocpp_bridge (bridge_id, started_at, seen_at) VALUES ('gone', now() - interval '1 hour', now() - interval '1 min');
+	UPDATE ocpp_connection SET bridge_id = 'gone', disconnected_at = NULL WHERE pile_id = '44200000120000100003'" >/dev/null
+err=$(psql -X -q -tA -d $db -c "SELECT start_session('44200000120000100003002', 502, 'app')" 2>&1)
+echo "$err" | grep -q 'DETAIL:  Bridge gone, which holds its connection, was last seen at'
+ok $? "a pile held by a bridge that stopped refreshing ocpp_bridge counts as not connected"
+q -d $db -c "UPDATE ocpp_connection SET disconnected_at = now() WHERE bridge_id = 'gone'" >/dev/null
+is "$(q -d $db -c "SELECT count(*) FROM ocpp_bridge WHERE bridge_id <> 'gone' AND seen_at > now() - interval '30 s'")" "1" "the running bridge keeps its row of ocpp_bridge fresh"
+
+# A stop asked for while the pile is away is sent when it connects again.
+order5b=$(q -d $db -c "SELECT order_no FROM ocpp_start_transaction('44200000120000100005', 2, '1234567890123456', 5000, now() - interval '5 min')")
+cmd5=$(q -d $db -c "SELECT ocpp_stop_charge('$order5b')")
+is "$(q -d $db -c "SELECT sent_at IS NULL AND answered_at IS NULL FROM ocpp_command WHERE command_id = $cmd5")" "t" "ocpp_stop_charge on a pile that is away: the command waits"
+pile remote $url 44200000120000100005 '{"stopOnly":true,"waitMs":5000}' > "$work/later.json"
+is "$(jq_ remoteStop.params.transactionId < "$work/later.json")" "$(q -d $db -c "SELECT transaction_id FROM ocpp_transaction WHERE order_no = '$order5b'")" \
+	"and reaches the pile as RemoteStopTransaction of its transaction when it connects"
+for _ in $(seq 30); do [ -n "$(q -d $db -c "SELECT answer FROM ocpp_command WHERE command_id = $cmd5")" ] && break; sleep 0.1; done
+is "$(q -d $db -c "SELECT answer FROM ocpp_command WHERE command_id = $cmd5")" "Accepted" "its answer is recorded"
+
+# A remote start: the pile is told within a second, takes the session, and
+# the balance guard's stop reaches it before the wallet (1.50) falls below
+# the threshold (1.00): 60 Wh a sample at 1.15 yuan/kWh and 22 kW.
+pile remote $url 44200000120000100004 "{\"openFile\":\"$work/open4\",\"stepS\":20,\"whPerSample\":60,\"powerKw\":22,\"sampleDelayMs\":150}" > "$work/remote.json" &
+node_pid=$!
+for _ in $(seq 50); do [ -f "$work/open4" ] && break; sleep 0.1; done
+for _ in $(seq 30); do [ "$(q -d $db -c "SELECT ocpp_pile_connected('44200000120000100004')")" = t ] && break; sleep 0.1; done
+is "$(q -d $db -c "SELECT bridge_id <> '' AND disconnected_at IS NULL FROM ocpp_connection WHERE pile_id = '44200000120000100004'")" "t" "the bridge records the connected pile in ocpp_connection"
+t_call=$(date +%s%3N)
+order4=$(q -d $db -c "SELECT start_session('44200000120000100004001', 502, 'app')")
+wait $node_pid
+lag=$(( $(jq_ remoteStart.at < "$work/remote.json") - t_call ))
+[ "$lag" -ge 0 ] && [ "$lag" -lt 1000 ]
+ok $? "RemoteStartTransaction reaches the pile within a second of start_session ($lag ms)"
+is "$(jq_ validationFailures < "$work/remote.json")" "[]" "the bridge's commands pass ocpp-rpc's strict schema check"
+is "$(jq_ startStatus < "$work/remote.json") $(q -d $db -c "SELECT remote FROM ocpp_transaction WHERE order_no = '$order4'")" "Accepted t" \
+	"the pile's StartTransaction with the order number takes over the app's session"
+is "$(jq_ stoppedRemotely < "$work/remote.json")" "true" "the balance guard's stop reaches the pile as RemoteStopTransaction"
+is "$(q -d $db -c "SELECT string_agg(action || ' ' || answer, ', ' ORDER BY command_id) FROM ocpp_command WHERE order_no = '$order4'")" \
+	"RemoteStartTransaction Accepted, RemoteStopTransaction Accepted" "both commands and the pile's answers are recorded"
+is "$(q -d $db -c "SELECT count(*) FROM stop_request WHERE order_no = '$order4'")" "1" "the guard recorded its stop request"
+is "$(q -d $db -c "SELECT 1.50 - total >= 1.00 AND total > 0 FROM bill WHERE order_no = '$order4'")" "t" \
+	"the charge stopped before the wallet fell below the threshold (bill $(q -d $db -c "SELECT total FROM bill WHERE order_no = '$order4'"))"
+err=$(psql -X -q -tA -d $db -v VERBOSITY=verbose -c "SELECT ocpp_stop_charge('$order4')" 2>&1)
+echo "$err" | grep -q '55000: order .* is already stopped'
+ok $? "ocpp_stop_charge of a stopped charge is refused (55000)"
+
+# Security profile 1: HTTP Basic with the pile id as user and the password
+# whose salted PBKDF2 hash the registry keeps.
+pw=Zq3-pile-0006-secret
+q -d $db -c "SELECT ocpp_set_password('44200000120000100006', '$pw')" >/dev/null
+is "$(q -d $db -c "SELECT length(salt) || ' ' || iterations || ' ' || (hash = ocpp_hash_password('$pw', salt, iterations)) FROM ocpp_credential WHERE pile_id = '44200000120000100006'")" "16 4096 true" \
+	"ocpp_set_password keeps a salted PBKDF2-HMAC-SHA256 hash, not the password"
+err=$(psql -X -q -tA -d $db -v VERBOSITY=verbose -c "SELECT ocpp_set_password('44200000120000100006', 'short')" 2>&1)
+echo "$err" | grep -q '22023: the password for pile 44200000120000100006 is not a valid OCPP password'
+ok $? "a password outside OCPP's 16 to 40 printable characters is refused (22023)"
+r=$(pile refused $url 44200000120000100006)
+is "$(echo "$r" | jq_ status) $(echo "$r" | jq_ challenge)" '401 Basic realm="evcharge", charset="UTF-8"' "a pile with a password that presents none is refused with 401 and a Basic challenge"
+r=$(pile refused $url 44200000120000100006 '{"password":"wrong-password-0006"}')
+is "$(echo "$r" | jq_ status)" "401" "a wrong password is refused with 401"
+r=$(pile refused $url 44200000120000100006 "{\"password\":\"$pw\",\"user\":\"44200000120000100005\"}")
+is "$(echo "$r" | jq_ status)" "401" "the right password under another pile's id is refused"
+grep -q 'pile 44200000120000100006 sent a wrong password' "$work/bridge.log"
+ok $? "the log says why"
+is "$(pile boot $url 44200000120000100006 "{\"password\":\"$pw\"}" | jq_ status)" "Accepted" "the right password is admitted (ocpp-rpc with password)"
+is "$(pile refused $url 44200000120000100005 | jq_ status)" "101" "a pile without a password is admitted while its operator does not require one"
+q -d $db -c "INSERT INTO ocpp_policy (operator_id, require_password) VALUES (12, true)" >/dev/null
+r=$(pile refused $url 44200000120000100005)
+is "$(echo "$r" | jq_ status)" "401" "once the operator requires passwords, a pile without one is refused with 401"
+is "$(pile boot $url 44200000120000100006 "{\"password\":\"$pw\"}" | jq_ status)" "Accepted" "and one with its password still connects"
+q -d $db -c "UPDATE ocpp_policy SET require_password = false WHERE operator_id = 12" >/dev/null
+
+# Security profile 2: wss:// with --tls-cert/--tls-key (a self-signed
+# certificate made here), with the pile's password.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 \
+	-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
+tls_port=$((port + 1))
+while (exec 3<>/dev/tcp/127.0.0.1/$tls_port) 2>/dev/null; do tls_port=$((tls_port + 1)); done
+"$bridge" --db "dbname=$db" --ocpp 127.0.0.1:$tls_port --bridge-id tls-test --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" 2>>"$work/bridge.log" &
+tls_pid=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$tls_port) 2>/dev/null && break; sleep 0.1; done
+is "$(pile boot wss://127.0.0.1:$tls_port/ocpp 44200000120000100006 "{\"password\":\"$pw\",\"ca\":\"$work/cert.pem\"}" | jq_ status)" "Accepted" \
+	"wss:// with a self-signed certificate: TLS, HTTP Basic and BootNotification"
+is "$(pile refused wss://127.0.0.1:$tls_port/ocpp 44200000120000100006 "{\"password\":\"wrong-password-0006\",\"ca\":\"$work/cert.pem\"}" | jq_ status)" "401" \
+	"over TLS too a wrong password is refused with 401"
+kill -TERM $tls_pid; wait $tls_pid
+is "$?" "0" "the TLS bridge stops cleanly"
+tls_pid=
+
+# The status endpoint: Prometheus text, with what this test sent.
+metric() { grep -E "^$1 " "$work/metrics" | awk '{print $2}'; }
+curl -sf "http://127.0.0.1:$mport/metrics" > "$work/metrics"
+ok $? "--metrics serves http://127.0.0.1:$mport/metrics"
+[ "$(metric 'evcharge_bridge_messages_total\{action="MeterValues"\}')" -gt 100 ] && [ "$(metric 'evcharge_bridge_messages_total\{action="StartTransaction"\}')" -ge 4 ]
+ok $? "messages by action ($(metric 'evcharge_bridge_messages_total\{action="MeterValues"\}') MeterValues)"
+[ "$(metric 'evcharge_bridge_refused_connections_total\{status="401"\}')" -ge 4 ] && [ "$(metric 'evcharge_bridge_refused_connections_total\{status="404"\}')" -ge 1 ] && \
+	[ "$(metric 'evcharge_bridge_refused_connections_total\{status="400"\}')" -ge 2 ]
+ok $? "refused connections by HTTP status"
+[ "$(metric 'evcharge_bridge_callerrors_total\{code="FormationViolation"\}')" -ge 2 ] && [ "$(metric 'evcharge_bridge_callerrors_total\{code="NotImplemented"\}')" -ge 1 ]
+ok $? "CALLERRORs sent by code"
+[ "$(metric evcharge_bridge_flush_rows_count)" -gt 10 ] && [ "$(metric evcharge_bridge_flush_rows_sum)" -ge "$(metric evcharge_bridge_flush_rows_count)" ] && \
+	[ "$(metric 'evcharge_bridge_flush_seconds_bucket\{le="\+Inf"\}')" = "$(metric evcharge_bridge_flush_seconds_count)" ]
+ok $? "rows per flush and flush latency as histograms ($(metric evcharge_bridge_flush_rows_count) flushes)"
+is "$(metric evcharge_bridge_connected_piles) $(metric evcharge_bridge_queue_depth) $(metric evcharge_bridge_commands_sent_total) $(metric evcharge_bridge_database_up)" "0 0 4 1" \
+	"connected piles, queue depth, commands sent, database up"
+is "$(grep -c '^# TYPE evcharge_bridge_' "$work/metrics")" "$(grep -c '^# HELP evcharge_bridge_' "$work/metrics")" "every metric has its HELP and TYPE"
+is "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$mport/other")" "404" "another path is 404"
+
+# SIGTERM: every socket closed with 1001, exit 0, the connections closed.
 pile waitClose $url 44200000120000100002 "{\"openFile\":\"$work/open\"}" > "$work/close.json" &
 node_pid=$!
 for _ in $(seq 50); do [ -f "$work/open" ] && break; sleep 0.1; done
@@ -137,5 +272,6 @@ is "$?" "0" "SIGTERM: the bridge exits 0"
 bridge_pid=
 wait $node_pid
 is "$(jq_ code < "$work/close.json")" "1001" "and closes every socket with 1001 (going away)"
+is "$(q -d $db -c "SELECT count(*) FROM ocpp_connection WHERE disconnected_at IS NULL")" "0" "and marks its piles disconnected"
 if [ $_tap_failed -gt 0 ]; then sed 's/^/# /' "$work/bridge.log" | tail -40; fi
 done_testing

@@ -17,7 +17,10 @@ const failures = [];
 function client(extra = {}) {
 	const cli = new RPCClient({
 		endpoint: url, identity: pile, protocols: ['ocpp1.6'], strictMode: true,
-		reconnect: false, callTimeoutMs: 5000, ...extra,
+		reconnect: false, callTimeoutMs: 5000,
+		...(opt.password ? { password: opt.password } : {}),
+		...(opt.ca ? { wsOpts: { ca: fs.readFileSync(opt.ca) } } : {}),
+		...extra,
 	});
 	cli.on('strictValidationFailure', (e) => failures.push(String(e.error && e.error.message || e)));
 	return cli;
@@ -111,14 +114,16 @@ async function resend() {
 	return { first: r.transactionId, again: again.transactionId };
 }
 
-// A connection the bridge must refuse: the HTTP status it answered.
+// A connection the bridge must refuse: the HTTP status it answered (101
+// when it was admitted); opt.password (and opt.user) for HTTP Basic.
 async function refused() {
 	return new Promise((resolve) => {
-		const ws = new WebSocket(url + '/' + pile, ['ocpp1.6']);
+		const headers = opt.password ? { authorization: 'Basic ' + Buffer.from((opt.user || pile) + ':' + opt.password).toString('base64') } : {};
+		const ws = new WebSocket(url + '/' + pile, ['ocpp1.6'], { headers, ...(opt.ca ? { ca: fs.readFileSync(opt.ca) } : {}) });
 		ws.on('unexpected-response', (req, res) => {
 			let body = '';
 			res.on('data', (d) => { body += d; });
-			res.on('end', () => resolve({ status: res.statusCode, body: body.trim() }));
+			res.on('end', () => resolve({ status: res.statusCode, body: body.trim(), challenge: res.headers['www-authenticate'] || null }));
 		});
 		ws.on('open', () => { ws.close(); resolve({ status: 101 }); });
 		ws.on('error', (e) => resolve({ status: 0, error: String(e) }));
@@ -162,7 +167,85 @@ async function waitClose() {
 	return new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
 }
 
-const scenarios = { charge, resend, refused, badFrames, waitClose };
+// A pile started and stopped from the platform: boot, Available, then wait
+// for a RemoteStartTransaction (answered Accepted, or Rejected with
+// opt.reject); an accepted one is followed by StartTransaction with its
+// idTag and a sample every opt.sampleDelayMs (opt.stepS seconds of the
+// pile's clock, opt.whPerSample each, the clock starting opt.backS seconds
+// ago) until a RemoteStopTransaction comes, then StopTransaction (Remote).
+// Writes opt.openFile once booted; gives up after opt.waitMs.  With
+// opt.stopOnly it only waits for a RemoteStopTransaction.
+async function remote() {
+	const state = { cli: client() };
+	const c = opt.connector || 1;
+	const out = { remoteStart: null, remoteStop: null };
+	let startReq = null;
+	let stopReq = null;
+	state.cli.handle('RemoteStartTransaction', ({ params }) => {
+		out.remoteStart = { at: Date.now(), params };
+		startReq = params;
+		return { status: opt.reject ? 'Rejected' : 'Accepted' };
+	});
+	state.cli.handle('RemoteStopTransaction', ({ params }) => {
+		out.remoteStop = { at: Date.now(), params, meterWh: out.meterNow };
+		stopReq = params;
+		return { status: 'Accepted' };
+	});
+	await state.cli.connect();
+	await state.cli.call('BootNotification', { chargePointVendor: 'evcharge-test', chargePointModel: 'AC22' });
+	let t = Date.now() - (opt.backS || 600) * 1000;
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Available', timestamp: iso(t) });
+	if (opt.openFile) fs.writeFileSync(opt.openFile, 'open');
+	const deadline = Date.now() + (opt.waitMs || 15000);
+	if (opt.stopOnly) {
+		// Only a RemoteStopTransaction is expected (a command made while away).
+		out.connectedAt = Date.now();
+		while (!stopReq && Date.now() < deadline) await sleep(20);
+		await sleep(300);
+		await state.cli.close();
+		return out;
+	}
+	while (!startReq && Date.now() < deadline) await sleep(20);
+	if (!startReq || opt.reject) { await sleep(300); await state.cli.close(); return out; }
+	t += 1000;
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Preparing', timestamp: iso(t) });
+	let wh = opt.meterStart || 2000000;
+	out.meterNow = wh;
+	const start = await durable(state, 'StartTransaction', { connectorId: startReq.connectorId || c, idTag: startReq.idTag, meterStart: wh, timestamp: iso(t) });
+	out.transactionId = start.transactionId;
+	out.startStatus = start.idTagInfo.status;
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Charging', timestamp: iso(t) });
+	out.samples = 0;
+	while (!stopReq && Date.now() < deadline && out.samples < (opt.maxSamples || 200)) {
+		t += (opt.stepS || 10) * 1000;
+		wh += opt.whPerSample || 60;
+		const mv = meter(t, wh);
+		mv.sampledValue[1].value = String(opt.powerKw || 22);
+		await durable(state, 'MeterValues', { connectorId: c, transactionId: start.transactionId, meterValue: [mv] });
+		out.meterNow = wh;
+		out.samples++;
+		await sleep(opt.sampleDelayMs || 100);
+	}
+	out.stoppedRemotely = !!stopReq && stopReq.transactionId === start.transactionId;
+	t += 1000;
+	out.stop = await durable(state, 'StopTransaction', { transactionId: start.transactionId, meterStop: wh, timestamp: iso(t), reason: 'Remote' });
+	out.meterStop = wh;
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Finishing', timestamp: iso(t) });
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Available', timestamp: iso(t + 60000) });
+	await state.cli.close();
+	return out;
+}
+
+// Connect (opt.password, opt.ca for wss://), boot and leave.
+async function boot() {
+	const cli = client();
+	await cli.connect();
+	const b = await cli.call('BootNotification', { chargePointVendor: 'evcharge-test', chargePointModel: 'AC7' });
+	await cli.close();
+	return { status: b.status };
+}
+
+const scenarios = { charge, resend, refused, badFrames, waitClose, remote, boot };
 scenarios[scenario]().then((r) => {
 	r.validationFailures = failures;
 	console.log(JSON.stringify(r));
