@@ -245,86 +245,7 @@ END $$;
 COMMENT ON FUNCTION evcharge.check_key(text, text) IS
 	'returns the key (provider transaction id, request id, bank reference, order number) if it is 1 to 128 characters with no white space at either end and no control or invisible character, else raises 22023 naming what it was for; the one rule every money function applies to the keys that make it idempotent';
 
-CREATE OR REPLACE FUNCTION evcharge.post_txn(p_operator_id bigint, p_kind text, p_key text, p_accounts bigint[],
-	p_amounts numeric[], p_order_no text DEFAULT NULL, p_note text DEFAULT NULL, p_result jsonb DEFAULT NULL,
-	OUT txn evcharge.ledger_txn, OUT replayed boolean)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	i int;
-	total numeric := 0;
-	bad record;
-BEGIN
-	PERFORM evcharge.check_key(p_key, format('%s key', coalesce(p_kind, 'ledger transaction')));
-	SELECT * INTO txn FROM evcharge.ledger_txn t WHERE t.kind = p_kind AND t.idem_key = p_key;
-	IF FOUND THEN
-		IF txn.operator_id IS DISTINCT FROM p_operator_id THEN
-			RAISE EXCEPTION '% % was already posted by operator %', p_kind, to_json(p_key)::text, txn.operator_id
-				USING ERRCODE = 'unique_violation',
-				      DETAIL = format('Transaction %s is in operator %s''s books; operator %s asked for it again.',
-				                      txn.txn_id, txn.operator_id, coalesce(p_operator_id::text, 'NULL')),
-				      HINT = 'A key is applied once; check where the event came from.';
-		END IF;
-		replayed := true;
-		RETURN;
-	END IF;
-	IF coalesce(array_length(p_accounts, 1), 0) <> coalesce(array_length(p_amounts, 1), 0) THEN
-		RAISE EXCEPTION '% accounts and % amounts', array_length(p_accounts, 1), array_length(p_amounts, 1)
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	FOR i IN 1 .. coalesce(array_length(p_amounts, 1), 0) LOOP
-		IF p_amounts[i] IS NULL OR p_amounts[i] IN ('NaN', 'Infinity', '-Infinity') OR p_amounts[i] <> round(p_amounts[i], 2)
-		   OR abs(p_amounts[i]) > 999999999999.99 THEN
-			RAISE EXCEPTION 'amount % is not in yuan and fen', coalesce(p_amounts[i]::text, 'NULL')
-				USING ERRCODE = 'invalid_parameter_value',
-				      DETAIL = format('Entry %s of %s %s.', i, p_kind, to_json(p_key)::text),
-				      HINT = 'Money is a finite amount with two decimals at most, below a trillion yuan; truncate to the fen first.';
-		END IF;
-		total := total + p_amounts[i];
-	END LOOP;
-	IF total <> 0 THEN
-		RAISE EXCEPTION 'the entries of % % sum to %', p_kind, p_key, total
-			USING ERRCODE = 'check_violation', HINT = 'Debits (positive) and credits (negative) must sum to 0.';
-	END IF;
-	-- Every account exists and is in this operator's books (the foreign
-	-- keys would refuse it too; this names the account).
-	SELECT x.account_id, a.operator_id INTO bad
-	FROM unnest(p_accounts) WITH ORDINALITY AS x(account_id, n)
-	LEFT JOIN evcharge.account a ON a.account_id = x.account_id
-	WHERE a.operator_id IS DISTINCT FROM p_operator_id
-	ORDER BY x.n LIMIT 1;
-	IF FOUND THEN
-		RAISE EXCEPTION 'account % is not in operator %''s books', coalesce(bad.account_id::text, 'NULL'),
-			coalesce(p_operator_id::text, 'NULL')
-			USING ERRCODE = 'no_data_found',
-			      DETAIL = CASE WHEN bad.operator_id IS NULL THEN format('No account %s exists.', coalesce(bad.account_id::text, 'NULL'))
-			                    ELSE format('It is operator %s''s; a transaction moves money within one operator''s books.', bad.operator_id) END,
-			      HINT = 'Take the accounts from evcharge.account_of(operator, kind, ...) of the transaction''s operator.';
-	END IF;
-	INSERT INTO evcharge.ledger_txn (operator_id, kind, idem_key, order_no, note, result)
-	VALUES (p_operator_id, p_kind, p_key, p_order_no, p_note, p_result)
-	ON CONFLICT (kind, idem_key) DO NOTHING
-	RETURNING * INTO txn;
-	IF txn.txn_id IS NULL THEN
-		-- Another transaction posted the same event meanwhile and committed.
-		SELECT * INTO txn FROM evcharge.ledger_txn t WHERE t.kind = p_kind AND t.idem_key = p_key;
-		IF txn.operator_id IS DISTINCT FROM p_operator_id THEN
-			RAISE EXCEPTION '% % was already posted by operator %', p_kind, to_json(p_key)::text, txn.operator_id
-				USING ERRCODE = 'unique_violation',
-				      DETAIL = format('Transaction %s is in operator %s''s books; operator %s asked for it again.',
-				                      txn.txn_id, txn.operator_id, p_operator_id),
-				      HINT = 'A key is applied once; check where the event came from.';
-		END IF;
-		replayed := true;
-		RETURN;
-	END IF;
-	PERFORM 1 FROM evcharge.account a WHERE a.account_id = ANY (p_accounts) ORDER BY a.account_id FOR UPDATE;
-	INSERT INTO evcharge.ledger_entry (txn_id, account_id, amount, operator_id)
-	SELECT txn.txn_id, x.account_id, sum(x.amount), p_operator_id
-	FROM unnest(p_accounts, p_amounts) AS x(account_id, amount)
-	GROUP BY x.account_id HAVING sum(x.amount) <> 0
-	ORDER BY x.account_id;
-	replayed := false;
-END $$;
+-- post_txn(): its 0.2.0 body is created once, by a later section of this script.
 COMMENT ON FUNCTION evcharge.post_txn(bigint, text, text, bigint[], numeric[], text, text, jsonb) IS
 	'posts a transaction (accounts of the operator and amounts in yuan and fen, debit positive, summing to 0) once per kind and key (check_key); a repeat returns the first transaction with replayed = true, a repeat by another operator is 23505; an account not in the operator''s books is P0002';
 
@@ -431,73 +352,11 @@ END $$;
 COMMENT ON FUNCTION evcharge.check_bill_limits(bigint, numeric, numeric, text) IS
 	'raises 22023 when a bill''s energy or total is beyond the operator''s finance_policy.max_bill_energy_wh or max_bill_amount (P0002 for an operator not registered); used by repair_bill and quote';
 
-CREATE OR REPLACE FUNCTION evcharge.top_up(account_id bigint, amount numeric, provider_txn text,
-	OUT txn_id bigint, OUT balance numeric, OUT replayed boolean)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	w evcharge.account;
-	r record;
-BEGIN
-	w := evcharge.wallet_account(top_up.account_id);
-	PERFORM evcharge.check_amount(top_up.amount, 'a top-up');
-	PERFORM evcharge.check_key(top_up.provider_txn, 'provider transaction id');
-	-- The wallet row is locked first, so the balance returned is this top-up's.
-	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id FOR UPDATE;
-	SELECT (p.txn).txn_id, (p.txn).result, p.replayed INTO r
-	FROM evcharge.post_txn(w.operator_id, 'top_up', top_up.provider_txn,
-		ARRAY[evcharge.account_of(w.operator_id, 'provider_clearing'), w.account_id],
-		ARRAY[top_up.amount, -top_up.amount], NULL, NULL,
-		jsonb_build_object('account_id', w.account_id, 'amount', top_up.amount,
-		                   'balance', balance + top_up.amount)) p;
-	txn_id := r.txn_id;
-	balance := (r.result->>'balance')::numeric;
-	replayed := r.replayed;
-	IF replayed AND ((r.result->>'account_id')::bigint <> w.account_id OR (r.result->>'amount')::numeric <> top_up.amount) THEN
-		RAISE EXCEPTION 'provider transaction % was already applied, to account % for %', top_up.provider_txn,
-			r.result->>'account_id', r.result->>'amount'
-			USING ERRCODE = 'unique_violation',
-			      HINT = 'A provider transaction id is applied once; check the provider''s callback.';
-	END IF;
-	IF NOT replayed THEN
-		PERFORM evcharge.check_alert(w.account_id);
-	END IF;
-END $$;
+-- top_up(): its 0.2.0 body is created once, by a later section of this script.
 COMMENT ON FUNCTION evcharge.top_up(bigint, numeric, text) IS
 	'credits a wallet with a top-up the payment provider confirmed (debiting provider clearing), once per provider transaction id: a repeat returns the first result with replayed = true';
 
-CREATE OR REPLACE FUNCTION evcharge.manual_credit(account_id bigint, amount numeric, note text, request_id text,
-	OUT txn_id bigint, OUT balance numeric, OUT replayed boolean)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	w evcharge.account;
-	r record;
-BEGIN
-	w := evcharge.wallet_account(manual_credit.account_id);
-	PERFORM evcharge.check_amount(manual_credit.amount, 'a manual credit');
-	PERFORM evcharge.check_key(manual_credit.request_id, 'request id');
-	IF manual_credit.note IS NULL OR btrim(manual_credit.note) = '' THEN
-		RAISE EXCEPTION 'a manual credit to account % needs a note', w.account_id
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'Say why, e.g. ''goodwill: pile 0045 out of order on 11-20''.';
-	END IF;
-	SELECT a.balance INTO balance FROM evcharge.account a WHERE a.account_id = w.account_id FOR UPDATE;
-	SELECT (p.txn).txn_id, (p.txn).result, p.replayed INTO r
-	FROM evcharge.post_txn(w.operator_id, 'manual_credit', manual_credit.request_id,
-		ARRAY[evcharge.account_of(w.operator_id, 'adjustments'), w.account_id],
-		ARRAY[manual_credit.amount, -manual_credit.amount], NULL, manual_credit.note,
-		jsonb_build_object('account_id', w.account_id, 'amount', manual_credit.amount,
-		                   'balance', balance + manual_credit.amount)) p;
-	txn_id := r.txn_id;
-	balance := (r.result->>'balance')::numeric;
-	replayed := r.replayed;
-	IF replayed AND ((r.result->>'account_id')::bigint <> w.account_id
-	                 OR (r.result->>'amount')::numeric <> manual_credit.amount) THEN
-		RAISE EXCEPTION 'request % was already applied, to account % for %', to_json(manual_credit.request_id)::text,
-			r.result->>'account_id', r.result->>'amount'
-			USING ERRCODE = 'unique_violation',
-			      DETAIL = format('This call credits account %s with %s.', w.account_id, manual_credit.amount),
-			      HINT = 'A request id is applied once; give a new request its own id.';
-	END IF;
-END $$;
+-- manual_credit(): its 0.2.0 body is created once, by a later section of this script.
 COMMENT ON FUNCTION evcharge.manual_credit(bigint, numeric, text, text) IS
 	'credits a wallet by hand (debiting the operator''s adjustments) with a mandatory note, once per request id: a repeat returns the first result with replayed = true, the same id for another account or amount is 23505';
 
@@ -1600,56 +1459,7 @@ END $$;
 -- maintain_partitions() makes each new partition's index.  (A later section
 -- that replaces it again must keep that line.)
 -- Daily partitions of heartbeat, [00:00, 24:00) UTC, named heartbeat_pYYYYMMDD.
-CREATE OR REPLACE FUNCTION evcharge.maintain_partitions(at timestamptz DEFAULT now(),
-	OUT created int, OUT dropped int)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	ahead int := evcharge.setting_int('evcharge.partitions_ahead_days', 7);
-	keep int := evcharge.setting_int('evcharge.heartbeat_retention_days', 90);
-	today date := (at AT TIME ZONE 'UTC')::date;
-	d date;
-	lo text;
-	hi text;
-	part text;
-	p record;
-BEGIN
-	created := 0;
-	dropped := 0;
-	FOR d IN SELECT g::date FROM generate_series((today - 1)::timestamp, (today + ahead)::timestamp, interval '1 day') g LOOP
-		part := 'heartbeat_p' || to_char(d, 'YYYYMMDD');
-		-- Bounds as ISO text in UTC: independent of the session's DateStyle
-		-- and time zone (a bound printed as "... CST" would be read back as
-		-- US Central).
-		lo := to_char(d, 'YYYY-MM-DD') || ' 00:00:00+00';
-		hi := to_char(d + 1, 'YYYY-MM-DD') || ' 00:00:00+00';
-		CONTINUE WHEN EXISTS (
-			SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-			WHERE i.inhparent = 'evcharge.heartbeat'::regclass AND c.relname = part);
-		-- Rows already in the default partition move into the new one
-		-- directly, so the trigger does not see them twice.
-		EXECUTE format('CREATE TABLE evcharge.%I (LIKE evcharge.heartbeat INCLUDING DEFAULTS)', part);
-		-- Its own index, as heartbeat_default's (heartbeat.sql says why).
-		EXECUTE format('CREATE INDEX %I ON evcharge.%I (gun, ts)', part || '_gun_ts_idx', part);
-		EXECUTE format('WITH moved AS (DELETE FROM evcharge.heartbeat_default WHERE ts >= %L::timestamptz AND ts < %L::timestamptz RETURNING *)
-		                INSERT INTO evcharge.%I SELECT * FROM moved', lo, hi, part);
-		EXECUTE format('ALTER TABLE evcharge.heartbeat ATTACH PARTITION evcharge.%I FOR VALUES FROM (%L) TO (%L)',
-		               part, lo, hi);
-		EXECUTE format('COMMENT ON TABLE evcharge.%I IS %L', part,
-		               format('heartbeats of %s (UTC), made by evcharge.maintain_partitions()', d));
-		created := created + 1;
-	END LOOP;
-
-	FOR p IN
-		SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-		WHERE i.inhparent = 'evcharge.heartbeat'::regclass AND c.relname ~ '^heartbeat_p\d{8}$'
-		  AND to_date(substr(c.relname, 12), 'YYYYMMDD') < today - keep
-		ORDER BY c.relname
-	LOOP
-		EXECUTE format('DROP TABLE evcharge.%I', p.relname);
-		dropped := dropped + 1;
-	END LOOP;
-	DELETE FROM evcharge.heartbeat_default WHERE ts < (today - keep)::timestamp AT TIME ZONE 'UTC';
-END $$;
+-- maintain_partitions(): its 0.2.0 body is created once, by a later section of this script.
 COMMENT ON FUNCTION evcharge.maintain_partitions(timestamptz) IS
 	'creates daily heartbeat partitions from yesterday to evcharge.partitions_ahead_days ahead and drops those older than evcharge.heartbeat_retention_days; idempotent';
 
