@@ -1766,7 +1766,198 @@ END $$;
 COMMENT ON FUNCTION evcharge.partner_statement(bigint, date) IS
 	'books the partner''s statement of the month (any day of it; the month must be over in the operator''s time zone): every ledger movement on the partner''s accounts dated before the month''s end that no earlier statement carried, its sessions, energy and fees, payments, and what each side owes; calling it again returns the booked statement';
 
--- daily_report(): its 0.2.0 body is created once, by a later section of this script.
+CREATE OR REPLACE FUNCTION evcharge.daily_report(operator_id bigint, day date, only_sub_operator bigint DEFAULT NULL)
+RETURNS TABLE (line text, station_id bigint, station text, sub_operator_id bigint, sub_operator text,
+	sessions bigint, held bigint, unsettled bigint, energy_kwh numeric, energy_fee numeric, service_fee numeric,
+	occupancy_fee numeric, discount numeric, total numeric, top_ups numeric, credits numeric, refunds numeric,
+	refund_fees numeric)
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	WITH books AS (
+		SELECT daily_report.operator_id AS op, lower(d.r) AS t0, upper(d.r) AS t1
+		FROM (SELECT evcharge.books_day(daily_report.operator_id,
+		             CASE WHEN daily_report.day IS NOT NULL
+		                  THEN evcharge.check_time(daily_report.day, 'daily_report(day)') END) AS r) d
+	), bills AS (
+		-- The day's bills: sessions whose charging ended that day.  Their
+		-- sub-operator is where the ledger put their revenue, or for bills
+		-- not yet settled where the attribution rules would.
+		SELECT b.*, coalesce(r.sub_operator_id, evcharge.attributed_sub_operator(books.op, b.station_id,
+		           coalesce(cs.group_id, m.group_id), m.vin, m.card_no)) AS sub
+		FROM books
+		JOIN evcharge.station st ON st.operator_id = books.op
+		JOIN evcharge.bill b ON b.station_id = st.station_id
+		JOIN evcharge.charge_session cs ON cs.order_no = b.order_no
+		LEFT JOIN evcharge.member m ON m.member_id = cs.member_id
+		LEFT JOIN LATERAL (
+			SELECT a.sub_operator_id FROM evcharge.ledger_txn t
+			JOIN evcharge.ledger_entry e ON e.txn_id = t.txn_id
+			JOIN evcharge.account a ON a.account_id = e.account_id
+			WHERE t.kind = 'bill' AND t.idem_key = b.order_no AND a.kind LIKE 'revenue\_%'
+			LIMIT 1) r ON b.state = 'settled'
+		WHERE coalesce(b.ended_at, b.started_at) >= books.t0 AND coalesce(b.ended_at, b.started_at) < books.t1
+	), station_lines AS (
+		SELECT 'station'::text AS line, b.station_id, b.sub AS sub_operator_id,
+		       count(*) AS sessions, count(*) FILTER (WHERE b.state = 'held') AS held,
+		       count(*) FILTER (WHERE b.state = 'final') AS unsettled,
+		       round(coalesce(sum(b.energy_wh) FILTER (WHERE b.state = 'settled'), 0) / 1000.0, 3) AS energy_kwh,
+		       coalesce(sum(b.energy_fee) FILTER (WHERE b.state = 'settled'), 0) AS energy_fee,
+		       coalesce(sum(b.service_fee) FILTER (WHERE b.state = 'settled'), 0) AS service_fee,
+		       coalesce(sum(b.occupancy_fee) FILTER (WHERE b.state = 'settled'), 0) AS occupancy_fee,
+		       coalesce(sum(b.discount) FILTER (WHERE b.state = 'settled'), 0) AS discount,
+		       coalesce(sum(b.total) FILTER (WHERE b.state = 'settled'), 0) AS total,
+		       0::numeric AS top_ups, 0::numeric AS credits, 0::numeric AS refunds, 0::numeric AS refund_fees
+		FROM bills b
+		GROUP BY b.station_id, b.sub
+	), wallet_moves AS (
+		-- The day's money in and out of wallets: what the wallet was credited
+		-- by top-ups and manual credits, and the refunds paid out (approved).
+		SELECT t.kind, evcharge.wallet_sub_operator(e.account_id) AS sub, -e.amount AS amount, 0::numeric AS fee
+		FROM books
+		JOIN evcharge.ledger_txn t ON t.operator_id = books.op AND t.created_at >= books.t0 AND t.created_at < books.t1
+		JOIN evcharge.ledger_entry e ON e.txn_id = t.txn_id
+		JOIN evcharge.account a ON a.account_id = e.account_id
+		WHERE t.kind IN ('top_up', 'manual_credit') AND a.kind IN ('member_wallet', 'department_wallet', 'partner_prepaid')
+		UNION ALL
+		SELECT t.kind, evcharge.wallet_sub_operator(f.account_id), f.amount, f.fee
+		FROM books
+		JOIN evcharge.ledger_txn t ON t.operator_id = books.op AND t.created_at >= books.t0 AND t.created_at < books.t1
+		JOIN evcharge.refund f ON f.refund_id::text = t.idem_key
+		WHERE t.kind = 'refund_approve'
+	), wallet_lines AS (
+		SELECT 'wallets'::text AS line, NULL::bigint AS station_id, w.sub AS sub_operator_id,
+		       0::bigint, 0::bigint, 0::bigint, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric,
+		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'top_up'), 0),
+		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'manual_credit'), 0),
+		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'refund_approve'), 0),
+		       coalesce(sum(w.fee) FILTER (WHERE w.kind = 'refund_approve'), 0)
+		FROM wallet_moves w
+		GROUP BY w.sub
+	), lines AS (
+		SELECT * FROM station_lines UNION ALL SELECT * FROM wallet_lines
+	), seen AS (
+		SELECT * FROM lines l
+		WHERE daily_report.only_sub_operator IS NULL OR l.sub_operator_id = daily_report.only_sub_operator
+	)
+	SELECT x.* FROM (
+	SELECT s.line, s.station_id, st.name, s.sub_operator_id, so.name, s.sessions, s.held, s.unsettled,
+	       s.energy_kwh, s.energy_fee, s.service_fee, s.occupancy_fee, s.discount, s.total,
+	       s.top_ups, s.credits, s.refunds, s.refund_fees
+	FROM seen s
+	LEFT JOIN evcharge.station st ON st.station_id = s.station_id
+	LEFT JOIN evcharge.sub_operator so ON so.sub_operator_id = s.sub_operator_id
+	UNION ALL
+	SELECT 'total', NULL, NULL, daily_report.only_sub_operator, NULL,
+	       coalesce(sum(s.sessions), 0)::bigint, coalesce(sum(s.held), 0)::bigint, coalesce(sum(s.unsettled), 0)::bigint,
+	       coalesce(sum(s.energy_kwh), 0), coalesce(sum(s.energy_fee), 0), coalesce(sum(s.service_fee), 0),
+	       coalesce(sum(s.occupancy_fee), 0), coalesce(sum(s.discount), 0), coalesce(sum(s.total), 0),
+	       coalesce(sum(s.top_ups), 0), coalesce(sum(s.credits), 0), coalesce(sum(s.refunds), 0),
+	       coalesce(sum(s.refund_fees), 0)
+	FROM seen s
+	) x (line, station_id, station, sub_operator_id, sub_operator, sessions, held, unsettled, energy_kwh, energy_fee,
+	     service_fee, occupancy_fee, discount, total, top_ups, credits, refunds, refund_fees)
+	ORDER BY array_position(ARRAY['station', 'wallets', 'total'], x.line), x.station_id, x.sub_operator_id NULLS FIRST;
+END;
+COMMENT ON FUNCTION evcharge.daily_report(bigint, date, bigint) IS
+	'an operator''s day (books_day: in finance_policy.tz; an unknown operator or no day is an error): a line per station and sub-operator with sessions ended that day, held and unsettled bills, and the charged energy, electricity, service and occupancy fees, discounts and total; a line per sub-operator with the top-ups, manual credits and refunds of its wallets; a total line; only_sub_operator shows what one sub-operator may see';
+
+CREATE OR REPLACE FUNCTION evcharge.reconcile_statement(p_source_id bigint, p_day date, p_apply boolean DEFAULT true)
+RETURNS SETOF evcharge.reconciliation_finding
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	src evcharge.statement_source;
+	d_from timestamptz;
+	d_to timestamptz;
+	r record;
+	tol bigint;
+	pct numeric;
+BEGIN
+	SELECT * INTO src FROM evcharge.statement_source s WHERE s.source_id = p_source_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'statement source % does not exist', p_source_id
+			USING ERRCODE = 'no_data_found', HINT = 'Sources are in evcharge.statement_source.';
+	END IF;
+	PERFORM evcharge.check_time(p_day, 'reconcile_statement(p_day)');
+	d_from := p_day::timestamp AT TIME ZONE src.tz;
+	d_to := (p_day + 1)::timestamp AT TIME ZONE src.tz;
+	IF to_regclass('pg_temp.evcharge_finding') IS NULL THEN
+		CREATE TEMP TABLE evcharge_finding (kind text, key text, ours jsonb, theirs jsonb, action text) ON COMMIT DROP;
+	ELSE
+		TRUNCATE evcharge_finding;
+	END IF;
+
+	IF src.kind = 'provider' THEN
+		-- Paid at the provider, never credited here: credit it now (the
+		-- provider confirmed it), unless only reporting.
+		FOR r IN
+			SELECT l.* FROM evcharge.provider_statement_line l
+			WHERE l.source_id = src.source_id AND l.day = p_day
+			  AND NOT EXISTS (SELECT 1 FROM evcharge.ledger_txn t WHERE t.kind = 'top_up' AND t.idem_key = l.provider_txn)
+			ORDER BY l.provider_txn
+		LOOP
+			IF p_apply THEN
+				PERFORM evcharge.top_up(r.account_id, r.amount, r.provider_txn);
+			END IF;
+			INSERT INTO evcharge_finding VALUES ('paid_not_credited', r.provider_txn, NULL,
+				jsonb_build_object('account_id', r.account_id, 'amount', r.amount, 'paid_at', r.paid_at),
+				CASE WHEN p_apply THEN 'credited to the wallet now' ELSE 'credit it: top_up(account_id, amount, provider_txn)' END);
+		END LOOP;
+		INSERT INTO evcharge_finding
+		SELECT 'credited_not_paid', t.idem_key, t.result, NULL, 'ask the provider: credited here, not in its statement'
+		FROM evcharge.ledger_txn t
+		WHERE t.kind = 'top_up' AND t.operator_id = src.operator_id AND t.created_at >= d_from AND t.created_at < d_to
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.provider_statement_line l
+		                  WHERE l.source_id = src.source_id AND l.provider_txn = t.idem_key);
+		INSERT INTO evcharge_finding
+		SELECT 'amount_differs', l.provider_txn, t.result,
+		       jsonb_build_object('account_id', l.account_id, 'amount', l.amount), 'ask the provider: the amounts differ'
+		FROM evcharge.provider_statement_line l
+		JOIN evcharge.ledger_txn t ON t.kind = 'top_up' AND t.idem_key = l.provider_txn
+		WHERE l.source_id = src.source_id AND l.day = p_day
+		  AND ((t.result->>'amount')::numeric <> l.amount OR (t.result->>'account_id')::bigint <> l.account_id);
+	ELSE
+		SELECT p.energy_tolerance_wh, p.energy_tolerance_pct INTO tol, pct
+		FROM evcharge.anomaly_policy p WHERE p.operator_id = src.operator_id;
+		INSERT INTO evcharge_finding
+		SELECT 'missing_at_partner', b.order_no,
+		       jsonb_build_object('energy_wh', b.energy_wh, 'total', b.total, 'ended_at', b.ended_at), NULL,
+		       'send the partner the order: its app may have lost the session'
+		FROM evcharge.bill b JOIN evcharge.charge_session cs USING (order_no)
+		WHERE cs.partner_id = src.partner_id AND b.ended_at >= d_from AND b.ended_at < d_to
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.partner_statement_line l
+		                  WHERE l.source_id = src.source_id AND l.order_no = b.order_no);
+		INSERT INTO evcharge_finding
+		SELECT 'missing_here', l.order_no, NULL, jsonb_build_object('energy_wh', l.energy_wh, 'total', l.total),
+		       'no such bill here for this partner: check the order number with the partner'
+		FROM evcharge.partner_statement_line l
+		WHERE l.source_id = src.source_id AND l.day = p_day
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.bill b JOIN evcharge.charge_session cs USING (order_no)
+		                  WHERE b.order_no = l.order_no AND cs.partner_id = src.partner_id);
+		INSERT INTO evcharge_finding
+		SELECT CASE WHEN l.total < 0 THEN 'negative_amount'
+		            WHEN abs(l.energy_wh - b.energy_wh) > greatest(tol, greatest(l.energy_wh, b.energy_wh) * pct / 100)
+		                 THEN 'energy_differs'
+		            ELSE 'amount_differs' END,
+		       l.order_no, jsonb_build_object('energy_wh', b.energy_wh, 'total', b.total),
+		       jsonb_build_object('energy_wh', l.energy_wh, 'total', l.total),
+		       'compare with session_evidence(order_no) and agree the figure with the partner'
+		FROM evcharge.partner_statement_line l
+		JOIN evcharge.bill b ON b.order_no = l.order_no
+		JOIN evcharge.charge_session cs ON cs.order_no = b.order_no AND cs.partner_id = src.partner_id
+		WHERE l.source_id = src.source_id AND l.day = p_day
+		  AND (l.total < 0 OR l.total <> b.total
+		       OR abs(l.energy_wh - b.energy_wh) > greatest(tol, greatest(l.energy_wh, b.energy_wh) * pct / 100));
+	END IF;
+
+	RETURN QUERY
+	WITH ins AS (
+		INSERT INTO evcharge.reconciliation_finding AS x (source_id, day, kind, key, ours, theirs, action)
+		SELECT src.source_id, p_day, f.kind, f.key, f.ours, f.theirs, f.action FROM evcharge_finding f
+		ORDER BY f.kind, f.key
+		ON CONFLICT ON CONSTRAINT reconciliation_finding_once DO NOTHING
+		RETURNING x.*)
+	SELECT * FROM ins ORDER BY ins.kind, ins.key;
+END $$;
 COMMENT ON FUNCTION evcharge.reconcile_statement(bigint, date, boolean) IS
 	'compares a source''s stored statement of a day with the ledger (provider: top-ups paid but not credited, which are credited when p_apply, credited but not paid, amounts differing) or with the partner''s bills (missing at the partner, missing here, energy or amount differing, negative amounts); records and returns the new findings';
 
