@@ -8,7 +8,7 @@
 # and sql/upgrade/ holds one upgrade script per release.
 
 EXTENSION = evcharge
-EXTVERSION = 0.2.0
+EXTVERSION = 0.3.0
 
 MODULE_big = evcharge
 OBJS = \

@@ -146,7 +146,7 @@ SELECT is(
 -- The schema of the extension.
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'evcharge'),
 	'evcharge', 'the extension lives in schema evcharge');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'evcharge'), '0.2.0', 'CREATE EXTENSION installs release 0.2.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'evcharge'), '0.3.0', 'CREATE EXTENSION installs release 0.3.0');
 
 -- The module reports the libraries it runs with.
 SELECT is((SELECT array_agg(library ORDER BY library) FROM evcharge.library_versions()),
