@@ -247,7 +247,9 @@ BEGIN
 	-- never no bill.
 	IF ctype IS NULL THEN
 		no_price := 17;
-		applied := ARRAY[format('not priced: the pile registry does not say whether pile %s is AC or DC', evcharge.pile(s.gun))];
+		applied := ARRAY[format(CASE WHEN rated IS NULL THEN 'not priced: pile %s is not in the pile registry, which gives its current type'
+		                             ELSE 'not priced: the pile registry does not give the current type of pile %s' END,
+		                        evcharge.pile(s.gun))];
 	ELSE
 		BEGIN
 			q := evcharge.price_session(s.station_id, ctype, s.group_id, ts, wh);
@@ -484,6 +486,7 @@ DECLARE
 BEGIN
 	BEGIN
 		b := evcharge.store_bill(evcharge.compute_bill(p_order_no, 'auto'), 'auto', NULL);
+		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
 		RETURN b;
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
@@ -493,7 +496,7 @@ BEGIN
 	RETURN b;
 END $$;
 COMMENT ON FUNCTION evcharge.make_bill(text) IS
-	'makes and stores the bill of an ended session as the pipeline does (compute_bill auto, store_bill); when that fails, stores unpriced_bill() instead (held, anomaly 19, the error as its reason, also in charge_session.bill_error): every session the pipeline bills gets a bill';
+	'makes and stores the bill of an ended session as the pipeline does (compute_bill auto, store_bill; charge_session.bill_error cleared); when that fails, stores unpriced_bill() instead (held, anomaly 19, the error as its reason, also in charge_session.bill_error): every session the pipeline bills gets a bill';
 
 -- Who started a charge at the pile: the card or vehicle its record names.
 CREATE FUNCTION evcharge.identify_starter(s evcharge.charge_session, rec evcharge.pile_record)
@@ -582,6 +585,7 @@ BEGIN
 			nb.state := 'settled';
 		END IF;
 		nb := evcharge.store_bill(nb, 'pile_record', why);
+		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
 		IF old.state = 'settled' THEN
 			PERFORM evcharge.adjust_settled_bill(p_order_no, old, nb, why);
 			PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
@@ -612,18 +616,17 @@ COMMENT ON FUNCTION evcharge.finalise_bill(text) IS
 	'makes the bill of a session that has ended and whose pile record is in (make_bill: held when a blocking anomaly is found or it cannot be priced), or completes a bill made from heartbeats when its record comes late (energy agreed by hand is kept; a settled bill''s difference is posted to the ledger); returns false when there is nothing to do yet';
 
 -- From the triggers: a bill that cannot be made must not fail the batch
--- that brought its last piece; the reason is kept on the session.
+-- that brought its last piece; the reason is kept on the session (a new
+-- bill is made held by make_bill() even then; this catches the rest).
 CREATE FUNCTION evcharge.try_finalise_bill(p_order_no text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	st text;
 	msg text;
 BEGIN
-	IF evcharge.finalise_bill(p_order_no) THEN
-		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
-		RETURN true;
-	END IF;
-	RETURN false;
+	-- A bill made or completed clears bill_error (make_bill, finalise_bill),
+	-- but one held without an amount keeps why.
+	RETURN evcharge.finalise_bill(p_order_no);
 EXCEPTION WHEN others THEN
 	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
 	UPDATE evcharge.charge_session SET bill_error = st || ': ' || msg, updated_at = now() WHERE order_no = p_order_no;

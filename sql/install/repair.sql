@@ -109,7 +109,7 @@ BEGIN
 			                                     WHERE a LIKE 'not priced: %' OR a LIKE 'no tariff in force: %'), '; '),
 			      HINT = CASE
 			          WHEN evcharge.anomaly_has(nb.anomalies, 17) THEN
-			              format('Register the pile''s current type (UPDATE evcharge.pile SET current_type = ''DC'' WHERE pile_id = ''%s''), then repair again.', evcharge.pile(s.gun))
+			              format('Register pile %s with its current type (evcharge.pile), then repair again.', evcharge.pile(s.gun))
 			          WHEN evcharge.anomaly_has(nb.anomalies, 12) THEN
 			              'Add the plan in force at the time to evcharge.station_tariff, then repair again.'
 			          ELSE 'Mend the cause the detail names, then repair again.' END;
@@ -143,6 +143,7 @@ BEGIN
 		nb.state := 'settled';
 	END IF;
 	nb := evcharge.store_bill(nb, repair_bill.method, repair_bill.reason);
+	UPDATE evcharge.charge_session cs SET bill_error = NULL WHERE cs.order_no = v_order AND cs.bill_error IS NOT NULL;
 	IF had_bill AND old.state = 'settled' THEN
 		PERFORM evcharge.adjust_settled_bill(v_order, old, nb, repair_bill.reason);
 	END IF;

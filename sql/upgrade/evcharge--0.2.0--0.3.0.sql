@@ -30,7 +30,7 @@
 -- same trigger (pile_registration) refuses a 16-digit legacy id with the
 -- layout and hint of the id type, instead of the bare check constraint.
 INSERT INTO evcharge.anomaly_code (code, name, description, blocks_charge) VALUES
-	(17, 'current_type_unknown', 'The pile registry does not say whether the pile is AC or DC, so the session cannot be priced.', true),
+	(17, 'current_type_unknown', 'The pile registry does not give the pile''s current type (AC or DC), as for a pile removed from it, so the session cannot be priced.', true),
 	(18, 'beyond_bill_limits', 'The bill''s energy or amount is beyond what the operator allows one bill to carry.', true),
 	(19, 'not_priced', 'Pricing the session failed with an error, so the bill has no amount.', true);
 
@@ -400,7 +400,9 @@ BEGIN
 	-- never no bill.
 	IF ctype IS NULL THEN
 		no_price := 17;
-		applied := ARRAY[format('not priced: the pile registry does not say whether pile %s is AC or DC', evcharge.pile(s.gun))];
+		applied := ARRAY[format(CASE WHEN rated IS NULL THEN 'not priced: pile %s is not in the pile registry, which gives its current type'
+		                             ELSE 'not priced: the pile registry does not give the current type of pile %s' END,
+		                        evcharge.pile(s.gun))];
 	ELSE
 		BEGIN
 			q := evcharge.price_session(s.station_id, ctype, s.group_id, ts, wh);
@@ -583,6 +585,7 @@ DECLARE
 BEGIN
 	BEGIN
 		b := evcharge.store_bill(evcharge.compute_bill(p_order_no, 'auto'), 'auto', NULL);
+		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
 		RETURN b;
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
@@ -592,7 +595,7 @@ BEGIN
 	RETURN b;
 END $$;
 COMMENT ON FUNCTION evcharge.make_bill(text) IS
-	'makes and stores the bill of an ended session as the pipeline does (compute_bill auto, store_bill); when that fails, stores unpriced_bill() instead (held, anomaly 19, the error as its reason, also in charge_session.bill_error): every session the pipeline bills gets a bill';
+	'makes and stores the bill of an ended session as the pipeline does (compute_bill auto, store_bill; charge_session.bill_error cleared); when that fails, stores unpriced_bill() instead (held, anomaly 19, the error as its reason, also in charge_session.bill_error): every session the pipeline bills gets a bill';
 CREATE OR REPLACE FUNCTION evcharge.finalise_bill(p_order_no text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -649,6 +652,7 @@ BEGIN
 			nb.state := 'settled';
 		END IF;
 		nb := evcharge.store_bill(nb, 'pile_record', why);
+		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
 		IF old.state = 'settled' THEN
 			PERFORM evcharge.adjust_settled_bill(p_order_no, old, nb, why);
 			PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
@@ -742,7 +746,7 @@ BEGIN
 			                                     WHERE a LIKE 'not priced: %' OR a LIKE 'no tariff in force: %'), '; '),
 			      HINT = CASE
 			          WHEN evcharge.anomaly_has(nb.anomalies, 17) THEN
-			              format('Register the pile''s current type (UPDATE evcharge.pile SET current_type = ''DC'' WHERE pile_id = ''%s''), then repair again.', evcharge.pile(s.gun))
+			              format('Register pile %s with its current type (evcharge.pile), then repair again.', evcharge.pile(s.gun))
 			          WHEN evcharge.anomaly_has(nb.anomalies, 12) THEN
 			              'Add the plan in force at the time to evcharge.station_tariff, then repair again.'
 			          ELSE 'Mend the cause the detail names, then repair again.' END;
@@ -776,6 +780,7 @@ BEGIN
 		nb.state := 'settled';
 	END IF;
 	nb := evcharge.store_bill(nb, repair_bill.method, repair_bill.reason);
+	UPDATE evcharge.charge_session cs SET bill_error = NULL WHERE cs.order_no = v_order AND cs.bill_error IS NOT NULL;
 	IF had_bill AND old.state = 'settled' THEN
 		PERFORM evcharge.adjust_settled_bill(v_order, old, nb, repair_bill.reason);
 	END IF;
@@ -1309,7 +1314,7 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp 
 DECLARE
 	p record;
 	found_pile boolean;
-	m evcharge.member;
+	mem evcharge.member;
 	ptn evcharge.partner;
 	owes numeric;
 	grp bigint;
@@ -1338,13 +1343,13 @@ BEGIN
 	-- A start for nobody the operator knows would hold the gun for a
 	-- session no wallet pays (and block it until detect_lost_bills gives up).
 	IF start_session.member_id IS NOT NULL THEN
-		SELECT * INTO m FROM evcharge.member mm WHERE mm.member_id = start_session.member_id;
-		IF NOT FOUND OR m.operator_id <> p.operator_id THEN
+		SELECT * INTO mem FROM evcharge.member mm WHERE mm.member_id = start_session.member_id;
+		IF NOT FOUND OR mem.operator_id <> p.operator_id THEN
 			RAISE EXCEPTION 'operator % has no member %', p.operator_id, start_session.member_id
 				USING ERRCODE = 'no_data_found',
 				      DETAIL = format('Gun %s is operator %s''s; %s.', gun, p.operator_id,
-				                      CASE WHEN m.member_id IS NOT NULL
-				                           THEN format('member %s is operator %s''s', m.member_id, m.operator_id)
+				                      CASE WHEN mem.member_id IS NOT NULL
+				                           THEN format('member %s is operator %s''s', mem.member_id, mem.operator_id)
 				                           ELSE format('no member %s is registered', start_session.member_id) END),
 				      HINT = 'Give one of the operator''s members (evcharge.member), or NULL for a partner''s user.';
 		END IF;
