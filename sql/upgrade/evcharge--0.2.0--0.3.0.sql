@@ -169,14 +169,6 @@ ALTER TABLE evcharge.pile ADD COLUMN current_type text CONSTRAINT pile_current_t
 COMMENT ON COLUMN evcharge.pile.pile_id IS '20-digit pile id; its digits 14-15 give the current type when they are 01 (AC) or 02 (DC)';
 COMMENT ON COLUMN evcharge.pile.current_type IS
 	'AC or DC, what its sessions are priced by: taken from the id when digits 14-15 say it (01, 02), given at registration when they do not (Jianxin''s 10); NULL only for a parking ground lock whose id does not say';
-COMMENT ON CONSTRAINT pile_id_not_legacy ON evcharge.pile IS
-	'16-digit legacy ids are refused (the trigger pile_registration words the error)';
-COMMENT ON CONSTRAINT pile_current_type_check ON evcharge.pile IS 'a current type is AC or DC';
-COMMENT ON CONSTRAINT pile_current_type_as_id ON evcharge.pile IS
-	'the current type agrees with the id''s digits 14-15 when they say it: the old platform showed AC piles as DC';
-COMMENT ON CONSTRAINT pile_current_type_known ON evcharge.pile IS
-	'every pile that charges knows its current type; a parking ground lock delivers no energy and may have none';
-
 CREATE FUNCTION evcharge.pile_registration() RETURNS trigger
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -681,6 +673,22 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION evcharge.finalise_bill(text) IS
 	'makes the bill of a session that has ended and whose pile record is in (make_bill: held when a blocking anomaly is found or it cannot be priced), or completes a bill made from heartbeats when its record comes late (energy agreed by hand is kept; a settled bill''s difference is posted to the ledger); returns false when there is nothing to do yet';
+CREATE OR REPLACE FUNCTION evcharge.try_finalise_bill(p_order_no text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	st text;
+	msg text;
+BEGIN
+	-- A bill made or completed clears bill_error (make_bill, finalise_bill),
+	-- but one held without an amount keeps why.
+	RETURN evcharge.finalise_bill(p_order_no);
+EXCEPTION WHEN others THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+	UPDATE evcharge.charge_session SET bill_error = st || ': ' || msg, updated_at = now() WHERE order_no = p_order_no;
+	RETURN false;
+END $$;
+COMMENT ON FUNCTION evcharge.try_finalise_bill(text) IS
+	'finalise_bill() for the triggers: an error is recorded in charge_session.bill_error instead of failing the batch';
 CREATE OR REPLACE FUNCTION evcharge.repair_bill(order_no text, reason text, method text DEFAULT 'recompute',
 	energy_wh bigint DEFAULT NULL)
 RETURNS evcharge.bill
