@@ -58,7 +58,7 @@ ALTER EXTENSION evcharge UPDATE;
 SQL
 )
 ok $? "given their types in a temporary table, the update goes through"
-echo "$out" | sed 's/^/# /'
+[ -z "$out" ] || echo "$out" | sed 's/^/# /'
 is "$(q -d $db -c "SELECT extversion FROM pg_extension WHERE extname = 'evcharge'")" 0.3.0 "the database is at 0.3.0"
 is "$(q -d $db -c "SELECT string_agg(pile_id || ' ' || coalesce(current_type, '-'), ', ' ORDER BY pile_id) FROM evcharge.pile")" \
 	"44200100020000100001 AC, 44200100020001000075 DC, 44200100020001000110 DC, 44200100020011000200 -" \
