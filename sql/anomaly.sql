@@ -17,6 +17,8 @@ INSERT INTO station_tariff (station_id, current_type, tariff, valid, name) VALUE
  (3, 'AC', '00:00-24:00 flat | flat 0.0000+0.0000', '[2026-01-01,)', 'free');
 INSERT INTO occupancy_fee VALUES (1, 15, 0.50, 30.00);
 INSERT INTO partner (partner_id, operator_id, name, allowed_channels) VALUES (7, 12, 'Ride app (QR only)', '{qr}');
+-- The members who start charges here (start_session refuses others).
+INSERT INTO member (member_id, operator_id) VALUES (1, 12), (502, 12), (801, 12);
 -- 7 kW AC piles: A at station 1 (4 guns), B at station 1 on firmware 1.9,
 -- C at station 2 (no plan), D at station 3 (free).
 INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w, firmware) VALUES

@@ -45,6 +45,8 @@ FROM (VALUES
 	AS t(n, op, st, dc, fw, serial);
 INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w, firmware)
 SELECT pile(gun), station_id, 1, CASE WHEN dc THEN 60000 ELSE 7000 END, firmware FROM pg_temp.gen_pile;
+-- Pile p's driver is member 1000 + p, of the pile's operator.
+INSERT INTO member (member_id, operator_id) SELECT 1000 + n, operator_id FROM pg_temp.gen_pile;
 
 -- The generator's ground truth: one row per session, with what it was
 -- made to be and the codes that must follow from it, ever and now.

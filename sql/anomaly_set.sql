@@ -37,7 +37,7 @@ SELECT code, name, code::text::anomaly_set AS by_number, name::anomaly_set AS by
 FROM anomaly_code ORDER BY code;
 
 -- All codes, written backwards, print in ascending order.
-SELECT '16+15+14+13+12+11+10+9+8+5+3+2+1'::anomaly_set AS every_code;
+SELECT '19+18+17+16+15+14+13+12+11+10+9+8+5+3+2+1'::anomaly_set AS every_code;
 
 -- The empty set is the empty string (white space alone too); quote_literal
 -- shows it, since psql prints an empty string and NULL alike.
@@ -70,7 +70,7 @@ SELECT input, r.* FROM (VALUES
 	('6'),
 	('7'),
 	('0'),                       -- codes start at 1
-	('17'),                      -- beyond the last code
+	('20'),                      -- beyond the last code
 	('99999999999'),             -- far beyond
 	('9+10+4'),                  -- the item and its position are named
 	('bill_lose'),               -- a misspelt name

@@ -17,6 +17,7 @@ INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w, firmware) VALUE
 	('44200000120000100001', 1, 2, 7000, 'AC-2.3.1'),
 	('44200000120000100002', 2, 2, 7000, 'AC-2.3.1'),
 	('44200000120000100003', 3, 1, 7000, 'AC-2.3.1');
+INSERT INTO member (member_id, operator_id) VALUES (501, 12);
 SELECT created FROM maintain_partitions('2026-11-20 12:00+08');
 
 -- 1. A disputed charge on gun A1, 07:50 to 08:10, across the valley/flat

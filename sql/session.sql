@@ -8,6 +8,7 @@ INSERT INTO station_tariff (station_id, current_type, tariff, valid, name) VALUE
  (1, 'AC', '00:00-08:00 valley, 08:00-24:00 flat | flat 0.7000+0.4500, valley 0.3000+0.4500', '[2026-01-01, 2026-11-15)', 'AC 2026'),
  (1, 'AC', '00:00-08:00 valley, 08:00-24:00 flat | flat 0.8000+0.4500, valley 0.3500+0.4500', '[2026-11-15,)', 'AC winter');
 INSERT INTO occupancy_fee VALUES (1, 15, 0.50, 30.00);
+INSERT INTO member (member_id, operator_id) VALUES (501, 12), (502, 12);
 INSERT INTO coupon (operator_id, member_id, amount, min_kwh, valid) VALUES (12, 501, 3.00, 5, '[2026-11-01, 2027-01-01)');
 -- AC piles of 7 kW: A and B at station 1 (two guns each), C at station 2.
 INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w, firmware) VALUES

@@ -43,6 +43,12 @@ const AnomalyCode AnomalyCodes[] = {
 		"The session was billed as charging but the heartbeats show no energy flowing.", 1},
 	{16, "defective_firmware",
 		"The pile runs a firmware version on the operator's list of defective versions.", 1},
+	{17, "current_type_unknown",
+		"The pile registry does not give the pile's current type (AC or DC), as for a pile removed from it, so the session cannot be priced.", 1},
+	{18, "beyond_bill_limits",
+		"The bill's energy or amount is beyond what the operator allows one bill to carry.", 1},
+	{19, "not_priced",
+		"Pricing the session failed with an error, so the bill has no amount.", 1},
 };
 
 const int	AnomalyCodeCount = (int) (sizeof(AnomalyCodes) / sizeof(AnomalyCodes[0]));

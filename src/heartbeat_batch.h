@@ -82,7 +82,7 @@ typedef struct GunBatch
 	int64		station_id;
 	int32		rated_power_w;
 	const char *tz;
-	const char *current_type;	/* AC, DC or NULL */
+	const char *current_type;	/* AC, DC or NULL, as the registry has it */
 	/* from the database once the gun's live state row is locked */
 	SessionOut *open;			/* its open session, or NULL */
 	TimestampTz last_closed;	/* end of its last closed session, or DT_NOBEGIN */

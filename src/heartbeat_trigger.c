@@ -79,16 +79,23 @@ typedef struct PlanRow
 } PlanRow;
 
 /*
- * The registry, one row per pile of the batch (one gun of it given).  The
+ * The registry, one row per pile of the batch (one gun of it given), with
+ * the current type the registry holds (the id may not say it).  The column
+ * is read through to_jsonb(): this library also serves a database still at
+ * 0.2.0 until ALTER EXTENSION UPDATE, whose pile table has no current_type
+ * and whose piles' type is the id's (the coalesce; from 0.3.0 on the
+ * registry's type is NULL only where the id says none either).  The
  * pile is a probe of its primary key per gun (LIMIT 1, as in ContextSql):
  * the generic plan of small batches, made for an array of unknown length,
  * would otherwise hash the whole registry for a batch of one row.
  */
 static const char *const PileSql =
 "SELECT p.gun_count, p.rated_power_w, p.station_id, st.tz,"
-"       coalesce(evcharge.product_kind(u.g) = 'ground_lock', false), evcharge.current_type(u.g)"
+"       coalesce(evcharge.product_kind(u.g) = 'ground_lock', false),"
+"       coalesce(p.current_type, evcharge.current_type(u.g))"
 " FROM unnest($1::evcharge.gun_id[]) WITH ORDINALITY AS u(g, n)"
-" LEFT JOIN LATERAL (SELECT p.gun_count, p.rated_power_w, p.station_id FROM evcharge.pile p"
+" LEFT JOIN LATERAL (SELECT p.gun_count, p.rated_power_w, p.station_id,"
+"                           to_jsonb(p) ->> 'current_type' AS current_type FROM evcharge.pile p"
 "                    WHERE p.pile_id OPERATOR(evcharge.=) evcharge.pile(u.g) LIMIT 1) p ON true"
 " LEFT JOIN evcharge.station st ON st.station_id = p.station_id"
 " ORDER BY u.n";

@@ -5,12 +5,12 @@
 TRUNCATE evcharge.partner_month_item, evcharge.partner_month_statement, evcharge.reconciliation_finding, evcharge.provider_statement_line, evcharge.partner_statement_line,
 	evcharge.statement_source, evcharge.stop_request, evcharge.refund, evcharge.ledger_entry, evcharge.ledger_txn, evcharge.account, evcharge.attribution,
 	evcharge.member, evcharge.sub_operator, evcharge.finance_policy, evcharge.heartbeat, evcharge.quarantine, evcharge.gun_state, evcharge.offline_period,
-	evcharge.network_incident, evcharge.pile, evcharge.customer_notice, evcharge.bill_revision,
+	evcharge.network_incident, evcharge.pile, evcharge.customer_notice, evcharge.bill_revision, evcharge.session_cancellation,
 	evcharge.bill, evcharge.pile_record, evcharge.partner, evcharge.anomaly_policy,
 	evcharge.charge_session, evcharge.fault_event, evcharge.coupon, evcharge.occupancy_exemption,
 	evcharge.occupancy_fee, evcharge.promotion_group, evcharge.promotion_station, evcharge.promotion,
 	evcharge.group_station, evcharge.customer_group, evcharge.station_tariff, evcharge.station,
-	evcharge.job_watermark, evcharge.ocpp_policy,
+	evcharge.job_watermark, evcharge.ocpp_policy, evcharge.ocpp_transaction, evcharge.ocpp_command, evcharge.ocpp_connection, evcharge.ocpp_bridge,
 	evcharge.operator RESTART IDENTITY CASCADE;
 DO $$
 DECLARE p text;

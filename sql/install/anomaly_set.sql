@@ -319,4 +319,7 @@ INSERT INTO evcharge.anomaly_code (code, name, description, blocks_charge) VALUE
 	(13, 'nonpositive_amount', 'The amount is zero or negative although energy was delivered.', true),
 	(14, 'channel_not_allowed', 'The session was started through a channel the partner''s contract does not allow, such as an offline password on a QR-only contract.', true),
 	(15, 'no_energy_flowed', 'The session was billed as charging but the heartbeats show no energy flowing.', true),
-	(16, 'defective_firmware', 'The pile runs a firmware version on the operator''s list of defective versions.', true);
+	(16, 'defective_firmware', 'The pile runs a firmware version on the operator''s list of defective versions.', true),
+	(17, 'current_type_unknown', 'The pile registry does not give the pile''s current type (AC or DC), as for a pile removed from it, so the session cannot be priced.', true),
+	(18, 'beyond_bill_limits', 'The bill''s energy or amount is beyond what the operator allows one bill to carry.', true),
+	(19, 'not_priced', 'Pricing the session failed with an error, so the bill has no amount.', true);

@@ -133,7 +133,8 @@ DECLARE
 	ts timestamptz[];
 	wh bigint[];
 	q evcharge.charge_quote;
-	no_tariff boolean := false;
+	ctype text;
+	no_price int;				-- why it has no price: 12, 17 or 19 (docs/anomalies.md)
 	codes int[] := '{}';
 	occ record;
 	minutes bigint;
@@ -161,7 +162,7 @@ BEGIN
 	has_rec := FOUND;
 	pol := evcharge.station_policy(s.station_id);
 	tol := pol.energy_tolerance_wh;
-	SELECT pl.rated_power_w, pl.firmware INTO rated, firmware
+	SELECT pl.rated_power_w, pl.firmware, pl.current_type INTO rated, firmware, ctype
 	FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(s.gun);
 	SELECT pa.allowed_channels INTO allowed FROM evcharge.partner pa WHERE pa.partner_id = s.partner_id;
 
@@ -240,18 +241,33 @@ BEGIN
 		END LOOP;
 	END IF;
 
-	BEGIN
-		q := evcharge.price_session(s.station_id, evcharge.current_type(s.gun), s.group_id, ts, wh);
-		applied := q.applied;
-	EXCEPTION WHEN SQLSTATE 'EV001' THEN
-		-- Never a default price: the bill keeps its energy, no amount, held.
-		no_tariff := true;
+	-- Priced by the registry's current type.  Whatever keeps a session from
+	-- being priced (no type, no plan, an error in pricing) gives a bill with
+	-- its energy, no amount and the reason, held: never a default price,
+	-- never no bill.
+	IF ctype IS NULL THEN
+		no_price := 17;
+		applied := ARRAY[format(CASE WHEN rated IS NULL THEN 'not priced: pile %s is not in the pile registry, which gives its current type'
+		                             ELSE 'not priced: the pile registry does not give the current type of pile %s' END,
+		                        evcharge.pile(s.gun))];
+	ELSE
+		BEGIN
+			q := evcharge.price_session(s.station_id, ctype, s.group_id, ts, wh);
+			applied := q.applied;
+		EXCEPTION WHEN SQLSTATE 'EV001' THEN
+			no_price := 12;
+			applied := ARRAY['no tariff in force: ' || SQLERRM];
+		WHEN OTHERS THEN
+			no_price := 19;
+			applied := ARRAY[format('not priced: %s: %s', SQLSTATE, SQLERRM)];
+		END;
+	END IF;
+	IF no_price IS NOT NULL THEN
 		q.kwh := wh[array_length(wh, 1)] / 1000.0;
 		q.class_kwh := ARRAY[0, 0, 0, 0];
 		q.energy_fee := 0;
 		q.service_fee := 0;
-		applied := ARRAY['no tariff in force: ' || SQLERRM];
-	END;
+	END IF;
 	IF NOT plausible THEN
 		applied := applied || format('the pile''s %s Wh exceed what %s W allow in its span', rec.energy_wh, rated);
 	END IF;
@@ -259,7 +275,7 @@ BEGIN
 	SELECT o.grace_minutes, o.fee_per_minute, o.cap,
 	       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e WHERE e.station_id = o.station_id AND e.group_id = s.group_id) AS exempt
 	INTO occ FROM evcharge.occupancy_fee o WHERE o.station_id = s.station_id;
-	IF FOUND AND NOT no_tariff AND s.occupied_until IS NOT NULL AND s.charging_ended_at IS NOT NULL THEN
+	IF FOUND AND no_price IS NULL AND s.occupied_until IS NOT NULL AND s.charging_ended_at IS NOT NULL THEN
 		minutes := floor(extract(epoch FROM s.occupied_until - s.charging_ended_at) / 60)::bigint - occ.grace_minutes;
 		IF minutes > 0 AND NOT occ.exempt THEN
 			occupancy := least(trunc(minutes * occ.fee_per_minute, 2), coalesce(occ.cap, 'Infinity'::numeric));
@@ -334,8 +350,8 @@ BEGIN
 	IF smp.jump_wh > tol THEN
 		codes := codes || 11;
 	END IF;
-	IF no_tariff THEN
-		codes := codes || 12;
+	IF no_price IS NOT NULL THEN
+		codes := codes || no_price;
 	ELSIF b.energy_wh > 0 AND b.total <= 0 THEN
 		codes := codes || 13;
 	END IF;
@@ -348,6 +364,14 @@ BEGIN
 	IF firmware LIKE ANY (pol.defective_firmware) THEN
 		codes := codes || 16;
 	END IF;
+	-- More than the operator allows one bill (finance_policy): held, the limit said.
+	BEGIN
+		PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+			b.energy_wh, CASE WHEN no_price IS NULL THEN b.total END, format('order %s', p_order_no));
+	EXCEPTION WHEN invalid_parameter_value THEN
+		codes := codes || 18;
+		b.applied := ARRAY(SELECT a FROM unnest(b.applied || SQLERRM) a ORDER BY a);
+	END;
 	b.anomalies := evcharge.anomaly_set(codes);
 	b.state := CASE WHEN p_method = 'auto' AND evcharge.anomaly_blocking(b.anomalies) THEN 'held' ELSE 'final' END;
 	b.revision := 0;
@@ -356,7 +380,7 @@ BEGIN
 	RETURN b;
 END $$;
 COMMENT ON FUNCTION evcharge.compute_bill(text, text, bigint) IS
-	'the bill a session would have now and its anomalies, written nowhere: method auto as the pipeline bills (held on a blocking anomaly), recompute, pile, platform or manual (p_energy_wh) as a repair would';
+	'the bill a session would have now and its anomalies, written nowhere: method auto as the pipeline bills (held on a blocking anomaly), recompute, pile, platform or manual (p_energy_wh) as a repair would; priced by the registry''s current type; a session that cannot be priced keeps its energy with no amount (12 no tariff, 17 current type unknown, 19 pricing failed), one beyond the operator''s finance_policy limits carries 18';
 
 -- Writes a computed bill: the first time as made, later as a revision.
 CREATE FUNCTION evcharge.store_bill(b evcharge.bill, p_method text, p_reason text) RETURNS evcharge.bill
@@ -402,6 +426,77 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION evcharge.store_bill(evcharge.bill, text, text) IS
 	'writes a bill from compute_bill(): inserts it, or updates it and records the revision (method, reason, before, after); moves the coupon it uses';
+
+-- The bill of a session that could not be billed at all (an error the
+-- pricing does not catch: an amount beyond numeric(12, 2), a bug): built
+-- from the session and its record alone, no amount, held with code 19 and
+-- the reason, so that no ended session is left without a bill.
+CREATE FUNCTION evcharge.unpriced_bill(p_order_no text, p_reason text) RETURNS evcharge.bill
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	rec_wh bigint;
+	b evcharge.bill;
+BEGIN
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', p_order_no
+			USING ERRCODE = 'no_data_found', HINT = 'Order numbers are in evcharge.charge_session.';
+	END IF;
+	SELECT r.energy_wh INTO rec_wh FROM evcharge.pile_record r
+	WHERE r.order_no = p_order_no ORDER BY r.received_at, r.ctid LIMIT 1;
+	b.order_no := p_order_no;
+	b.gun := s.gun;
+	b.station_id := s.station_id;
+	b.member_id := s.member_id;
+	b.channel := s.channel;
+	b.started_at := coalesce(s.started_at, s.created_at);
+	b.ended_at := coalesce(s.charging_ended_at, s.last_ts, s.occupied_until, b.started_at);
+	b.occupied_until := s.occupied_until;
+	-- The pile's energy when it gave one, else what was measured live.
+	b.energy_source := CASE WHEN rec_wh >= 0 THEN 'pile' ELSE 'heartbeats' END;
+	b.energy_wh := CASE WHEN rec_wh >= 0 THEN rec_wh
+	                    ELSE (SELECT coalesce(sum(w), 0) FROM unnest(s.wh_by_class) w)::bigint END;
+	b.wh_by_class := ARRAY[0, 0, 0, 0];
+	b.energy_fee := 0;
+	b.service_fee := 0;
+	b.occupancy_fee := 0;
+	b.discount := 0;
+	b.total := 0;
+	b.applied := ARRAY['not priced: ' || coalesce(p_reason, 'no reason given')];
+	b.anomalies := '19';
+	b.state := 'held';
+	b.revision := 0;
+	b.finalised_at := now();
+	b.updated_at := now();
+	RETURN b;
+END $$;
+COMMENT ON FUNCTION evcharge.unpriced_bill(text, text) IS
+	'the bill of a session that could not be billed, written nowhere: its times, the pile''s energy (or the live measure), no amount, held with anomaly 19 and the reason in applied; what make_bill() stores when compute_bill() or store_bill() fails';
+
+-- The pipeline's bill of a session: computed and stored, or when that
+-- fails for any reason, stored held without an amount, with the reason
+-- (kept in charge_session.bill_error too).  Never no bill.
+CREATE FUNCTION evcharge.make_bill(p_order_no text) RETURNS evcharge.bill
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	st text;
+	msg text;
+	b evcharge.bill;
+BEGIN
+	BEGIN
+		b := evcharge.store_bill(evcharge.compute_bill(p_order_no, 'auto'), 'auto', NULL);
+		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
+		RETURN b;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+	END;
+	b := evcharge.store_bill(evcharge.unpriced_bill(p_order_no, st || ': ' || msg), 'auto', NULL);
+	UPDATE evcharge.charge_session SET bill_error = st || ': ' || msg, updated_at = now() WHERE order_no = p_order_no;
+	RETURN b;
+END $$;
+COMMENT ON FUNCTION evcharge.make_bill(text) IS
+	'makes and stores the bill of an ended session as the pipeline does (compute_bill auto, store_bill; charge_session.bill_error cleared); when that fails, stores unpriced_bill() instead (held, anomaly 19, the error as its reason, also in charge_session.bill_error): every session the pipeline bills gets a bill';
 
 -- Who started a charge at the pile: the card or vehicle its record names.
 CREATE FUNCTION evcharge.identify_starter(s evcharge.charge_session, rec evcharge.pile_record)
@@ -477,11 +572,20 @@ BEGIN
 			why := 'the pile record arrived after the bill was made from heartbeats';
 		END IF;
 		-- A settled bill stays settled: the difference moves in the ledger,
-		-- and the driver is told when the operator says so.
+		-- and the driver is told when the operator says so.  One the record
+		-- cannot be priced by keeps what was charged (try_finalise_bill
+		-- records why).
+		IF old.state = 'settled' AND nb.anomalies OPERATOR(evcharge.&&) '12+17+18+19'::evcharge.anomaly_set THEN
+			RAISE EXCEPTION 'the late pile record of settled order % cannot be billed', p_order_no
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+				      DETAIL = array_to_string(nb.applied, '; '),
+				      HINT = 'The settled bill stands; mend the cause, then repair_bill() it.';
+		END IF;
 		IF old.state = 'settled' THEN
 			nb.state := 'settled';
 		END IF;
 		nb := evcharge.store_bill(nb, 'pile_record', why);
+		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
 		IF old.state = 'settled' THEN
 			PERFORM evcharge.adjust_settled_bill(p_order_no, old, nb, why);
 			PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
@@ -505,25 +609,24 @@ BEGIN
 	END IF;
 	-- The member's free coupons are locked first: two bills cannot take one.
 	PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
-	PERFORM evcharge.store_bill(evcharge.compute_bill(p_order_no, 'auto'), 'auto', NULL);
+	PERFORM evcharge.make_bill(p_order_no);
 	RETURN true;
 END $$;
 COMMENT ON FUNCTION evcharge.finalise_bill(text) IS
-	'makes the bill of a session that has ended and whose pile record is in (held when a blocking anomaly is found), or completes a bill made from heartbeats when its record comes late (energy agreed by hand is kept; a settled bill''s difference is posted to the ledger); returns false when there is nothing to do yet';
+	'makes the bill of a session that has ended and whose pile record is in (make_bill: held when a blocking anomaly is found or it cannot be priced), or completes a bill made from heartbeats when its record comes late (energy agreed by hand is kept; a settled bill''s difference is posted to the ledger); returns false when there is nothing to do yet';
 
 -- From the triggers: a bill that cannot be made must not fail the batch
--- that brought its last piece; the reason is kept on the session.
+-- that brought its last piece; the reason is kept on the session (a new
+-- bill is made held by make_bill() even then; this catches the rest).
 CREATE FUNCTION evcharge.try_finalise_bill(p_order_no text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	st text;
 	msg text;
 BEGIN
-	IF evcharge.finalise_bill(p_order_no) THEN
-		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
-		RETURN true;
-	END IF;
-	RETURN false;
+	-- A bill made or completed clears bill_error (make_bill, finalise_bill),
+	-- but one held without an amount keeps why.
+	RETURN evcharge.finalise_bill(p_order_no);
 EXCEPTION WHEN others THEN
 	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
 	UPDATE evcharge.charge_session SET bill_error = st || ': ' || msg, updated_at = now() WHERE order_no = p_order_no;
@@ -538,14 +641,22 @@ CREATE FUNCTION evcharge.detect_lost_bills(at timestamptz DEFAULT now(),
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	o text;
+	st text;
+	msg text;
 BEGIN
 	PERFORM evcharge.check_time(at, 'detect_lost_bills(at)');
-	-- App starts the pile never began.
+	-- App starts the pile never began, each cancellation kept as
+	-- cancel_session() keeps one.
 	WITH c AS (
 		UPDATE evcharge.charge_session cs SET state = 'cancelled', updated_at = now()
 		FROM evcharge.station st JOIN evcharge.anomaly_policy p ON p.operator_id = st.operator_id
 		WHERE st.station_id = cs.station_id AND cs.state = 'pending' AND cs.created_at < at - p.record_wait
-		RETURNING 1)
+		RETURNING cs.order_no, p.record_wait),
+	audit AS (
+		INSERT INTO evcharge.session_cancellation (order_no, reason)
+		SELECT c.order_no, format('detect_lost_bills: the pile did not begin the start within record_wait (%s)', c.record_wait)
+		FROM c
+		ON CONFLICT (order_no) DO NOTHING)
 	SELECT count(*) INTO starts_cancelled FROM c;
 	-- Open sessions of guns that went silent: they end at their last heartbeat.
 	WITH c AS (
@@ -573,12 +684,18 @@ BEGIN
 	LOOP
 		PERFORM 1 FROM evcharge.coupon c JOIN evcharge.charge_session cs ON cs.member_id = c.member_id
 		WHERE cs.order_no = o AND c.used_order_no IS NULL FOR UPDATE OF c;
-		PERFORM evcharge.store_bill(evcharge.compute_bill(o, 'auto'), 'auto', NULL);
-		bills_lost := bills_lost + 1;
+		-- One session that cannot be billed at all does not stop the job.
+		BEGIN
+			PERFORM evcharge.make_bill(o);
+			bills_lost := bills_lost + 1;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+			UPDATE evcharge.charge_session SET bill_error = st || ': ' || msg, updated_at = now() WHERE order_no = o;
+		END;
 	END LOOP;
 END $$;
 COMMENT ON FUNCTION evcharge.detect_lost_bills(timestamptz) IS
-	'scheduled: cancels app starts the pile never began, ends open sessions of offline guns at their last heartbeat, and bills ended sessions whose pile record has not come within the operator''s record_wait from their heartbeats, held with anomaly 1 (2 when the gun went offline); a record that comes later completes the bill; at must lie from 2015 to now() + 1 day (check_time)';
+	'scheduled: cancels app starts the pile never began (each recorded in session_cancellation), ends open sessions of offline guns at their last heartbeat, and bills ended sessions whose pile record has not come within the operator''s record_wait from their heartbeats, held with anomaly 1 (2 when the gun went offline; make_bill: one that cannot be priced is held with its reason); a record that comes later completes the bill; at must lie from 2015 to now() + 1 day (check_time)';
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.bill', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.bill_revision', '');

@@ -178,7 +178,7 @@ COMMENT ON COLUMN evcharge.ocpp_command.created_at IS 'when it was made';
 COMMENT ON COLUMN evcharge.ocpp_command.sent_at IS 'when a bridge last sent it (NULL: not yet)';
 COMMENT ON COLUMN evcharge.ocpp_command.sent_by IS 'the bridge that last sent it';
 COMMENT ON COLUMN evcharge.ocpp_command.answered_at IS 'when the answer was recorded (NULL: open)';
-COMMENT ON COLUMN evcharge.ocpp_command.answer IS 'Accepted or Rejected (the pile''s status), CALLERROR <code>, or Expired (a start not answered within 60 s)';
+COMMENT ON COLUMN evcharge.ocpp_command.answer IS 'Accepted or Rejected (the pile''s status), CALLERROR <code>, Expired (a start not answered within 60 s), or Cancelled (a start withdrawn by cancel_session())';
 
 -- Whether a pile is connected to a live bridge now.
 CREATE FUNCTION evcharge.ocpp_pile_connected(p_pile evcharge.pile_id) RETURNS boolean
@@ -226,13 +226,23 @@ BEGIN
 	IF NOT FOUND OR c.action <> 'RemoteStartTransaction' OR p_answer = 'Accepted' THEN
 		RETURN false;
 	END IF;
-	-- A start the pile did not accept: the app's session never begins.
-	UPDATE evcharge.charge_session cs SET state = 'cancelled', updated_at = now()
-	WHERE cs.order_no = c.order_no AND cs.state = 'pending';
-	RETURN FOUND;
+	-- A start the pile did not accept: the app's session never begins, and
+	-- is cancelled as support would cancel it (audited).  One that has begun
+	-- after all (its transaction came first) is left to run.
+	PERFORM 1 FROM evcharge.charge_session cs WHERE cs.order_no = c.order_no AND cs.state = 'pending' FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	BEGIN
+		PERFORM evcharge.cancel_session(c.order_no,
+			format('the pile did not accept the remote start (command %s answered %s)', c.command_id, p_answer));
+	EXCEPTION WHEN object_not_in_prerequisite_state THEN
+		RETURN false;
+	END;
+	RETURN true;
 END $$;
 COMMENT ON FUNCTION evcharge.ocpp_command_answer(bigint, evcharge.pile_id, text) IS
-	'records a pile''s answer to a command sent to it (the first counts; another pile''s answer changes nothing); a RemoteStartTransaction answered anything but Accepted cancels its pending session; true when it did';
+	'records a pile''s answer to a command sent to it (the first counts; another pile''s answer changes nothing); a RemoteStartTransaction answered anything but Accepted cancels its pending session through cancel_session() (recorded in session_cancellation); true when it did';
 
 -- An operator stops a charge: a RemoteStopTransaction for its pile.
 CREATE FUNCTION evcharge.ocpp_stop_charge(p_order_no text) RETURNS bigint

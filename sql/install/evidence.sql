@@ -40,7 +40,7 @@ BEGIN
 	SELECT cs.gun, cs.station_id, cs.started_at, cs.charging_ended_at, cs.occupied_until,
 	       coalesce(cs.started_at, cs.created_at) - interval '5 min' AS lo,
 	       coalesce(cs.occupied_until, cs.last_ts, cs.charging_ended_at, cs.started_at, cs.created_at) AS hi,
-	       st.tz, evcharge.current_type(cs.gun) AS current_type
+	       st.tz, evcharge.registered_current_type(cs.gun) AS current_type
 	INTO s
 	FROM evcharge.charge_session cs JOIN evcharge.station st ON st.station_id = cs.station_id
 	WHERE cs.order_no = p_order_no;
@@ -182,7 +182,7 @@ BEGIN
 	n := coalesce(array_length(ev_ts, 1), 0);
 	SELECT cs.order_no, cs.gun, cs.station_id, cs.state, cs.started_at, cs.charging_ended_at,
 	       cs.occupied_until, cs.created_at, st.name AS station_name, st.tz,
-	       evcharge.current_type(cs.gun) AS current_type
+	       evcharge.registered_current_type(cs.gun) AS current_type
 	INTO s
 	FROM evcharge.charge_session cs JOIN evcharge.station st ON st.station_id = cs.station_id
 	WHERE cs.order_no = p_order_no;

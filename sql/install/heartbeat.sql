@@ -13,18 +13,91 @@ CREATE TABLE evcharge.pile (
 	gun_count int NOT NULL CHECK (gun_count BETWEEN 1 AND 999),
 	rated_power_w int NOT NULL CHECK (rated_power_w > 0),
 	firmware text,
-	registered_at timestamptz NOT NULL DEFAULT now()
+	registered_at timestamptz NOT NULL DEFAULT now(),
+	current_type text CONSTRAINT pile_current_type_check CHECK (current_type IN ('AC', 'DC'))
+		CONSTRAINT pile_current_type_as_id CHECK (current_type = coalesce(evcharge.current_type(pile_id), current_type))
+		CONSTRAINT pile_current_type_known CHECK (current_type IS NOT NULL
+			OR coalesce(evcharge.product_kind(pile_id) = 'ground_lock', false))
 );
 CREATE INDEX pile_station_idx ON evcharge.pile (station_id);
 COMMENT ON INDEX evcharge.pile_station_idx IS 'the piles of a station';
 COMMENT ON TABLE evcharge.pile IS
 	'Registered piles, guns numbered 1..gun_count; traffic for any other gun goes to quarantine.  Legacy 16-digit ids are refused: the cloud protocol does not accept them';
-COMMENT ON COLUMN evcharge.pile.pile_id IS '20-digit pile id; its current type (AC/DC) is read from the id';
+COMMENT ON COLUMN evcharge.pile.pile_id IS '20-digit pile id; its digits 14-15 give the current type when they are 01 (AC) or 02 (DC)';
 COMMENT ON COLUMN evcharge.pile.station_id IS 'the station the pile stands at';
 COMMENT ON COLUMN evcharge.pile.gun_count IS 'number of guns, numbered from 1';
 COMMENT ON COLUMN evcharge.pile.rated_power_w IS 'rated power per gun in watts: a meter jump larger than this allows is not billed';
 COMMENT ON COLUMN evcharge.pile.firmware IS 'firmware version as the pile reports it';
 COMMENT ON COLUMN evcharge.pile.registered_at IS 'when the pile was registered';
+COMMENT ON COLUMN evcharge.pile.current_type IS
+	'AC or DC, what its sessions are priced by: taken from the id when digits 14-15 say it (01, 02), given at registration when they do not (Jianxin''s 10); NULL only for a parking ground lock whose id does not say';
+COMMENT ON CONSTRAINT pile_id_not_legacy ON evcharge.pile IS
+	'16-digit legacy ids are refused (the trigger pile_registration words the error)';
+COMMENT ON CONSTRAINT pile_current_type_check ON evcharge.pile IS 'a current type is AC or DC';
+COMMENT ON CONSTRAINT pile_current_type_as_id ON evcharge.pile IS
+	'the current type agrees with the id''s digits 14-15 when they say it: the old platform showed AC piles as DC';
+COMMENT ON CONSTRAINT pile_current_type_known ON evcharge.pile IS
+	'every pile that charges knows its current type; a parking ground lock delivers no energy and may have none';
+
+-- Registration: the current type from the id, or the one given when the id
+-- does not say it; refusals worded for the person registering (a CHECK
+-- constraint's own error names only the constraint).  A row trigger:
+-- piles are registered by hand or by a loader a few at a time, not traffic.
+CREATE FUNCTION evcharge.pile_registration() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	id_type text;
+	detail text;
+BEGIN
+	IF NEW.pile_id IS NULL THEN
+		RETURN NEW;			-- the primary key refuses it
+	END IF;
+	IF evcharge.is_legacy(NEW.pile_id) THEN
+		RAISE EXCEPTION 'pile id "%" is a 16-digit legacy id, which the cloud pile protocol does not accept', NEW.pile_id
+			USING ERRCODE = 'check_violation', SCHEMA = 'evcharge', TABLE = 'pile', CONSTRAINT = 'pile_id_not_legacy',
+			      DETAIL = 'A legacy pile id has 16 digits: region (6), operator (4), serial (6).  A pile is registered under the 20-digit id it logs in with.',
+			      HINT = 'A pile id has 20 digits: region (6), operator (4), reserved (1), product (2), detail (2), serial (5), for example "4420 0000 1200 0020 0045".';
+	END IF;
+	id_type := evcharge.current_type(NEW.pile_id);
+	detail := substr(NEW.pile_id::text, 14, 2);
+	IF NEW.current_type IS NOT NULL AND NEW.current_type NOT IN ('AC', 'DC') THEN
+		RAISE EXCEPTION 'current type "%" of pile % is neither AC nor DC', NEW.current_type, NEW.pile_id
+			USING ERRCODE = 'check_violation', SCHEMA = 'evcharge', TABLE = 'pile', CONSTRAINT = 'pile_current_type_check',
+			      HINT = 'Give ''AC'' or ''DC''.';
+	END IF;
+	IF id_type IS NOT NULL AND NEW.current_type IS NULL THEN
+		NEW.current_type := id_type;
+	ELSIF id_type IS NOT NULL AND NEW.current_type <> id_type THEN
+		RAISE EXCEPTION 'pile % cannot be registered as %: its id says %', NEW.pile_id, NEW.current_type, id_type
+			USING ERRCODE = 'check_violation', SCHEMA = 'evcharge', TABLE = 'pile', CONSTRAINT = 'pile_current_type_as_id',
+			      DETAIL = format('Digits 14-15 of the id are %s (%s).  The old platform showed AC piles as DC because it did not take the current type from the id.',
+			                      detail, id_type),
+			      HINT = format('Leave current_type out, and it is taken from the id; if the pile really is %s, its id is wrong: register it under the id it logs in with.',
+			                    NEW.current_type);
+	ELSIF id_type IS NULL AND NEW.current_type IS NULL
+	      AND NOT coalesce(evcharge.product_kind(NEW.pile_id) = 'ground_lock', false) THEN
+		RAISE EXCEPTION 'pile % needs its current type: its id does not say AC or DC', NEW.pile_id
+			USING ERRCODE = 'not_null_violation', SCHEMA = 'evcharge', TABLE = 'pile', COLUMN = 'current_type',
+			      DETAIL = format('Digits 14-15 of the id are %s; only 01 (AC) and 02 (DC) say the current type, and its sessions are priced by it.',
+			                      detail),
+			      HINT = 'Register it with current_type ''AC'' or ''DC'', as its nameplate says.';
+	END IF;
+	RETURN NEW;
+END $$;
+COMMENT ON FUNCTION evcharge.pile_registration() IS
+	'trigger: a registered pile''s current type is taken from its id when digits 14-15 say it; refuses (with the layout) a legacy id (23514), a type that contradicts the id (23514) and a missing type the id does not give (23502)';
+CREATE TRIGGER pile_registration BEFORE INSERT OR UPDATE OF pile_id, current_type ON evcharge.pile
+	FOR EACH ROW EXECUTE FUNCTION evcharge.pile_registration();
+COMMENT ON TRIGGER pile_registration ON evcharge.pile IS
+	'fills the current type from the id and words the registry''s refusals (legacy id, type against the id, type missing)';
+
+-- The current type a gun's sessions are priced by: the registry's, never
+-- the id's alone (an id may not say it).  NULL for a gun not registered.
+CREATE FUNCTION evcharge.registered_current_type(gun evcharge.gun_id) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT pl.current_type FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(gun));
+COMMENT ON FUNCTION evcharge.registered_current_type(evcharge.gun_id) IS
+	'AC or DC as the pile registry has it for the gun''s pile (evcharge.pile.current_type): what pricing uses; NULL when the pile is not registered or is a ground lock without one';
 
 -- Heartbeats: the raw log of what piles sent, partitioned by day on ts.  No
 -- constraint beyond the column types (not even NOT NULL on gun, time and

@@ -266,7 +266,7 @@ BEGIN
 	-- current type can deliver in the span, nor than the operator allows
 	-- one bill (finance_policy).
 	SELECT s.operator_id, (SELECT max(pl.rated_power_w) FROM evcharge.pile pl
-	                       WHERE pl.station_id = s.station_id AND evcharge.current_type(pl.pile_id) = quote.current_type)
+	                       WHERE pl.station_id = s.station_id AND pl.current_type = quote.current_type)
 	INTO op, rated
 	FROM evcharge.station s WHERE s.station_id = quote.station_id;
 	IF NOT FOUND THEN

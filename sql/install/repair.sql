@@ -100,6 +100,20 @@ BEGIN
 			repair_bill.energy_wh, NULL, format('a repair of order %s', v_order));
 	END IF;
 	nb := evcharge.compute_bill(v_order, repair_bill.method, repair_bill.energy_wh);
+	-- A bill that still cannot be priced is not released at no amount: that
+	-- would be a default price of zero.
+	IF nb.anomalies OPERATOR(evcharge.&&) '12+17+19'::evcharge.anomaly_set THEN
+		RAISE EXCEPTION 'order % still cannot be priced', v_order
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = array_to_string(ARRAY(SELECT a FROM unnest(nb.applied) a
+			                                     WHERE a LIKE 'not priced: %' OR a LIKE 'no tariff in force: %'), '; '),
+			      HINT = CASE
+			          WHEN evcharge.anomaly_has(nb.anomalies, 17) THEN
+			              format('Register pile %s with its current type (evcharge.pile), then repair again.', evcharge.pile(s.gun))
+			          WHEN evcharge.anomaly_has(nb.anomalies, 12) THEN
+			              'Add the plan in force at the time to evcharge.station_tariff, then repair again.'
+			          ELSE 'Mend the cause the detail names, then repair again.' END;
+	END IF;
 	-- Plausible: energy set by hand no more than the gun can deliver in the
 	-- bill's span, and no bill beyond the operator's limits, whatever the method.
 	SELECT pl.rated_power_w INTO rated FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(s.gun);
@@ -129,6 +143,7 @@ BEGIN
 		nb.state := 'settled';
 	END IF;
 	nb := evcharge.store_bill(nb, repair_bill.method, repair_bill.reason);
+	UPDATE evcharge.charge_session cs SET bill_error = NULL WHERE cs.order_no = v_order AND cs.bill_error IS NOT NULL;
 	IF had_bill AND old.state = 'settled' THEN
 		PERFORM evcharge.adjust_settled_bill(v_order, old, nb, repair_bill.reason);
 	END IF;
@@ -139,7 +154,7 @@ BEGIN
 	RETURN nb;
 END $$;
 COMMENT ON FUNCTION evcharge.repair_bill(text, text, text, bigint) IS
-	'recomputes a bill (recompute: heartbeats, pile record and plans in force; pile: the pile''s energy; platform: the heartbeats'' energy; manual: energy_wh), releases it and records the revision with the reason (a settled bill stays settled and the difference is posted to the ledger); the same repair twice changes nothing; a repair already running on the bill makes this one fail at once (55P03); refused (22023): energy given to a method other than manual, manual energy beyond what the gun can deliver in the bill''s span (gun_energy_limit), a bill beyond the operator''s limits (check_bill_limits)';
+	'recomputes a bill (recompute: heartbeats, pile record and plans in force; pile: the pile''s energy; platform: the heartbeats'' energy; manual: energy_wh), releases it and records the revision with the reason (a settled bill stays settled and the difference is posted to the ledger); the same repair twice changes nothing; a repair already running on the bill makes this one fail at once (55P03); refused (22023): energy given to a method other than manual, manual energy beyond what the gun can deliver in the bill''s span (gun_energy_limit), a bill beyond the operator''s limits (check_bill_limits); refused (55000): a bill that still cannot be priced (no tariff, current type unknown, pricing failed)';
 
 CREATE FUNCTION evcharge.repair_bills(codes evcharge.anomaly_set, station_id bigint, day date, reason text,
 	method text DEFAULT 'recompute')

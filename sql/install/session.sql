@@ -69,6 +69,33 @@ COMMENT ON COLUMN evcharge.charge_session.updated_at IS 'when the row was last w
 COMMENT ON COLUMN evcharge.charge_session.card_no IS 'for a start at the pile: the card the pile''s record names, registered or not';
 COMMENT ON COLUMN evcharge.charge_session.vin IS 'for a start at the pile: the vehicle the pile''s record names, registered or not';
 
+-- Who cancelled which start, when and why: cancel_session() (support, the
+-- bridge for a remote start the pile refused) and detect_lost_bills() (a
+-- start the pile never began).  An audit trail, like bill_revision.
+CREATE TABLE evcharge.session_cancellation (
+	order_no text PRIMARY KEY REFERENCES evcharge.charge_session,
+	reason text NOT NULL CHECK (btrim(reason) <> ''),
+	cancelled_by text NOT NULL DEFAULT current_user,
+	cancelled_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.session_cancellation IS
+	'Every start cancelled by cancel_session() or detect_lost_bills(): why, by whom and when; never updated or deleted';
+COMMENT ON COLUMN evcharge.session_cancellation.order_no IS 'the session cancelled';
+COMMENT ON COLUMN evcharge.session_cancellation.reason IS 'why, as given to cancel_session() (or the job''s or the bridge''s own words)';
+COMMENT ON COLUMN evcharge.session_cancellation.cancelled_by IS 'the database user who cancelled it';
+COMMENT ON COLUMN evcharge.session_cancellation.cancelled_at IS 'when';
+
+CREATE FUNCTION evcharge.session_cancellation_immutable() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RAISE EXCEPTION 'session cancellations are an audit trail and cannot be changed'
+		USING ERRCODE = 'insufficient_privilege', HINT = 'A cancelled session stays cancelled; its record says who and why.';
+END $$;
+COMMENT ON FUNCTION evcharge.session_cancellation_immutable() IS 'trigger: refuses updates and deletes of session_cancellation';
+CREATE TRIGGER session_cancellation_immutable BEFORE UPDATE OR DELETE ON evcharge.session_cancellation
+	FOR EACH ROW EXECUTE FUNCTION evcharge.session_cancellation_immutable();
+COMMENT ON TRIGGER session_cancellation_immutable ON evcharge.session_cancellation IS 'the audit trail of cancellations cannot be changed or deleted';
+
 CREATE TABLE evcharge.pile_record (
 	order_no text,
 	gun evcharge.gun_id,
@@ -122,6 +149,8 @@ RETURNS text
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	p record;
+	found_pile boolean;
+	mem evcharge.member;
 	ptn evcharge.partner;
 	owes numeric;
 	grp bigint;
@@ -135,12 +164,31 @@ BEGIN
 		RAISE EXCEPTION 'start channel "%" is not known', channel
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use app, qr, card, password, vin or partner.';
 	END IF;
-	SELECT pl.station_id, pl.gun_count, s.tz INTO p
+	SELECT pl.station_id, pl.gun_count, s.tz, s.operator_id INTO p
 	FROM evcharge.pile pl JOIN evcharge.station s USING (station_id)
 	WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(start_session.gun);
-	IF NOT FOUND OR evcharge.gun_no(start_session.gun) > p.gun_count THEN
+	found_pile := FOUND;
+	IF NOT found_pile OR evcharge.gun_no(start_session.gun) > p.gun_count THEN
 		RAISE EXCEPTION 'gun % is not registered', gun
-			USING ERRCODE = 'foreign_key_violation', HINT = 'Register its pile in evcharge.pile.';
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = CASE WHEN found_pile
+			                    THEN format('Pile %s has %s gun(s); this is gun %s.', evcharge.pile(start_session.gun), p.gun_count, evcharge.gun_no(start_session.gun))
+			                    ELSE format('Pile %s is not in the registry.', evcharge.pile(start_session.gun)) END,
+			      HINT = 'Start on a gun of a registered pile (evcharge.pile, guns 1 to gun_count).';
+	END IF;
+	-- A start for nobody the operator knows would hold the gun for a
+	-- session no wallet pays (and block it until detect_lost_bills gives up).
+	IF start_session.member_id IS NOT NULL THEN
+		SELECT * INTO mem FROM evcharge.member mm WHERE mm.member_id = start_session.member_id;
+		IF NOT FOUND OR mem.operator_id <> p.operator_id THEN
+			RAISE EXCEPTION 'operator % has no member %', p.operator_id, start_session.member_id
+				USING ERRCODE = 'no_data_found',
+				      DETAIL = format('Gun %s is operator %s''s; %s.', gun, p.operator_id,
+				                      CASE WHEN mem.member_id IS NOT NULL
+				                           THEN format('member %s is operator %s''s', mem.member_id, mem.operator_id)
+				                           ELSE format('no member %s is registered', start_session.member_id) END),
+				      HINT = 'Give one of the operator''s members (evcharge.member), or NULL for a partner''s user.';
+		END IF;
 	END IF;
 	-- The member's customer group (department, fleet, VIP class) at the
 	-- start: its group price and occupancy exemption apply to this charge.
@@ -150,14 +198,17 @@ BEGIN
 	       CASE WHEN coalesce(start_session.partner_id, m.partner_id) IS NULL THEN m.group_id END
 	INTO partner_id, grp
 	FROM (SELECT 1) one LEFT JOIN evcharge.member m ON m.member_id = start_session.member_id;
-	IF partner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM evcharge.partner pa
-			JOIN evcharge.station st ON st.operator_id = pa.operator_id
-			WHERE pa.partner_id = start_session.partner_id AND st.station_id = p.station_id) THEN
-		RAISE EXCEPTION 'partner % has no contract with the operator of gun %', partner_id, gun
-			USING ERRCODE = 'foreign_key_violation', HINT = 'Register the partner in evcharge.partner for this operator.';
-	END IF;
 	IF partner_id IS NOT NULL THEN
 		SELECT * INTO ptn FROM evcharge.partner x WHERE x.partner_id = start_session.partner_id;
+		IF NOT FOUND OR ptn.operator_id <> p.operator_id THEN
+			RAISE EXCEPTION 'partner % has no contract with the operator of gun %', partner_id, gun
+				USING ERRCODE = 'no_data_found',
+				      DETAIL = format('Gun %s is operator %s''s; %s.', gun, p.operator_id,
+				                      CASE WHEN ptn.partner_id IS NOT NULL
+				                           THEN format('partner %s (%s) has its contract with operator %s', ptn.partner_id, ptn.name, ptn.operator_id)
+				                           ELSE format('no partner %s is registered', partner_id) END),
+				      HINT = 'Give one of the operator''s partners (evcharge.partner), or NULL for a member''s own start.';
+		END IF;
 		owes := evcharge.partner_owes(ptn.partner_id);
 		IF ptn.kind = 'affiliated' AND ptn.credit_limit IS NOT NULL AND owes >= ptn.credit_limit THEN
 			RAISE EXCEPTION 'partner % has reached its credit limit', partner_id
@@ -211,7 +262,57 @@ BEGIN
 	RETURN order_no;
 END $$;
 COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text, bigint) IS
-	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it; for an OCPP pile (one that has connected to a bridge) it also makes the RemoteStartTransaction (ocpp_command, NOTIFY evcharge_command), and refuses with EV003 when the pile is not connected';
+	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it; for an OCPP pile (one that has connected to a bridge) it also makes the RemoteStartTransaction (ocpp_command, NOTIFY evcharge_command), and refuses with EV003 when the pile is not connected; refuses (P0002) a gun that is not registered and a member or partner that is not the operator''s; 55P03 for a busy gun; cancel_session() ends a start the pile never began';
+
+-- Ending a start the pile never began (the driver gave up, the pile
+-- never answered), so that the gun is free at once instead of after
+-- record_wait.  A person's act on a driver's charge: kept with who, when
+-- and why, as repairs are (session_cancellation).
+CREATE FUNCTION evcharge.cancel_session(order_no text, reason text) RETURNS evcharge.charge_session
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	tx record;
+BEGIN
+	IF cancel_session.reason IS NULL OR btrim(cancel_session.reason) = '' THEN
+		RAISE EXCEPTION 'a cancellation of order % needs a reason', coalesce(cancel_session.order_no, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Say why, as the support ticket would read it: ''driver left before the pile started''.';
+	END IF;
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = cancel_session.order_no FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', cancel_session.order_no
+			USING ERRCODE = 'no_data_found', HINT = 'Order numbers are in evcharge.charge_session.';
+	END IF;
+	IF s.state = 'cancelled' THEN
+		RETURN s;			-- cancelled already: nothing to do, nothing recorded twice
+	END IF;
+	IF s.state <> 'pending' THEN
+		RAISE EXCEPTION 'order % cannot be cancelled: it has begun charging', s.order_no
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('Its session is %s; the first charging heartbeat came at %s.', s.state,
+			                      coalesce(s.started_at::text, 'an unknown time')),
+			      HINT = 'A charge that has begun is stopped at the pile or remotely (evcharge.ocpp_stop_charge), and billed.';
+	END IF;
+	-- An OCPP pile may have begun without a charging heartbeat yet.
+	SELECT t.transaction_id, t.started_at INTO tx FROM evcharge.ocpp_transaction t WHERE t.order_no = s.order_no;
+	IF FOUND THEN
+		RAISE EXCEPTION 'order % cannot be cancelled: the pile has begun its transaction', s.order_no
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('OCPP transaction %s started at %s.', tx.transaction_id, tx.started_at),
+			      HINT = 'A charge that has begun is stopped at the pile or remotely (evcharge.ocpp_stop_charge), and billed.';
+	END IF;
+	UPDATE evcharge.charge_session cs SET state = 'cancelled', updated_at = now()
+	WHERE cs.order_no = s.order_no
+	RETURNING * INTO s;
+	INSERT INTO evcharge.session_cancellation (order_no, reason) VALUES (s.order_no, cancel_session.reason);
+	-- A remote start not yet answered is withdrawn: no bridge sends it now.
+	UPDATE evcharge.ocpp_command c SET answered_at = now(), answer = 'Cancelled'
+	WHERE c.order_no = s.order_no AND c.action = 'RemoteStartTransaction' AND c.answered_at IS NULL;
+	RETURN s;
+END $$;
+COMMENT ON FUNCTION evcharge.cancel_session(text, text) IS
+	'ends a pending start the pile never began: the session is cancelled (its gun free at once), the cancellation recorded in session_cancellation (reason, database user, time), an unanswered RemoteStartTransaction withdrawn (answer Cancelled); a session cancelled already is returned as it is; refused: no reason (22023), an unknown order (P0002), a session that has begun charging or whose OCPP transaction has begun (55000)';
 
 -- The samples a bill is measured from: the session's heartbeats, one per
 -- time (highest reading), with rises larger than the gun's rated power
@@ -271,6 +372,7 @@ COMMENT ON TRIGGER pile_record_ingest ON evcharge.pile_record IS 'once per state
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.charge_session', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.pile_record', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.session_cancellation', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.fault_event', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.fault_event_fault_event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.order_seq', '');

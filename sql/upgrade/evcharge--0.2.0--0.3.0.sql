@@ -5,3 +5,1567 @@
 -- test/integration/upgrade.sh installs 0.1.0 and 0.2.0, updates each and
 -- compares the catalogue with a fresh 0.3.0 install.
 \echo Use "ALTER EXTENSION evcharge UPDATE TO '0.3.0'" to load this file. \quit
+
+-- == issue 16 item 1: every pile gets a bill (with item 9, first bullet: a legacy id refused with its layout) ==
+-- The pile registry knows each pile's current type (pile.current_type):
+-- taken from the id when digits 14-15 say it (01 AC, 02 DC), given at
+-- registration when they do not (Zhongshan Jianxin's 10), refused when the
+-- two disagree.  Pricing everywhere (the pipeline's plan look-up in C,
+-- compute_bill, quote, the balance guard, the evidence) uses the registry's
+-- type.  A session that cannot be priced for any reason gets a held bill
+-- with the reason (anomalies 17, 18, 19 are new; 12 as before).
+--
+-- Existing piles: the column is filled from the id.  A pile whose id does
+-- not say AC or DC cannot be guessed (AC and DC are priced apart, and a
+-- wrong guess bills every charge wrongly), so the update stops and names
+-- such piles; their types are given in a temporary table of the session
+-- that runs the update, which is then run again:
+--   CREATE TEMP TABLE pile_current_type (pile_id text PRIMARY KEY, current_type text NOT NULL);
+--   INSERT INTO pile_current_type VALUES ('44200100020001000110', 'DC'), ('44200100020001000075', 'DC');
+--   ALTER EXTENSION evcharge UPDATE;
+-- A parking ground lock needs none.  Sessions of such piles that ended
+-- without a bill under 0.2.0 (bill_error "current type NULL is neither AC
+-- nor DC") are billed at the end of this section when their pile record is
+-- in, and by the next detect_lost_bills() run when it is not.  Item 9: the
+-- same trigger (pile_registration) refuses a 16-digit legacy id with the
+-- layout and hint of the id type, instead of the bare check constraint.
+INSERT INTO evcharge.anomaly_code (code, name, description, blocks_charge) VALUES
+	(17, 'current_type_unknown', 'The pile registry does not give the pile''s current type (AC or DC), as for a pile removed from it, so the session cannot be priced.', true),
+	(18, 'beyond_bill_limits', 'The bill''s energy or amount is beyond what the operator allows one bill to carry.', true),
+	(19, 'not_priced', 'Pricing the session failed with an error, so the bill has no amount.', true);
+
+CREATE OR REPLACE FUNCTION evcharge.quote(station_id bigint, current_type text, group_id bigint,
+	started_at timestamptz, ended_at timestamptz, kwh numeric,
+	occupied_until timestamptz DEFAULT NULL, member_id bigint DEFAULT NULL)
+RETURNS evcharge.charge_quote
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r evcharge.charge_quote;
+	wh bigint;
+	occ record;
+	minutes bigint;
+	cp record;
+	op bigint;
+	rated int;
+BEGIN
+	IF started_at IS NULL OR ended_at IS NULL OR kwh IS NULL THEN
+		RAISE EXCEPTION 'started_at, ended_at and kwh are required' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT isfinite(started_at) OR NOT isfinite(ended_at) OR NOT isfinite(coalesce(occupied_until, ended_at)) THEN
+		RAISE EXCEPTION 'a charge from % to % (unplugged %) cannot be priced', started_at, ended_at,
+			coalesce(occupied_until::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A charge starts, ends and is unplugged at finite times.',
+			      HINT = 'Give the times of the charge, e.g. ''2026-11-20 10:00+08''.';
+	END IF;
+	IF kwh IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'energy % kWh is not a number of kWh', kwh
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'evcharge measures energy in Wh: give kWh with at most 3 decimals, 0 or more.';
+	END IF;
+	IF ended_at < started_at THEN
+		RAISE EXCEPTION 'the charge ends (%) before it starts (%)', ended_at, started_at
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF kwh < 0 OR kwh <> round(kwh, 3) THEN
+		RAISE EXCEPTION 'energy % kWh is not a whole number of Wh at least 0', kwh
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'evcharge measures energy in Wh: give kWh with at most 3 decimals.';
+	END IF;
+	IF ended_at = started_at AND kwh > 0 THEN
+		RAISE EXCEPTION 'a charge of % kWh cannot start and end at the same time (%)', kwh, started_at
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Energy flows over time: give the time charging ended.';
+	END IF;
+	IF occupied_until IS NOT NULL AND occupied_until < ended_at THEN
+		RAISE EXCEPTION 'the gun is unplugged (%) before charging ends (%)', occupied_until, ended_at
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- Plausible: no more than the station's most powerful gun of that
+	-- current type can deliver in the span, nor than the operator allows
+	-- one bill (finance_policy).
+	SELECT s.operator_id, (SELECT max(pl.rated_power_w) FROM evcharge.pile pl
+	                       WHERE pl.station_id = s.station_id AND pl.current_type = quote.current_type)
+	INTO op, rated
+	FROM evcharge.station s WHERE s.station_id = quote.station_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'station % does not exist', coalesce(quote.station_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'Register it in evcharge.station.';
+	END IF;
+	IF rated IS NOT NULL AND kwh * 1000 > evcharge.gun_energy_limit(rated, started_at, ended_at) THEN
+		RAISE EXCEPTION '% kWh cannot be charged at station % from % to %', kwh, quote.station_id, started_at, ended_at
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Its most powerful %s gun is rated %s W: at most %s kWh in that time (rated power x time x 1.2 + 10 Wh).',
+			                      quote.current_type, rated, trunc(evcharge.gun_energy_limit(rated, started_at, ended_at) / 1000, 3)),
+			      HINT = 'Check the energy and the times of the charge.';
+	END IF;
+	PERFORM evcharge.check_bill_limits(op, kwh * 1000, NULL, 'a quote');
+	wh := (kwh * 1000)::bigint;
+
+	-- A linear session: the energy rises evenly from start to end.
+	r := evcharge.price_session(quote.station_id, quote.current_type, quote.group_id,
+	                            ARRAY[started_at, ended_at], ARRAY[0, wh]);
+
+	IF quote.member_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM evcharge.member m
+	                                               WHERE m.member_id = quote.member_id AND m.operator_id = op) THEN
+		RAISE EXCEPTION 'operator % has no member %', op, quote.member_id
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = format('Station %s is operator %s''s; %s.', quote.station_id, op,
+			                      coalesce((SELECT format('member %s is operator %s''s', m.member_id, m.operator_id)
+			                                FROM evcharge.member m WHERE m.member_id = quote.member_id),
+			                               format('no member %s is registered', quote.member_id))),
+			      HINT = 'Give one of the operator''s members (evcharge.member), or NULL for no coupon.';
+	END IF;
+
+	-- Occupancy: whole minutes plugged after charging, beyond the grace.
+	IF occupied_until IS NOT NULL THEN
+		SELECT o.grace_minutes, o.fee_per_minute, o.cap,
+		       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e
+		               WHERE e.station_id = o.station_id AND e.group_id = quote.group_id) AS exempt
+		INTO occ FROM evcharge.occupancy_fee o WHERE o.station_id = quote.station_id;
+		IF FOUND THEN
+			minutes := floor(extract(epoch FROM occupied_until - ended_at) / 60)::bigint - occ.grace_minutes;
+			IF minutes > 0 AND occ.exempt THEN
+				r.applied := r.applied || format('occupancy: %s min, group exempt', minutes);
+			ELSIF minutes > 0 THEN
+				r.occupancy_fee := trunc(minutes * occ.fee_per_minute, 2);
+				IF occ.cap IS NOT NULL AND r.occupancy_fee > occ.cap THEN
+					r.occupancy_fee := occ.cap;
+					r.applied := r.applied || format('occupancy: %s min, capped', minutes);
+				ELSE
+					r.applied := r.applied || format('occupancy: %s min', minutes);
+				END IF;
+			END IF;
+		END IF;
+	END IF;
+
+	-- The member's best coupon valid at the start for this much energy: the
+	-- largest discount it gives (never more than the service fee), and of
+	-- those the smallest coupon, soonest to expire, so that nothing is wasted.
+	IF member_id IS NOT NULL THEN
+		SELECT c.coupon_id, c.amount INTO cp
+		FROM evcharge.coupon c JOIN evcharge.station s ON s.operator_id = c.operator_id
+		WHERE s.station_id = quote.station_id AND c.member_id = quote.member_id
+		  AND c.used_order_no IS NULL AND c.valid @> started_at AND c.min_kwh <= kwh
+		ORDER BY least(c.amount, r.service_fee) DESC, c.amount ASC, upper(c.valid) ASC NULLS LAST, c.coupon_id
+		LIMIT 1;
+		IF FOUND AND r.service_fee > 0 THEN
+			r.discount := least(cp.amount, r.service_fee);
+			r.applied := r.applied || format('coupon: %s', cp.coupon_id);
+		END IF;
+	END IF;
+
+	r.total := r.energy_fee + r.service_fee + r.occupancy_fee - r.discount;
+	r.applied := ARRAY(SELECT a FROM unnest(r.applied) a ORDER BY a);
+	PERFORM evcharge.check_bill_limits(op, wh, r.total, 'a quote');
+	RETURN r;
+END $$;
+COMMENT ON FUNCTION evcharge.quote(bigint, text, bigint, timestamptz, timestamptz, numeric, timestamptz, bigint) IS
+	'what a charge would cost: plans in force across the span, group price, promotions, occupancy fee up to occupied_until, the member''s best coupon; refuses (22023) energy beyond what the station''s most powerful gun of the type can deliver in the span (gun_energy_limit) or beyond the operator''s bill limits (check_bill_limits), NaN, infinite or negative energy and infinite times; P0002 for a station, group or member not the operator''s';
+
+ALTER TABLE evcharge.pile ADD COLUMN current_type text CONSTRAINT pile_current_type_check CHECK (current_type IN ('AC', 'DC'))
+	CONSTRAINT pile_current_type_as_id CHECK (current_type = coalesce(evcharge.current_type(pile_id), current_type));
+
+COMMENT ON COLUMN evcharge.pile.pile_id IS '20-digit pile id; its digits 14-15 give the current type when they are 01 (AC) or 02 (DC)';
+COMMENT ON COLUMN evcharge.pile.current_type IS
+	'AC or DC, what its sessions are priced by: taken from the id when digits 14-15 say it (01, 02), given at registration when they do not (Jianxin''s 10); NULL only for a parking ground lock whose id does not say';
+CREATE FUNCTION evcharge.pile_registration() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	id_type text;
+	detail text;
+BEGIN
+	IF NEW.pile_id IS NULL THEN
+		RETURN NEW;			-- the primary key refuses it
+	END IF;
+	IF evcharge.is_legacy(NEW.pile_id) THEN
+		RAISE EXCEPTION 'pile id "%" is a 16-digit legacy id, which the cloud pile protocol does not accept', NEW.pile_id
+			USING ERRCODE = 'check_violation', SCHEMA = 'evcharge', TABLE = 'pile', CONSTRAINT = 'pile_id_not_legacy',
+			      DETAIL = 'A legacy pile id has 16 digits: region (6), operator (4), serial (6).  A pile is registered under the 20-digit id it logs in with.',
+			      HINT = 'A pile id has 20 digits: region (6), operator (4), reserved (1), product (2), detail (2), serial (5), for example "4420 0000 1200 0020 0045".';
+	END IF;
+	id_type := evcharge.current_type(NEW.pile_id);
+	detail := substr(NEW.pile_id::text, 14, 2);
+	IF NEW.current_type IS NOT NULL AND NEW.current_type NOT IN ('AC', 'DC') THEN
+		RAISE EXCEPTION 'current type "%" of pile % is neither AC nor DC', NEW.current_type, NEW.pile_id
+			USING ERRCODE = 'check_violation', SCHEMA = 'evcharge', TABLE = 'pile', CONSTRAINT = 'pile_current_type_check',
+			      HINT = 'Give ''AC'' or ''DC''.';
+	END IF;
+	IF id_type IS NOT NULL AND NEW.current_type IS NULL THEN
+		NEW.current_type := id_type;
+	ELSIF id_type IS NOT NULL AND NEW.current_type <> id_type THEN
+		RAISE EXCEPTION 'pile % cannot be registered as %: its id says %', NEW.pile_id, NEW.current_type, id_type
+			USING ERRCODE = 'check_violation', SCHEMA = 'evcharge', TABLE = 'pile', CONSTRAINT = 'pile_current_type_as_id',
+			      DETAIL = format('Digits 14-15 of the id are %s (%s).  The old platform showed AC piles as DC because it did not take the current type from the id.',
+			                      detail, id_type),
+			      HINT = format('Leave current_type out, and it is taken from the id; if the pile really is %s, its id is wrong: register it under the id it logs in with.',
+			                    NEW.current_type);
+	ELSIF id_type IS NULL AND NEW.current_type IS NULL
+	      AND NOT coalesce(evcharge.product_kind(NEW.pile_id) = 'ground_lock', false) THEN
+		RAISE EXCEPTION 'pile % needs its current type: its id does not say AC or DC', NEW.pile_id
+			USING ERRCODE = 'not_null_violation', SCHEMA = 'evcharge', TABLE = 'pile', COLUMN = 'current_type',
+			      DETAIL = format('Digits 14-15 of the id are %s; only 01 (AC) and 02 (DC) say the current type, and its sessions are priced by it.',
+			                      detail),
+			      HINT = 'Register it with current_type ''AC'' or ''DC'', as its nameplate says.';
+	END IF;
+	RETURN NEW;
+END $$;
+COMMENT ON FUNCTION evcharge.pile_registration() IS
+	'trigger: a registered pile''s current type is taken from its id when digits 14-15 say it; refuses (with the layout) a legacy id (23514), a type that contradicts the id (23514) and a missing type the id does not give (23502)';
+CREATE TRIGGER pile_registration BEFORE INSERT OR UPDATE OF pile_id, current_type ON evcharge.pile
+	FOR EACH ROW EXECUTE FUNCTION evcharge.pile_registration();
+COMMENT ON TRIGGER pile_registration ON evcharge.pile IS
+	'fills the current type from the id and words the registry''s refusals (legacy id, type against the id, type missing)';
+CREATE FUNCTION evcharge.registered_current_type(gun evcharge.gun_id) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT pl.current_type FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(gun));
+COMMENT ON FUNCTION evcharge.registered_current_type(evcharge.gun_id) IS
+	'AC or DC as the pile registry has it for the gun''s pile (evcharge.pile.current_type): what pricing uses; NULL when the pile is not registered or is a ground lock without one';
+
+-- The registry's current types: from the id, or from pg_temp.pile_current_type.
+UPDATE evcharge.pile SET current_type = evcharge.current_type(pile_id)
+WHERE current_type IS NULL AND evcharge.current_type(pile_id) IS NOT NULL;
+DO $$
+DECLARE
+	unknown text[];
+BEGIN
+	IF to_regclass('pg_temp.pile_current_type') IS NOT NULL THEN
+		EXECUTE 'UPDATE evcharge.pile p SET current_type = t.current_type FROM pg_temp.pile_current_type t
+		         WHERE p.current_type IS NULL AND p.pile_id OPERATOR(evcharge.=) t.pile_id::evcharge.pile_id';
+	END IF;
+	SELECT array_agg(p.pile_id::text ORDER BY p.pile_id) INTO unknown FROM evcharge.pile p
+	WHERE p.current_type IS NULL AND NOT coalesce(evcharge.product_kind(p.pile_id) = 'ground_lock', false);
+	IF unknown IS NOT NULL THEN
+		RAISE EXCEPTION 'evcharge 0.3.0 needs the current type of % registered pile(s) whose id does not say AC or DC', cardinality(unknown)
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('Piles %s%s: digits 14-15 of their ids are neither 01 (AC) nor 02 (DC).  Their sessions are priced by the current type, which 0.3.0 keeps in evcharge.pile.current_type.',
+			                      array_to_string(unknown[1:20], ', '), CASE WHEN cardinality(unknown) > 20 THEN format(' and %s more', cardinality(unknown) - 20) ELSE '' END),
+			      HINT = format('In the session that runs the update: CREATE TEMP TABLE pile_current_type (pile_id text PRIMARY KEY, current_type text NOT NULL); INSERT INTO pile_current_type VALUES (''%s'', ''DC''), ...; then ALTER EXTENSION evcharge UPDATE again.',
+			                    unknown[1]);
+	END IF;
+END $$;
+ALTER TABLE evcharge.pile ADD CONSTRAINT pile_current_type_known CHECK (current_type IS NOT NULL
+	OR coalesce(evcharge.product_kind(pile_id) = 'ground_lock', false));
+
+COMMENT ON CONSTRAINT pile_id_not_legacy ON evcharge.pile IS
+	'16-digit legacy ids are refused (the trigger pile_registration words the error)';
+COMMENT ON CONSTRAINT pile_current_type_check ON evcharge.pile IS 'a current type is AC or DC';
+COMMENT ON CONSTRAINT pile_current_type_as_id ON evcharge.pile IS
+	'the current type agrees with the id''s digits 14-15 when they say it: the old platform showed AC piles as DC';
+COMMENT ON CONSTRAINT pile_current_type_known ON evcharge.pile IS
+	'every pile that charges knows its current type; a parking ground lock delivers no energy and may have none';
+
+CREATE OR REPLACE FUNCTION evcharge.compute_bill(p_order_no text, p_method text DEFAULT 'auto', p_energy_wh bigint DEFAULT NULL)
+RETURNS evcharge.bill
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	rec evcharge.pile_record;
+	has_rec boolean;
+	pol evcharge.anomaly_policy;
+	rated int;
+	firmware text;
+	allowed text[];
+	smp record;
+	nsamples int;
+	measured bigint;
+	t_start timestamptz;
+	t_end timestamptz;
+	times_ok boolean := true;
+	plausible boolean := true;
+	chosen bigint;
+	source text;
+	ts timestamptz[];
+	wh bigint[];
+	q evcharge.charge_quote;
+	ctype text;
+	no_price int;				-- why it has no price: 12, 17 or 19 (docs/anomalies.md)
+	codes int[] := '{}';
+	occ record;
+	minutes bigint;
+	occupancy numeric := 0;
+	applied text[];
+	cp record;
+	discount numeric := 0;
+	tol bigint;
+	b evcharge.bill;
+	i int;
+	blind boolean;
+BEGIN
+	IF p_method IS NULL OR p_method NOT IN ('auto', 'recompute', 'pile', 'platform', 'manual') THEN
+		RAISE EXCEPTION 'bill method "%" is not known', p_method
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A bill is computed by recompute, pile, platform or manual (auto is the pipeline''s own).',
+			      HINT = 'Use recompute (heartbeats, pile record and plans in force), pile (the pile''s energy), platform (the heartbeats'' energy) or manual (energy set by hand).';
+	END IF;
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', p_order_no
+			USING ERRCODE = 'no_data_found', HINT = 'Order numbers are in evcharge.charge_session.';
+	END IF;
+	SELECT * INTO rec FROM evcharge.pile_record r WHERE r.order_no = p_order_no ORDER BY r.received_at, r.ctid LIMIT 1;
+	has_rec := FOUND;
+	pol := evcharge.station_policy(s.station_id);
+	tol := pol.energy_tolerance_wh;
+	SELECT pl.rated_power_w, pl.firmware, pl.current_type INTO rated, firmware, ctype
+	FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(s.gun);
+	SELECT pa.allowed_channels INTO allowed FROM evcharge.partner pa WHERE pa.partner_id = s.partner_id;
+
+	-- The pile's clock: a record dated 1999, ending before it starts, ending
+	-- after it was received, or far from the platform's start is not believed.
+	IF has_rec THEN
+		times_ok := NOT (rec.started_at < pol.plausible_from OR rec.ended_at < rec.started_at
+			OR rec.ended_at > rec.received_at + pol.clock_skew
+			OR (s.started_at IS NOT NULL AND greatest(rec.started_at - s.started_at, s.started_at - rec.started_at) > pol.clock_skew));
+	END IF;
+	t_start := coalesce(s.started_at, CASE WHEN has_rec AND times_ok THEN rec.started_at END, s.created_at);
+	t_end := coalesce(s.charging_ended_at, CASE WHEN has_rec AND times_ok THEN rec.ended_at END, s.last_ts,
+		s.occupied_until, t_start);
+	-- The gun went offline during the session: what the platform saw ends
+	-- at the silence, so the pile's own end (when its clock is believed) is
+	-- the end, and the pile's figures are not held against the heartbeats'.
+	blind := EXISTS (SELECT 1 FROM evcharge.offline_period o
+		WHERE o.gun OPERATOR(evcharge.=) s.gun AND o.started_at <= coalesce(s.occupied_until, t_end)
+		  AND coalesce(o.ended_at, 'infinity') >= t_start);
+	IF blind AND has_rec AND times_ok AND rec.ended_at > t_end THEN
+		t_end := rec.ended_at;
+	END IF;
+
+	smp := evcharge.session_samples(p_order_no);
+	nsamples := coalesce(array_length(smp.ts, 1), 0);
+	measured := CASE WHEN nsamples > 0 THEN smp.meter_wh[nsamples] ELSE 0 END;
+
+	-- The pile's energy is believed only if the gun could deliver it in the
+	-- longer of the record's span and the platform's.
+	IF has_rec AND rec.energy_wh IS NOT NULL THEN
+		plausible := coalesce(rec.energy_wh <= rated::bigint * extract(epoch FROM
+			greatest(CASE WHEN times_ok THEN rec.ended_at - rec.started_at END, t_end - t_start)) / 3600 * 1.2 + 10, true);
+	END IF;
+
+	CASE p_method
+	WHEN 'auto', 'recompute' THEN
+		IF has_rec AND rec.energy_wh IS NOT NULL AND plausible THEN
+			chosen := rec.energy_wh;
+			source := 'pile';
+		ELSE
+			source := 'heartbeats';
+		END IF;
+	WHEN 'pile' THEN
+		IF NOT has_rec OR rec.energy_wh IS NULL THEN
+			RAISE EXCEPTION 'order % has no pile record with energy', p_order_no
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+				      HINT = 'Use recompute, platform, or manual with the energy.';
+		END IF;
+		chosen := rec.energy_wh;
+		source := 'pile';
+	WHEN 'platform' THEN
+		source := 'heartbeats';
+	ELSE
+		IF p_energy_wh IS NULL OR p_energy_wh < 0 THEN
+			RAISE EXCEPTION 'energy % Wh cannot be set by hand', coalesce(p_energy_wh::text, 'NULL')
+				USING ERRCODE = 'invalid_parameter_value',
+				      HINT = 'A manual repair needs the energy in Wh, 0 or more: repair_bill(order_no, reason, ''manual'', 12500).';
+		END IF;
+		chosen := p_energy_wh;
+		source := 'manual';
+	END CASE;
+
+	-- The curve to price: measured, scaled to the chosen total in the
+	-- measured proportions, or the total evenly over the span.
+	IF measured = 0 THEN
+		ts := ARRAY[t_start, greatest(t_end, t_start + interval '1 s')];
+		wh := ARRAY[0, coalesce(chosen, 0)];
+	ELSIF chosen IS NULL THEN
+		ts := smp.ts;
+		wh := smp.meter_wh;
+	ELSE
+		ts := smp.ts;
+		wh := smp.meter_wh;
+		FOR i IN 1 .. nsamples LOOP
+			wh[i] := floor(smp.meter_wh[i]::numeric * chosen / measured)::bigint;
+		END LOOP;
+	END IF;
+
+	-- Priced by the registry's current type.  Whatever keeps a session from
+	-- being priced (no type, no plan, an error in pricing) gives a bill with
+	-- its energy, no amount and the reason, held: never a default price,
+	-- never no bill.
+	IF ctype IS NULL THEN
+		no_price := 17;
+		applied := ARRAY[format(CASE WHEN rated IS NULL THEN 'not priced: pile %s is not in the pile registry, which gives its current type'
+		                             ELSE 'not priced: the pile registry does not give the current type of pile %s' END,
+		                        evcharge.pile(s.gun))];
+	ELSE
+		BEGIN
+			q := evcharge.price_session(s.station_id, ctype, s.group_id, ts, wh);
+			applied := q.applied;
+		EXCEPTION WHEN SQLSTATE 'EV001' THEN
+			no_price := 12;
+			applied := ARRAY['no tariff in force: ' || SQLERRM];
+		WHEN OTHERS THEN
+			no_price := 19;
+			applied := ARRAY[format('not priced: %s: %s', SQLSTATE, SQLERRM)];
+		END;
+	END IF;
+	IF no_price IS NOT NULL THEN
+		q.kwh := wh[array_length(wh, 1)] / 1000.0;
+		q.class_kwh := ARRAY[0, 0, 0, 0];
+		q.energy_fee := 0;
+		q.service_fee := 0;
+	END IF;
+	IF NOT plausible THEN
+		applied := applied || format('the pile''s %s Wh exceed what %s W allow in its span', rec.energy_wh, rated);
+	END IF;
+
+	SELECT o.grace_minutes, o.fee_per_minute, o.cap,
+	       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e WHERE e.station_id = o.station_id AND e.group_id = s.group_id) AS exempt
+	INTO occ FROM evcharge.occupancy_fee o WHERE o.station_id = s.station_id;
+	IF FOUND AND no_price IS NULL AND s.occupied_until IS NOT NULL AND s.charging_ended_at IS NOT NULL THEN
+		minutes := floor(extract(epoch FROM s.occupied_until - s.charging_ended_at) / 60)::bigint - occ.grace_minutes;
+		IF minutes > 0 AND NOT occ.exempt THEN
+			occupancy := least(trunc(minutes * occ.fee_per_minute, 2), coalesce(occ.cap, 'Infinity'::numeric));
+			applied := applied || format('occupancy: %s min', minutes);
+		END IF;
+	END IF;
+
+	-- The member's best coupon; the one this bill already holds counts as free.
+	IF s.member_id IS NOT NULL AND q.service_fee > 0 THEN
+		SELECT c.coupon_id, c.amount INTO cp
+		FROM evcharge.coupon c JOIN evcharge.station st ON st.operator_id = c.operator_id
+		WHERE st.station_id = s.station_id AND c.member_id = s.member_id
+		  AND (c.used_order_no IS NULL OR c.used_order_no = p_order_no)
+		  AND c.valid @> t_start AND c.min_kwh <= q.kwh
+		ORDER BY least(c.amount, q.service_fee) DESC, c.amount ASC, upper(c.valid) ASC NULLS LAST, c.coupon_id
+		LIMIT 1;
+		IF FOUND THEN
+			discount := least(cp.amount, q.service_fee);
+			applied := applied || format('coupon: %s', cp.coupon_id);
+			b.coupon_id := cp.coupon_id;
+		END IF;
+	END IF;
+
+	b.order_no := p_order_no;
+	b.gun := s.gun;
+	b.station_id := s.station_id;
+	b.member_id := s.member_id;
+	b.channel := s.channel;
+	b.started_at := t_start;
+	b.ended_at := t_end;
+	b.occupied_until := s.occupied_until;
+	b.energy_wh := round(q.kwh * 1000)::bigint;
+	b.wh_by_class := ARRAY(SELECT round(k * 1000)::bigint FROM unnest(q.class_kwh) k);
+	b.energy_fee := q.energy_fee;
+	b.service_fee := q.service_fee;
+	b.occupancy_fee := occupancy;
+	b.discount := discount;
+	b.total := q.energy_fee + q.service_fee + occupancy - discount;
+	b.applied := ARRAY(SELECT a FROM unnest(applied) a ORDER BY a);
+	b.energy_source := source;
+
+	-- Anomalies (docs/anomalies.md).
+	IF NOT has_rec THEN
+		codes := codes || CASE WHEN blind THEN 2 ELSE 1 END;
+	ELSE
+		IF NOT times_ok THEN
+			codes := codes || 3;
+		END IF;
+		-- Blind, the pile may well have charged more than was seen, never
+		-- less: only less (or an implausible figure) is a mismatch then.
+		IF rec.energy_wh IS NOT NULL AND (NOT plausible OR (measured > 0 AND
+			CASE WHEN blind THEN measured - rec.energy_wh ELSE abs(rec.energy_wh - measured) END
+			> greatest(tol, greatest(rec.energy_wh, measured) * pol.energy_tolerance_pct / 100))) THEN
+			codes := codes || 8;
+		END IF;
+		IF times_ok AND NOT blind AND s.started_at IS NOT NULL AND s.charging_ended_at IS NOT NULL
+		   AND greatest((rec.ended_at - rec.started_at) - (s.charging_ended_at - s.started_at),
+		                (s.charging_ended_at - s.started_at) - (rec.ended_at - rec.started_at)) > pol.duration_tolerance THEN
+			codes := codes || 9;
+		END IF;
+		IF times_ok AND NOT blind AND s.charging_ended_at IS NOT NULL AND s.occupied_until IS NOT NULL
+		   AND greatest(rec.ended_at - s.charging_ended_at, s.charging_ended_at - rec.ended_at) > pol.occupancy_tolerance THEN
+			codes := codes || 10;
+		END IF;
+	END IF;
+	IF t_end < t_start THEN
+		codes := codes || 3;
+	END IF;
+	IF t_end - t_start > pol.max_session OR (t_end <= t_start AND b.energy_wh > 0) THEN
+		codes := codes || 5;
+	END IF;
+	IF smp.jump_wh > tol THEN
+		codes := codes || 11;
+	END IF;
+	IF no_price IS NOT NULL THEN
+		codes := codes || no_price;
+	ELSIF b.energy_wh > 0 AND b.total <= 0 THEN
+		codes := codes || 13;
+	END IF;
+	IF allowed IS NOT NULL AND s.channel <> ALL (allowed) THEN
+		codes := codes || 14;
+	END IF;
+	IF b.energy_wh > tol AND measured = 0 AND nsamples >= 2 THEN
+		codes := codes || 15;
+	END IF;
+	IF firmware LIKE ANY (pol.defective_firmware) THEN
+		codes := codes || 16;
+	END IF;
+	-- More than the operator allows one bill (finance_policy): held, the limit said.
+	BEGIN
+		PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+			b.energy_wh, CASE WHEN no_price IS NULL THEN b.total END, format('order %s', p_order_no));
+	EXCEPTION WHEN invalid_parameter_value THEN
+		codes := codes || 18;
+		b.applied := ARRAY(SELECT a FROM unnest(b.applied || SQLERRM) a ORDER BY a);
+	END;
+	b.anomalies := evcharge.anomaly_set(codes);
+	b.state := CASE WHEN p_method = 'auto' AND evcharge.anomaly_blocking(b.anomalies) THEN 'held' ELSE 'final' END;
+	b.revision := 0;
+	b.finalised_at := now();
+	b.updated_at := now();
+	RETURN b;
+END $$;
+COMMENT ON FUNCTION evcharge.compute_bill(text, text, bigint) IS
+	'the bill a session would have now and its anomalies, written nowhere: method auto as the pipeline bills (held on a blocking anomaly), recompute, pile, platform or manual (p_energy_wh) as a repair would; priced by the registry''s current type; a session that cannot be priced keeps its energy with no amount (12 no tariff, 17 current type unknown, 19 pricing failed), one beyond the operator''s finance_policy limits carries 18';
+CREATE FUNCTION evcharge.unpriced_bill(p_order_no text, p_reason text) RETURNS evcharge.bill
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	rec_wh bigint;
+	b evcharge.bill;
+BEGIN
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', p_order_no
+			USING ERRCODE = 'no_data_found', HINT = 'Order numbers are in evcharge.charge_session.';
+	END IF;
+	SELECT r.energy_wh INTO rec_wh FROM evcharge.pile_record r
+	WHERE r.order_no = p_order_no ORDER BY r.received_at, r.ctid LIMIT 1;
+	b.order_no := p_order_no;
+	b.gun := s.gun;
+	b.station_id := s.station_id;
+	b.member_id := s.member_id;
+	b.channel := s.channel;
+	b.started_at := coalesce(s.started_at, s.created_at);
+	b.ended_at := coalesce(s.charging_ended_at, s.last_ts, s.occupied_until, b.started_at);
+	b.occupied_until := s.occupied_until;
+	-- The pile's energy when it gave one, else what was measured live.
+	b.energy_source := CASE WHEN rec_wh >= 0 THEN 'pile' ELSE 'heartbeats' END;
+	b.energy_wh := CASE WHEN rec_wh >= 0 THEN rec_wh
+	                    ELSE (SELECT coalesce(sum(w), 0) FROM unnest(s.wh_by_class) w)::bigint END;
+	b.wh_by_class := ARRAY[0, 0, 0, 0];
+	b.energy_fee := 0;
+	b.service_fee := 0;
+	b.occupancy_fee := 0;
+	b.discount := 0;
+	b.total := 0;
+	b.applied := ARRAY['not priced: ' || coalesce(p_reason, 'no reason given')];
+	b.anomalies := '19';
+	b.state := 'held';
+	b.revision := 0;
+	b.finalised_at := now();
+	b.updated_at := now();
+	RETURN b;
+END $$;
+COMMENT ON FUNCTION evcharge.unpriced_bill(text, text) IS
+	'the bill of a session that could not be billed, written nowhere: its times, the pile''s energy (or the live measure), no amount, held with anomaly 19 and the reason in applied; what make_bill() stores when compute_bill() or store_bill() fails';
+CREATE FUNCTION evcharge.make_bill(p_order_no text) RETURNS evcharge.bill
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	st text;
+	msg text;
+	b evcharge.bill;
+BEGIN
+	BEGIN
+		b := evcharge.store_bill(evcharge.compute_bill(p_order_no, 'auto'), 'auto', NULL);
+		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
+		RETURN b;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+	END;
+	b := evcharge.store_bill(evcharge.unpriced_bill(p_order_no, st || ': ' || msg), 'auto', NULL);
+	UPDATE evcharge.charge_session SET bill_error = st || ': ' || msg, updated_at = now() WHERE order_no = p_order_no;
+	RETURN b;
+END $$;
+COMMENT ON FUNCTION evcharge.make_bill(text) IS
+	'makes and stores the bill of an ended session as the pipeline does (compute_bill auto, store_bill; charge_session.bill_error cleared); when that fails, stores unpriced_bill() instead (held, anomaly 19, the error as its reason, also in charge_session.bill_error): every session the pipeline bills gets a bill';
+CREATE OR REPLACE FUNCTION evcharge.finalise_bill(p_order_no text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	rec evcharge.pile_record;
+	old evcharge.bill;
+	nb evcharge.bill;
+	why text;
+BEGIN
+	SELECT * INTO s FROM evcharge.charge_session WHERE order_no = p_order_no FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	SELECT * INTO rec FROM evcharge.pile_record WHERE order_no = p_order_no ORDER BY received_at, ctid LIMIT 1;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	SELECT * INTO old FROM evcharge.bill WHERE order_no = p_order_no FOR UPDATE;
+	-- A charge started at the pile: its record says by whom.  Not for a
+	-- bill already settled: its payer has been charged.
+	IF NOT FOUND OR old.state <> 'settled' THEN
+		s := evcharge.identify_starter(s, rec);
+	END IF;
+	IF old.order_no IS NOT NULL THEN
+		IF NOT old.anomalies OPERATOR(evcharge.&&) '1+2'::evcharge.anomaly_set THEN
+			RETURN false;
+		END IF;
+		-- A bill made from heartbeats gets its record: the pile's figures
+		-- are authoritative, codes 1 and 2 go.  But energy a person agreed
+		-- by hand (repair method manual) is an agreement with the driver:
+		-- it is kept, and the record is only compared with it.
+		PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
+		IF EXISTS (SELECT 1 FROM evcharge.bill_revision r WHERE r.order_no = p_order_no AND r.method = 'manual') THEN
+			nb := evcharge.compute_bill(p_order_no, 'manual', old.energy_wh);
+			why := 'the pile record arrived after the bill was repaired by hand; the energy agreed by hand is kept';
+			IF old.state <> 'held' THEN
+				nb.state := old.state;
+			END IF;
+		ELSE
+			nb := evcharge.compute_bill(p_order_no, 'auto');
+			why := 'the pile record arrived after the bill was made from heartbeats';
+		END IF;
+		-- A settled bill stays settled: the difference moves in the ledger,
+		-- and the driver is told when the operator says so.  One the record
+		-- cannot be priced by keeps what was charged (try_finalise_bill
+		-- records why).
+		IF old.state = 'settled' AND nb.anomalies OPERATOR(evcharge.&&) '12+17+18+19'::evcharge.anomaly_set THEN
+			RAISE EXCEPTION 'the late pile record of settled order % cannot be billed', p_order_no
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+				      DETAIL = array_to_string(nb.applied, '; '),
+				      HINT = 'The settled bill stands; mend the cause, then repair_bill() it.';
+		END IF;
+		IF old.state = 'settled' THEN
+			nb.state := 'settled';
+		END IF;
+		nb := evcharge.store_bill(nb, 'pile_record', why);
+		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
+		IF old.state = 'settled' THEN
+			PERFORM evcharge.adjust_settled_bill(p_order_no, old, nb, why);
+			PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
+		END IF;
+		RETURN true;
+	END IF;
+	-- A record before the unplug (many piles send it when charging stops)
+	-- ends charging; the bill waits for the unplug, which the occupancy fee
+	-- needs.  A session that never saw a heartbeat ends with its record.
+	IF s.state IN ('charging', 'occupied') THEN
+		UPDATE evcharge.charge_session SET state = 'occupied',
+			charging_ended_at = coalesce(charging_ended_at, rec.ended_at), updated_at = now()
+		WHERE order_no = p_order_no;
+		RETURN false;
+	ELSIF s.state = 'pending' THEN
+		UPDATE evcharge.charge_session SET state = 'ended',
+			started_at = coalesce(started_at, rec.started_at),
+			charging_ended_at = coalesce(charging_ended_at, rec.ended_at),
+			occupied_until = coalesce(occupied_until, rec.ended_at), updated_at = now()
+		WHERE order_no = p_order_no;
+	END IF;
+	-- The member's free coupons are locked first: two bills cannot take one.
+	PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
+	PERFORM evcharge.make_bill(p_order_no);
+	RETURN true;
+END $$;
+COMMENT ON FUNCTION evcharge.finalise_bill(text) IS
+	'makes the bill of a session that has ended and whose pile record is in (make_bill: held when a blocking anomaly is found or it cannot be priced), or completes a bill made from heartbeats when its record comes late (energy agreed by hand is kept; a settled bill''s difference is posted to the ledger); returns false when there is nothing to do yet';
+CREATE OR REPLACE FUNCTION evcharge.try_finalise_bill(p_order_no text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	st text;
+	msg text;
+BEGIN
+	-- A bill made or completed clears bill_error (make_bill, finalise_bill),
+	-- but one held without an amount keeps why.
+	RETURN evcharge.finalise_bill(p_order_no);
+EXCEPTION WHEN others THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+	UPDATE evcharge.charge_session SET bill_error = st || ': ' || msg, updated_at = now() WHERE order_no = p_order_no;
+	RETURN false;
+END $$;
+COMMENT ON FUNCTION evcharge.try_finalise_bill(text) IS
+	'finalise_bill() for the triggers: an error is recorded in charge_session.bill_error instead of failing the batch';
+CREATE OR REPLACE FUNCTION evcharge.repair_bill(order_no text, reason text, method text DEFAULT 'recompute',
+	energy_wh bigint DEFAULT NULL)
+RETURNS evcharge.bill
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_order text := repair_bill.order_no;
+	s evcharge.charge_session;
+	old evcharge.bill;
+	had_bill boolean;
+	nb evcharge.bill;
+	rated int;
+BEGIN
+	IF repair_bill.reason IS NULL OR btrim(repair_bill.reason) = '' THEN
+		RAISE EXCEPTION 'a repair of order % needs a reason', coalesce(v_order, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Say why, as the driver or the support ticket would read it: ''pile record lost, recomputed from heartbeats''.';
+	END IF;
+	IF repair_bill.method IS NULL OR repair_bill.method NOT IN ('recompute', 'pile', 'platform', 'manual') THEN
+		RAISE EXCEPTION 'repair method "%" is not known', repair_bill.method
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Use recompute (heartbeats, pile record and plans in force), pile (the pile''s energy), platform (the heartbeats'' energy) or manual (energy set by hand).';
+	END IF;
+	-- Energy is set by hand only in a manual repair; given to another
+	-- method it would be dropped without a word.
+	IF repair_bill.energy_wh IS NOT NULL AND repair_bill.method <> 'manual' THEN
+		RAISE EXCEPTION 'a % repair takes no energy (% Wh given)', repair_bill.method, repair_bill.energy_wh
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Energy agreed by hand is a manual repair: repair_bill(order_no, reason, ''manual'', 12500).';
+	END IF;
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = v_order;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', v_order
+			USING ERRCODE = 'no_data_found', HINT = 'Order numbers are in evcharge.charge_session.';
+	END IF;
+	IF s.state IN ('pending', 'charging', 'occupied', 'cancelled') THEN
+		RAISE EXCEPTION 'order % has no bill to repair: its session is %', v_order, s.state
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'A bill is repaired once its session has ended.';
+	END IF;
+	-- One repair at a time per bill: a second one fails at once, it does not wait.
+	BEGIN
+		PERFORM 1 FROM evcharge.charge_session cs WHERE cs.order_no = v_order FOR UPDATE NOWAIT;
+		SELECT * INTO old FROM evcharge.bill b WHERE b.order_no = v_order FOR UPDATE NOWAIT;
+		had_bill := FOUND;
+	EXCEPTION WHEN lock_not_available THEN
+		RAISE EXCEPTION 'bill % is being repaired or billed by another session', v_order
+			USING ERRCODE = 'lock_not_available',
+			      HINT = 'Wait for it to finish, then look at evcharge.bill_revision before repairing again.';
+	END;
+	PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
+	-- Energy by hand beyond any bill of the operator is refused before it is priced.
+	IF repair_bill.method = 'manual' AND repair_bill.energy_wh IS NOT NULL THEN
+		PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+			repair_bill.energy_wh, NULL, format('a repair of order %s', v_order));
+	END IF;
+	nb := evcharge.compute_bill(v_order, repair_bill.method, repair_bill.energy_wh);
+	-- A bill that still cannot be priced is not released at no amount: that
+	-- would be a default price of zero.
+	IF nb.anomalies OPERATOR(evcharge.&&) '12+17+19'::evcharge.anomaly_set THEN
+		RAISE EXCEPTION 'order % still cannot be priced', v_order
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = array_to_string(ARRAY(SELECT a FROM unnest(nb.applied) a
+			                                     WHERE a LIKE 'not priced: %' OR a LIKE 'no tariff in force: %'), '; '),
+			      HINT = CASE
+			          WHEN evcharge.anomaly_has(nb.anomalies, 17) THEN
+			              format('Register pile %s with its current type (evcharge.pile), then repair again.', evcharge.pile(s.gun))
+			          WHEN evcharge.anomaly_has(nb.anomalies, 12) THEN
+			              'Add the plan in force at the time to evcharge.station_tariff, then repair again.'
+			          ELSE 'Mend the cause the detail names, then repair again.' END;
+	END IF;
+	-- Plausible: energy set by hand no more than the gun can deliver in the
+	-- bill's span, and no bill beyond the operator's limits, whatever the method.
+	SELECT pl.rated_power_w INTO rated FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(s.gun);
+	IF repair_bill.method = 'manual' AND rated IS NOT NULL
+	   AND nb.energy_wh > evcharge.gun_energy_limit(rated, nb.started_at, nb.ended_at) THEN
+		RAISE EXCEPTION '% Wh cannot have been charged by gun % from % to %', nb.energy_wh, s.gun, nb.started_at, nb.ended_at
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The gun is rated %s W: at most %s Wh in that time (rated power x time x 1.2 + 10 Wh).',
+			                      rated, floor(evcharge.gun_energy_limit(rated, nb.started_at, nb.ended_at))),
+			      HINT = 'Check the energy agreed; if the pile''s own record is right, repair with method pile.';
+	END IF;
+	PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+		nb.energy_wh, nb.total, format('a repair of order %s', v_order));
+
+	-- The same repair again changes nothing and returns the bill as it is.
+	IF had_bill AND old.state IN ('final', 'settled')
+	   AND (nb.energy_wh, nb.wh_by_class, nb.energy_fee, nb.service_fee, nb.occupancy_fee, nb.discount,
+	        nb.total, nb.energy_source, nb.coupon_id, evcharge.anomaly_codes(nb.anomalies))
+	       IS NOT DISTINCT FROM
+	       (old.energy_wh, old.wh_by_class, old.energy_fee, old.service_fee, old.occupancy_fee, old.discount,
+	        old.total, old.energy_source, old.coupon_id, evcharge.anomaly_codes(old.anomalies)) THEN
+		RETURN old;
+	END IF;
+
+	-- A settled bill stays settled: the difference moves as an adjustment.
+	IF had_bill AND old.state = 'settled' THEN
+		nb.state := 'settled';
+	END IF;
+	nb := evcharge.store_bill(nb, repair_bill.method, repair_bill.reason);
+	UPDATE evcharge.charge_session cs SET bill_error = NULL WHERE cs.order_no = v_order AND cs.bill_error IS NOT NULL;
+	IF had_bill AND old.state = 'settled' THEN
+		PERFORM evcharge.adjust_settled_bill(v_order, old, nb, repair_bill.reason);
+	END IF;
+
+	IF had_bill THEN
+		PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
+	END IF;
+	RETURN nb;
+END $$;
+COMMENT ON FUNCTION evcharge.repair_bill(text, text, text, bigint) IS
+	'recomputes a bill (recompute: heartbeats, pile record and plans in force; pile: the pile''s energy; platform: the heartbeats'' energy; manual: energy_wh), releases it and records the revision with the reason (a settled bill stays settled and the difference is posted to the ledger); the same repair twice changes nothing; a repair already running on the bill makes this one fail at once (55P03); refused (22023): energy given to a method other than manual, manual energy beyond what the gun can deliver in the bill''s span (gun_energy_limit), a bill beyond the operator''s limits (check_bill_limits); refused (55000): a bill that still cannot be priced (no tariff, current type unknown, pricing failed)';
+CREATE OR REPLACE FUNCTION evcharge.balance_guard(p_orders text[]) RETURNS int
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n int;
+BEGIN
+	-- No wallet in the ledger at all (the platform does not hold the money):
+	-- nothing to guard, and nothing to spend per batch on finding that out.
+	IF NOT EXISTS (SELECT 1 FROM evcharge.account a
+	               WHERE a.kind IN ('member_wallet', 'department_wallet', 'partner_prepaid')) THEN
+		RETURN 0;
+	END IF;
+	WITH s AS (
+		SELECT cs.order_no, cs.gun, cs.station_id, cs.member_id, cs.partner_id,
+		       coalesce(cs.running_total, 0) AS running_total, coalesce(g.power_w, 0) AS power_w,
+		       st.operator_id, fp.stop_threshold, fp.guard_interval,
+		       (SELECT cg.group_id FROM evcharge.customer_group cg
+		        WHERE cg.pays_for_members AND cg.group_id = coalesce(cs.group_id,
+		              (SELECT m.group_id FROM evcharge.member m WHERE m.member_id = cs.member_id))) AS dept,
+		       cs.last_ts
+		FROM unnest(p_orders) o
+		JOIN evcharge.charge_session cs ON cs.order_no = o
+		JOIN evcharge.gun_state g ON g.gun OPERATOR(evcharge.=) cs.gun
+		JOIN evcharge.station st ON st.station_id = cs.station_id
+		JOIN evcharge.finance_policy fp ON fp.operator_id = st.operator_id
+		WHERE cs.state = 'charging'
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.stop_request r WHERE r.order_no = cs.order_no)
+	), w AS (
+		-- Only sessions paid from a wallet; the price only for them.
+		SELECT s.*, a.account_id, a.balance,
+		       trunc(s.power_w / 1000.0 * extract(epoch FROM s.guard_interval) / 3600 * coalesce(
+		           (SELECT max(p.energy_price + p.service_fee)
+		            FROM evcharge.station_tariff t, evcharge.tariff_prices(t.tariff) p
+		            WHERE t.station_id = s.station_id AND t.current_type = evcharge.registered_current_type(s.gun)
+		              AND t.valid @> s.last_ts), 0), 2) AS projected
+		FROM s
+		JOIN LATERAL (SELECT a.account_id, a.balance FROM evcharge.account a
+		              WHERE a.operator_id = s.operator_id
+		                AND ((s.partner_id IS NOT NULL AND a.kind = 'partner_prepaid' AND a.owner_id = s.partner_id)
+		                  OR (s.partner_id IS NULL AND s.dept IS NOT NULL AND a.kind = 'department_wallet' AND a.owner_id = s.dept)
+		                  OR (s.partner_id IS NULL AND s.dept IS NULL AND a.kind = 'member_wallet' AND a.owner_id = s.member_id))
+		              LIMIT 1) a ON true
+	), stopped AS (
+		INSERT INTO evcharge.stop_request (order_no, gun, account_id, balance, running_total, projected, threshold)
+		SELECT w.order_no, w.gun, w.account_id, w.balance, w.running_total, w.projected, w.stop_threshold
+		FROM w WHERE w.balance - w.running_total - w.projected < w.stop_threshold
+		ON CONFLICT (order_no) DO NOTHING
+		RETURNING order_no, gun, account_id, balance, running_total
+	), remote_stop AS (
+		-- For a charge an OCPP pile started, the RemoteStopTransaction the
+		-- bridge holding the pile sends (woken by the NOTIFY below).
+		INSERT INTO evcharge.ocpp_command (pile_id, connector_id, action, order_no)
+		SELECT t.pile_id, t.connector_id, 'RemoteStopTransaction', t.order_no
+		FROM stopped JOIN evcharge.ocpp_transaction t ON t.order_no = stopped.order_no
+		WHERE t.stopped_at IS NULL
+		ON CONFLICT DO NOTHING
+	)
+	SELECT count(pg_notify('evcharge_stop', json_build_object('order_no', order_no, 'gun', gun::text,
+		'balance', balance, 'running_total', running_total)::text)) INTO n FROM stopped;
+	RETURN n;
+END $$;
+COMMENT ON FUNCTION evcharge.balance_guard(text[]) IS
+	'called by the heartbeat trigger for the sessions a batch moved: a charging session whose paying wallet (member, department or prepaid partner) would fall below the operator''s stop_threshold within guard_interval at its present power and the plan''s highest price is recorded in stop_request and NOTIFY evcharge_stop is sent, once per session (for a charge an OCPP pile started, with a RemoteStopTransaction in ocpp_command); returns how many';
+CREATE OR REPLACE FUNCTION evcharge.session_evidence(p_order_no text)
+RETURNS TABLE (ts timestamptz, meter_wh bigint, energy_wh bigint, power_w int, status evcharge.gun_status,
+	soc smallint, order_no text, tariff_class text, note text)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	gap_after CONSTANT interval := interval '2 min';
+	s record;
+	smp record;
+	nsamples int;
+	i int := 0;				-- the last sample at or before the row
+	r record;
+	notes text[];
+	high bigint;			-- highest reading among the samples so far
+	prev_ts timestamptz;
+	ended_noted boolean := false;
+	unplug_noted boolean := false;
+	gap int;
+BEGIN
+	SELECT cs.gun, cs.station_id, cs.started_at, cs.charging_ended_at, cs.occupied_until,
+	       coalesce(cs.started_at, cs.created_at) - interval '5 min' AS lo,
+	       coalesce(cs.occupied_until, cs.last_ts, cs.charging_ended_at, cs.started_at, cs.created_at) AS hi,
+	       st.tz, evcharge.registered_current_type(cs.gun) AS current_type
+	INTO s
+	FROM evcharge.charge_session cs JOIN evcharge.station st ON st.station_id = cs.station_id
+	WHERE cs.order_no = p_order_no;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', p_order_no
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = 'No charging session has this order number, so there are no heartbeats to show.',
+			      HINT = 'Order numbers are in evcharge.charge_session; a charge started at the pile appears there with its first charging heartbeat or its pile record.';
+	END IF;
+	smp := evcharge.session_samples(p_order_no);
+	nsamples := coalesce(array_length(smp.ts, 1), 0);
+
+	FOR r IN
+		SELECT d.ts, d.meter_wh, d.power_w, d.status, d.soc, d.order_no, d.copies,
+		       (SELECT evcharge.class_at(t.tariff, (d.ts AT TIME ZONE s.tz)::time)
+		        FROM evcharge.station_tariff t
+		        WHERE t.station_id = s.station_id AND t.current_type = s.current_type AND t.valid @> d.ts) AS tariff_class
+		FROM (SELECT DISTINCT ON (h.ts) h.ts, h.meter_wh, h.power_w, h.status, h.soc, h.order_no,
+		             count(*) OVER (PARTITION BY h.ts) AS copies
+		      FROM evcharge.heartbeat h
+		      WHERE h.gun OPERATOR(evcharge.=) s.gun AND h.ts >= s.lo AND h.ts <= s.hi
+		      ORDER BY h.ts, h.meter_wh DESC NULLS LAST, h.received_at, h.status, h.power_w) d
+		ORDER BY d.ts
+	LOOP
+		notes := '{}';
+		IF r.ts = s.started_at THEN
+			notes := notes || 'start of charging'::text;
+		END IF;
+		-- A silence while charging: the pile was offline or its data lost.
+		IF prev_ts >= s.started_at AND prev_ts < coalesce(s.charging_ended_at, 'infinity')
+		   AND r.ts - prev_ts > gap_after THEN
+			gap := extract(epoch FROM r.ts - prev_ts)::int;
+			notes := notes || format('no heartbeat for %s min %s s before this: possible lost data', gap / 60, gap % 60);
+		END IF;
+
+		-- Energy so far: the last sample at or before this row.  At a sample,
+		-- a rise of the highest reading that the count did not take is a jump.
+		IF i < nsamples AND smp.ts[i + 1] = r.ts THEN
+			i := i + 1;
+			IF high IS NOT NULL AND r.meter_wh > high
+			   AND r.meter_wh - high > smp.meter_wh[i] - smp.meter_wh[i - 1] THEN
+				notes := notes || format('meter jump of %s Wh, not billed',
+					(r.meter_wh - high) - (smp.meter_wh[i] - smp.meter_wh[i - 1]));
+			END IF;
+			high := greatest(high, r.meter_wh);
+		END IF;
+		IF r.ts >= s.started_at AND r.ts <= coalesce(s.charging_ended_at, 'infinity') THEN
+			IF r.meter_wh < 0 THEN
+				notes := notes || 'no meter reading (-1): ignored'::text;
+			ELSIF r.meter_wh = 0 AND high > 0 THEN
+				notes := notes || 'meter reads 0 (a pile back online): ignored, counting resumes above the highest reading'::text;
+			ELSIF r.meter_wh < high THEN
+				notes := notes || format('meter below its highest reading (%s Wh): nothing counted', high);
+			END IF;
+		END IF;
+
+		IF NOT ended_noted AND r.ts >= s.charging_ended_at THEN
+			notes := notes || CASE WHEN r.ts = s.charging_ended_at THEN 'end of charging'
+				ELSE format('end of charging at %s, before this heartbeat',
+				            to_char(s.charging_ended_at AT TIME ZONE s.tz, 'HH24:MI:SS')) END;
+			ended_noted := true;
+		END IF;
+		IF NOT unplug_noted AND r.ts >= s.occupied_until THEN
+			notes := notes || CASE WHEN r.ts = s.occupied_until THEN 'unplugged'
+				ELSE format('unplugged at %s, before this heartbeat', to_char(s.occupied_until AT TIME ZONE s.tz, 'HH24:MI:SS')) END;
+			unplug_noted := true;
+		END IF;
+		IF r.copies > 1 THEN
+			notes := notes || format('received %s times: the highest reading is shown', r.copies);
+		END IF;
+
+		ts := r.ts;
+		meter_wh := r.meter_wh;
+		energy_wh := CASE WHEN i > 0 THEN smp.meter_wh[i] END;
+		power_w := r.power_w;
+		status := r.status;
+		soc := r.soc;
+		order_no := r.order_no;
+		tariff_class := r.tariff_class;
+		note := nullif(array_to_string(notes, '; '), '');
+		RETURN NEXT;
+		prev_ts := r.ts;
+	END LOOP;
+END $$;
+COMMENT ON FUNCTION evcharge.session_evidence(text) IS
+	'the heartbeat curve of a session for support: its gun''s heartbeats from 5 minutes before charging started to the unplug, one row per time (duplicates once, the highest reading), energy delivered so far as the bill counts it (from the first charging reading; jumps not billed), the tariff class in force, and notes: start, end of charging, unplug, jumps, 0 and -1 readings, silences longer than 2 minutes while charging, duplicates';
+CREATE OR REPLACE FUNCTION evcharge.session_chart(p_order_no text) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	width CONSTANT int := 960;
+	px0 CONSTANT int := 80;				-- the plot area, px
+	px1 CONSTANT int := 880;
+	py0 CONSTANT int := 90;
+	py1 CONSTANT int := 390;
+	s record;
+	b evcharge.bill;
+	has_bill boolean;
+	ev_ts timestamptz[];
+	ev_wh bigint[];
+	ev_w int[];
+	ev_note text[];
+	n int;
+	t0 timestamptz;
+	t1 timestamptz;
+	span numeric;						-- seconds from t0 to t1
+	l0 timestamp;						-- t0 and t1 on the station's wall clock
+	l1 timestamp;
+	tick_every interval;
+	tick timestamp;
+	x numeric;
+	v numeric;
+	e_top numeric;
+	e_step numeric;
+	p_top numeric;
+	p_step numeric;
+	r record;
+	k int;
+	body text[] := '{}';
+	shown_plan bigint[] := '{}';		-- the plans and classes drawn as bands
+	shown_class text[] := '{}';
+	lines text[];
+	y numeric;
+	height int;
+BEGIN
+	-- The curve; session_evidence raises the error for an unknown order.
+	SELECT array_agg(e.ts ORDER BY e.ts), array_agg(e.energy_wh ORDER BY e.ts),
+	       array_agg(e.power_w ORDER BY e.ts), array_agg(e.note ORDER BY e.ts)
+	INTO ev_ts, ev_wh, ev_w, ev_note
+	FROM evcharge.session_evidence(p_order_no) e;
+	n := coalesce(array_length(ev_ts, 1), 0);
+	SELECT cs.order_no, cs.gun, cs.station_id, cs.state, cs.started_at, cs.charging_ended_at,
+	       cs.occupied_until, cs.created_at, st.name AS station_name, st.tz,
+	       evcharge.registered_current_type(cs.gun) AS current_type
+	INTO s
+	FROM evcharge.charge_session cs JOIN evcharge.station st ON st.station_id = cs.station_id
+	WHERE cs.order_no = p_order_no;
+	SELECT * INTO b FROM evcharge.bill bl WHERE bl.order_no = p_order_no;
+	has_bill := FOUND;
+
+	-- Time axis: the heartbeats shown and the session's moments, at least a
+	-- minute; ticks at round local times, at most 8 of them.
+	t0 := coalesce(least(ev_ts[1], s.started_at), s.created_at);
+	t1 := greatest(ev_ts[n], s.started_at, s.charging_ended_at, s.occupied_until, t0 + interval '1 min');
+	span := extract(epoch FROM t1 - t0);
+	l0 := t0 AT TIME ZONE s.tz;
+	l1 := t1 AT TIME ZONE s.tz;
+	SELECT m * interval '1 min' INTO tick_every
+	FROM unnest(ARRAY[1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720, 1440]) m
+	WHERE span / 60 / m <= 8 ORDER BY m LIMIT 1;
+	tick_every := coalesce(tick_every, ceil(span / 86400 / 8) * interval '1 day');
+
+	-- Value axes: 0 to a round top, steps of 1, 2 or 5 times a power of ten.
+	v := greatest(coalesce((SELECT max(w) FROM unnest(ev_wh) w), 0), 100) / 5.0;
+	e_step := 10 ^ floor(log(v));
+	e_step := CASE WHEN v <= e_step THEN e_step WHEN v <= 2 * e_step THEN 2 * e_step
+	               WHEN v <= 5 * e_step THEN 5 * e_step ELSE 10 * e_step END;
+	e_top := greatest(ceil(coalesce((SELECT max(w) FROM unnest(ev_wh) w), 0) / e_step), 1) * e_step;
+	v := greatest(coalesce((SELECT max(w) FROM unnest(ev_w) w), 0) / 1000.0, 1) / 5.0;
+	p_step := 10 ^ floor(log(v));
+	p_step := CASE WHEN v <= p_step THEN p_step WHEN v <= 2 * p_step THEN 2 * p_step
+	               WHEN v <= 5 * p_step THEN 5 * p_step ELSE 10 * p_step END;
+	p_top := greatest(ceil(coalesce((SELECT max(w) FROM unnest(ev_w) w), 0) / 1000.0 / p_step), 1) * p_step;
+
+	-- Tariff bands: each segment of each plan in force, on every local day
+	-- the chart covers, cut to the plan's validity and to the chart.
+	body := body || '<g id="tariff-bands">'::text;
+	FOR r IN
+		SELECT greatest(seg.f, t0, lower(t.valid)) AS f, least(seg.t, t1, upper(t.valid)) AS t, seg.class,
+		       t.station_tariff_id
+		FROM evcharge.station_tariff t
+		CROSS JOIN generate_series((l0::date - 1)::timestamp, l1::date::timestamp, interval '1 day') d
+		CROSS JOIN LATERAL (SELECT (d::date + g.starts) AT TIME ZONE s.tz AS f, (d::date + g.ends) AT TIME ZONE s.tz AS t, g.class
+		                    FROM evcharge.tariff_segments(t.tariff) g) seg
+		WHERE t.station_id = s.station_id AND t.current_type = s.current_type
+		  AND t.valid && tstzrange(t0, t1) AND seg.f < t1 AND seg.t > t0
+		  AND seg.t > lower(t.valid) AND (upper_inf(t.valid) OR seg.f < upper(t.valid))
+		ORDER BY 1
+	LOOP
+		shown_plan := shown_plan || r.station_tariff_id;
+		shown_class := shown_class || r.class;
+		body := body || format('<rect class="band-%s" x="%s" y="%s" width="%s" height="%s"/>',
+			evcharge.xml_escape(r.class), round(px0 + (px1 - px0) * extract(epoch FROM r.f - t0) / span, 1), py0,
+			round((px1 - px0) * extract(epoch FROM r.t - r.f) / span, 1), py1 - py0);
+	END LOOP;
+	body := body || '</g>'::text;
+
+	-- Grid and axes.
+	body := body || '<g id="axes">'::text;
+	FOR k IN 0 .. round(e_top / e_step)::int LOOP
+		y := py1 - (py1 - py0) * k * e_step / e_top;
+		body := body || format('<line class="grid" x1="%s" y1="%s" x2="%s" y2="%s"/>', px0, round(y, 1), px1, round(y, 1))
+		             || format('<text x="%s" y="%s" text-anchor="end">%s</text>', px0 - 6, round(y + 4, 1), round(k * e_step));
+	END LOOP;
+	FOR k IN 0 .. round(p_top / p_step)::int LOOP
+		y := py1 - (py1 - py0) * k * p_step / p_top;
+		body := body || format('<line class="axis" x1="%s" y1="%s" x2="%s" y2="%s"/>', px1, round(y, 1), px1 + 4, round(y, 1))
+		             || format('<text x="%s" y="%s">%s</text>', px1 + 7, round(y + 4, 1), round(k * p_step, 1));
+	END LOOP;
+	tick := date_bin(tick_every, l0, timestamp '2000-01-01');
+	IF tick < l0 THEN
+		tick := tick + tick_every;
+	END IF;
+	WHILE tick <= l1 LOOP
+		x := px0 + (px1 - px0) * extract(epoch FROM (tick AT TIME ZONE s.tz) - t0) / span;
+		body := body || format('<line class="axis" x1="%s" y1="%s" x2="%s" y2="%s"/>', round(x, 1), py1, round(x, 1), py1 + 4)
+		             || format('<text x="%s" y="%s" text-anchor="middle">%s</text>', round(x, 1), py1 + 17,
+		                       to_char(tick, CASE WHEN tick::date = l0::date THEN 'HH24:MI' ELSE 'MM-DD HH24:MI' END));
+		tick := tick + tick_every;
+	END LOOP;
+	body := body
+		|| format('<rect class="frame" x="%s" y="%s" width="%s" height="%s"/>', px0, py0, px1 - px0, py1 - py0)
+		|| format('<text x="%s" y="%s" text-anchor="middle">%s</text>', (px0 + px1) / 2, py1 + 35,
+		          evcharge.xml_escape(format('local time (%s), %s', s.tz,
+		              CASE WHEN l0::date = l1::date THEN to_char(l0, 'YYYY-MM-DD')
+		                   ELSE to_char(l0, 'YYYY-MM-DD') || ' to ' || to_char(l1, 'YYYY-MM-DD') END)))
+		|| format('<text x="20" y="%s" text-anchor="middle" transform="rotate(-90 20 %s)">energy delivered (Wh)</text>',
+		          (py0 + py1) / 2, (py0 + py1) / 2)
+		|| format('<text x="%s" y="%s" text-anchor="middle" transform="rotate(90 %s %s)">power (kW)</text>',
+		          width - 20, (py0 + py1) / 2, width - 20, (py0 + py1) / 2)
+		|| '</g>'::text;
+
+	-- The curves.
+	body := body || format('<polyline class="power" points="%s"/>', coalesce((
+		SELECT string_agg(format('%s,%s', round(px0 + (px1 - px0) * extract(epoch FROM u.t - t0) / span, 1),
+		                         round(py1 - (py1 - py0) * u.w / 1000.0 / p_top, 1)), ' ' ORDER BY u.t)
+		FROM unnest(ev_ts, ev_w) u(t, w) WHERE u.w IS NOT NULL), ''));
+	body := body || format('<polyline class="energy" points="%s"/>', coalesce((
+		SELECT string_agg(format('%s,%s', round(px0 + (px1 - px0) * extract(epoch FROM u.t - t0) / span, 1),
+		                         round(py1 - (py1 - py0) * u.w / e_top, 1)), ' ' ORDER BY u.t)
+		FROM unnest(ev_ts, ev_wh) u(t, w) WHERE u.w IS NOT NULL), ''));
+	IF n = 0 THEN
+		body := body || format('<text x="%s" y="%s" text-anchor="middle">no heartbeats</text>', (px0 + px1) / 2, (py0 + py1) / 2);
+	END IF;
+
+	-- The session's moments.
+	body := body || '<g id="moments">'::text;
+	FOR r IN
+		SELECT m.moment, m.label, m.line_no
+		FROM (VALUES (s.started_at, 'start', 1), (s.charging_ended_at, 'end of charging', 2),
+		             (s.occupied_until, 'unplugged', 3)) m(moment, label, line_no)
+		WHERE m.moment IS NOT NULL ORDER BY m.line_no
+	LOOP
+		x := px0 + (px1 - px0) * extract(epoch FROM r.moment - t0) / span;
+		body := body || format('<line class="mark" x1="%s" y1="%s" x2="%s" y2="%s"/>', round(x, 1), py0, round(x, 1), py1)
+		             || (CASE WHEN x < (px0 + px1) / 2
+		                 THEN format('<text x="%s" y="%s">', round(x + 3, 1), py0 + 14 * r.line_no)
+		                 ELSE format('<text x="%s" y="%s" text-anchor="end">', round(x - 3, 1), py0 + 14 * r.line_no) END
+		                 || format('%s %s</text>', r.label, to_char(r.moment AT TIME ZONE s.tz, 'HH24:MI:SS')));
+	END LOOP;
+	body := body || '</g>'::text;
+
+	-- What the bill did not count: meter jumps, and silences while charging.
+	body := body || '<g id="marks">'::text;
+	FOR r IN
+		SELECT g.prev, g.t, substring(g.note FROM 'no heartbeat for ([0-9]+ min [0-9]+ s)') AS len
+		FROM (SELECT u.t, u.note, lag(u.t) OVER (ORDER BY u.t) AS prev FROM unnest(ev_ts, ev_note) u(t, note)) g
+		WHERE g.note ~ 'no heartbeat for' ORDER BY g.t
+	LOOP
+		x := px0 + (px1 - px0) * extract(epoch FROM r.prev - t0) / span;
+		body := body || format('<rect class="gap" x="%s" y="%s" width="%s" height="%s"/>', round(x, 1), py0,
+		                       round((px1 - px0) * extract(epoch FROM r.t - r.prev) / span, 1), py1 - py0)
+		             || format('<text class="warn" x="%s" y="%s">no data %s</text>', round(x + 2, 1), py1 - 6, r.len);
+	END LOOP;
+	FOR r IN
+		SELECT u.t, u.w, substring(u.note FROM 'meter jump of ([0-9]+) Wh') AS jump
+		FROM unnest(ev_ts, ev_wh, ev_note) u(t, w, note)
+		WHERE u.note ~ 'meter jump of' ORDER BY u.t
+	LOOP
+		x := px0 + (px1 - px0) * extract(epoch FROM r.t - t0) / span;
+		y := py1 - (py1 - py0) * coalesce(r.w, 0) / e_top;
+		body := body || format('<circle class="jump" cx="%s" cy="%s" r="5"/>', round(x, 1), round(y, 1))
+		             || format('<text class="warn" x="%s" y="%s" text-anchor="end">jump +%s Wh, not billed</text>',
+		                       round(x - 8, 1), round(y - 8, 1), r.jump);
+	END LOOP;
+	body := body || '</g>'::text;
+
+	-- Legend: the two curves, then each class drawn with its plan's prices
+	-- (a class twice when a plan change during the session changed them),
+	-- four to a line.
+	y := py1 + 62;
+	body := body || '<g id="legend">'::text
+		|| format('<line class="energy" x1="%s" y1="%s" x2="%s" y2="%s"/>', px0, y - 4, px0 + 24, y - 4)
+		|| format('<text x="%s" y="%s">energy delivered (Wh), as the bill counts it</text>', px0 + 30, y)
+		|| format('<line class="power" x1="%s" y1="%s" x2="%s" y2="%s"/>', px0 + 340, y - 4, px0 + 364, y - 4)
+		|| format('<text x="%s" y="%s">power (kW)</text>', px0 + 370, y)
+		|| format('<rect class="gap" x="%s" y="%s" width="24" height="10"/>', px0 + 460, y - 9)
+		|| format('<text x="%s" y="%s">no heartbeat for over 2 min while charging</text>', px0 + 490, y);
+	y := y + 22;
+	k := 0;
+	FOR r IN
+		SELECT DISTINCT seg.class, p.energy_price, p.service_fee,
+		       array_position(ARRAY['sharp', 'peak', 'flat', 'valley'], seg.class) AS pos
+		FROM evcharge.station_tariff t
+		CROSS JOIN LATERAL evcharge.tariff_segments(t.tariff) seg
+		JOIN LATERAL evcharge.tariff_prices(t.tariff) p ON p.class = seg.class
+		WHERE t.station_id = s.station_id AND t.current_type = s.current_type AND t.valid && tstzrange(t0, t1)
+		  AND EXISTS (SELECT 1 FROM unnest(shown_plan, shown_class) u(plan, class)
+		              WHERE u.plan = t.station_tariff_id AND u.class = seg.class)
+		ORDER BY pos, seg.class, p.energy_price, p.service_fee
+	LOOP
+		IF k = 0 THEN
+			body := body || format('<text x="%s" y="%s">tariff classes (electricity + service fee, yuan/kWh):</text>', px0, y);
+		END IF;
+		IF k % 4 = 0 THEN
+			y := y + 20;
+		END IF;
+		body := body || format('<rect class="band-%s" x="%s" y="%s" width="14" height="10"/>',
+		                       evcharge.xml_escape(r.class), px0 + 200 * (k % 4), y - 9)
+		             || format('<text x="%s" y="%s">%s %s + %s</text>', px0 + 20 + 200 * (k % 4), y,
+		                       evcharge.xml_escape(r.class), round(r.energy_price, 4), round(r.service_fee, 4));
+		k := k + 1;
+	END LOOP;
+	IF k = 0 THEN
+		body := body || format('<text class="warn" x="%s" y="%s">no %s plan in force at this station: nothing can be priced</text>',
+		                       px0, y, s.current_type);
+	END IF;
+	body := body || '</g>'::text;
+
+	-- The bill's anomalies.
+	IF NOT has_bill THEN
+		lines := ARRAY['No bill yet: anomalies are looked for when the bill is made.'];
+	ELSIF cardinality(evcharge.anomaly_codes(b.anomalies)) = 0 THEN
+		lines := ARRAY[format('No anomalies on the bill (%s).', b.state)];
+	ELSE
+		lines := ARRAY[format('Anomalies on the bill (%s): %s', b.state, b.anomalies::text)]
+			|| ARRAY(SELECT format('%s %s: %s', a.code, a.name, coalesce(c.description, ''))
+			         FROM unnest(evcharge.anomaly_codes(b.anomalies), evcharge.anomaly_names(b.anomalies)) a(code, name)
+			         LEFT JOIN evcharge.anomaly_code c ON c.code = a.code
+			         ORDER BY a.code);
+	END IF;
+	y := y + 20;
+	body := body || '<g id="anomalies">'::text
+		|| format('<rect class="box" x="%s" y="%s" width="%s" height="%s"/>', px0, y, px1 - px0, 10 + 16 * cardinality(lines));
+	FOR k IN 1 .. cardinality(lines) LOOP
+		body := body || format('<text%s x="%s" y="%s">%s</text>', CASE WHEN k = 1 THEN ' class="head"' ELSE '' END,
+		                       px0 + 8, y + 16 * k, evcharge.xml_escape(lines[k]));
+	END LOOP;
+	body := body || '</g>'::text;
+	height := y + 10 + 16 * cardinality(lines) + 12;
+
+	RETURN array_to_string(ARRAY[
+		'<?xml version="1.0" encoding="UTF-8"?>',
+		format('<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="%s" height="%s" viewBox="0 0 %s %s">',
+		       width, height, width, height),
+		format('<title>%s</title>', evcharge.xml_escape(format('Charging evidence for order %s', s.order_no))),
+		format('<desc>%s</desc>', evcharge.xml_escape(format(
+			'Energy delivered (Wh, left axis) and power (kW, right axis) from the heartbeats of gun %s at station %s, on the station''s local time (%s); background bands are the tariff classes in force.',
+			s.gun, s.station_name, s.tz))),
+		'<style type="text/css">'
+		'text { font-family: sans-serif; font-size: 12px; fill: #222222; } '
+		'.title { font-size: 16px; font-weight: bold; } .head { font-weight: bold; } .warn { fill: #cc0000; } '
+		'.band-sharp { fill: #f4cccc; } .band-peak { fill: #fce5cd; } .band-flat { fill: #d9ead3; } .band-valley { fill: #cfe2f3; } '
+		'.grid { stroke: #cccccc; stroke-width: 1; } .axis { stroke: #444444; stroke-width: 1; } '
+		'.frame { fill: none; stroke: #444444; stroke-width: 1; } '
+		'.energy { fill: none; stroke: #1f4e79; stroke-width: 2; } '
+		'.power { fill: none; stroke: #c55a11; stroke-width: 1.5; stroke-dasharray: 6 3; } '
+		'.mark { stroke: #000000; stroke-width: 1; stroke-dasharray: 4 3; } '
+		'.jump { fill: #cc0000; } .gap { fill: #888888; fill-opacity: 0.35; } '
+		'.box { fill: #fff8e1; stroke: #b58900; stroke-width: 1; }'
+		'</style>',
+		format('<rect x="0" y="0" width="%s" height="%s" fill="#ffffff"/>', width, height),
+		format('<text class="title" x="%s" y="26">%s</text>', px0, evcharge.xml_escape(format('Order %s · gun %s · %s',
+			s.order_no, s.gun, s.station_name))),
+		format('<text x="%s" y="48">%s</text>', px0, evcharge.xml_escape(CASE WHEN has_bill THEN
+			format('Bill: %s kWh, total %s yuan (electricity %s, service %s, occupancy %s, discount %s), %s',
+			       to_char(b.energy_wh / 1000.0, 'FM999999990.000'), b.total, b.energy_fee, b.service_fee,
+			       b.occupancy_fee, b.discount, b.state)
+			ELSE format('No bill yet (session %s); measured so far: %s kWh', s.state,
+			            to_char(coalesce((SELECT max(w) FROM unnest(ev_wh) w), 0) / 1000.0, 'FM999999990.000')) END)),
+		format('<text x="%s" y="66">%s</text>', px0, evcharge.xml_escape(format('%s heartbeats, %s to %s local time',
+			n, to_char(l0, 'HH24:MI:SS'), to_char(l1, 'HH24:MI:SS'))))
+	] || body || '</svg>'::text, E'\n') || E'\n';
+END $$;
+COMMENT ON FUNCTION evcharge.session_chart(text) IS
+	'the evidence of a session as a self-contained SVG 1.1 document: energy delivered (Wh) and power (kW) over the station''s local time, tariff classes as background bands with their prices, start, end of charging and unplug, meter jumps and silences while charging marked, the bill''s anomaly codes and names; deterministic';
+
+-- Sessions whose bill failed under 0.2.0 though their pile record is in
+-- (charge_session.bill_error): billed now, priced where they can be, held
+-- with the reason where they cannot.  (Those without a record are
+-- detect_lost_bills()' work, as ever.)
+DO $$
+DECLARE
+	o text;
+BEGIN
+	FOR o IN
+		SELECT cs.order_no FROM evcharge.charge_session cs
+		WHERE cs.state = 'ended'
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.bill b WHERE b.order_no = cs.order_no)
+		  AND EXISTS (SELECT 1 FROM evcharge.pile_record r WHERE r.order_no = cs.order_no)
+		ORDER BY cs.order_no
+	LOOP
+		PERFORM evcharge.make_bill(o);
+	END LOOP;
+END $$;
+
+
+-- == issue 16 item 6: a bad start must not block a gun ==
+-- start_session() refuses (P0002, with detail and hint) a gun that is not
+-- registered and a member or partner that is not the operator's (it
+-- accepted member 999, whose session then held the gun for record_wait);
+-- cancel_session(order_no, reason) ends a start the pile never began, kept
+-- in session_cancellation with who, when and why; the bridge's refused
+-- remote start and detect_lost_bills()' cancellations go the same way.
+-- detect_lost_bills() is created here once, with item 1's make_bill().
+-- Who cancelled which start, when and why: cancel_session() (support, the
+-- bridge for a remote start the pile refused) and detect_lost_bills() (a
+-- start the pile never began).  An audit trail, like bill_revision.
+CREATE TABLE evcharge.session_cancellation (
+	order_no text PRIMARY KEY REFERENCES evcharge.charge_session,
+	reason text NOT NULL CHECK (btrim(reason) <> ''),
+	cancelled_by text NOT NULL DEFAULT current_user,
+	cancelled_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.session_cancellation IS
+	'Every start cancelled by cancel_session() or detect_lost_bills(): why, by whom and when; never updated or deleted';
+COMMENT ON COLUMN evcharge.session_cancellation.order_no IS 'the session cancelled';
+COMMENT ON COLUMN evcharge.session_cancellation.reason IS 'why, as given to cancel_session() (or the job''s or the bridge''s own words)';
+COMMENT ON COLUMN evcharge.session_cancellation.cancelled_by IS 'the database user who cancelled it';
+COMMENT ON COLUMN evcharge.session_cancellation.cancelled_at IS 'when';
+
+CREATE FUNCTION evcharge.session_cancellation_immutable() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RAISE EXCEPTION 'session cancellations are an audit trail and cannot be changed'
+		USING ERRCODE = 'insufficient_privilege', HINT = 'A cancelled session stays cancelled; its record says who and why.';
+END $$;
+COMMENT ON FUNCTION evcharge.session_cancellation_immutable() IS 'trigger: refuses updates and deletes of session_cancellation';
+CREATE TRIGGER session_cancellation_immutable BEFORE UPDATE OR DELETE ON evcharge.session_cancellation
+	FOR EACH ROW EXECUTE FUNCTION evcharge.session_cancellation_immutable();
+COMMENT ON TRIGGER session_cancellation_immutable ON evcharge.session_cancellation IS 'the audit trail of cancellations cannot be changed or deleted';
+SELECT pg_catalog.pg_extension_config_dump('evcharge.session_cancellation', '');
+CREATE OR REPLACE FUNCTION evcharge.start_session(gun evcharge.gun_id, member_id bigint, channel text,
+	partner_id bigint DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	p record;
+	found_pile boolean;
+	mem evcharge.member;
+	ptn evcharge.partner;
+	owes numeric;
+	grp bigint;
+	busy text;
+	order_no text;
+BEGIN
+	IF gun IS NULL OR channel IS NULL THEN
+		RAISE EXCEPTION 'gun and channel are required' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF channel NOT IN ('app', 'qr', 'card', 'password', 'vin', 'partner') THEN
+		RAISE EXCEPTION 'start channel "%" is not known', channel
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use app, qr, card, password, vin or partner.';
+	END IF;
+	SELECT pl.station_id, pl.gun_count, s.tz, s.operator_id INTO p
+	FROM evcharge.pile pl JOIN evcharge.station s USING (station_id)
+	WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(start_session.gun);
+	found_pile := FOUND;
+	IF NOT found_pile OR evcharge.gun_no(start_session.gun) > p.gun_count THEN
+		RAISE EXCEPTION 'gun % is not registered', gun
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = CASE WHEN found_pile
+			                    THEN format('Pile %s has %s gun(s); this is gun %s.', evcharge.pile(start_session.gun), p.gun_count, evcharge.gun_no(start_session.gun))
+			                    ELSE format('Pile %s is not in the registry.', evcharge.pile(start_session.gun)) END,
+			      HINT = 'Start on a gun of a registered pile (evcharge.pile, guns 1 to gun_count).';
+	END IF;
+	-- A start for nobody the operator knows would hold the gun for a
+	-- session no wallet pays (and block it until detect_lost_bills gives up).
+	IF start_session.member_id IS NOT NULL THEN
+		SELECT * INTO mem FROM evcharge.member mm WHERE mm.member_id = start_session.member_id;
+		IF NOT FOUND OR mem.operator_id <> p.operator_id THEN
+			RAISE EXCEPTION 'operator % has no member %', p.operator_id, start_session.member_id
+				USING ERRCODE = 'no_data_found',
+				      DETAIL = format('Gun %s is operator %s''s; %s.', gun, p.operator_id,
+				                      CASE WHEN mem.member_id IS NOT NULL
+				                           THEN format('member %s is operator %s''s', mem.member_id, mem.operator_id)
+				                           ELSE format('no member %s is registered', start_session.member_id) END),
+				      HINT = 'Give one of the operator''s members (evcharge.member), or NULL for a partner''s user.';
+		END IF;
+	END IF;
+	-- The member's customer group (department, fleet, VIP class) at the
+	-- start: its group price and occupancy exemption apply to this charge.
+	-- A member who is a partner's user charges on the partner's account,
+	-- under its contract and not at a member's price, however it starts.
+	SELECT coalesce(start_session.partner_id, m.partner_id),
+	       CASE WHEN coalesce(start_session.partner_id, m.partner_id) IS NULL THEN m.group_id END
+	INTO partner_id, grp
+	FROM (SELECT 1) one LEFT JOIN evcharge.member m ON m.member_id = start_session.member_id;
+	IF partner_id IS NOT NULL THEN
+		SELECT * INTO ptn FROM evcharge.partner x WHERE x.partner_id = start_session.partner_id;
+		IF NOT FOUND OR ptn.operator_id <> p.operator_id THEN
+			RAISE EXCEPTION 'partner % has no contract with the operator of gun %', partner_id, gun
+				USING ERRCODE = 'no_data_found',
+				      DETAIL = format('Gun %s is operator %s''s; %s.', gun, p.operator_id,
+				                      CASE WHEN ptn.partner_id IS NOT NULL
+				                           THEN format('partner %s (%s) has its contract with operator %s', ptn.partner_id, ptn.name, ptn.operator_id)
+				                           ELSE format('no partner %s is registered', partner_id) END),
+				      HINT = 'Give one of the operator''s partners (evcharge.partner), or NULL for a member''s own start.';
+		END IF;
+		owes := evcharge.partner_owes(ptn.partner_id);
+		IF ptn.kind = 'affiliated' AND ptn.credit_limit IS NOT NULL AND owes >= ptn.credit_limit THEN
+			RAISE EXCEPTION 'partner % has reached its credit limit', partner_id
+				USING ERRCODE = 'EV002',
+				      DETAIL = format('It owes %s yuan of a limit of %s.', owes, ptn.credit_limit),
+				      HINT = 'The partner pays what it owes first (evcharge.partner_payment), or the operator raises the limit.';
+		ELSIF ptn.kind = 'prepaid' AND owes >= 0 THEN
+			RAISE EXCEPTION 'partner % has no prepaid money left', partner_id
+				USING ERRCODE = 'EV002',
+				      DETAIL = format('Its prepaid account holds %s yuan.', -owes),
+				      HINT = 'Top up the partner''s prepaid account (evcharge.top_up or evcharge.partner_payment).';
+		END IF;
+	END IF;
+	SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
+	WHERE cs.gun OPERATOR(evcharge.=) start_session.gun AND cs.state IN ('pending', 'charging', 'occupied');
+	IF FOUND THEN
+		RAISE EXCEPTION 'gun % is busy with order %', gun, busy
+			USING ERRCODE = 'lock_not_available', HINT = 'A gun charges one session at a time; wait for it to end.';
+	END IF;
+	-- A pile that speaks OCPP (it has connected to a bridge) is started by
+	-- a RemoteStartTransaction, which needs it connected now: the app hears
+	-- at once that it is not, instead of a session that never begins.
+	DECLARE
+		conn record;
+	BEGIN
+		SELECT c.bridge_id, c.disconnected_at, b.seen_at INTO conn
+		FROM evcharge.ocpp_connection c LEFT JOIN evcharge.ocpp_bridge b USING (bridge_id)
+		WHERE c.pile_id OPERATOR(evcharge.=) evcharge.pile(start_session.gun);
+		IF FOUND AND NOT evcharge.ocpp_pile_connected(evcharge.pile(start_session.gun)) THEN
+			RAISE EXCEPTION 'pile % of gun % is not connected', evcharge.pile(start_session.gun), gun
+				USING ERRCODE = 'EV003',
+				      DETAIL = CASE WHEN conn.disconnected_at IS NOT NULL
+				                    THEN format('Its OCPP connection to bridge %s ended at %s.', conn.bridge_id, conn.disconnected_at)
+				                    ELSE format('Bridge %s, which holds its connection, was last seen at %s.', conn.bridge_id, conn.seen_at) END,
+				      HINT = 'A remote start needs the pile online; try again when it has reconnected, or start at the pile with a card.';
+		END IF;
+	END;
+	order_no := to_char(now() AT TIME ZONE p.tz, 'YYYYMMDDHH24MISS')
+	            || lpad((nextval('evcharge.order_seq') % 1000000)::text, 6, '0');
+	INSERT INTO evcharge.charge_session (order_no, gun, station_id, member_id, group_id, partner_id, channel)
+	VALUES (order_no, gun, p.station_id, member_id, grp, partner_id, channel);
+	-- For an OCPP pile the RemoteStartTransaction, its idTag the order
+	-- number; the bridge holding the pile sends it within a second.
+	INSERT INTO evcharge.ocpp_command (pile_id, connector_id, action, order_no, id_tag)
+	SELECT c.pile_id, evcharge.gun_no(start_session.gun), 'RemoteStartTransaction', order_no, order_no
+	FROM evcharge.ocpp_connection c WHERE c.pile_id OPERATOR(evcharge.=) evcharge.pile(start_session.gun);
+	IF FOUND THEN
+		PERFORM pg_notify('evcharge_command', json_build_object('pile_id', evcharge.pile(start_session.gun)::text,
+			'action', 'RemoteStartTransaction', 'order_no', order_no)::text);
+	END IF;
+	RETURN order_no;
+END $$;
+COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text, bigint) IS
+	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it; for an OCPP pile (one that has connected to a bridge) it also makes the RemoteStartTransaction (ocpp_command, NOTIFY evcharge_command), and refuses with EV003 when the pile is not connected; refuses (P0002) a gun that is not registered and a member or partner that is not the operator''s; 55P03 for a busy gun; cancel_session() ends a start the pile never began';
+CREATE FUNCTION evcharge.cancel_session(order_no text, reason text) RETURNS evcharge.charge_session
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	tx record;
+BEGIN
+	IF cancel_session.reason IS NULL OR btrim(cancel_session.reason) = '' THEN
+		RAISE EXCEPTION 'a cancellation of order % needs a reason', coalesce(cancel_session.order_no, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Say why, as the support ticket would read it: ''driver left before the pile started''.';
+	END IF;
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = cancel_session.order_no FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', cancel_session.order_no
+			USING ERRCODE = 'no_data_found', HINT = 'Order numbers are in evcharge.charge_session.';
+	END IF;
+	IF s.state = 'cancelled' THEN
+		RETURN s;			-- cancelled already: nothing to do, nothing recorded twice
+	END IF;
+	IF s.state <> 'pending' THEN
+		RAISE EXCEPTION 'order % cannot be cancelled: it has begun charging', s.order_no
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('Its session is %s; the first charging heartbeat came at %s.', s.state,
+			                      coalesce(s.started_at::text, 'an unknown time')),
+			      HINT = 'A charge that has begun is stopped at the pile or remotely (evcharge.ocpp_stop_charge), and billed.';
+	END IF;
+	-- An OCPP pile may have begun without a charging heartbeat yet.
+	SELECT t.transaction_id, t.started_at INTO tx FROM evcharge.ocpp_transaction t WHERE t.order_no = s.order_no;
+	IF FOUND THEN
+		RAISE EXCEPTION 'order % cannot be cancelled: the pile has begun its transaction', s.order_no
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('OCPP transaction %s started at %s.', tx.transaction_id, tx.started_at),
+			      HINT = 'A charge that has begun is stopped at the pile or remotely (evcharge.ocpp_stop_charge), and billed.';
+	END IF;
+	UPDATE evcharge.charge_session cs SET state = 'cancelled', updated_at = now()
+	WHERE cs.order_no = s.order_no
+	RETURNING * INTO s;
+	INSERT INTO evcharge.session_cancellation (order_no, reason) VALUES (s.order_no, cancel_session.reason);
+	-- A remote start not yet answered is withdrawn: no bridge sends it now.
+	UPDATE evcharge.ocpp_command c SET answered_at = now(), answer = 'Cancelled'
+	WHERE c.order_no = s.order_no AND c.action = 'RemoteStartTransaction' AND c.answered_at IS NULL;
+	RETURN s;
+END $$;
+COMMENT ON FUNCTION evcharge.cancel_session(text, text) IS
+	'ends a pending start the pile never began: the session is cancelled (its gun free at once), the cancellation recorded in session_cancellation (reason, database user, time), an unanswered RemoteStartTransaction withdrawn (answer Cancelled); a session cancelled already is returned as it is; refused: no reason (22023), an unknown order (P0002), a session that has begun charging or whose OCPP transaction has begun (55000)';
+CREATE OR REPLACE FUNCTION evcharge.detect_lost_bills(at timestamptz DEFAULT now(),
+	OUT sessions_closed bigint, OUT starts_cancelled bigint, OUT bills_lost bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	o text;
+	st text;
+	msg text;
+BEGIN
+	PERFORM evcharge.check_time(at, 'detect_lost_bills(at)');
+	-- App starts the pile never began, each cancellation kept as
+	-- cancel_session() keeps one.
+	WITH c AS (
+		UPDATE evcharge.charge_session cs SET state = 'cancelled', updated_at = now()
+		FROM evcharge.station st JOIN evcharge.anomaly_policy p ON p.operator_id = st.operator_id
+		WHERE st.station_id = cs.station_id AND cs.state = 'pending' AND cs.created_at < at - p.record_wait
+		RETURNING cs.order_no, p.record_wait),
+	audit AS (
+		INSERT INTO evcharge.session_cancellation (order_no, reason)
+		SELECT c.order_no, format('detect_lost_bills: the pile did not begin the start within record_wait (%s)', c.record_wait)
+		FROM c
+		ON CONFLICT (order_no) DO NOTHING)
+	SELECT count(*) INTO starts_cancelled FROM c;
+	-- Open sessions of guns that went silent: they end at their last heartbeat.
+	WITH c AS (
+		UPDATE evcharge.charge_session cs SET state = 'ended',
+			charging_ended_at = coalesce(cs.charging_ended_at, cs.last_ts),
+			occupied_until = cs.last_ts, updated_at = now()
+		FROM evcharge.station st, evcharge.anomaly_policy p, evcharge.gun_state g
+		WHERE st.station_id = cs.station_id AND p.operator_id = st.operator_id
+		  AND g.gun OPERATOR(evcharge.=) cs.gun AND NOT g.online
+		  AND cs.state IN ('charging', 'occupied') AND cs.last_ts < at - p.record_wait
+		RETURNING 1)
+	SELECT count(*) INTO sessions_closed FROM c;
+	-- Ended sessions whose record has not come: billed from heartbeats, held.
+	bills_lost := 0;
+	FOR o IN
+		SELECT cs.order_no FROM evcharge.charge_session cs
+		JOIN evcharge.station st ON st.station_id = cs.station_id
+		JOIN evcharge.anomaly_policy p ON p.operator_id = st.operator_id
+		WHERE cs.state = 'ended'
+		  AND coalesce(cs.occupied_until, cs.charging_ended_at, cs.last_ts) < at - p.record_wait
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.bill b WHERE b.order_no = cs.order_no)
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.pile_record r WHERE r.order_no = cs.order_no)
+		ORDER BY cs.order_no
+		FOR UPDATE OF cs SKIP LOCKED
+	LOOP
+		PERFORM 1 FROM evcharge.coupon c JOIN evcharge.charge_session cs ON cs.member_id = c.member_id
+		WHERE cs.order_no = o AND c.used_order_no IS NULL FOR UPDATE OF c;
+		-- One session that cannot be billed at all does not stop the job.
+		BEGIN
+			PERFORM evcharge.make_bill(o);
+			bills_lost := bills_lost + 1;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+			UPDATE evcharge.charge_session SET bill_error = st || ': ' || msg, updated_at = now() WHERE order_no = o;
+		END;
+	END LOOP;
+END $$;
+COMMENT ON FUNCTION evcharge.detect_lost_bills(timestamptz) IS
+	'scheduled: cancels app starts the pile never began (each recorded in session_cancellation), ends open sessions of offline guns at their last heartbeat, and bills ended sessions whose pile record has not come within the operator''s record_wait from their heartbeats, held with anomaly 1 (2 when the gun went offline; make_bill: one that cannot be priced is held with its reason); a record that comes later completes the bill; at must lie from 2015 to now() + 1 day (check_time)';
+CREATE OR REPLACE FUNCTION evcharge.ocpp_command_answer(p_command_id bigint, p_pile evcharge.pile_id, p_answer text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	c evcharge.ocpp_command;
+BEGIN
+	UPDATE evcharge.ocpp_command x SET answered_at = now(), answer = p_answer
+	WHERE x.command_id = p_command_id AND x.pile_id OPERATOR(evcharge.=) p_pile AND x.answered_at IS NULL
+	RETURNING x.* INTO c;
+	IF NOT FOUND OR c.action <> 'RemoteStartTransaction' OR p_answer = 'Accepted' THEN
+		RETURN false;
+	END IF;
+	-- A start the pile did not accept: the app's session never begins, and
+	-- is cancelled as support would cancel it (audited).  One that has begun
+	-- after all (its transaction came first) is left to run.
+	PERFORM 1 FROM evcharge.charge_session cs WHERE cs.order_no = c.order_no AND cs.state = 'pending' FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	BEGIN
+		PERFORM evcharge.cancel_session(c.order_no,
+			format('the pile did not accept the remote start (command %s answered %s)', c.command_id, p_answer));
+	EXCEPTION WHEN object_not_in_prerequisite_state THEN
+		RETURN false;
+	END;
+	RETURN true;
+END $$;
+COMMENT ON FUNCTION evcharge.ocpp_command_answer(bigint, evcharge.pile_id, text) IS
+	'records a pile''s answer to a command sent to it (the first counts; another pile''s answer changes nothing); a RemoteStartTransaction answered anything but Accepted cancels its pending session through cancel_session() (recorded in session_cancellation); true when it did';
+COMMENT ON COLUMN evcharge.ocpp_command.answer IS 'Accepted or Rejected (the pile''s status), CALLERROR <code>, Expired (a start not answered within 60 s), or Cancelled (a start withdrawn by cancel_session())';

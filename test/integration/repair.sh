@@ -15,6 +15,7 @@ INSERT INTO station (station_id, operator_id, name) VALUES (1, 1, 'repair test')
 INSERT INTO station_tariff (station_id, current_type, tariff, valid)
 VALUES (1, 'AC', '00:00-24:00 flat | flat 0.8+0.45', '[2026-01-01,)');
 INSERT INTO pile VALUES ('44200000010000100001', 1, 1, 7000);
+INSERT INTO member (member_id, operator_id) VALUES (501, 1);
 SELECT maintain_partitions('2026-11-20 12:00+08');
 SELECT start_session('44200000010000100001001', 501, 'app') AS o \gset
 INSERT INTO heartbeat (gun, ts, status, meter_wh, order_no)

@@ -37,6 +37,9 @@ SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY 1) FROM pg_proc p
 INSERT INTO operator VALUES (90, 'tap');
 INSERT INTO station (station_id, operator_id, name) VALUES (90, 90, 'tap');
 INSERT INTO pile VALUES ('44200000900000100001', 90, 999, 7000, NULL), ('44200000900000100002', 90, 6, 7000, NULL);
+-- The members who start (start_session refuses a member the operator does not have).
+INSERT INTO member (member_id, operator_id) SELECT m, 90 FROM generate_series(1, 999) m
+UNION ALL SELECT 7000 + n, 90 FROM generate_series(1, 6) n;
 CREATE TEMP TABLE started AS
 SELECT c, start_session(gun_id('44200000900000100002', n::int), 7000 + n, c) AS order_no
 FROM unnest(ARRAY['app', 'qr', 'card', 'password', 'vin', 'partner']) WITH ORDINALITY AS u(c, n);
