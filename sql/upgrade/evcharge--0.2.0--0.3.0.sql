@@ -79,7 +79,6 @@ DECLARE
 	grp bigint;
 	busy text;
 	order_no text;
-	problem text;
 BEGIN
 	IF gun IS NULL OR channel IS NULL THEN
 		RAISE EXCEPTION 'gun and channel are required' USING ERRCODE = 'null_value_not_allowed';
@@ -126,20 +125,23 @@ BEGIN
 	END IF;
 	-- The partner's own number for this session, in its form, once.
 	IF start_session.partner_order_no IS NOT NULL THEN
-		problem := evcharge.partner_order_no_problem(partner_id, start_session.partner_order_no);
-		IF problem IS NOT NULL THEN
-			RAISE EXCEPTION 'partner order number "%" cannot be taken', left(start_session.partner_order_no, 80)
-				USING ERRCODE = 'invalid_parameter_value', DETAIL = upper(left(problem, 1)) || substr(problem, 2) || '.',
-				      HINT = 'Pass the number as the partner''s app shows it, with the partner_id of that partner.';
-		END IF;
-		SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
-		WHERE cs.partner_id = start_session.partner_id AND cs.partner_order_no = start_session.partner_order_no;
-		IF FOUND THEN
-			RAISE EXCEPTION 'partner % order number "%" is already order %', partner_id, start_session.partner_order_no, busy
-				USING ERRCODE = 'unique_violation',
-				      DETAIL = 'A partner''s order number names one session.',
-				      HINT = 'A repeated start from the partner''s app is the session already made: use its order number.';
-		END IF;
+		DECLARE
+			problem text := evcharge.partner_order_no_problem(partner_id, start_session.partner_order_no);
+		BEGIN
+			IF problem IS NOT NULL THEN
+				RAISE EXCEPTION 'partner order number "%" cannot be taken', left(start_session.partner_order_no, 80)
+					USING ERRCODE = 'invalid_parameter_value', DETAIL = upper(left(problem, 1)) || substr(problem, 2) || '.',
+					      HINT = 'Pass the number as the partner''s app shows it, with the partner_id of that partner.';
+			END IF;
+			SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
+			WHERE cs.partner_id = start_session.partner_id AND cs.partner_order_no = start_session.partner_order_no;
+			IF FOUND THEN
+				RAISE EXCEPTION 'partner % order number "%" is already order %', partner_id, start_session.partner_order_no, busy
+					USING ERRCODE = 'unique_violation',
+					      DETAIL = 'A partner''s order number names one session.',
+					      HINT = 'A repeated start from the partner''s app is the session already made: use its order number.';
+			END IF;
+		END;
 	END IF;
 	SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
 	WHERE cs.gun OPERATOR(evcharge.=) start_session.gun AND cs.state IN ('pending', 'charging', 'occupied');
@@ -1046,6 +1048,110 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION evcharge.store_bill(evcharge.bill, text, text) IS
 	'writes a bill from compute_bill(): inserts it, or updates it and records the revision (method, reason, before, after); moves the coupon it uses';
+
+-- daily_report's body (BEGIN ATOMIC) reads bill.*, which PostgreSQL expands
+-- when the function is created: made again with the bill's new columns,
+-- as a fresh install has it.
+CREATE OR REPLACE FUNCTION evcharge.daily_report(operator_id bigint, day date, only_sub_operator bigint DEFAULT NULL)
+RETURNS TABLE (line text, station_id bigint, station text, sub_operator_id bigint, sub_operator text,
+	sessions bigint, held bigint, unsettled bigint, energy_kwh numeric, energy_fee numeric, service_fee numeric,
+	occupancy_fee numeric, discount numeric, total numeric, top_ups numeric, credits numeric, refunds numeric,
+	refund_fees numeric)
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off
+BEGIN ATOMIC
+	WITH books AS (
+		SELECT daily_report.operator_id AS op, lower(d.r) AS t0, upper(d.r) AS t1
+		FROM (SELECT evcharge.books_day(daily_report.operator_id,
+		             CASE WHEN daily_report.day IS NOT NULL
+		                  THEN evcharge.check_time(daily_report.day, 'daily_report(day)') END) AS r) d
+	), bills AS (
+		-- The day's bills: sessions whose charging ended that day.  Their
+		-- sub-operator is where the ledger put their revenue, or for bills
+		-- not yet settled where the attribution rules would.
+		SELECT b.*, coalesce(r.sub_operator_id, evcharge.attributed_sub_operator(books.op, b.station_id,
+		           coalesce(cs.group_id, m.group_id), m.vin, m.card_no)) AS sub
+		FROM books
+		JOIN evcharge.station st ON st.operator_id = books.op
+		JOIN evcharge.bill b ON b.station_id = st.station_id
+		JOIN evcharge.charge_session cs ON cs.order_no = b.order_no
+		LEFT JOIN evcharge.member m ON m.member_id = cs.member_id
+		LEFT JOIN LATERAL (
+			SELECT a.sub_operator_id FROM evcharge.ledger_txn t
+			JOIN evcharge.ledger_entry e ON e.txn_id = t.txn_id
+			JOIN evcharge.account a ON a.account_id = e.account_id
+			WHERE t.kind = 'bill' AND t.idem_key = b.order_no AND a.kind LIKE 'revenue\_%'
+			LIMIT 1) r ON b.state = 'settled'
+		-- The day's bounds as scalar subqueries, not join columns: so the
+		-- planner sees a range on bill_station_day_idx per station, not a
+		-- join filter over every bill of the operator's history.
+		WHERE coalesce(b.ended_at, b.started_at) >= (SELECT books.t0 FROM books)
+		  AND coalesce(b.ended_at, b.started_at) < (SELECT books.t1 FROM books)
+	), station_lines AS (
+		SELECT 'station'::text AS line, b.station_id, b.sub AS sub_operator_id,
+		       count(*) AS sessions, count(*) FILTER (WHERE b.state = 'held') AS held,
+		       count(*) FILTER (WHERE b.state = 'final') AS unsettled,
+		       round(coalesce(sum(b.energy_wh) FILTER (WHERE b.state = 'settled'), 0) / 1000.0, 3) AS energy_kwh,
+		       coalesce(sum(b.energy_fee) FILTER (WHERE b.state = 'settled'), 0) AS energy_fee,
+		       coalesce(sum(b.service_fee) FILTER (WHERE b.state = 'settled'), 0) AS service_fee,
+		       coalesce(sum(b.occupancy_fee) FILTER (WHERE b.state = 'settled'), 0) AS occupancy_fee,
+		       coalesce(sum(b.discount) FILTER (WHERE b.state = 'settled'), 0) AS discount,
+		       coalesce(sum(b.total) FILTER (WHERE b.state = 'settled'), 0) AS total,
+		       0::numeric AS top_ups, 0::numeric AS credits, 0::numeric AS refunds, 0::numeric AS refund_fees
+		FROM bills b
+		GROUP BY b.station_id, b.sub
+	), wallet_moves AS (
+		-- The day's money in and out of wallets: what the wallet was credited
+		-- by top-ups and manual credits, and the refunds paid out (approved).
+		SELECT t.kind, evcharge.wallet_sub_operator(e.account_id) AS sub, -e.amount AS amount, 0::numeric AS fee
+		FROM books
+		JOIN evcharge.ledger_txn t ON t.operator_id = books.op
+		     AND t.created_at >= (SELECT books.t0 FROM books) AND t.created_at < (SELECT books.t1 FROM books)
+		JOIN evcharge.ledger_entry e ON e.txn_id = t.txn_id
+		JOIN evcharge.account a ON a.account_id = e.account_id
+		WHERE t.kind IN ('top_up', 'manual_credit') AND a.kind IN ('member_wallet', 'department_wallet', 'partner_prepaid')
+		UNION ALL
+		SELECT t.kind, evcharge.wallet_sub_operator(f.account_id), f.amount, f.fee
+		FROM books
+		JOIN evcharge.ledger_txn t ON t.operator_id = books.op
+		     AND t.created_at >= (SELECT books.t0 FROM books) AND t.created_at < (SELECT books.t1 FROM books)
+		JOIN evcharge.refund f ON f.refund_id::text = t.idem_key
+		WHERE t.kind = 'refund_approve'
+	), wallet_lines AS (
+		SELECT 'wallets'::text AS line, NULL::bigint AS station_id, w.sub AS sub_operator_id,
+		       0::bigint, 0::bigint, 0::bigint, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric,
+		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'top_up'), 0),
+		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'manual_credit'), 0),
+		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'refund_approve'), 0),
+		       coalesce(sum(w.fee) FILTER (WHERE w.kind = 'refund_approve'), 0)
+		FROM wallet_moves w
+		GROUP BY w.sub
+	), lines AS (
+		SELECT * FROM station_lines UNION ALL SELECT * FROM wallet_lines
+	), seen AS (
+		SELECT * FROM lines l
+		WHERE daily_report.only_sub_operator IS NULL OR l.sub_operator_id = daily_report.only_sub_operator
+	)
+	SELECT x.* FROM (
+	SELECT s.line, s.station_id, st.name, s.sub_operator_id, so.name, s.sessions, s.held, s.unsettled,
+	       s.energy_kwh, s.energy_fee, s.service_fee, s.occupancy_fee, s.discount, s.total,
+	       s.top_ups, s.credits, s.refunds, s.refund_fees
+	FROM seen s
+	LEFT JOIN evcharge.station st ON st.station_id = s.station_id
+	LEFT JOIN evcharge.sub_operator so ON so.sub_operator_id = s.sub_operator_id
+	UNION ALL
+	SELECT 'total', NULL, NULL, daily_report.only_sub_operator, NULL,
+	       coalesce(sum(s.sessions), 0)::bigint, coalesce(sum(s.held), 0)::bigint, coalesce(sum(s.unsettled), 0)::bigint,
+	       coalesce(sum(s.energy_kwh), 0), coalesce(sum(s.energy_fee), 0), coalesce(sum(s.service_fee), 0),
+	       coalesce(sum(s.occupancy_fee), 0), coalesce(sum(s.discount), 0), coalesce(sum(s.total), 0),
+	       coalesce(sum(s.top_ups), 0), coalesce(sum(s.credits), 0), coalesce(sum(s.refunds), 0),
+	       coalesce(sum(s.refund_fees), 0)
+	FROM seen s
+	) x (line, station_id, station, sub_operator_id, sub_operator, sessions, held, unsettled, energy_kwh, energy_fee,
+	     service_fee, occupancy_fee, discount, total, top_ups, credits, refunds, refund_fees)
+	ORDER BY array_position(ARRAY['station', 'wallets', 'total'], x.line), x.station_id, x.sub_operator_id NULLS FIRST;
+END;
+COMMENT ON FUNCTION evcharge.daily_report(bigint, date, bigint) IS
+	'an operator''s day (books_day: in finance_policy.tz; an unknown operator or no day is an error): a line per station and sub-operator with sessions ended that day, held and unsettled bills, and the charged energy, electricity, service and occupancy fees, discounts and total; a line per sub-operator with the top-ups, manual credits and refunds of its wallets; a total line; only_sub_operator shows what one sub-operator may see';
 
 -- The bills made before 0.3.0: a bill keeps its Wh per class but neither
 -- its per-class fees nor the rates that made them.  Its breakdown is worked
