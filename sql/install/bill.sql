@@ -499,9 +499,15 @@ BEGIN
 	   OR evcharge.partner_order_no_refusal(s, rec.partner_order_no) IS NOT NULL THEN
 		RETURN s;
 	END IF;
-	UPDATE evcharge.charge_session cs SET partner_order_no = rec.partner_order_no, updated_at = now()
-	WHERE cs.order_no = s.order_no
-	RETURNING * INTO s;
+	-- Another session taking the same number at the same moment wins: this
+	-- one keeps none, and its bill is made all the same.
+	BEGIN
+		UPDATE evcharge.charge_session cs SET partner_order_no = rec.partner_order_no, updated_at = now()
+		WHERE cs.order_no = s.order_no
+		RETURNING * INTO s;
+	EXCEPTION WHEN unique_violation THEN
+		NULL;
+	END;
 	RETURN s;
 END $$;
 COMMENT ON FUNCTION evcharge.take_partner_order_no(evcharge.charge_session, evcharge.pile_record) IS
