@@ -903,7 +903,8 @@ BEGIN
 	-- take (finalise_bill) is said on the bill.
 	IF has_rec AND rec.partner_order_no IS DISTINCT FROM s.partner_order_no AND rec.partner_order_no IS NOT NULL THEN
 		applied := applied || format('the pile record''s partner order number "%s" is not taken: %s',
-			left(rec.partner_order_no, 80), evcharge.partner_order_no_refusal(s, rec.partner_order_no));
+			left(rec.partner_order_no, 80), coalesce(evcharge.partner_order_no_refusal(s, rec.partner_order_no),
+			                                         'another session took it at the same moment'));
 	END IF;
 
 	SELECT o.grace_minutes, o.fee_per_minute, o.cap,
