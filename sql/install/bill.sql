@@ -28,6 +28,8 @@ CREATE TABLE evcharge.bill (
 	revision int NOT NULL DEFAULT 0,
 	finalised_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
+	partner_order_no text,
+	breakdown jsonb CHECK (jsonb_typeof(breakdown) = 'array'),
 	CHECK (total = energy_fee + service_fee + occupancy_fee - discount)
 );
 CREATE INDEX bill_station_idx ON evcharge.bill (station_id, ended_at);
@@ -69,6 +71,9 @@ COMMENT ON COLUMN evcharge.bill.state IS 'final (to be charged); held (a blockin
 COMMENT ON COLUMN evcharge.bill.revision IS 'how many times it was revised (bill_revision)';
 COMMENT ON COLUMN evcharge.bill.finalised_at IS 'when it was made';
 COMMENT ON COLUMN evcharge.bill.updated_at IS 'when it was last revised';
+COMMENT ON COLUMN evcharge.bill.partner_order_no IS 'the partner''s own order number for the session (charge_session.partner_order_no), when it has one';
+COMMENT ON COLUMN evcharge.bill.breakdown IS
+	'how the energy and service fees were made, per class with energy: [{"class", "wh", "energy_fee_exact", "energy_fee", "service_fee_exact", "service_fee"}] (bill_breakdown); the charged shares add up to energy_fee and service_fee; NULL when nothing was priced (no tariff) or, for a bill made before 0.3.0, when it could not be worked out exactly';
 
 CREATE TABLE evcharge.bill_revision (
 	bill_revision_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -104,6 +109,47 @@ COMMENT ON FUNCTION evcharge.bill_revision_immutable() IS 'trigger: refuses upda
 CREATE TRIGGER bill_revision_immutable BEFORE UPDATE OR DELETE ON evcharge.bill_revision
 	FOR EACH ROW EXECUTE FUNCTION evcharge.bill_revision_immutable();
 COMMENT ON TRIGGER bill_revision_immutable ON evcharge.bill_revision IS 'the audit trail of bills cannot be changed or deleted';
+
+-- A bill's own breakdown, per class that has energy: its Wh, the exact
+-- electricity and service fees, and the share of the charged (truncated)
+-- fee each class carries.  The bill cuts each fee to the fen once, from the
+-- exact sum (docs/billing.md); so that the shares add up to what was
+-- charged, each share is its exact fee cut to the fen, and the fen or fens
+-- the single cut kept go one each to the classes whose own cut lost the
+-- most (ties: the earlier class).  A share is thus within a fen of its
+-- exact fee, and the total never above the exact sum.  Classes in the
+-- order of the arrays {sharp, peak, flat, valley}; keyed by name, so a
+-- class added to the plans needs no new column.
+CREATE FUNCTION evcharge.bill_breakdown(wh bigint[], energy_fee_exact numeric[], service_fee_exact numeric[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+BEGIN ATOMIC
+	WITH c AS (
+		SELECT u.i, (ARRAY['sharp', 'peak', 'flat', 'valley'])[u.i::int] AS class, u.wh, u.e, u.s,
+		       trunc(u.e, 2) AS e_cut, trunc(u.s, 2) AS s_cut
+		FROM unnest(bill_breakdown.wh, bill_breakdown.energy_fee_exact, bill_breakdown.service_fee_exact)
+		     WITH ORDINALITY AS u(wh, e, s, i)
+	), kept AS (
+		SELECT round((trunc(sum(c.e), 2) - sum(c.e_cut)) * 100)::int AS e_fens,
+		       round((trunc(sum(c.s), 2) - sum(c.s_cut)) * 100)::int AS s_fens
+		FROM c
+	), ranked AS (
+		SELECT c.*, row_number() OVER (ORDER BY c.e - c.e_cut DESC, c.i) AS e_rank,
+		       row_number() OVER (ORDER BY c.s - c.s_cut DESC, c.i) AS s_rank
+		FROM c
+	)
+	SELECT coalesce(jsonb_agg(jsonb_build_object(
+		'class', coalesce(r.class, 'class ' || r.i),
+		'wh', r.wh,
+		'energy_fee_exact', trim_scale(r.e),
+		'energy_fee', r.e_cut + CASE WHEN r.e_rank <= k.e_fens THEN 0.01 ELSE 0 END,
+		'service_fee_exact', trim_scale(r.s),
+		'service_fee', r.s_cut + CASE WHEN r.s_rank <= k.s_fens THEN 0.01 ELSE 0 END) ORDER BY r.i)
+		FILTER (WHERE r.wh <> 0 OR r.e <> 0 OR r.s <> 0), '[]'::jsonb)
+	FROM ranked r CROSS JOIN kept k;
+END;
+COMMENT ON FUNCTION evcharge.bill_breakdown(bigint[], numeric[], numeric[]) IS
+	'a bill''s breakdown from Wh and exact fees per class {sharp, peak, flat, valley}: a jsonb array, one object per class with energy, of class, wh, energy_fee_exact, energy_fee, service_fee_exact, service_fee; the charged shares are the exact fees cut to the fen, plus a fen each to the classes that lost most in their cut, so that they add up to trunc(sum, 2) of each fee';
 
 -- What a bill of the session would be now, and its anomalies; writes
 -- nothing.  p_method: auto (as the pipeline bills: the pile's energy when
@@ -271,6 +317,13 @@ BEGIN
 	IF NOT plausible THEN
 		applied := applied || format('the pile''s %s Wh exceed what %s W allow in its span', rec.energy_wh, rated);
 	END IF;
+	-- A partner order number in the pile's record that the session did not
+	-- take (finalise_bill) is said on the bill.
+	IF has_rec AND rec.partner_order_no IS DISTINCT FROM s.partner_order_no AND rec.partner_order_no IS NOT NULL THEN
+		applied := applied || format('the pile record''s partner order number "%s" is not taken: %s',
+			left(rec.partner_order_no, 80), coalesce(evcharge.partner_order_no_refusal(s, rec.partner_order_no),
+			                                         'another session took it at the same moment'));
+	END IF;
 
 	SELECT o.grace_minutes, o.fee_per_minute, o.cap,
 	       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e WHERE e.station_id = o.station_id AND e.group_id = s.group_id) AS exempt
@@ -316,6 +369,9 @@ BEGIN
 	b.total := q.energy_fee + q.service_fee + occupancy - discount;
 	b.applied := ARRAY(SELECT a FROM unnest(applied) a ORDER BY a);
 	b.energy_source := source;
+	b.partner_order_no := s.partner_order_no;
+	-- Per class, exact and as charged; nothing to break down without a price.
+	b.breakdown := CASE WHEN NOT no_tariff THEN evcharge.bill_breakdown(b.wh_by_class, q.class_energy_fee, q.class_service_fee) END;
 
 	-- Anomalies (docs/anomalies.md).
 	IF NOT has_rec THEN
@@ -407,7 +463,7 @@ BEGIN
 			energy_fee = b.energy_fee, service_fee = b.service_fee, occupancy_fee = b.occupancy_fee,
 			discount = b.discount, total = b.total, applied = b.applied, energy_source = b.energy_source,
 			anomalies = b.anomalies, coupon_id = b.coupon_id, state = b.state, revision = b.revision,
-			updated_at = b.updated_at
+			updated_at = b.updated_at, partner_order_no = b.partner_order_no, breakdown = b.breakdown
 		WHERE order_no = b.order_no;
 		INSERT INTO evcharge.bill_revision (order_no, revision, method, reason, before, after)
 		VALUES (b.order_no, b.revision, p_method, p_reason, to_jsonb(old), to_jsonb(b));
@@ -527,6 +583,32 @@ END $$;
 COMMENT ON FUNCTION evcharge.identify_starter(evcharge.charge_session, evcharge.pile_record) IS
 	'for a session the pile started (channel offline, nobody known): takes how it was started and the card or VIN from the pile''s record, and the registered member they belong to (and that member''s group, or partner), so the right wallet pays, at the right price, under the right contract';
 
+-- The partner's own order number that a pile record carries: taken by a
+-- session that has none, when it is in the partner's form and the partner
+-- has no other session with it; otherwise the session keeps what it has
+-- and the bill says why (compute_bill).
+CREATE FUNCTION evcharge.take_partner_order_no(s evcharge.charge_session, rec evcharge.pile_record)
+RETURNS evcharge.charge_session
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF rec.partner_order_no IS NULL OR s.partner_order_no IS NOT NULL
+	   OR evcharge.partner_order_no_refusal(s, rec.partner_order_no) IS NOT NULL THEN
+		RETURN s;
+	END IF;
+	-- Another session taking the same number at the same moment wins: this
+	-- one keeps none, and its bill is made all the same.
+	BEGIN
+		UPDATE evcharge.charge_session cs SET partner_order_no = rec.partner_order_no, updated_at = now()
+		WHERE cs.order_no = s.order_no
+		RETURNING * INTO s;
+	EXCEPTION WHEN unique_violation THEN
+		NULL;
+	END;
+	RETURN s;
+END $$;
+COMMENT ON FUNCTION evcharge.take_partner_order_no(evcharge.charge_session, evcharge.pile_record) IS
+	'gives a session without a partner order number the one its pile record carries, when partner_order_no_refusal() finds nothing against it; returns the session as it is then';
+
 -- Finalise the bill of a session whose pile record has arrived; a record
 -- for a bill made from heartbeats (anomaly 1 or 2) completes it.
 CREATE FUNCTION evcharge.finalise_bill(p_order_no text) RETURNS boolean
@@ -552,6 +634,7 @@ BEGIN
 	IF NOT FOUND OR old.state <> 'settled' THEN
 		s := evcharge.identify_starter(s, rec);
 	END IF;
+	s := evcharge.take_partner_order_no(s, rec);
 	IF old.order_no IS NOT NULL THEN
 		IF NOT old.anomalies OPERATOR(evcharge.&&) '1+2'::evcharge.anomaly_set THEN
 			RETURN false;

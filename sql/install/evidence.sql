@@ -182,7 +182,7 @@ BEGIN
 	n := coalesce(array_length(ev_ts, 1), 0);
 	SELECT cs.order_no, cs.gun, cs.station_id, cs.state, cs.started_at, cs.charging_ended_at,
 	       cs.occupied_until, cs.created_at, st.name AS station_name, st.tz,
-	       evcharge.registered_current_type(cs.gun) AS current_type
+	       evcharge.registered_current_type(cs.gun) AS current_type, cs.partner_order_no
 	INTO s
 	FROM evcharge.charge_session cs JOIN evcharge.station st ON st.station_id = cs.station_id
 	WHERE cs.order_no = p_order_no;
@@ -411,8 +411,8 @@ BEGIN
 		'.box { fill: #fff8e1; stroke: #b58900; stroke-width: 1; }'
 		'</style>',
 		format('<rect x="0" y="0" width="%s" height="%s" fill="#ffffff"/>', width, height),
-		format('<text class="title" x="%s" y="26">%s</text>', px0, evcharge.xml_escape(format('Order %s · gun %s · %s',
-			s.order_no, s.gun, s.station_name))),
+		format('<text class="title" x="%s" y="26">%s</text>', px0, evcharge.xml_escape(format('Order %s%s · gun %s · %s',
+			s.order_no, ' (partner order ' || s.partner_order_no || ')', s.gun, s.station_name))),
 		format('<text x="%s" y="48">%s</text>', px0, evcharge.xml_escape(CASE WHEN has_bill THEN
 			format('Bill: %s kWh, total %s yuan (electricity %s, service %s, occupancy %s, discount %s), %s',
 			       to_char(b.energy_wh / 1000.0, 'FM999999990.000'), b.total, b.energy_fee, b.service_fee,
@@ -424,4 +424,4 @@ BEGIN
 	] || body || '</svg>'::text, E'\n') || E'\n';
 END $$;
 COMMENT ON FUNCTION evcharge.session_chart(text) IS
-	'the evidence of a session as a self-contained SVG 1.1 document: energy delivered (Wh) and power (kW) over the station''s local time, tariff classes as background bands with their prices, start, end of charging and unplug, meter jumps and silences while charging marked, the bill''s anomaly codes and names; deterministic';
+	'the evidence of a session as a self-contained SVG 1.1 document: the order (and the partner''s own order number, when it has one) in the title line, energy delivered (Wh) and power (kW) over the station''s local time, tariff classes as background bands with their prices, start, end of charging and unplug, meter jumps and silences while charging marked, the bill''s anomaly codes and names; deterministic';

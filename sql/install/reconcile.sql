@@ -131,7 +131,7 @@ CREATE TABLE evcharge.partner_statement_line (
 COMMENT ON TABLE evcharge.partner_statement_line IS 'A partner''s statement as fetched: one line per bill the partner has';
 COMMENT ON COLUMN evcharge.partner_statement_line.source_id IS 'where it came from';
 COMMENT ON COLUMN evcharge.partner_statement_line.day IS 'the statement''s day';
-COMMENT ON COLUMN evcharge.partner_statement_line.order_no IS 'the order';
+COMMENT ON COLUMN evcharge.partner_statement_line.order_no IS 'the order, by our order number or by the partner''s own (charge_session.partner_order_no)';
 COMMENT ON COLUMN evcharge.partner_statement_line.energy_wh IS 'the energy the partner has, Wh';
 COMMENT ON COLUMN evcharge.partner_statement_line.total IS 'the amount the partner has, yuan';
 
@@ -281,33 +281,47 @@ BEGIN
 		FROM evcharge.anomaly_policy p WHERE p.operator_id = src.operator_id;
 		INSERT INTO evcharge_finding
 		SELECT 'missing_at_partner', b.order_no,
-		       jsonb_build_object('energy_wh', b.energy_wh, 'total', b.total, 'ended_at', b.ended_at), NULL,
+		       jsonb_build_object('energy_wh', b.energy_wh, 'total', b.total, 'ended_at', b.ended_at)
+		       || CASE WHEN cs.partner_order_no IS NOT NULL THEN jsonb_build_object('partner_order_no', cs.partner_order_no)
+		               ELSE '{}' END, NULL,
 		       'send the partner the order: its app may have lost the session'
 		FROM evcharge.bill b JOIN evcharge.charge_session cs USING (order_no)
 		WHERE cs.partner_id = src.partner_id AND b.ended_at >= d_from AND b.ended_at < d_to
 		  AND NOT EXISTS (SELECT 1 FROM evcharge.partner_statement_line l
-		                  WHERE l.source_id = src.source_id AND l.order_no = b.order_no);
+		                  WHERE l.source_id = src.source_id AND l.order_no IN (b.order_no, cs.partner_order_no));
+		-- A line names the bill by our order number or by the partner's own
+		-- (Didi keys its statement by its 27 digits): the partner's bill of
+		-- that partner order number, else the one of that order number.
 		INSERT INTO evcharge_finding
-		SELECT 'missing_here', l.order_no, NULL, jsonb_build_object('energy_wh', l.energy_wh, 'total', l.total),
+		WITH m AS (
+			SELECT l.order_no AS key, l.energy_wh, l.total, b.order_no, b.energy_wh AS our_wh, b.total AS our_total,
+			       b.partner_order_no
+			FROM evcharge.partner_statement_line l
+			LEFT JOIN LATERAL (
+				SELECT bb.order_no, bb.energy_wh, bb.total, cs.partner_order_no
+				FROM evcharge.charge_session cs JOIN evcharge.bill bb USING (order_no)
+				WHERE cs.partner_id = src.partner_id AND (cs.partner_order_no = l.order_no OR cs.order_no = l.order_no)
+				ORDER BY cs.partner_order_no = l.order_no DESC NULLS LAST
+				LIMIT 1) b ON true
+			WHERE l.source_id = src.source_id AND l.day = p_day)
+		SELECT 'missing_here', m.key, NULL, jsonb_build_object('energy_wh', m.energy_wh, 'total', m.total),
 		       'no such bill here for this partner: check the order number with the partner'
-		FROM evcharge.partner_statement_line l
-		WHERE l.source_id = src.source_id AND l.day = p_day
-		  AND NOT EXISTS (SELECT 1 FROM evcharge.bill b JOIN evcharge.charge_session cs USING (order_no)
-		                  WHERE b.order_no = l.order_no AND cs.partner_id = src.partner_id);
-		INSERT INTO evcharge_finding
-		SELECT CASE WHEN l.total < 0 THEN 'negative_amount'
-		            WHEN abs(l.energy_wh - b.energy_wh) > greatest(tol, greatest(l.energy_wh, b.energy_wh) * pct / 100)
+		FROM m WHERE m.order_no IS NULL
+		UNION ALL
+		SELECT CASE WHEN m.total < 0 THEN 'negative_amount'
+		            WHEN abs(m.energy_wh - m.our_wh) > greatest(tol, greatest(m.energy_wh, m.our_wh) * pct / 100)
 		                 THEN 'energy_differs'
 		            ELSE 'amount_differs' END,
-		       l.order_no, jsonb_build_object('energy_wh', b.energy_wh, 'total', b.total),
-		       jsonb_build_object('energy_wh', l.energy_wh, 'total', l.total),
+		       m.key, jsonb_build_object('energy_wh', m.our_wh, 'total', m.our_total)
+		              || CASE WHEN m.partner_order_no IS NOT NULL
+		                      THEN jsonb_build_object('order_no', m.order_no, 'partner_order_no', m.partner_order_no)
+		                      ELSE '{}' END,
+		       jsonb_build_object('energy_wh', m.energy_wh, 'total', m.total),
 		       'compare with session_evidence(order_no) and agree the figure with the partner'
-		FROM evcharge.partner_statement_line l
-		JOIN evcharge.bill b ON b.order_no = l.order_no
-		JOIN evcharge.charge_session cs ON cs.order_no = b.order_no AND cs.partner_id = src.partner_id
-		WHERE l.source_id = src.source_id AND l.day = p_day
-		  AND (l.total < 0 OR l.total <> b.total
-		       OR abs(l.energy_wh - b.energy_wh) > greatest(tol, greatest(l.energy_wh, b.energy_wh) * pct / 100));
+		FROM m
+		WHERE m.order_no IS NOT NULL
+		  AND (m.total < 0 OR m.total <> m.our_total
+		       OR abs(m.energy_wh - m.our_wh) > greatest(tol, greatest(m.energy_wh, m.our_wh) * pct / 100));
 	END IF;
 
 	RETURN QUERY
@@ -320,7 +334,7 @@ BEGIN
 	SELECT * FROM ins ORDER BY ins.kind, ins.key;
 END $$;
 COMMENT ON FUNCTION evcharge.reconcile_statement(bigint, date, boolean) IS
-	'compares a source''s stored statement of a day with the ledger (provider: top-ups paid but not credited, which are credited when p_apply, credited but not paid, amounts differing) or with the partner''s bills (missing at the partner, missing here, energy or amount differing, negative amounts); records and returns the new findings';
+	'compares a source''s stored statement of a day with the ledger (provider: top-ups paid but not credited, which are credited when p_apply, credited but not paid, amounts differing) or with the partner''s bills, a line matching by our order number or the partner''s own (missing at the partner, missing here, energy or amount differing, negative amounts); records and returns the new findings';
 
 -- The nightly job that calls these, run_reconciliation(), is in jobs.sql
 -- with its watermarks.

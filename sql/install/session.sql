@@ -28,8 +28,16 @@ CREATE TABLE evcharge.charge_session (
 	bill_error text,
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	card_no text,
-	vin text
+	vin text,
+	partner_order_no text CONSTRAINT charge_session_partner_order_no_check
+		CHECK (partner_order_no IS NULL OR (partner_id IS NOT NULL AND evcharge.is_partner_order_no(partner_order_no)))
 ) WITH (fillfactor = 50);
+-- A partner numbers our sessions its own way (Didi: 27 digits) and keys its
+-- statements by its numbers: one session per number and partner, and the
+-- reconciliation finds a statement line by it.
+CREATE UNIQUE INDEX charge_session_partner_order_idx ON evcharge.charge_session (partner_id, partner_order_no)
+	WHERE partner_order_no IS NOT NULL;
+COMMENT ON INDEX evcharge.charge_session_partner_order_idx IS 'a partner''s own order number names one session of that partner';
 CREATE UNIQUE INDEX charge_session_open_idx ON evcharge.charge_session (gun)
 	WHERE state IN ('pending', 'charging', 'occupied');
 COMMENT ON INDEX evcharge.charge_session_open_idx IS 'at most one open (pending, charging or occupied) session per gun';
@@ -68,6 +76,7 @@ COMMENT ON COLUMN evcharge.charge_session.bill_error IS 'why the bill could not 
 COMMENT ON COLUMN evcharge.charge_session.updated_at IS 'when the row was last written';
 COMMENT ON COLUMN evcharge.charge_session.card_no IS 'for a start at the pile: the card the pile''s record names, registered or not';
 COMMENT ON COLUMN evcharge.charge_session.vin IS 'for a start at the pile: the vehicle the pile''s record names, registered or not';
+COMMENT ON COLUMN evcharge.charge_session.partner_order_no IS 'the partner''s own order number for this session (Didi''s 27 digits), from start_session() or the pile record; unique per partner; NULL when the partner gave none';
 
 -- Who cancelled which start, when and why: cancel_session() (support, the
 -- bridge for a remote start the pile refused) and detect_lost_bills() (a
@@ -107,7 +116,8 @@ CREATE TABLE evcharge.pile_record (
 	received_at timestamptz NOT NULL DEFAULT now(),
 	start_by text CHECK (start_by IN ('card', 'password', 'vin', 'remote')),
 	card_no text,
-	vin text
+	vin text,
+	partner_order_no text
 );
 CREATE INDEX pile_record_order_idx ON evcharge.pile_record (order_no);
 COMMENT ON INDEX evcharge.pile_record_order_idx IS 'the pile records of an order (a duplicate changes nothing)';
@@ -124,6 +134,7 @@ COMMENT ON COLUMN evcharge.pile_record.received_at IS 'when the platform receive
 COMMENT ON COLUMN evcharge.pile_record.start_by IS 'how the pile says the charge was started: card, password (the station''s fixed password), vin (the car identified itself), remote (the platform started it); NULL when it does not say';
 COMMENT ON COLUMN evcharge.pile_record.card_no IS 'the card that started it, as the pile read it (16 digits)';
 COMMENT ON COLUMN evcharge.pile_record.vin IS 'the vehicle that started it, as the pile read it';
+COMMENT ON COLUMN evcharge.pile_record.partner_order_no IS 'the partner''s own order number for the session, when the record carries one: the session takes it if it has none (finalise_bill, take_partner_order_no)';
 
 CREATE TABLE evcharge.fault_event (
 	fault_event_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -144,7 +155,7 @@ COMMENT ON COLUMN evcharge.fault_event.ended_at IS 'first heartbeat without it';
 
 -- Starting a charge from the app or a QR scan.
 CREATE FUNCTION evcharge.start_session(gun evcharge.gun_id, member_id bigint, channel text,
-	partner_id bigint DEFAULT NULL)
+	partner_id bigint DEFAULT NULL, partner_order_no text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -222,6 +233,26 @@ BEGIN
 				      HINT = 'Top up the partner''s prepaid account (evcharge.top_up or evcharge.partner_payment).';
 		END IF;
 	END IF;
+	-- The partner's own number for this session, in its form, once.
+	IF start_session.partner_order_no IS NOT NULL THEN
+		DECLARE
+			problem text := evcharge.partner_order_no_problem(partner_id, start_session.partner_order_no);
+		BEGIN
+			IF problem IS NOT NULL THEN
+				RAISE EXCEPTION 'partner order number "%" cannot be taken', left(start_session.partner_order_no, 80)
+					USING ERRCODE = 'invalid_parameter_value', DETAIL = upper(left(problem, 1)) || substr(problem, 2) || '.',
+					      HINT = 'Pass the number as the partner''s app shows it, with the partner_id of that partner.';
+			END IF;
+			SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
+			WHERE cs.partner_id = start_session.partner_id AND cs.partner_order_no = start_session.partner_order_no;
+			IF FOUND THEN
+				RAISE EXCEPTION 'partner % order number "%" is already order %', partner_id, start_session.partner_order_no, busy
+					USING ERRCODE = 'unique_violation',
+					      DETAIL = 'A partner''s order number names one session.',
+					      HINT = 'A repeated start from the partner''s app is the session already made: use its order number.';
+			END IF;
+		END;
+	END IF;
 	SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
 	WHERE cs.gun OPERATOR(evcharge.=) start_session.gun AND cs.state IN ('pending', 'charging', 'occupied');
 	IF FOUND THEN
@@ -248,8 +279,8 @@ BEGIN
 	END;
 	order_no := to_char(now() AT TIME ZONE p.tz, 'YYYYMMDDHH24MISS')
 	            || lpad((nextval('evcharge.order_seq') % 1000000)::text, 6, '0');
-	INSERT INTO evcharge.charge_session (order_no, gun, station_id, member_id, group_id, partner_id, channel)
-	VALUES (order_no, gun, p.station_id, member_id, grp, partner_id, channel);
+	INSERT INTO evcharge.charge_session (order_no, gun, station_id, member_id, group_id, partner_id, channel, partner_order_no)
+	VALUES (order_no, gun, p.station_id, member_id, grp, partner_id, channel, start_session.partner_order_no);
 	-- For an OCPP pile the RemoteStartTransaction, its idTag the order
 	-- number; the bridge holding the pile sends it within a second.
 	INSERT INTO evcharge.ocpp_command (pile_id, connector_id, action, order_no, id_tag)
@@ -261,8 +292,8 @@ BEGIN
 	END IF;
 	RETURN order_no;
 END $$;
-COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text, bigint) IS
-	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it; for an OCPP pile (one that has connected to a bridge) it also makes the RemoteStartTransaction (ocpp_command, NOTIFY evcharge_command), and refuses with EV003 when the pile is not connected; refuses (P0002) a gun that is not registered and a member or partner that is not the operator''s; 55P03 for a busy gun; cancel_session() ends a start the pile never began';
+COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text, bigint, text) IS
+	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it; partner_order_no, the partner''s own number for it (22023 when not in the partner''s form or without a partner, 23505 when the partner already used it); for an OCPP pile (one that has connected to a bridge) it also makes the RemoteStartTransaction (ocpp_command, NOTIFY evcharge_command), and refuses with EV003 when the pile is not connected; refuses (P0002) a gun that is not registered and a member or partner that is not the operator''s; 55P03 for a busy gun; cancel_session() ends a start the pile never began';
 
 -- Ending a start the pile never began (the driver gave up, the pile
 -- never answered), so that the gun is free at once instead of after
@@ -313,6 +344,36 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION evcharge.cancel_session(text, text) IS
 	'ends a pending start the pile never began: the session is cancelled (its gun free at once), the cancellation recorded in session_cancellation (reason, database user, time), an unanswered RemoteStartTransaction withdrawn (answer Cancelled); a session cancelled already is returned as it is; refused: no reason (22023), an unknown order (P0002), a session that has begun charging or whose OCPP transaction has begun (55000)';
+
+-- Why a session cannot take a partner order number (from its pile record):
+-- it has another, it has no partner, the number is not in the partner's
+-- form, or another session of the partner has it.  NULL: it can (or has
+-- that number already).
+CREATE FUNCTION evcharge.partner_order_no_refusal(s evcharge.charge_session, p_partner_order_no text) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	other text;
+BEGIN
+	IF p_partner_order_no IS NULL OR p_partner_order_no IS NOT DISTINCT FROM s.partner_order_no THEN
+		RETURN NULL;
+	ELSIF s.partner_order_no IS NOT NULL THEN
+		RETURN format('the session has partner order number "%s" already', s.partner_order_no);
+	ELSIF s.partner_id IS NULL THEN
+		RETURN 'the session has no partner';
+	END IF;
+	other := evcharge.partner_order_no_problem(s.partner_id, p_partner_order_no);
+	IF other IS NOT NULL THEN
+		RETURN other;
+	END IF;
+	SELECT cs.order_no INTO other FROM evcharge.charge_session cs
+	WHERE cs.partner_id = s.partner_id AND cs.partner_order_no = p_partner_order_no AND cs.order_no <> s.order_no;
+	IF FOUND THEN
+		RETURN format('partner %s''s order %s has it', s.partner_id, other);
+	END IF;
+	RETURN NULL;
+END $$;
+COMMENT ON FUNCTION evcharge.partner_order_no_refusal(evcharge.charge_session, text) IS
+	'why a session cannot take a partner order number, in words: it has another, it has no partner, the number is not in the partner''s form (partner_order_no_problem), or another session of the partner has it; NULL when it can or already has it';
 
 -- The samples a bill is measured from: the session's heartbeats, one per
 -- time (highest reading), with rises larger than the gun's rated power

@@ -5,11 +5,14 @@
 # or source replayed, a wrong secret, a missing statement and a server that
 # does not answer each fail with a clear error (the last within
 # evcharge.http_timeout, and at once when cancelled), and in the nightly job
-# each is recorded as a failed fetch.  statement_fetch.sh tests the client's
-# other limits (plain http, certificates, sizes, wait event, cancel).
+# each is recorded as a failed fetch.  Didi's statement, keyed by Didi's own
+# 27-digit order numbers, reconciles clean; reconciled by our numbers only,
+# it would list every line as missing on both sides.  statement_fetch.sh
+# tests the client's other limits (plain http, certificates, sizes, wait
+# event, cancel).
 source "$(dirname "$0")/lib/tap.sh"
 source "$(dirname "$0")/lib/statement_server.sh"
-plan 21
+plan 25
 db=evcharge_it_reconcile
 fresh_db $db
 work=$(mktemp -d)
@@ -146,4 +149,46 @@ is "$(q -d $db -c "SELECT kind || ' ' || key || ': ' || (theirs->>'error') FROM 
 	"fetch_failed statement: the statement from \"https://127.0.0.1:$port/replay-12/replay/$today.csv\" is not signed for source \"replay-12\" and day $today" \
 	"the replayed statement is recorded as a failed fetch, with the reason"
 is "$(q -d $db -c "SELECT count(*) FROM provider_statement_line WHERE source_id IN (3, 4)")" 0 "nothing of the refused statements is stored"
+
+# Didi numbers each of our sessions its own way, 27 digits, passed to
+# start_session; its statement of 21 November is keyed by those numbers
+# (the server serves the partner file for every source's partner route).
+q -d $db >/dev/null <<'SQL'
+INSERT INTO partner (partner_id, operator_id, name, order_no_digits) VALUES (9, 12, 'Didi charging', 27);
+CREATE FUNCTION pg_temp.charge(g int, o text) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO evcharge.heartbeat (gun, ts, status, meter_wh, order_no)
+	SELECT evcharge.gun_id('44200000120000100001', g), '2026-11-21 08:00+08'::timestamptz + i * interval '1 min',
+	       (CASE WHEN i = 60 THEN 'idle' ELSE 'charging' END)::evcharge.gun_status, 200000 + least(i, 59) * 100, o
+	FROM generate_series(0, 60) i;
+	INSERT INTO evcharge.pile_record (order_no, gun, started_at, ended_at, energy_wh)
+	VALUES (o, evcharge.gun_id('44200000120000100001', g), '2026-11-21 08:00+08', '2026-11-21 08:59+08', 5900);
+$$;
+SELECT pg_temp.charge(g, evcharge.start_session(evcharge.gun_id('44200000120000100001', g), NULL, 'partner', 9,
+                                                '1202611210800' || lpad(g::text, 14, '0')))
+FROM generate_series(1, 3) g;
+SQL
+is "$(q -d $db -c "SELECT string_agg(b.partner_order_no || ' ' || b.total, ', ' ORDER BY b.gun) FROM bill b JOIN charge_session cs USING (order_no) WHERE cs.partner_id = 9")" \
+	"120261121080000000000000001 7.37, 120261121080000000000000002 7.37, 120261121080000000000000003 7.37" \
+	"three Didi bills on 21 November, each with Didi's own number"
+cat > "$work/partner.csv" <<CSV
+order_no,energy_wh,total
+120261121080000000000000001,5900,7.37
+120261121080000000000000002,5900,7.37
+120261121080000000000000003,5900,7.37
+CSV
+q -d $db >/dev/null <<SQL
+INSERT INTO statement_source (operator_id, kind, partner_id, url_template, secret, name) VALUES
+	(12, 'partner', 9, 'https://127.0.0.1:$port/didi-9/partner/{day}.csv', '$secret', 'didi-9');
+SQL
+didi=$(q -d $db -c "SELECT source_id FROM statement_source WHERE name = 'didi-9'")
+is "$(q -d $db -c "SELECT import_statement($didi, '2026-11-21')")" 3 "Didi's statement of 21 November is fetched, keyed by Didi's numbers"
+is "$(q -d $db -c "SELECT count(*) FROM reconcile_statement($didi, '2026-11-21')")" 0 \
+	"Didi's statement keyed by its own numbers reconciles clean: no line missing on either side"
+# What matching by our numbers alone found (release 0.2.0): each line
+# missing here, each bill missing at Didi.
+is "$(q -d $db -c "SELECT (SELECT count(*) FROM partner_statement_line l WHERE l.source_id = $didi
+                           AND NOT EXISTS (SELECT 1 FROM bill b WHERE b.order_no = l.order_no)) || ' ' ||
+                          (SELECT count(*) FROM bill b JOIN charge_session cs USING (order_no) WHERE cs.partner_id = 9
+                           AND NOT EXISTS (SELECT 1 FROM partner_statement_line l WHERE l.source_id = $didi AND l.order_no = b.order_no))")" \
+	"3 3" "by our order numbers alone, all three lines and all three bills would be missing"
 done_testing
