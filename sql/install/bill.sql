@@ -371,7 +371,7 @@ BEGIN
 	b.energy_source := source;
 	b.partner_order_no := s.partner_order_no;
 	-- Per class, exact and as charged; nothing to break down without a price.
-	b.breakdown := CASE WHEN NOT no_tariff THEN evcharge.bill_breakdown(b.wh_by_class, q.class_energy_fee, q.class_service_fee) END;
+	b.breakdown := CASE WHEN no_price IS NULL THEN evcharge.bill_breakdown(b.wh_by_class, q.class_energy_fee, q.class_service_fee) END;
 
 	-- Anomalies (docs/anomalies.md).
 	IF NOT has_rec THEN
