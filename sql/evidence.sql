@@ -109,10 +109,11 @@ FROM chart;
 -- Every text goes through xml_escape: markup characters escaped, control
 -- characters (not allowed in XML) made spaces.
 SELECT xml_escape(E'Tom & Jerry''s <"east">\x01\t小榄') AS escaped_text;
--- Read back as XML, the title holds the original name.
-SELECT x.title, x.heading
+-- Read back as XML, the header's station line holds the original name.
+SELECT x.title, x.heading, x.station
 FROM chart, XMLTABLE(XMLNAMESPACES('http://www.w3.org/2000/svg' AS s), '/s:svg' PASSING CAST(svg AS xml)
-                     COLUMNS title text PATH 's:title', heading text PATH 's:text[@class="title"]') x;
+                     COLUMNS title text PATH 's:title', heading text PATH 's:g[@id="header"]/s:text[@class="title"]',
+                             station text PATH 's:g[@id="header"]/s:text[2]') x;
 
 -- The legend says what the curve is: measured, whatever the bill counted.
 SELECT m[1] AS legend_line FROM chart,

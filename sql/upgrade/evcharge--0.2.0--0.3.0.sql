@@ -645,9 +645,8 @@ BEGIN
 		lines := lines || format('No bill yet (session %s); measured so far: %s kWh', f.session_state, evcharge.chart_kwh(f.measured_wh));
 	END IF;
 	lines := lines || CASE WHEN f.has_record THEN
-		format('Pile''s record: %s, %s to %s, received %s', coalesce(evcharge.chart_kwh(f.rec_energy_wh) || ' kWh', 'no energy'),
-		       to_char(f.rec_started_at AT TIME ZONE f.tz, 'HH24:MI:SS'), to_char(f.rec_ended_at AT TIME ZONE f.tz, 'HH24:MI:SS'),
-		       to_char(f.rec_received_at AT TIME ZONE f.tz, 'HH24:MI:SS'))
+		format('Pile''s record: %s, %s to %s', coalesce(evcharge.chart_kwh(f.rec_energy_wh) || ' kWh', 'no energy'),
+		       to_char(f.rec_started_at AT TIME ZONE f.tz, 'HH24:MI:SS'), to_char(f.rec_ended_at AT TIME ZONE f.tz, 'HH24:MI:SS'))
 		|| CASE WHEN cardinality(f.rec_faults) > 0 THEN ' (its clock is not believed)' ELSE '' END
 		ELSE 'No pile record' END;
 	lines := lines || format('%s heartbeats, %s to %s local time', n, to_char(f.t0 AT TIME ZONE f.tz, 'HH24:MI:SS'),
@@ -1301,7 +1300,8 @@ BEGIN
 				            evcharge.duration_words(pol.max_session))
 				ELSE format('%s Wh billed with no charging time', b.energy_wh) END
 			WHEN 8 THEN coalesce(
-				(SELECT x FROM unnest(b.applied) x WHERE x LIKE 'the pile''s % Wh exceed what % W allow in its span' LIMIT 1),
+				(SELECT x || format('; the heartbeats measured %s Wh', measured) FROM unnest(b.applied) x
+				 WHERE x LIKE 'the pile''s % Wh exceed what % W allow in its span' LIMIT 1),
 				CASE WHEN has_rec THEN format('the pile''s record says %s Wh, the heartbeats measured %s Wh: %s Wh apart (%s)',
 				                             rec.energy_wh, measured, abs(rec.energy_wh - measured), tol) END)
 			WHEN 9 THEN CASE WHEN has_rec AND s.charging_ended_at IS NOT NULL THEN
@@ -1462,19 +1462,21 @@ BEGIN ATOMIC
 		'<style type="text/css">'
 		'text { font-family: sans-serif; font-size: 12px; fill: #222222; } '
 		'.title { font-size: 16px; font-weight: bold; } .head { font-weight: bold; } .total { font-size: 14px; font-weight: bold; } '
-		'.warn { fill: #cc0000; } .claim-text { fill: #6a1b9a; } .band-name { fill: #444444; } '
+		|| CASE WHEN f.view = 'support' THEN '.warn { fill: #cc0000; } .claim-text { fill: #6a1b9a; } ' ELSE '.band-name { fill: #444444; } ' END
 		|| coalesce((SELECT string_agg(format('.band-%s { fill: %s; }', evcharge.xml_escape(c), evcharge.chart_class_colour(c)), ' ' ORDER BY i)
 		             FROM unnest(f.classes) WITH ORDINALITY u(c, i)) || ' ', '')
 		|| '.grid { stroke: #cccccc; stroke-width: 1; } .axis { stroke: #444444; stroke-width: 1; } '
-		'.frame { fill: none; stroke: #444444; stroke-width: 1; } .rule { stroke: #888888; stroke-width: 1; } '
+		'.frame { fill: none; stroke: #444444; stroke-width: 1; } '
 		'.energy { fill: none; stroke: #1f4e79; stroke-width: 2; } '
+		'.mark { stroke: #000000; stroke-width: 1; stroke-dasharray: 4 3; } '
+		'.label-box { fill: #ffffff; fill-opacity: 0.85; } '
+		|| CASE WHEN f.view = 'support' THEN
 		'.power { fill: none; stroke: #c55a11; stroke-width: 1.5; stroke-dasharray: 6 3; } '
 		'.claim { fill: none; stroke: #6a1b9a; stroke-width: 1.5; stroke-dasharray: 2 3; } .claim-end { fill: #6a1b9a; } '
-		'.mark { stroke: #000000; stroke-width: 1; stroke-dasharray: 4 3; } '
 		'.jump { fill: #cc0000; } .leader { stroke: #cc0000; stroke-width: 0.8; } .gap { fill: #888888; fill-opacity: 0.35; } '
-		'.label-box { fill: #ffffff; fill-opacity: 0.85; } '
 		'.box { fill: #fff8e1; stroke: #b58900; stroke-width: 1; }'
-		'</style>',
+		ELSE '.rule { stroke: #888888; stroke-width: 1; }' END
+		|| '</style>',
 		format('<rect x="0" y="0" width="%s" height="%s" fill="#ffffff"/>', f.width, height),
 		'<g id="header">' || (SELECT string_agg(E'\n' || evcharge.chart_text(f.px0, 26 + 20 * (h.i - 1), NULL, CASE WHEN h.i = 1 THEN 'title' END, h.l), '' ORDER BY h.i)
 		                      FROM unnest(f.header) WITH ORDINALITY h(l, i)) || E'\n</g>',
