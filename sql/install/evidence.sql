@@ -203,6 +203,67 @@ CREATE TYPE evcharge.chart_frame AS (
 COMMENT ON TYPE evcharge.chart_frame IS
 	'internal to session_chart and driver_chart: what a chart is drawn from (order, bill, pile record, evidence rows, the curve drawn, axes, plot area in px, header lines, classes shown, the segments labels must not cover); made once by chart_load';
 
+COMMENT ON COLUMN evcharge.chart_frame.order_no IS 'the order';
+COMMENT ON COLUMN evcharge.chart_frame.view IS 'support or driver';
+COMMENT ON COLUMN evcharge.chart_frame.lang IS 'the language of the words: en (support), zh or en (driver)';
+COMMENT ON COLUMN evcharge.chart_frame.gun IS 'the gun, as text';
+COMMENT ON COLUMN evcharge.chart_frame.station_id IS 'the station';
+COMMENT ON COLUMN evcharge.chart_frame.station_name IS 'the station''s name';
+COMMENT ON COLUMN evcharge.chart_frame.tz IS 'the station''s time zone: the chart''s clock';
+COMMENT ON COLUMN evcharge.chart_frame.current_type IS 'AC or DC, from the gun id';
+COMMENT ON COLUMN evcharge.chart_frame.session_state IS 'the session''s state';
+COMMENT ON COLUMN evcharge.chart_frame.created_at IS 'when the session was made';
+COMMENT ON COLUMN evcharge.chart_frame.started_at IS 'start of charging';
+COMMENT ON COLUMN evcharge.chart_frame.charging_ended_at IS 'end of charging';
+COMMENT ON COLUMN evcharge.chart_frame.occupied_until IS 'the unplug';
+COMMENT ON COLUMN evcharge.chart_frame.live_wh_by_class IS 'the session''s Wh per class so far';
+COMMENT ON COLUMN evcharge.chart_frame.has_bill IS 'whether the order has a bill';
+COMMENT ON COLUMN evcharge.chart_frame.bill_state IS 'final, held or settled';
+COMMENT ON COLUMN evcharge.chart_frame.bill_started_at IS 'the bill''s start';
+COMMENT ON COLUMN evcharge.chart_frame.bill_ended_at IS 'the bill''s end';
+COMMENT ON COLUMN evcharge.chart_frame.bill_energy_wh IS 'the bill''s energy, Wh';
+COMMENT ON COLUMN evcharge.chart_frame.bill_wh_by_class IS 'the bill''s Wh per class';
+COMMENT ON COLUMN evcharge.chart_frame.energy_source IS 'where the bill''s energy came from: pile, heartbeats, manual';
+COMMENT ON COLUMN evcharge.chart_frame.energy_fee IS 'the bill''s electricity fee, yuan';
+COMMENT ON COLUMN evcharge.chart_frame.service_fee IS 'the bill''s service fee, yuan';
+COMMENT ON COLUMN evcharge.chart_frame.occupancy_fee IS 'the bill''s occupancy fee, yuan';
+COMMENT ON COLUMN evcharge.chart_frame.discount IS 'the bill''s discount, yuan';
+COMMENT ON COLUMN evcharge.chart_frame.total IS 'the bill''s total, yuan';
+COMMENT ON COLUMN evcharge.chart_frame.anomalies IS 'the bill''s anomaly codes';
+COMMENT ON COLUMN evcharge.chart_frame.applied IS 'what applied to the bill';
+COMMENT ON COLUMN evcharge.chart_frame.has_record IS 'whether a pile record came';
+COMMENT ON COLUMN evcharge.chart_frame.rec_started_at IS 'the pile record''s start';
+COMMENT ON COLUMN evcharge.chart_frame.rec_ended_at IS 'the pile record''s end';
+COMMENT ON COLUMN evcharge.chart_frame.rec_energy_wh IS 'the pile record''s energy, Wh: the pile''s claim';
+COMMENT ON COLUMN evcharge.chart_frame.rec_received_at IS 'when the record was received';
+COMMENT ON COLUMN evcharge.chart_frame.rec_faults IS 'why the record''s clock is not believed (pile_record_clock_faults); empty when it is';
+COMMENT ON COLUMN evcharge.chart_frame.ev_ts IS 'the times of the evidence rows';
+COMMENT ON COLUMN evcharge.chart_frame.ev_wh IS 'their energy so far, Wh';
+COMMENT ON COLUMN evcharge.chart_frame.ev_w IS 'their power, W';
+COMMENT ON COLUMN evcharge.chart_frame.ev_note IS 'their notes';
+COMMENT ON COLUMN evcharge.chart_frame.measured_wh IS 'the energy the heartbeats measured, Wh';
+COMMENT ON COLUMN evcharge.chart_frame.curve_ts IS 'the times of the energy curve drawn';
+COMMENT ON COLUMN evcharge.chart_frame.curve_wh IS 'its energy, Wh: measured (support), or as billed (driver)';
+COMMENT ON COLUMN evcharge.chart_frame.t0 IS 'the start of the time axis';
+COMMENT ON COLUMN evcharge.chart_frame.t1 IS 'its end';
+COMMENT ON COLUMN evcharge.chart_frame.span IS 'its length, s';
+COMMENT ON COLUMN evcharge.chart_frame.e_top IS 'the top of the energy axis, Wh';
+COMMENT ON COLUMN evcharge.chart_frame.e_step IS 'its step, Wh';
+COMMENT ON COLUMN evcharge.chart_frame.p_top IS 'the top of the power axis, kW';
+COMMENT ON COLUMN evcharge.chart_frame.p_step IS 'its step, kW';
+COMMENT ON COLUMN evcharge.chart_frame.width IS 'the document''s width, px';
+COMMENT ON COLUMN evcharge.chart_frame.px0 IS 'the plot''s left edge, px';
+COMMENT ON COLUMN evcharge.chart_frame.px1 IS 'its right edge, px';
+COMMENT ON COLUMN evcharge.chart_frame.py0 IS 'its top, px';
+COMMENT ON COLUMN evcharge.chart_frame.py1 IS 'its bottom, px';
+COMMENT ON COLUMN evcharge.chart_frame.header IS 'the header lines, wrapped';
+COMMENT ON COLUMN evcharge.chart_frame.classes IS 'the tariff classes drawn, in the chart''s order';
+COMMENT ON COLUMN evcharge.chart_frame.seg_x1 IS 'the segments drawn in the plot: start x, px';
+COMMENT ON COLUMN evcharge.chart_frame.seg_y1 IS 'start y, px';
+COMMENT ON COLUMN evcharge.chart_frame.seg_x2 IS 'end x, px';
+COMMENT ON COLUMN evcharge.chart_frame.seg_y2 IS 'end y, px';
+COMMENT ON COLUMN evcharge.chart_frame.seg_soft IS 'whether a label may cross the segment when no other spot is left (the power curve)';
+
 -- A coordinate or length in the document: one decimal.
 CREATE FUNCTION evcharge.chart_num(v float8) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE

@@ -2,7 +2,7 @@
 # for a charge across a tariff boundary with a silence and a meter jump,
 # rendered by a real SVG renderer (rsvg-convert, Debian librsvg2-bin) to a
 # PNG of the size the document declares, with the tariff bands, the curve
-# and the anomaly box painted (not a blank page).  Then the charts of four
+# and the anomaly box painted (not a blank page).  Then the charts of five
 # more charges, support's and the driver's (driver_chart, Chinese and
 # English), read part by part (lib/chart_check.py): the parts present, the
 # texts (the pile's claim against the heartbeats, the cause of a time
@@ -10,7 +10,7 @@
 # rendered: every text inside the picture, no two texts overlapping, no
 # label box crossing a curve or another label.
 source "$(dirname "$0")/lib/tap.sh"
-plan 33
+plan 34
 db=evcharge_it_chart
 fresh_db $db
 work=$(mktemp -d)
@@ -128,13 +128,15 @@ ok $? "the energy curve is drawn"
 #   CLOCK   08:20 to 08:40, the record arrives at 08:40 saying it ended at
 #           10:40: held with 3;
 #   FINE    the record agrees: final;
-#   NOPRICE at station 2, which has no plan: held with 12, no price.
+#   NOPRICE at station 2, which has no plan: held with 12, no price;
+#   EDGE    a 30 kWh meter jump 15 s after the start, at the plot's left
+#           edge, where the old chart cut its "not billed" note off.
 q -d $db >/dev/null <<'SQL'
 SET timezone = 'Asia/Shanghai';
 INSERT INTO station (station_id, operator_id, name) VALUES (2, 12, 'Xiaolan 小榄站');
 INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w) VALUES
 	('44200000120000100002', 1, 1, 7000), ('44200000120000100003', 1, 1, 7000),
-	('44200000120000100004', 1, 1, 7000), ('44200000120000100005', 2, 1, 7000);
+	('44200000120000100004', 1, 1, 7000), ('44200000120000100005', 2, 1, 7000), ('44200000120000100006', 1, 1, 7000);
 INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w, order_no)
 SELECT g::gun_id, t0 + i * interval '15 s', CASE WHEN i < 80 THEN 'charging' ELSE 'occupied' END::gun_status,
        100000 + least(i, 80) * 29, CASE WHEN i < 80 THEN 6960 ELSE 0 END, o
@@ -142,23 +144,30 @@ FROM generate_series(0, 84) i,
      (VALUES ('44200000120000100002001', 'CLAIM', '2026-11-20 07:50+08'::timestamptz),
              ('44200000120000100003001', 'CLOCK', '2026-11-20 08:20+08'),
              ('44200000120000100004001', 'FINE', '2026-11-20 07:50+08'),
-             ('44200000120000100005001', 'NOPRICE', '2026-11-20 07:50+08')) v(g, o, t0);
+             ('44200000120000100005001', 'NOPRICE', '2026-11-20 07:50+08'),
+             ('44200000120000100006001', 'EDGE', '2026-11-20 07:50+08')) v(g, o, t0);
+UPDATE heartbeat SET meter_wh = meter_wh + 30000 WHERE order_no = 'EDGE' AND ts > '2026-11-20 07:50:10+08';
 INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w)
 SELECT g::gun_id, t, 'idle', 102320, 0
 FROM (VALUES ('44200000120000100002001', '2026-11-20 08:12+08'::timestamptz), ('44200000120000100003001', '2026-11-20 08:42+08'),
-             ('44200000120000100004001', '2026-11-20 08:12+08'), ('44200000120000100005001', '2026-11-20 08:12+08')) v(g, t);
+             ('44200000120000100004001', '2026-11-20 08:12+08'), ('44200000120000100005001', '2026-11-20 08:12+08'),
+             ('44200000120000100006001', '2026-11-20 08:12+08')) v(g, t);
+UPDATE heartbeat SET meter_wh = 132320 WHERE gun = '44200000120000100006001' AND ts = '2026-11-20 08:12+08';
 INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh, received_at) VALUES
 	('CLAIM', '44200000120000100002001', '2026-11-20 07:50+08', '2026-11-20 08:10+08', 2700, '2026-11-20 08:11+08'),
 	('CLOCK', '44200000120000100003001', '2026-11-20 08:20+08', '2026-11-20 10:40+08', 2320, '2026-11-20 08:40+08'),
 	('FINE', '44200000120000100004001', '2026-11-20 07:50+08', '2026-11-20 08:10+08', 2320, '2026-11-20 08:11+08'),
-	('NOPRICE', '44200000120000100005001', '2026-11-20 07:50+08', '2026-11-20 08:10+08', 2320, '2026-11-20 08:11+08');
+	('NOPRICE', '44200000120000100005001', '2026-11-20 07:50+08', '2026-11-20 08:10+08', 2320, '2026-11-20 08:11+08'),
+	('EDGE', '44200000120000100006001', '2026-11-20 07:50+08', '2026-11-20 08:10+08', 2291, '2026-11-20 08:11+08');
 SQL
-is "$(q -d $db -c "SELECT string_agg(concat_ws(' ', order_no, state, anomalies, energy_wh, total), ', ' ORDER BY order_no) FROM bill WHERE order_no <> 'CHART'")" \
-	"CLAIM held 8 2700 2.76, CLOCK held 3 2320 2.89, FINE final  2320 2.37, NOPRICE held 12 2320 0.00" \
-	"the four charges are billed: CLAIM held (8) at the pile's 2700 Wh, CLOCK held (3), FINE final, NOPRICE held (12) unpriced"
+is "$(q -d $db -c "SELECT string_agg(concat_ws(' ', order_no, state, anomalies), ', ' ORDER BY order_no) FROM bill WHERE order_no = 'EDGE'")
+$(q -d $db -c "SELECT string_agg(concat_ws(' ', order_no, state, anomalies, energy_wh, total), ', ' ORDER BY order_no) FROM bill WHERE order_no NOT IN ('CHART', 'EDGE')")" \
+	"EDGE held 11
+CLAIM held 8 2700 2.76, CLOCK held 3 2320 2.89, FINE final  2320 2.37, NOPRICE held 12 2320 0.00" \
+	"the five charges are billed: CLAIM held (8) at the pile's 2700 Wh, CLOCK held (3), FINE final, NOPRICE held (12) unpriced, EDGE held (11)"
 
 # The charts: support's, and the driver's in Chinese (the default) and English.
-charts="CHART CLAIM CLOCK NOPRICE FINE-zh FINE-en CLAIM-zh NOPRICE-zh"
+charts="CHART CLAIM CLOCK NOPRICE EDGE FINE-zh FINE-en CLAIM-zh NOPRICE-zh"
 for c in $charts; do
 	case $c in
 	*-zh) q -d $db -c "SELECT driver_chart('${c%-zh}')" ;;
@@ -171,7 +180,7 @@ for c in $charts; do
 	rsvg-convert --format=png --output="$work/$c.png" "$work/$c.svg" 2>"$work/$c.err" && [ ! -s "$work/$c.err" ] || failed="$failed $c"
 	python3 "$check" facts "$work/$c.svg" >"$work/$c.facts" 2>"$work/$c.facts.err" || failed="$failed $c(parse)"
 done
-is "${failed# }" "" "rsvg-convert renders all eight charts without error or warning, and each parses as XML"
+is "${failed# }" "" "rsvg-convert renders all nine charts without error or warning, and each parses as XML"
 facts() { cat "$work/$1.facts"; }
 has_text() { grep -qxF "text $2 $3" "$work/$1.facts"; }
 
