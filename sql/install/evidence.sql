@@ -198,7 +198,8 @@ CREATE TYPE evcharge.chart_frame AS (
 	seg_y1 float8[],
 	seg_x2 float8[],
 	seg_y2 float8[],
-	seg_soft boolean[]
+	seg_soft boolean[],
+	priced boolean
 );
 COMMENT ON TYPE evcharge.chart_frame IS
 	'internal to session_chart and driver_chart: what a chart is drawn from (order, bill, pile record, evidence rows, the curve drawn, axes, plot area in px, header lines, classes shown, the segments labels must not cover); made once by chart_load';
@@ -263,6 +264,7 @@ COMMENT ON COLUMN evcharge.chart_frame.seg_y1 IS 'start y, px';
 COMMENT ON COLUMN evcharge.chart_frame.seg_x2 IS 'end x, px';
 COMMENT ON COLUMN evcharge.chart_frame.seg_y2 IS 'end y, px';
 COMMENT ON COLUMN evcharge.chart_frame.seg_soft IS 'whether a label may cross the segment when no other spot is left (the power curve)';
+COMMENT ON COLUMN evcharge.chart_frame.priced IS 'whether the bill has a price: not one held because nothing could price it (anomaly 12, no tariff in force)';
 
 -- A coordinate or length in the document: one decimal.
 CREATE FUNCTION evcharge.chart_num(v float8) RETURNS text
@@ -511,11 +513,12 @@ BEGIN
 			       || coalesce(to_char(local_to, 'HH24:MI'), '…'), evcharge.chart_word(f.lang, 'local_time'))
 			|| format(' · %s %s kWh', evcharge.chart_word(f.lang, 'delivered'),
 			          evcharge.chart_kwh(coalesce(f.bill_energy_wh, f.measured_wh)))
-			|| CASE WHEN f.has_bill AND NOT evcharge.anomaly_has(f.anomalies, 12)
+			|| CASE WHEN f.priced
 			        THEN format(' · %s %s %s', evcharge.chart_word(f.lang, 'total'), f.total, evcharge.chart_word(f.lang, 'yuan')) ELSE '' END];
 		RETURN lines;
 	END IF;
 	lines := ARRAY[format('Order %s · gun %s', f.order_no, f.gun), format('Station %s', f.station_name)];
+	-- A further fact of the order (a partner's order number) goes here, one line.
 	IF f.has_bill THEN
 		lines := lines || format('Bill, %s: %s kWh %s; total %s yuan (electricity %s, service %s, occupancy %s, discount %s)',
 			CASE f.bill_state WHEN 'held' THEN 'held (not charged until repaired)' WHEN 'settled' THEN 'settled (charged)'
@@ -602,6 +605,11 @@ BEGIN
 		f.anomalies := b.anomalies;
 		f.applied := b.applied;
 	END IF;
+	-- Priced: not a bill held because nothing could price it (anomaly 12,
+	-- "no tariff in force: ..." among what applied), whose amounts mean
+	-- nothing yet.  The one place both views ask.
+	f.priced := f.has_bill AND NOT evcharge.anomaly_has(f.anomalies, 12)
+		AND NOT EXISTS (SELECT 1 FROM unnest(f.applied) a WHERE a LIKE 'no tariff%');
 	-- The record the bill reads: the first one received.
 	SELECT * INTO rec FROM evcharge.pile_record r WHERE r.order_no = p_order_no ORDER BY r.received_at, r.ctid LIMIT 1;
 	f.has_record := FOUND;
@@ -1123,8 +1131,9 @@ BEGIN
 		svg := svg || flow.svg;
 		bottom := flow.bottom;
 	ELSE
-		svg := svg || evcharge.chart_text(f.px0, y, NULL, 'warn',
-			format('no %s plan in force at this station: nothing can be priced', f.current_type));
+		svg := svg || evcharge.chart_text(f.px0, y, NULL, 'warn', CASE WHEN f.current_type IS NULL
+			THEN 'the pile''s current type (AC or DC) is not known: no plan applies, nothing can be priced'
+			ELSE format('no %s plan in force at this station: nothing can be priced', f.current_type) END);
 		bottom := y;
 	END IF;
 	svg := svg || '</g>';
@@ -1254,7 +1263,7 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $
 DECLARE
 	r record;
 	wh bigint[] := CASE WHEN f.has_bill THEN f.bill_wh_by_class ELSE f.live_wh_by_class END;
-	priced boolean := f.has_bill AND NOT evcharge.anomaly_has(f.anomalies, 12);
+	priced boolean := f.priced;
 	col int[] := ARRAY[0, 300, 420, 640];
 	lang text := f.lang;
 	x0 float8 := f.px0;
