@@ -302,7 +302,87 @@ END $$;
 COMMENT ON FUNCTION evcharge.compute_bill(text, text, bigint) IS
 	'the bill a session would have now and its anomalies, written nowhere: method auto as the pipeline bills (held on a blocking anomaly), recompute, pile, platform or manual (p_energy_wh) as a repair would';
 
--- ==== The chart ====
+-- What caused each anomaly of a bill, in the words of support: the figures
+-- behind the code (the record's times against when it arrived, the two
+-- energies and how far apart they are, the jumps kept out), so a ticket
+-- need not look them up.  A code whose figures are not at hand is
+-- explained by its description.
+CREATE FUNCTION evcharge.anomaly_causes(p_order_no text) RETURNS TABLE (code int, name text, cause text)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	b evcharge.bill;
+	s evcharge.charge_session;
+	rec evcharge.pile_record;
+	has_rec boolean;
+	pol evcharge.anomaly_policy;
+	tz text;
+	smp record;
+	measured bigint;
+	a record;
+	said text;
+	tol text;
+BEGIN
+	SELECT * INTO b FROM evcharge.bill bl WHERE bl.order_no = p_order_no;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" has no bill', p_order_no
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = 'Anomalies are looked for when the bill is made; this order has none yet, or is not known.',
+			      HINT = 'Bills are in evcharge.bill; session_evidence(order_no) shows a session before it is billed.';
+	END IF;
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
+	SELECT st.tz INTO tz FROM evcharge.station st WHERE st.station_id = b.station_id;
+	pol := evcharge.station_policy(b.station_id);
+	SELECT * INTO rec FROM evcharge.pile_record r WHERE r.order_no = p_order_no ORDER BY r.received_at, r.ctid LIMIT 1;
+	has_rec := FOUND;
+	smp := evcharge.session_samples(p_order_no);
+	measured := coalesce(smp.meter_wh[cardinality(smp.meter_wh)], 0);
+	tol := format('tolerance %s Wh or %s %%', pol.energy_tolerance_wh, pol.energy_tolerance_pct);
+	FOR a IN
+		SELECT u.code, u.name, c.description
+		FROM unnest(evcharge.anomaly_codes(b.anomalies), evcharge.anomaly_names(b.anomalies)) u(code, name)
+		LEFT JOIN evcharge.anomaly_code c ON c.code = u.code
+		ORDER BY u.code
+	LOOP
+		said := CASE a.code
+			WHEN 1 THEN format('no pile record came within %s of the end: billed from the heartbeats',
+			                   evcharge.duration_words(pol.record_wait))
+			WHEN 2 THEN 'no pile record, and the gun was offline during the session: billed from the heartbeats'
+			WHEN 3 THEN nullif(array_to_string(
+				CASE WHEN has_rec THEN evcharge.pile_record_clock_faults(rec, s.started_at, pol, tz) ELSE '{}' END
+				|| CASE WHEN b.ended_at < b.started_at THEN
+					ARRAY[format('end of charging %s is before its start %s', to_char(b.ended_at AT TIME ZONE tz, 'HH24:MI:SS'),
+					             to_char(b.started_at AT TIME ZONE tz, 'HH24:MI:SS'))] ELSE '{}' END, '; '), '')
+			WHEN 5 THEN CASE WHEN b.ended_at - b.started_at > pol.max_session
+				THEN format('charging lasted %s, longer than %s', evcharge.duration_words(b.ended_at - b.started_at),
+				            evcharge.duration_words(pol.max_session))
+				ELSE format('%s Wh billed with no charging time', b.energy_wh) END
+			WHEN 8 THEN coalesce(
+				(SELECT x || format('; the heartbeats measured %s Wh', measured) FROM unnest(b.applied) x
+				 WHERE x LIKE 'the pile''s % Wh exceed what % W allow in its span' LIMIT 1),
+				CASE WHEN has_rec THEN format('the pile''s record says %s Wh, the heartbeats measured %s Wh: %s Wh apart (%s)',
+				                             rec.energy_wh, measured, abs(rec.energy_wh - measured), tol) END)
+			WHEN 9 THEN CASE WHEN has_rec AND s.charging_ended_at IS NOT NULL THEN
+				format('charging lasted %s by the pile''s record and %s by the heartbeats (tolerance %s)',
+				       evcharge.duration_words(rec.ended_at - rec.started_at),
+				       evcharge.duration_words(s.charging_ended_at - s.started_at), evcharge.duration_words(pol.duration_tolerance)) END
+			WHEN 10 THEN CASE WHEN has_rec AND s.charging_ended_at IS NOT NULL THEN
+				format('the pile''s record ends charging at %s, the heartbeats at %s (tolerance %s)',
+				       to_char(rec.ended_at AT TIME ZONE tz, 'HH24:MI:SS'), to_char(s.charging_ended_at AT TIME ZONE tz, 'HH24:MI:SS'),
+				       evcharge.duration_words(pol.occupancy_tolerance)) END
+			WHEN 11 THEN format('meter jumps of %s Wh in all were not billed (%s)', smp.jump_wh,
+			                    format('tolerance %s Wh', pol.energy_tolerance_wh))
+			WHEN 12 THEN format('no %s plan in force at the station when it charged: nothing could be priced',
+			                    evcharge.current_type(b.gun))
+			END;
+		code := a.code;
+		name := a.name;
+		cause := coalesce(said, a.description, '');
+		RETURN NEXT;
+	END LOOP;
+END $$;
+COMMENT ON FUNCTION evcharge.anomaly_causes(text) IS
+	'what caused each anomaly code of a bill, with the figures behind it (3: which time of the pile''s record is not believed and why; 8: the two energies and how far apart; 9, 10: the two durations or ends; 11: the Wh kept out; 1, 2, 5, 12 likewise), else the code''s description; P0002 for an order without a bill';
+
 -- session_chart (support) and driver_chart (the driver's receipt) are each
 -- a sequence of named steps over one chart_frame: load the order, draw the
 -- bands, the axes and the curves, place the labels where they cover neither
@@ -1314,87 +1394,6 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION evcharge.chart_legend(evcharge.chart_frame, float8) IS
 	'step 8 of a chart: <g id="legend">: support: the energy measured from the heartbeats, power, the pile''s record (and whether it was billed), silences and jumps when shown, then every class drawn with its electricity and service prices (or that no plan is in force); driver: the curve and the classes by name; returns the SVG and the last baseline';
-
--- What caused each anomaly of a bill, in the words of support: the figures
--- behind the code (the record's times against when it arrived, the two
--- energies and how far apart they are, the jumps kept out), so a ticket
--- need not look them up.  A code whose figures are not at hand is
--- explained by its description.
-CREATE FUNCTION evcharge.anomaly_causes(p_order_no text) RETURNS TABLE (code int, name text, cause text)
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	b evcharge.bill;
-	s evcharge.charge_session;
-	rec evcharge.pile_record;
-	has_rec boolean;
-	pol evcharge.anomaly_policy;
-	tz text;
-	smp record;
-	measured bigint;
-	a record;
-	said text;
-	tol text;
-BEGIN
-	SELECT * INTO b FROM evcharge.bill bl WHERE bl.order_no = p_order_no;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'order "%" has no bill', p_order_no
-			USING ERRCODE = 'no_data_found',
-			      DETAIL = 'Anomalies are looked for when the bill is made; this order has none yet, or is not known.',
-			      HINT = 'Bills are in evcharge.bill; session_evidence(order_no) shows a session before it is billed.';
-	END IF;
-	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
-	SELECT st.tz INTO tz FROM evcharge.station st WHERE st.station_id = b.station_id;
-	pol := evcharge.station_policy(b.station_id);
-	SELECT * INTO rec FROM evcharge.pile_record r WHERE r.order_no = p_order_no ORDER BY r.received_at, r.ctid LIMIT 1;
-	has_rec := FOUND;
-	smp := evcharge.session_samples(p_order_no);
-	measured := coalesce(smp.meter_wh[cardinality(smp.meter_wh)], 0);
-	tol := format('tolerance %s Wh or %s %%', pol.energy_tolerance_wh, pol.energy_tolerance_pct);
-	FOR a IN
-		SELECT u.code, u.name, c.description
-		FROM unnest(evcharge.anomaly_codes(b.anomalies), evcharge.anomaly_names(b.anomalies)) u(code, name)
-		LEFT JOIN evcharge.anomaly_code c ON c.code = u.code
-		ORDER BY u.code
-	LOOP
-		said := CASE a.code
-			WHEN 1 THEN format('no pile record came within %s of the end: billed from the heartbeats',
-			                   evcharge.duration_words(pol.record_wait))
-			WHEN 2 THEN 'no pile record, and the gun was offline during the session: billed from the heartbeats'
-			WHEN 3 THEN nullif(array_to_string(
-				CASE WHEN has_rec THEN evcharge.pile_record_clock_faults(rec, s.started_at, pol, tz) ELSE '{}' END
-				|| CASE WHEN b.ended_at < b.started_at THEN
-					ARRAY[format('end of charging %s is before its start %s', to_char(b.ended_at AT TIME ZONE tz, 'HH24:MI:SS'),
-					             to_char(b.started_at AT TIME ZONE tz, 'HH24:MI:SS'))] ELSE '{}' END, '; '), '')
-			WHEN 5 THEN CASE WHEN b.ended_at - b.started_at > pol.max_session
-				THEN format('charging lasted %s, longer than %s', evcharge.duration_words(b.ended_at - b.started_at),
-				            evcharge.duration_words(pol.max_session))
-				ELSE format('%s Wh billed with no charging time', b.energy_wh) END
-			WHEN 8 THEN coalesce(
-				(SELECT x || format('; the heartbeats measured %s Wh', measured) FROM unnest(b.applied) x
-				 WHERE x LIKE 'the pile''s % Wh exceed what % W allow in its span' LIMIT 1),
-				CASE WHEN has_rec THEN format('the pile''s record says %s Wh, the heartbeats measured %s Wh: %s Wh apart (%s)',
-				                             rec.energy_wh, measured, abs(rec.energy_wh - measured), tol) END)
-			WHEN 9 THEN CASE WHEN has_rec AND s.charging_ended_at IS NOT NULL THEN
-				format('charging lasted %s by the pile''s record and %s by the heartbeats (tolerance %s)',
-				       evcharge.duration_words(rec.ended_at - rec.started_at),
-				       evcharge.duration_words(s.charging_ended_at - s.started_at), evcharge.duration_words(pol.duration_tolerance)) END
-			WHEN 10 THEN CASE WHEN has_rec AND s.charging_ended_at IS NOT NULL THEN
-				format('the pile''s record ends charging at %s, the heartbeats at %s (tolerance %s)',
-				       to_char(rec.ended_at AT TIME ZONE tz, 'HH24:MI:SS'), to_char(s.charging_ended_at AT TIME ZONE tz, 'HH24:MI:SS'),
-				       evcharge.duration_words(pol.occupancy_tolerance)) END
-			WHEN 11 THEN format('meter jumps of %s Wh in all were not billed (%s)', smp.jump_wh,
-			                    format('tolerance %s Wh', pol.energy_tolerance_wh))
-			WHEN 12 THEN format('no %s plan in force at the station when it charged: nothing could be priced',
-			                    evcharge.current_type(b.gun))
-			END;
-		code := a.code;
-		name := a.name;
-		cause := coalesce(said, a.description, '');
-		RETURN NEXT;
-	END LOOP;
-END $$;
-COMMENT ON FUNCTION evcharge.anomaly_causes(text) IS
-	'what caused each anomaly code of a bill, with the figures behind it (3: which time of the pile''s record is not believed and why; 8: the two energies and how far apart; 9, 10: the two durations or ends; 11: the Wh kept out; 1, 2, 5, 12 likewise), else the code''s description; P0002 for an order without a bill';
 
 -- Step 9 (support): the bill's anomalies in a box: the codes as operators
 -- write them, and one line per code with its name and what caused it.
