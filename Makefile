@@ -51,6 +51,7 @@ INSTALL_SQL = \
 	sql/install/daily_report.sql \
 	sql/install/reconcile.sql \
 	sql/install/evidence.sql \
+	sql/install/chart.sql \
 	sql/install/jobs.sql \
 	sql/install/drop_guard.sql
 

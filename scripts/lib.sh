@@ -19,14 +19,15 @@ export PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
 # Debian packages: server, headers, pg_cron, pgTAP and pg_prove, libcurl,
 # OpenSSL, libpq, a compiler, clang with its libFuzzer runtime for the fuzz
 # target, rsvg-convert (librsvg2-bin), which renders the evidence chart in
-# the integration test, and python3 and openssl for the loopback HTTPS
+# the integration test (with fonts-wqy-microhei, a small font with Chinese
+# glyphs, for the driver's chart in Chinese), and python3 and openssl for the loopback HTTPS
 # statement server of the reconciliation test; for the OCPP bridge
 # libwebsockets and jansson (docs/bridge.md says why), and Node.js for the
 # ocpp-rpc charge points of its test.
 EV_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libssl-dev libpq-dev
-	build-essential clang libclang-rt-14-dev cppcheck clang-tidy librsvg2-bin python3 openssl
+	build-essential clang libclang-rt-14-dev cppcheck clang-tidy librsvg2-bin fonts-wqy-microhei python3 openssl
 	libwebsockets-dev libjansson-dev nodejs
 )
 # npm, which the bridge test installs itself where the machine has none

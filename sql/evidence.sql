@@ -95,23 +95,34 @@ SELECT m[1] AS legend FROM chart, regexp_matches(svg, '<text[^>]*>((?:valley|fla
 -- The moments, the jump and the silence are marked.
 SELECT m[1] AS marked FROM chart,
        regexp_matches(svg, '>((?:start|end of charging|unplugged) [0-9:]+|jump \+[0-9]+ Wh, not billed|no data [0-9]+ min [0-9]+ s)<', 'g') m;
-SELECT (SELECT count(*) FROM regexp_matches(svg, '<circle class="jump"', 'g')) AS jump_markers,
+SELECT (SELECT count(*) FROM regexp_matches(substring(svg FROM '<g id="marks">(.*?)</g>'), '<circle class="jump"', 'g')) AS jump_markers,
        (SELECT count(*) FROM regexp_matches(substring(svg FROM '<g id="marks">(.*?)</g>'), '<rect class="gap"', 'g')) AS gap_markers
 FROM chart;
 -- The anomaly box lists the bill's codes with their names.
 SELECT m[1] AS anomaly_box FROM chart, regexp_matches(substring(svg FROM '<g id="anomalies">(.*?)</g>'), '>([^<]+)</text>', 'g') m;
--- Title and escaping: the station's name with & < > and Chinese, intact.
-SELECT m[1] AS heading FROM chart, regexp_matches(svg, '<text (?:class="title" )?x="80" y="(?:26|48|66)">([^<]*)</text>', 'g') m;
+-- The header: order and gun; the station, its name with & < > and Chinese
+-- escaped and intact; the bill and where its energy came from; the pile's
+-- record; the heartbeats shown.
+SELECT m[1] AS heading FROM chart, regexp_matches(substring(svg FROM '<g id="header">(.*?)</g>'), '>([^<]+)</text>', 'g') m;
 SELECT position('Shiqi East &amp; West &lt;Depot&gt; 石岐东站' IN svg) > 0 AS escaped,
        position('<Depot>' IN svg) = 0 AND position('& West' IN svg) = 0 AS nothing_raw
 FROM chart;
 -- Every text goes through xml_escape: markup characters escaped, control
 -- characters (not allowed in XML) made spaces.
 SELECT xml_escape(E'Tom & Jerry''s <"east">\x01\t小榄') AS escaped_text;
--- Read back as XML, the title holds the original name.
-SELECT x.title, x.heading
+-- Read back as XML, the header's station line holds the original name.
+SELECT x.title, x.heading, x.station
 FROM chart, XMLTABLE(XMLNAMESPACES('http://www.w3.org/2000/svg' AS s), '/s:svg' PASSING CAST(svg AS xml)
-                     COLUMNS title text PATH 's:title', heading text PATH 's:text[@class="title"]') x;
+                     COLUMNS title text PATH 's:title', heading text PATH 's:g[@id="header"]/s:text[@class="title"]',
+                             station text PATH 's:g[@id="header"]/s:text[2]') x;
+
+-- The legend says what the curve is: measured, whatever the bill counted.
+SELECT m[1] AS legend_line FROM chart,
+       regexp_matches(substring(svg FROM '<g id="legend">(.*?)</g>'), '<text x="[0-9.]+" y="[0-9.]+">([^<]*(?:heartbeats|record|power|jump)[^<]*)</text>', 'g') m;
+-- Every label in the plot sits on a box of its own (rect.label-box
+-- before its text): test/integration/chart_render.sh checks that no box
+-- crosses a curve or another box.
+SELECT (SELECT count(*) FROM regexp_matches(svg, '<rect class="label-box"', 'g')) AS label_boxes FROM chart;
 
 -- 3. A short charge at station 2 with no bill yet: 90 seconds charging at
 -- 3.6 kW, still plugged.  Its chart, whole.
@@ -141,7 +152,67 @@ FROM (SELECT session_chart('NOPLAN') AS svg) c;
 SELECT start_session('44200000120000100002002', 501, 'app') AS pending_order \gset
 SELECT count(*) AS rows FROM session_evidence(:'pending_order');
 
--- 6. Errors: an unknown order is no_data_found, with a hint; NULL gives nothing.
+-- 6. What caused each anomaly: a charge on pile D whose record claims
+-- 2700 Wh where the heartbeats measured 1380 (8), and ends at 10:40 though
+-- it arrived at 08:40 (3: the pile's clock is not believed).
+INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w, firmware) VALUES ('44200000120000100004', 1, 1, 7000, 'AC-2.3.1');
+INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w, order_no)
+SELECT '44200000120000100004001'::gun_id, '2026-11-20 08:20+08'::timestamptz + i * interval '1 min',
+       CASE WHEN i < 12 THEN 'charging' ELSE 'occupied' END::gun_status, 300000 + least(i, 12) * 115,
+       CASE WHEN i < 12 THEN 6900 ELSE 0 END, 'CAUSES'
+FROM generate_series(0, 14) i;
+INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w) VALUES ('44200000120000100004001', '2026-11-20 08:36+08', 'idle', 301380, 0);
+INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh, received_at)
+VALUES ('CAUSES', '44200000120000100004001', '2026-11-20 08:20+08', '2026-11-20 10:40+08', 2700, '2026-11-20 08:40+08');
+SELECT anomalies, state, energy_wh, energy_source FROM bill WHERE order_no = 'CAUSES';
+SELECT * FROM anomaly_causes('CAUSES');
+SELECT * FROM anomaly_causes('EVIDENCE');
+-- The rule of the pile's clock, one reason a sentence (compute_bill believes
+-- a record exactly when there is none), and lengths of time in words.
+SELECT unnest(pile_record_clock_faults(ROW('X', NULL, '1999-01-01 00:00+08', '1998-12-31 23:00+08', 10, NULL, NULL,
+                                           '2026-11-20 08:40+08', NULL, NULL, NULL, NULL)::pile_record,
+                                       '2026-11-20 08:20+08', station_policy(1), 'Asia/Shanghai')) AS fault;
+SELECT d, duration_words(d) FROM unnest(ARRAY[interval '45 s', '3 min 30 s', '5 min', '2 h', '1 h 20 min 5 s', '-26 h']) d;
+-- In the chart, the box gives the causes and the pile's claim is drawn and
+-- labelled against the measured curve.
+SELECT m[1] AS anomaly_box FROM (SELECT session_chart('CAUSES') AS svg) c,
+       regexp_matches(substring(svg FROM '<g id="anomalies">(.*?)</g>'), '>([^<]+)</text>', 'g') m;
+SELECT substring(svg FROM '<polyline class="claim" points="([^"]+)"') AS claim_line,
+       substring(svg FROM '<text class="claim-text"[^>]*>([^<]+)<') AS claim_label
+FROM (SELECT session_chart('CAUSES') AS svg) c;
+
+-- 7. The driver's view of the disputed charge, in Chinese (the default) and
+-- English: when, how much, at which price, the total; no code, no internal
+-- word.  Its texts, in order:
+SELECT m[1] AS driver_zh FROM (SELECT driver_chart('EVIDENCE') AS svg) c,
+       regexp_matches(svg, '<text[^>]*>([^<]+)</text>', 'g') m
+WHERE m[1] !~ '^[0-9.:]+$';
+SELECT m[1] AS receipt_en FROM (SELECT driver_chart('EVIDENCE', 'en') AS svg) c,
+       regexp_matches(substring(svg FROM '<g id="receipt">(.*?)</g>'), '>([^<]+)</text>', 'g') m;
+-- Nothing of support's in it: of all it writes (texts, title, description),
+-- no anomaly, code, heartbeat, hold, jump, meter or record; no support-only
+-- part.
+SELECT xml_is_well_formed_document(svg) AS well_formed,
+       (SELECT string_agg(m[1], ' ') FROM regexp_matches(svg, '>([^<]+)<', 'g') m) ~* 'anomal|code|heartbeat|held|jump|meter|energy_lost|record' AS internal_words,
+       svg ~ 'class="(warn|jump|gap|claim|power|box)"' AS support_parts,
+       svg = driver_chart('EVIDENCE') AS deterministic
+FROM (SELECT driver_chart('EVIDENCE') AS svg) c;
+-- A bill that could not be priced (the charge at station 3, no plan, now
+-- ended and its record in: held with 12): the receipt says the amount
+-- follows, and shows no price.
+INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w) VALUES
+	('44200000120000100003001', '2026-11-20 10:02+08', 'occupied', 5220, 0),
+	('44200000120000100003001', '2026-11-20 10:03+08', 'idle', 5220, 0);
+INSERT INTO pile_record VALUES ('NOPLAN', '44200000120000100003001', '2026-11-20 10:00+08', '2026-11-20 10:02+08', 220);
+SELECT anomalies, state, energy_wh, total FROM bill WHERE order_no = 'NOPLAN';
+SELECT m[1] AS receipt_no_plan FROM (SELECT driver_chart('NOPLAN') AS svg) c,
+       regexp_matches(substring(svg FROM '<g id="receipt">(.*?)</g>'), '>([^<]+)</text>', 'g') m;
+-- The tariff classes the chart knows, and any other, with their colours
+-- and the driver's names.
+SELECT c, chart_class_rank(c) AS rank, chart_class_colour(c) AS colour, chart_class_name(c, 'zh') AS zh, chart_class_name(c, 'en') AS en
+FROM unnest(ARRAY['sharp', 'peak', 'flat', 'valley', 'deep', 'superpeak']) c;
+
+-- 8. Errors: an unknown order is no_data_found, with a hint; NULL gives nothing.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 SELECT * FROM session_evidence('NO-SUCH-ORDER');
@@ -152,6 +223,8 @@ BEGIN
 EXCEPTION WHEN no_data_found THEN
 	RAISE NOTICE 'no_data_found: %', SQLERRM;
 END $$;
+SELECT driver_chart('EVIDENCE', 'fr');
+SELECT * FROM anomaly_causes('SHORT');
 SELECT count(*) AS rows FROM session_evidence(NULL);
 SELECT session_chart(NULL) IS NULL AS no_chart;
 

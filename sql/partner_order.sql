@@ -115,10 +115,15 @@ SELECT r.order_no, r.partner_order_no AS in_record, cs.partner_id, cs.partner_or
 FROM pile_record r JOIN charge_session cs USING (order_no) JOIN bill b USING (order_no)
 WHERE r.order_no LIKE 'P-COPY-%' ORDER BY r.order_no;
 
--- 7. The evidence names both numbers in its title line.
-SELECT replace(substring(session_chart(:'didi_order') FROM '<text class="title"[^>]*>[^<]*</text>'),
-               :'didi_order', '<didi order>') AS title;
-SELECT substring(session_chart('P-CARD-UNKNOWN') FROM '<text class="title"[^>]*>[^<]*</text>') AS title;
+-- 7. The evidence names both numbers in its header: ours in the title
+--    line, the partner's on a line of its own (a session without one has
+--    no such line).
+SELECT h.i, replace(l.line, :'didi_order', '<didi order>') AS header
+FROM regexp_matches(substring(session_chart(:'didi_order') FROM '<g id="header">.*?</g>'), '<text[^>]*>([^<]*)</text>', 'g')
+     WITH ORDINALITY h(m, i), LATERAL (SELECT h.m[1] AS line) l
+WHERE h.i <= 3;
+SELECT count(*) FILTER (WHERE m[1] LIKE 'Partner order%') AS partner_lines
+FROM regexp_matches(substring(session_chart('P-CARD-UNKNOWN') FROM '<g id="header">.*?</g>'), '<text[^>]*>([^<]*)</text>', 'g') m;
 
 -- 8. Didi's statement keys each line by Didi's number; a line keyed by
 --    ours is found too.  Here Didi has the app start (its number), the

@@ -150,6 +150,48 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION evcharge.bill_breakdown(bigint[], numeric[], numeric[]) IS
 	'a bill''s breakdown from Wh and exact fees per class {sharp, peak, flat, valley}: a jsonb array, one object per class with energy, of class, wh, energy_fee_exact, energy_fee, service_fee_exact, service_fee; the charged shares are the exact fees cut to the fen, plus a fen each to the classes that lost most in their cut, so that they add up to trunc(sum, 2) of each fee';
+-- A length of time as support says it: "2 h", "1 h 20 min", "3 min 30 s",
+-- "45 s" (whole seconds, the sign dropped).
+CREATE FUNCTION evcharge.duration_words(d interval) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN (SELECT CASE
+		WHEN s >= 3600 THEN concat_ws(' ', (s / 3600) || ' h', CASE WHEN s % 3600 >= 60 THEN (s % 3600 / 60) || ' min' END)
+		WHEN s >= 60 THEN concat_ws(' ', (s / 60) || ' min', CASE WHEN s % 60 > 0 THEN (s % 60) || ' s' END)
+		ELSE s || ' s' END
+	FROM (SELECT abs(floor(extract(epoch FROM d)))::bigint AS s) x);
+COMMENT ON FUNCTION evcharge.duration_words(interval) IS
+	'a length of time in words as support writes it: 2 h, 1 h 20 min, 3 min 30 s, 45 s (whole seconds, sign dropped)';
+
+-- Why the pile's clock is not believed for a record (anomaly 3), one
+-- sentence per reason, times on the wall clock of tz; empty when it is
+-- believed.  The one rule: compute_bill() believes the record's times
+-- exactly when this is empty, and the evidence chart prints these words.
+CREATE FUNCTION evcharge.pile_record_clock_faults(rec evcharge.pile_record, p_started_at timestamptz,
+	pol evcharge.anomaly_policy, tz text) RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT coalesce(array_agg(f.said ORDER BY f.n) FILTER (WHERE f.said IS NOT NULL), '{}')
+	FROM (VALUES
+		(1, CASE WHEN rec.started_at < pol.plausible_from THEN
+			format('start %s is before %s: the pile''s clock was not set',
+			       to_char(rec.started_at AT TIME ZONE tz, 'YYYY-MM-DD HH24:MI'),
+			       to_char(pol.plausible_from AT TIME ZONE tz, 'YYYY-MM-DD')) END),
+		(2, CASE WHEN rec.ended_at < rec.started_at THEN
+			format('end %s is before its start %s', to_char(rec.ended_at AT TIME ZONE tz, 'HH24:MI:SS'),
+			       to_char(rec.started_at AT TIME ZONE tz, 'HH24:MI:SS')) END),
+		(3, CASE WHEN rec.ended_at > rec.received_at + pol.clock_skew THEN
+			format('end %s is %s after it arrived (%s)', to_char(rec.ended_at AT TIME ZONE tz, 'HH24:MI'),
+			       evcharge.duration_words(rec.ended_at - rec.received_at),
+			       to_char(rec.received_at AT TIME ZONE tz, 'HH24:MI')) END),
+		(4, CASE WHEN p_started_at IS NOT NULL
+		          AND greatest(rec.started_at - p_started_at, p_started_at - rec.started_at) > pol.clock_skew THEN
+			format('start %s is %s from the platform''s start %s', to_char(rec.started_at AT TIME ZONE tz, 'HH24:MI'),
+			       evcharge.duration_words(greatest(rec.started_at - p_started_at, p_started_at - rec.started_at)),
+			       to_char(p_started_at AT TIME ZONE tz, 'HH24:MI')) END)
+	) f(n, said);
+END;
+COMMENT ON FUNCTION evcharge.pile_record_clock_faults(evcharge.pile_record, timestamptz, evcharge.anomaly_policy, text) IS
+	'why a pile record''s times are not believed (anomaly 3): start before the policy''s plausible_from, end before start, end more than clock_skew after it arrived, start more than clock_skew from the platform''s; one sentence each, times in tz; empty when believed (compute_bill''s rule)';
 
 -- What a bill of the session would be now, and its anomalies; writes
 -- nothing.  p_method: auto (as the pipeline bills: the pile's energy when
@@ -215,9 +257,7 @@ BEGIN
 	-- The pile's clock: a record dated 1999, ending before it starts, ending
 	-- after it was received, or far from the platform's start is not believed.
 	IF has_rec THEN
-		times_ok := NOT (rec.started_at < pol.plausible_from OR rec.ended_at < rec.started_at
-			OR rec.ended_at > rec.received_at + pol.clock_skew
-			OR (s.started_at IS NOT NULL AND greatest(rec.started_at - s.started_at, s.started_at - rec.started_at) > pol.clock_skew));
+		times_ok := cardinality(evcharge.pile_record_clock_faults(rec, s.started_at, pol, 'UTC')) = 0;
 	END IF;
 	t_start := coalesce(s.started_at, CASE WHEN has_rec AND times_ok THEN rec.started_at END, s.created_at);
 	t_end := coalesce(s.charging_ended_at, CASE WHEN has_rec AND times_ok THEN rec.ended_at END, s.last_ts,

@@ -122,3 +122,22 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION evcharge.daily_report(bigint, date, bigint) IS
 	'an operator''s day (books_day: in finance_policy.tz; an unknown operator or no day is an error): a line per station and sub-operator with sessions ended that day, held and unsettled bills, and the charged energy, electricity, service and occupancy fees, discounts and total; a line per sub-operator with the top-ups, manual credits and refunds of its wallets; a total line; only_sub_operator shows what one sub-operator may see';
+
+-- The report of yesterday: the day before today in the operator's books
+-- time zone (finance_policy.tz), what finance reads each morning.  The day
+-- is named only here; a NULL day given to the three-argument form is still
+-- an error, so a caller that lost its day does not get yesterday's report.
+-- PL/pgSQL, not SQL: it depends on the three-argument form's columns only
+-- when it runs, so that form can be redefined on its own.
+CREATE FUNCTION evcharge.daily_report(operator_id bigint)
+RETURNS TABLE (line text, station_id bigint, station text, sub_operator_id bigint, sub_operator text,
+	sessions bigint, held bigint, unsettled bigint, energy_kwh numeric, energy_fee numeric, service_fee numeric,
+	occupancy_fee numeric, discount numeric, total numeric, top_ups numeric, credits numeric, refunds numeric,
+	refund_fees numeric)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+BEGIN
+	RETURN QUERY SELECT * FROM evcharge.daily_report(daily_report.operator_id,
+		(now() AT TIME ZONE evcharge.books_tz(daily_report.operator_id))::date - 1);
+END $$;
+COMMENT ON FUNCTION evcharge.daily_report(bigint) IS
+	'yesterday''s daily_report: the day before today in the operator''s books time zone (finance_policy.tz); P0002 for an unknown operator';
