@@ -36,6 +36,7 @@ INSTALL_SQL = \
 	sql/install/tariff.sql \
 	sql/install/anomaly_set.sql \
 	sql/install/price_rules.sql \
+	sql/install/calendar.sql \
 	sql/install/partner.sql \
 	sql/install/anomaly.sql \
 	sql/install/quote.sql \

@@ -63,21 +63,6 @@ typedef struct PileInfo
 	bool		ground_lock;
 } PileInfo;
 
-/* One plan of a station, as station_tariff has it. */
-typedef struct PlanRow
-{
-	int64		station_id;
-	char	   *current_type;
-	TimestampTz lower;			/* never infinite: the table forbids it */
-	TimestampTz upper;
-	bool		upper_inf;
-	bool		lower_inc;
-	bool		upper_inc;
-	TouTariff  *tariff;
-	RiseSplitter *splitter;		/* made for the first gun that uses it */
-	bool		splitter_made;
-} PlanRow;
-
 /*
  * The registry, one row per pile of the batch (one gun of it given).  The
  * pile is a probe of its primary key per gun (LIMIT 1, as in ContextSql):
@@ -185,12 +170,18 @@ static const char *const ContextSql =
 "                      AND cs.state IN ('pending', 'charging', 'occupied') LIMIT 1) cs ON true"
 " ORDER BY u.n";
 
-/* The plans of the stations whose guns the session machine will see. */
+/*
+ * The plan in force for each gun the session machine will see, at its
+ * first row: the one answer plan_in_force() gives (the calendar, the
+ * validity ranges, the precedence of declared days, holidays, weekdays and
+ * seasons are its, not ours), probed per gun through its indexes.  Guns
+ * with no plan in force get no row.
+ */
 static const char *const PlanSql =
-"SELECT t.station_id, t.current_type, lower(t.valid), upper(t.valid), upper_inf(t.valid),"
-"       lower_inc(t.valid), upper_inc(t.valid), t.tariff"
-" FROM evcharge.station_tariff t WHERE t.station_id = ANY ($1::int8[])"
-" ORDER BY t.station_id";
+"SELECT u.n, p.station_tariff_id, p.tariff"
+" FROM unnest($1::int8[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS u(station_id, current_type, at, n)"
+" CROSS JOIN LATERAL evcharge.plan_in_force(u.station_id, u.current_type, u.at) p"
+" ORDER BY u.n";
 
 /*
  * Fault events the batch closed and opened (opened ones may already be
@@ -268,6 +259,7 @@ ForgetPlansIfTypeChanged(Oid gun_type)
 	ForgetKept(gun_state_plan);
 	ForgetKept(context_plan);
 	ForgetKept(event_plan);
+	ForgetKept(plan_plan);
 	kept_gun_type = gun_type;
 }
 
@@ -826,96 +818,70 @@ LoadContextAndWriteEvents(GunBatch *guns, int nguns, Oid gun_type)
 	}
 }
 
-/* The plan in force for each gun the session machine will see, at its first row. */
+/*
+ * The plan in force for each gun the session machine will see, at its
+ * first row (PlanSql).  Guns of one station are adjacent and a plan row
+ * belongs to one station, so a plan is copied and its splitter made once
+ * per run of guns under it.
+ */
 static void
 FindPlans(GunBatch *guns, int nguns)
 {
 	ArrayOut	st;
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		args[1];
-	PlanRow    *plans;
-	int			nplans;
-	int64		last = -1;
+	ArrayOut	ct;
+	ArrayOut	at;
+	int		   *gun_of = palloc(sizeof(int) * Max(nguns, 1));
+	Oid			types[3] = {INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[3];
+	int64		last_plan = -1;
+	const TouTariff *last_tariff = NULL;
+	RiseSplitter *last_splitter = NULL;
+	uint64		r;
 	int			i;
 
 	ArrayInit(&st, nguns, INT8OID);
-	for (i = 0; i < nguns; i++)
-		if (guns[i].open != NULL || guns[i].active)
-		{
-			/* guns of one pile, hence of one station, are adjacent */
-			if (guns[i].station_id != last)
-				ArrayPush(&st, Int64GetDatum(guns[i].station_id), false);
-			last = guns[i].station_id;
-		}
-	if (st.n == 0)
-		return;
-	args[0] = ArrayDatum(&st);
-	RunKept(plan_plan, PlanSql, 1, types, args, SPI_OK_SELECT, "plan look-up");
-
-	nplans = (int) SPI_processed;
-	plans = palloc(sizeof(PlanRow) * Max(nplans, 1));
-	for (i = 0; i < nplans; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		v;
-
-		plans[i].station_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		plans[i].current_type = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-		plans[i].lower = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-		v = SPI_getbinval(tup, desc, 4, &isnull);
-		plans[i].upper = isnull ? 0 : DatumGetTimestampTz(v);
-		plans[i].upper_inf = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-		plans[i].lower_inc = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-		plans[i].upper_inc = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
-		plans[i].tariff = (TouTariff *) PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 8, &isnull));
-		plans[i].splitter = NULL;
-		plans[i].splitter_made = false;
-	}
-	SPI_freetuptable(SPI_tuptable);
-
+	ArrayInit(&ct, nguns, TEXTOID);
+	ArrayInit(&at, nguns, TIMESTAMPTZOID);
 	for (i = 0; i < nguns; i++)
 	{
 		GunBatch   *g = &guns[i];
-		TimestampTz t = g->rows[0]->ts;
-		int			lo = 0;
-		int			hi = nplans;
-		int			j;
 
 		g->tariff = NULL;
 		g->splitter = NULL;
 		if ((g->open == NULL && !g->active) || g->current_type == NULL)
 			continue;
-		/* first plan of the station (plans are in station order) */
-		while (lo < hi)
-		{
-			int			mid = lo + (hi - lo) / 2;
-
-			if (plans[mid].station_id < g->station_id)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		for (j = lo; j < nplans && plans[j].station_id == g->station_id; j++)
-		{
-			PlanRow    *p = &plans[j];
-
-			if (strcmp(p->current_type, g->current_type) != 0)
-				continue;
-			if (t < p->lower || (t == p->lower && !p->lower_inc))
-				continue;
-			if (!p->upper_inf && (t > p->upper || (t == p->upper && !p->upper_inc)))
-				continue;
-			g->tariff = p->tariff;
-			/* the station's zone is the same for all its guns */
-			if (!p->splitter_made && g->tz != NULL)
-				p->splitter = RiseSplitterCreate(p->tariff, g->tz);
-			p->splitter_made = true;
-			g->splitter = p->splitter;
-			break;
-		}
+		gun_of[st.n] = i;
+		ArrayPush(&st, Int64GetDatum(g->station_id), false);
+		ArrayPush(&ct, CStringGetTextDatum(g->current_type), false);
+		ArrayPush(&at, TimestampTzGetDatum(g->rows[0]->ts), false);
 	}
+	if (st.n == 0)
+		return;
+	args[0] = ArrayDatum(&st);
+	args[1] = ArrayDatum(&ct);
+	args[2] = ArrayDatum(&at);
+	RunKept(plan_plan, PlanSql, 3, types, args, SPI_OK_SELECT, "plan look-up");
+
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		GunBatch   *g = &guns[gun_of[DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1]];
+		int64		plan_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+
+		if (plan_id != last_plan)
+		{
+			/* copied into the batch's context, widened to 5 classes */
+			last_tariff = DatumGetTouTariffP(PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 3, &isnull))));
+			/* the station's zone is the same for all its guns */
+			last_splitter = g->tz != NULL ? RiseSplitterCreate(last_tariff, g->tz) : NULL;
+			last_plan = plan_id;
+		}
+		g->tariff = last_tariff;
+		g->splitter = last_splitter;
+	}
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /* ---------- the trigger ---------- */

@@ -56,8 +56,7 @@ BEGIN
 	FOR r IN
 		SELECT d.ts, d.meter_wh, d.power_w, d.status, d.soc, d.order_no, d.copies,
 		       (SELECT evcharge.class_at(t.tariff, (d.ts AT TIME ZONE s.tz)::time)
-		        FROM evcharge.station_tariff t
-		        WHERE t.station_id = s.station_id AND t.current_type = s.current_type AND t.valid @> d.ts) AS tariff_class
+		        FROM evcharge.plan_in_force(s.station_id, s.current_type, d.ts) t) AS tariff_class
 		FROM (SELECT DISTINCT ON (h.ts) h.ts, h.meter_wh, h.power_w, h.status, h.soc, h.order_no,
 		             count(*) OVER (PARTITION BY h.ts) AS copies
 		      FROM evcharge.heartbeat h
@@ -226,6 +225,9 @@ BEGIN
 		WHERE t.station_id = s.station_id AND t.current_type = s.current_type
 		  AND t.valid && tstzrange(t0, t1) AND seg.f < t1 AND seg.t > t0
 		  AND seg.t > lower(t.valid) AND (upper_inf(t.valid) OR seg.f < upper(t.valid))
+		  -- the plan by calendar in force that day (plan_in_force), not every plan valid then
+		  AND (SELECT f.station_tariff_id FROM evcharge.plan_in_force(s.station_id, s.current_type,
+		           greatest(seg.f, t0, lower(t.valid))) f) = t.station_tariff_id
 		ORDER BY 1
 	LOOP
 		shown_plan := shown_plan || r.station_tariff_id;
