@@ -115,19 +115,19 @@ INSERT INTO promotion_station (promotion_id, station_id)
 SELECT promotion_id, 31 FROM promotion WHERE name = 'free charging before 12:00';
 SELECT kwh, energy_fee, service_fee, total, class_energy_fee, class_service_fee, applied
 FROM quote(31, 'DC', NULL, '2026-03-02 11:00', '2026-03-02 13:00', 10);
--- Half-price electricity is a factor; a promotion gives at most one of
--- energy_fee and energy_factor.
-\set VERBOSITY terse
-INSERT INTO promotion (operator_id, name, valid, service_factor, energy_fee, energy_factor)
-VALUES (21, 'both', '[2026-03-03, 2026-03-04)', 1, 0.1, 0.5);
 
--- Errors (terse: a failing row holds the time of the test run).  A season
--- the operator does not have:
+-- Errors.  A season the operator does not have:
 INSERT INTO station_tariff (station_id, current_type, tariff, valid, season)
 VALUES (31, 'DC', '00:00-24:00 flat | flat 0.70+0.45', '[2026-01-01,)', 'autumn');
 -- Two weekend plans of one station and current type may not overlap:
 INSERT INTO station_tariff (station_id, current_type, tariff, valid, day_kind)
 VALUES (31, 'DC', '00:00-24:00 flat | flat 0.50+0.40', '[2026-06-01, 2026-07-01)', 'weekend');
+-- (Terse from here: a failing row holds the time of the test run.)
+\set VERBOSITY terse
+-- A promotion gives at most one of energy_fee and energy_factor (a
+-- factor of 0.5 is half-price electricity):
+INSERT INTO promotion (operator_id, name, valid, service_factor, energy_fee, energy_factor)
+VALUES (21, 'both', '[2026-03-03, 2026-03-04)', 1, 0.1, 0.5);
 -- A make-up working day is a weekday, not a kind of plan:
 INSERT INTO station_tariff (station_id, current_type, tariff, valid, day_kind)
 VALUES (31, 'DC', '00:00-24:00 flat | flat 0.50+0.40', '[2026-06-01, 2026-07-01)', 'workday');

@@ -820,9 +820,11 @@ LoadContextAndWriteEvents(GunBatch *guns, int nguns, Oid gun_type)
 
 /*
  * The plan in force for each gun the session machine will see, at its
- * first row (PlanSql).  Guns of one station are adjacent and a plan row
- * belongs to one station, so a plan is copied and its splitter made once
- * per run of guns under it.
+ * first row (PlanSql).  Guns of one station are adjacent: adjacent guns
+ * with the same station, current type and first time (the guns of a pile
+ * heard together) are asked once, and since a plan row belongs to one
+ * station, a plan is copied and its splitter made once per run of guns
+ * under it.
  */
 static void
 FindPlans(GunBatch *guns, int nguns)
@@ -830,7 +832,8 @@ FindPlans(GunBatch *guns, int nguns)
 	ArrayOut	st;
 	ArrayOut	ct;
 	ArrayOut	at;
-	int		   *gun_of = palloc(sizeof(int) * Max(nguns, 1));
+	int		   *ask_of = palloc(sizeof(int) * Max(nguns, 1));	/* -1: not asked */
+	GunBatch   *prev = NULL;
 	Oid			types[3] = {INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum		args[3];
 	int64		last_plan = -1;
@@ -848,9 +851,17 @@ FindPlans(GunBatch *guns, int nguns)
 
 		g->tariff = NULL;
 		g->splitter = NULL;
+		ask_of[i] = -1;
 		if ((g->open == NULL && !g->active) || g->current_type == NULL)
 			continue;
-		gun_of[st.n] = i;
+		if (prev != NULL && prev->station_id == g->station_id &&
+			strcmp(prev->current_type, g->current_type) == 0 && prev->rows[0]->ts == g->rows[0]->ts)
+		{
+			ask_of[i] = st.n - 1;
+			continue;
+		}
+		prev = g;
+		ask_of[i] = st.n;
 		ArrayPush(&st, Int64GetDatum(g->station_id), false);
 		ArrayPush(&ct, CStringGetTextDatum(g->current_type), false);
 		ArrayPush(&at, TimestampTzGetDatum(g->rows[0]->ts), false);
@@ -862,24 +873,35 @@ FindPlans(GunBatch *guns, int nguns)
 	args[2] = ArrayDatum(&at);
 	RunKept(plan_plan, PlanSql, 3, types, args, SPI_OK_SELECT, "plan look-up");
 
+	/* rows come in question order, guns in the same order: one pass */
+	i = 0;
 	for (r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		GunBatch   *g = &guns[gun_of[DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1]];
+		int			ask = (int) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1;
 		int64		plan_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 
-		if (plan_id != last_plan)
+		while (i < nguns && ask_of[i] < ask)
+			i++;
+		for (; i < nguns && ask_of[i] <= ask; i++)
 		{
-			/* copied into the batch's context, widened to 5 classes */
-			last_tariff = DatumGetTouTariffP(PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 3, &isnull))));
-			/* the station's zone is the same for all its guns */
-			last_splitter = g->tz != NULL ? RiseSplitterCreate(last_tariff, g->tz) : NULL;
-			last_plan = plan_id;
+			GunBatch   *g = &guns[i];
+
+			if (ask_of[i] != ask)
+				continue;		/* a gun not asked about, between two that were */
+			if (plan_id != last_plan)
+			{
+				/* copied into the batch's context, widened to 5 classes */
+				last_tariff = DatumGetTouTariffP(PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 3, &isnull))));
+				/* the station's zone is the same for all its guns */
+				last_splitter = g->tz != NULL ? RiseSplitterCreate(last_tariff, g->tz) : NULL;
+				last_plan = plan_id;
+			}
+			g->tariff = last_tariff;
+			g->splitter = last_splitter;
 		}
-		g->tariff = last_tariff;
-		g->splitter = last_splitter;
 	}
 	SPI_freetuptable(SPI_tuptable);
 }

@@ -69,6 +69,10 @@ CREATE TABLE evcharge.station_tariff (
 		                    (coalesce(day_kind, '')) WITH =, valid WITH &&)
 		WHERE (season IS NOT NULL OR day_kind IS NOT NULL)
 );
+-- plan_in_force()'s probe: the exclusion constraints' indexes are
+-- partial, so the look-up of any station's plans has its own.
+CREATE INDEX station_tariff_lookup_idx ON evcharge.station_tariff USING gist (station_id, current_type, valid);
+COMMENT ON INDEX evcharge.station_tariff_lookup_idx IS 'the plans of a station and current type valid at an instant (plan_in_force)';
 COMMENT ON TABLE evcharge.station_tariff IS
 	'The plans of a station for AC or DC piles over validity ranges, each for every day or for a calendar condition (a season, a kind of day); plans of one station, current type and condition never overlap; plan_in_force() says which is in force';
 COMMENT ON COLUMN evcharge.station_tariff.station_tariff_id IS 'plan row id';

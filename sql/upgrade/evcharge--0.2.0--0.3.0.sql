@@ -6,6 +6,7 @@
 -- compares the catalogue with a fresh 0.3.0 install.
 \echo Use "ALTER EXTENSION evcharge UPDATE TO '0.3.0'" to load this file. \quit
 
+
 -- == issue 16 item 5: plans by calendar, deep valley, free charging ==
 -- tou_tariff gains a fifth class, deep valley (深谷, p4).  Nothing to do
 -- for stored values: a plan without deep valley keeps the 4-class form of
@@ -71,6 +72,8 @@ ALTER TABLE evcharge.station_tariff
 		EXCLUDE USING gist (station_id WITH =, current_type WITH =, (coalesce(season, '')) WITH =,
 		                    (coalesce(day_kind, '')) WITH =, valid WITH &&)
 		WHERE (season IS NOT NULL OR day_kind IS NOT NULL);
+CREATE INDEX station_tariff_lookup_idx ON evcharge.station_tariff USING gist (station_id, current_type, valid);
+COMMENT ON INDEX evcharge.station_tariff_lookup_idx IS 'the plans of a station and current type valid at an instant (plan_in_force)';
 COMMENT ON TABLE evcharge.station_tariff IS
 	'The plans of a station for AC or DC piles over validity ranges, each for every day or for a calendar condition (a season, a kind of day); plans of one station, current type and condition never overlap; plan_in_force() says which is in force';
 COMMENT ON COLUMN evcharge.station_tariff.season IS 'the plan holds only in this season of the operator''s (tariff_season); NULL for every month';
