@@ -32,6 +32,9 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -62,6 +65,24 @@ typedef struct PileInfo
 	char	   *current_type;
 	bool		ground_lock;
 } PileInfo;
+
+/*
+ * One plan of a station, as station_tariff has it (the look-up of a
+ * database whose extension SQL predates 0.3.0, below).
+ */
+typedef struct PlanRow
+{
+	int64		station_id;
+	char	   *current_type;
+	TimestampTz lower;			/* never infinite: the table forbids it */
+	TimestampTz upper;
+	bool		upper_inf;
+	bool		lower_inc;
+	bool		upper_inc;
+	TouTariff  *tariff;
+	RiseSplitter *splitter;		/* made for the first gun that uses it */
+	bool		splitter_made;
+} PlanRow;
 
 /*
  * The registry, one row per pile of the batch (one gun of it given).  The
@@ -184,6 +205,18 @@ static const char *const PlanSql =
 " ORDER BY u.n";
 
 /*
+ * The same for a database whose extension SQL predates 0.3.0 (the library
+ * is installed before ALTER EXTENSION UPDATE, and heartbeats keep coming
+ * in between): no plan_in_force there, and no plans by calendar, so the
+ * plans of the stations by validity alone, as 0.2.0 read them.
+ */
+static const char *const LegacyPlanSql =
+"SELECT t.station_id, t.current_type, lower(t.valid), upper(t.valid), upper_inf(t.valid),"
+"       lower_inc(t.valid), upper_inc(t.valid), t.tariff"
+" FROM evcharge.station_tariff t WHERE t.station_id = ANY ($1::int8[])"
+" ORDER BY t.station_id";
+
+/*
  * Fault events the batch closed and opened (opened ones may already be
  * closed by a later row of the batch), and offline periods it ended; the
  * network incidents of those periods come back.
@@ -225,6 +258,7 @@ static KeptStatement null_key_plan = {NULL, NULL};
 static KeptStatement gun_state_plan = {NULL, NULL};
 static KeptStatement context_plan = {NULL, NULL};
 static KeptStatement plan_plan = {NULL, NULL};
+static KeptStatement legacy_plan_plan = {NULL, NULL};
 static KeptStatement event_plan = {NULL, NULL};
 static KeptStatement incident_plan = {NULL, NULL};
 
@@ -260,6 +294,7 @@ ForgetPlansIfTypeChanged(Oid gun_type)
 	ForgetKept(context_plan);
 	ForgetKept(event_plan);
 	ForgetKept(plan_plan);
+	ForgetKept(legacy_plan_plan);
 	kept_gun_type = gun_type;
 }
 
@@ -819,6 +854,116 @@ LoadContextAndWriteEvents(GunBatch *guns, int nguns, Oid gun_type)
 }
 
 /*
+ * The plan in force for each gun at its first row, by validity alone
+ * (LegacyPlanSql): 0.2.0's look-up, for a database not yet updated.
+ */
+static void
+FindPlansByValidity(GunBatch *guns, int nguns)
+{
+	ArrayOut	st;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		args[1];
+	PlanRow    *plans;
+	int			nplans;
+	int64		last = -1;
+	int			i;
+
+	ArrayInit(&st, nguns, INT8OID);
+	for (i = 0; i < nguns; i++)
+		if (guns[i].open != NULL || guns[i].active)
+		{
+			/* guns of one pile, hence of one station, are adjacent */
+			if (guns[i].station_id != last)
+				ArrayPush(&st, Int64GetDatum(guns[i].station_id), false);
+			last = guns[i].station_id;
+		}
+	if (st.n == 0)
+		return;
+	args[0] = ArrayDatum(&st);
+	RunKept(legacy_plan_plan, LegacyPlanSql, 1, types, args, SPI_OK_SELECT, "plan look-up");
+
+	nplans = (int) SPI_processed;
+	plans = palloc(sizeof(PlanRow) * Max(nplans, 1));
+	for (i = 0; i < nplans; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		v;
+
+		plans[i].station_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		plans[i].current_type = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		plans[i].lower = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+		v = SPI_getbinval(tup, desc, 4, &isnull);
+		plans[i].upper = isnull ? 0 : DatumGetTimestampTz(v);
+		plans[i].upper_inf = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		plans[i].lower_inc = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+		plans[i].upper_inc = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+		/* copied into the batch's context, widened to 5 classes */
+		plans[i].tariff = DatumGetTouTariffP(PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 8, &isnull))));
+		plans[i].splitter = NULL;
+		plans[i].splitter_made = false;
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	for (i = 0; i < nguns; i++)
+	{
+		GunBatch   *g = &guns[i];
+		TimestampTz t = g->rows[0]->ts;
+		int			lo = 0;
+		int			hi = nplans;
+		int			j;
+
+		g->tariff = NULL;
+		g->splitter = NULL;
+		if ((g->open == NULL && !g->active) || g->current_type == NULL)
+			continue;
+		/* first plan of the station (plans are in station order) */
+		while (lo < hi)
+		{
+			int			mid = lo + (hi - lo) / 2;
+
+			if (plans[mid].station_id < g->station_id)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (j = lo; j < nplans && plans[j].station_id == g->station_id; j++)
+		{
+			PlanRow    *p = &plans[j];
+
+			if (strcmp(p->current_type, g->current_type) != 0)
+				continue;
+			if (t < p->lower || (t == p->lower && !p->lower_inc))
+				continue;
+			if (!p->upper_inf && (t > p->upper || (t == p->upper && !p->upper_inc)))
+				continue;
+			g->tariff = p->tariff;
+			/* the station's zone is the same for all its guns */
+			if (!p->splitter_made && g->tz != NULL)
+				p->splitter = RiseSplitterCreate(p->tariff, g->tz);
+			p->splitter_made = true;
+			g->splitter = p->splitter;
+			break;
+		}
+	}
+}
+
+/*
+ * Whether the database's extension SQL has plan_in_force (0.3.0 on): a
+ * syscache probe per batch, so that a backend that was connected before
+ * ALTER EXTENSION UPDATE switches to it at its next batch.
+ */
+static bool
+HavePlanInForce(void)
+{
+	Oid			argtypes[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
+
+	return OidIsValid(LookupFuncName(list_make2(makeString("evcharge"), makeString("plan_in_force")),
+									 3, argtypes, true));
+}
+
+/*
  * The plan in force for each gun the session machine will see, at its
  * first row (PlanSql).  Guns of one station are adjacent: adjacent guns
  * with the same station, current type and first time (the guns of a pile
@@ -842,6 +987,11 @@ FindPlans(GunBatch *guns, int nguns)
 	uint64		r;
 	int			i;
 
+	if (!HavePlanInForce())
+	{
+		FindPlansByValidity(guns, nguns);
+		return;
+	}
 	ArrayInit(&st, nguns, INT8OID);
 	ArrayInit(&ct, nguns, TEXTOID);
 	ArrayInit(&at, nguns, TIMESTAMPTZOID);

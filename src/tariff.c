@@ -4,8 +4,8 @@
  *	  Owns evcharge.tou_tariff, one complete daily time-of-use price plan:
  *	  its text form, validation (the day covered exactly once, every class
  *	  used priced, prices of at most 4 decimals), binary I/O, equality and
- *	  hashing, jsonb output, and the accessors class_at, tariff_segments and
- *	  tariff_prices.
+ *	  hashing, jsonb output, the accessors class_at, tariff_segments and
+ *	  tariff_prices, and tariff_classes, the class names in order.
  *
  * Text form (segments in any order on input, sorted on output):
  *	  00:00-08:00 valley, 08:00-14:00 flat, ... | peak 1.0300+0.5100, ...
@@ -23,11 +23,13 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/jsonb.h"
@@ -47,6 +49,7 @@ PG_FUNCTION_INFO_V1(tou_tariff_class_at);
 PG_FUNCTION_INFO_V1(tou_tariff_segments);
 PG_FUNCTION_INFO_V1(tou_tariff_prices);
 PG_FUNCTION_INFO_V1(tou_tariff_to_jsonb);
+PG_FUNCTION_INFO_V1(tou_tariff_classes);
 
 const char *const TouClassNames[TOU_CLASSES] = {"sharp", "peak", "flat", "valley", "deep_valley"};
 
@@ -854,6 +857,22 @@ tou_tariff_prices(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * tariff_classes(): the class names in class order, {sharp, peak, flat,
+ * valley, deep_valley}: the positions of every per-class array (split,
+ * price, bills), so that SQL never spells the list itself.
+ */
+Datum
+tou_tariff_classes(PG_FUNCTION_ARGS)
+{
+	Datum		d[TOU_CLASSES];
+	int			i;
+
+	for (i = 0; i < TOU_CLASSES; i++)
+		d[i] = CStringGetTextDatum(TouClassNames[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(d, TOU_CLASSES, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*

@@ -343,7 +343,7 @@ BEGIN
 	k := 0;
 	FOR r IN
 		SELECT DISTINCT seg.class, p.energy_price, p.service_fee,
-		       array_position(ARRAY['sharp', 'peak', 'flat', 'valley'], seg.class) AS pos
+		       array_position(evcharge.tariff_classes(), seg.class) AS pos
 		FROM evcharge.station_tariff t
 		CROSS JOIN LATERAL evcharge.tariff_segments(t.tariff) seg
 		JOIN LATERAL evcharge.tariff_prices(t.tariff) p ON p.class = seg.class
@@ -403,7 +403,7 @@ BEGIN
 		'<style type="text/css">'
 		'text { font-family: sans-serif; font-size: 12px; fill: #222222; } '
 		'.title { font-size: 16px; font-weight: bold; } .head { font-weight: bold; } .warn { fill: #cc0000; } '
-		'.band-sharp { fill: #f4cccc; } .band-peak { fill: #fce5cd; } .band-flat { fill: #d9ead3; } .band-valley { fill: #cfe2f3; } '
+		'.band-sharp { fill: #f4cccc; } .band-peak { fill: #fce5cd; } .band-flat { fill: #d9ead3; } .band-valley { fill: #cfe2f3; } .band-deep_valley { fill: #9fc5e8; } '
 		'.grid { stroke: #cccccc; stroke-width: 1; } .axis { stroke: #444444; stroke-width: 1; } '
 		'.frame { fill: none; stroke: #444444; stroke-width: 1; } '
 		'.energy { fill: none; stroke: #1f4e79; stroke-width: 2; } '

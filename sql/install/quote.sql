@@ -252,7 +252,7 @@ BEGIN
 
 	FOR k IN 1 .. array_length(plans, 1) LOOP
 		FOR pr IN SELECT * FROM evcharge.tariff_prices(plans[k]) LOOP
-			c := array_position(ARRAY['sharp', 'peak', 'flat', 'valley', 'deep_valley'], pr.class);
+			c := array_position(evcharge.tariff_classes(), pr.class);
 			IF wh[k][c] = 0 THEN
 				CONTINUE;
 			END IF;

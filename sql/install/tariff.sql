@@ -84,6 +84,11 @@ CREATE FUNCTION evcharge.tariff_prices(evcharge.tou_tariff,
 COMMENT ON FUNCTION evcharge.tariff_prices(evcharge.tou_tariff) IS
 	'the prices of a plan per class, in yuan per kWh';
 
+CREATE FUNCTION evcharge.tariff_classes() RETURNS text[]
+	AS 'MODULE_PATHNAME', 'tou_tariff_classes' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evcharge.tariff_classes() IS
+	'the class names in class order, {sharp, peak, flat, valley, deep_valley}: element k of every per-class array (split_energy, price, bills) is class k';
+
 -- jsonb, for applications.
 CREATE FUNCTION evcharge.to_jsonb(evcharge.tou_tariff) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'tou_tariff_to_jsonb' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

@@ -6,7 +6,6 @@
 -- compares the catalogue with a fresh 0.3.0 install.
 \echo Use "ALTER EXTENSION evcharge UPDATE TO '0.3.0'" to load this file. \quit
 
-
 -- == issue 16 item 5: plans by calendar, deep valley, free charging ==
 -- tou_tariff gains a fifth class, deep valley (深谷, p4).  Nothing to do
 -- for stored values: a plan without deep valley keeps the 4-class form of
@@ -47,6 +46,10 @@ BEGIN
 	END LOOP;
 	RETURN (array_to_string(segs, ', ') || ' | ' || array_to_string(prices, ', '))::evcharge.tou_tariff;
 END $$;
+CREATE FUNCTION evcharge.tariff_classes() RETURNS text[]
+	AS 'MODULE_PATHNAME', 'tou_tariff_classes' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evcharge.tariff_classes() IS
+	'the class names in class order, {sharp, peak, flat, valley, deep_valley}: element k of every per-class array (split_energy, price, bills) is class k';
 COMMENT ON TYPE evcharge.tou_tariff IS
 	'A complete daily time-of-use price plan: segments covering the day once, each of class sharp/peak/flat/valley/deep_valley, and per class an electricity price and a service fee in yuan per kWh (4 decimals); stored as before 0.3.0 when it has no deep valley';
 COMMENT ON FUNCTION evcharge.class_at(evcharge.tou_tariff, time) IS
@@ -408,7 +411,7 @@ BEGIN
 
 	FOR k IN 1 .. array_length(plans, 1) LOOP
 		FOR pr IN SELECT * FROM evcharge.tariff_prices(plans[k]) LOOP
-			c := array_position(ARRAY['sharp', 'peak', 'flat', 'valley', 'deep_valley'], pr.class);
+			c := array_position(evcharge.tariff_classes(), pr.class);
 			IF wh[k][c] = 0 THEN
 				CONTINUE;
 			END IF;
@@ -822,7 +825,7 @@ BEGIN
 	k := 0;
 	FOR r IN
 		SELECT DISTINCT seg.class, p.energy_price, p.service_fee,
-		       array_position(ARRAY['sharp', 'peak', 'flat', 'valley'], seg.class) AS pos
+		       array_position(evcharge.tariff_classes(), seg.class) AS pos
 		FROM evcharge.station_tariff t
 		CROSS JOIN LATERAL evcharge.tariff_segments(t.tariff) seg
 		JOIN LATERAL evcharge.tariff_prices(t.tariff) p ON p.class = seg.class
@@ -882,7 +885,7 @@ BEGIN
 		'<style type="text/css">'
 		'text { font-family: sans-serif; font-size: 12px; fill: #222222; } '
 		'.title { font-size: 16px; font-weight: bold; } .head { font-weight: bold; } .warn { fill: #cc0000; } '
-		'.band-sharp { fill: #f4cccc; } .band-peak { fill: #fce5cd; } .band-flat { fill: #d9ead3; } .band-valley { fill: #cfe2f3; } '
+		'.band-sharp { fill: #f4cccc; } .band-peak { fill: #fce5cd; } .band-flat { fill: #d9ead3; } .band-valley { fill: #cfe2f3; } .band-deep_valley { fill: #9fc5e8; } '
 		'.grid { stroke: #cccccc; stroke-width: 1; } .axis { stroke: #444444; stroke-width: 1; } '
 		'.frame { fill: none; stroke: #444444; stroke-width: 1; } '
 		'.energy { fill: none; stroke: #1f4e79; stroke-width: 2; } '
