@@ -192,14 +192,14 @@ static const char *const ContextSql =
 " ORDER BY u.n";
 
 /*
- * The plan in force for each gun the session machine will see, at its
- * first row: the one answer plan_in_force() gives (the calendar, the
- * validity ranges, the precedence of declared days, holidays, weekdays and
- * seasons are its, not ours), probed per gun through its indexes.  Guns
- * with no plan in force get no row.
+ * The plan in force at a station for a current type at an instant, and
+ * until when that answer holds: the one answer plan_in_force() gives (the
+ * calendar, the validity ranges, the precedence of declared days,
+ * holidays, weekdays and seasons are its, not ours), probed through its
+ * indexes.  A question with no plan in force gets no row.
  */
 static const char *const PlanSql =
-"SELECT u.n, p.station_tariff_id, p.tariff"
+"SELECT u.n, p.station_tariff_id, p.tariff, p.until"
 " FROM unnest($1::int8[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS u(station_id, current_type, at, n)"
 " CROSS JOIN LATERAL evcharge.plan_in_force(u.station_id, u.current_type, u.at) p"
 " ORDER BY u.n";
@@ -963,28 +963,84 @@ HavePlanInForce(void)
 									 3, argtypes, true));
 }
 
-/*
- * The plan in force for each gun the session machine will see, at its
- * first row (PlanSql).  Guns of one station are adjacent: adjacent guns
- * with the same station, current type and first time (the guns of a pile
- * heard together) are asked once, and since a plan row belongs to one
- * station, a plan is copied and its splitter made once per run of guns
- * under it.
- */
+/* One question to plan_in_force and its answer. */
+typedef struct PlanAsk
+{
+	int64		station_id;
+	const char *current_type;
+	TimestampTz at;
+	const char *tz;
+	bool		found;
+	const TouTariff *tariff;	/* copied into the batch's context, 5 classes */
+	RiseSplitter *splitter;
+	TimestampTz until;			/* the answer holds from at until then */
+} PlanAsk;
+
+/* Asks plan_in_force each question of asks[0..n) in one statement. */
 static void
-FindPlans(GunBatch *guns, int nguns)
+AskPlans(PlanAsk *asks, int n)
 {
 	ArrayOut	st;
 	ArrayOut	ct;
 	ArrayOut	at;
-	int		   *ask_of = palloc(sizeof(int) * Max(nguns, 1));	/* -1: not asked */
-	GunBatch   *prev = NULL;
 	Oid			types[3] = {INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum		args[3];
-	int64		last_plan = -1;
-	const TouTariff *last_tariff = NULL;
-	RiseSplitter *last_splitter = NULL;
 	uint64		r;
+	int			i;
+
+	if (n == 0)
+		return;
+	ArrayInit(&st, n, INT8OID);
+	ArrayInit(&ct, n, TEXTOID);
+	ArrayInit(&at, n, TIMESTAMPTZOID);
+	for (i = 0; i < n; i++)
+	{
+		asks[i].found = false;
+		ArrayPush(&st, Int64GetDatum(asks[i].station_id), false);
+		ArrayPush(&ct, CStringGetTextDatum(asks[i].current_type), false);
+		ArrayPush(&at, TimestampTzGetDatum(asks[i].at), false);
+	}
+	args[0] = ArrayDatum(&st);
+	args[1] = ArrayDatum(&ct);
+	args[2] = ArrayDatum(&at);
+	RunKept(plan_plan, PlanSql, 3, types, args, SPI_OK_SELECT, "plan look-up");
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		PlanAsk    *a = &asks[DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
+
+		a->found = true;
+		a->tariff = DatumGetTouTariffP(PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 3, &isnull))));
+		a->until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		/* the station's zone is the same for all its guns */
+		a->splitter = a->tz != NULL ? RiseSplitterCreate(a->tariff, a->tz) : NULL;
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * The plan in force for each gun the session machine will see, at its
+ * first row: plan_in_force's answer for the gun's station, current type
+ * and time (PlanSql).  The guns of a pile are adjacent, and so, mostly,
+ * are a station's: for each run of adjacent guns of one station and
+ * current type, one question at the run's earliest time, whose answer
+ * says until when it holds; when every gun of the run is before then (the
+ * usual case: a batch spans seconds, not a midnight or a plan change),
+ * they all have that plan.  The guns of the other runs are asked about
+ * one by one (once per distinct time), in a second statement.
+ */
+static void
+FindPlans(GunBatch *guns, int nguns)
+{
+	int		   *run_of = palloc(sizeof(int) * Max(nguns, 1));	/* -1: needs none */
+	PlanAsk    *runs = palloc(sizeof(PlanAsk) * Max(nguns, 1));
+	TimestampTz *run_last = palloc(sizeof(TimestampTz) * Max(nguns, 1));
+	PlanAsk    *each;
+	int		   *each_of;
+	int			nruns = 0;
+	int			neach = 0;
 	int			i;
 
 	if (!HavePlanInForce())
@@ -992,68 +1048,70 @@ FindPlans(GunBatch *guns, int nguns)
 		FindPlansByValidity(guns, nguns);
 		return;
 	}
-	ArrayInit(&st, nguns, INT8OID);
-	ArrayInit(&ct, nguns, TEXTOID);
-	ArrayInit(&at, nguns, TIMESTAMPTZOID);
 	for (i = 0; i < nguns; i++)
 	{
 		GunBatch   *g = &guns[i];
+		TimestampTz t = g->rows[0]->ts;
+		PlanAsk    *run = nruns > 0 ? &runs[nruns - 1] : NULL;
 
 		g->tariff = NULL;
 		g->splitter = NULL;
-		ask_of[i] = -1;
+		run_of[i] = -1;
 		if ((g->open == NULL && !g->active) || g->current_type == NULL)
 			continue;
-		if (prev != NULL && prev->station_id == g->station_id &&
-			strcmp(prev->current_type, g->current_type) == 0 && prev->rows[0]->ts == g->rows[0]->ts)
+		if (run == NULL || run->station_id != g->station_id || strcmp(run->current_type, g->current_type) != 0)
 		{
-			ask_of[i] = st.n - 1;
+			run = &runs[nruns++];
+			run->station_id = g->station_id;
+			run->current_type = g->current_type;
+			run->tz = g->tz;
+			run->at = t;
+			run_last[nruns - 1] = t;
+		}
+		run->at = Min(run->at, t);
+		run_last[nruns - 1] = Max(run_last[nruns - 1], t);
+		run_of[i] = nruns - 1;
+	}
+	AskPlans(runs, nruns);
+
+	/* Runs whose answer holds for all their guns; the rest, gun by gun. */
+	each = palloc(sizeof(PlanAsk) * Max(nguns, 1));
+	each_of = palloc(sizeof(int) * Max(nguns, 1));
+	for (i = 0; i < nguns; i++)
+	{
+		PlanAsk    *run;
+		GunBatch   *g = &guns[i];
+		PlanAsk    *prev = neach > 0 ? &each[neach - 1] : NULL;
+
+		each_of[i] = -1;
+		if (run_of[i] < 0)
+			continue;
+		run = &runs[run_of[i]];
+		if (run->found && run_last[run_of[i]] < run->until)
+		{
+			g->tariff = run->tariff;
+			g->splitter = run->splitter;
 			continue;
 		}
-		prev = g;
-		ask_of[i] = st.n;
-		ArrayPush(&st, Int64GetDatum(g->station_id), false);
-		ArrayPush(&ct, CStringGetTextDatum(g->current_type), false);
-		ArrayPush(&at, TimestampTzGetDatum(g->rows[0]->ts), false);
-	}
-	if (st.n == 0)
-		return;
-	args[0] = ArrayDatum(&st);
-	args[1] = ArrayDatum(&ct);
-	args[2] = ArrayDatum(&at);
-	RunKept(plan_plan, PlanSql, 3, types, args, SPI_OK_SELECT, "plan look-up");
-
-	/* rows come in question order, guns in the same order: one pass */
-	i = 0;
-	for (r = 0; r < SPI_processed; r++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int			ask = (int) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1;
-		int64		plan_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-
-		while (i < nguns && ask_of[i] < ask)
-			i++;
-		for (; i < nguns && ask_of[i] <= ask; i++)
+		if (prev != NULL && prev->station_id == g->station_id &&
+			strcmp(prev->current_type, g->current_type) == 0 && prev->at == g->rows[0]->ts)
 		{
-			GunBatch   *g = &guns[i];
-
-			if (ask_of[i] != ask)
-				continue;		/* a gun not asked about, between two that were */
-			if (plan_id != last_plan)
-			{
-				/* copied into the batch's context, widened to 5 classes */
-				last_tariff = DatumGetTouTariffP(PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 3, &isnull))));
-				/* the station's zone is the same for all its guns */
-				last_splitter = g->tz != NULL ? RiseSplitterCreate(last_tariff, g->tz) : NULL;
-				last_plan = plan_id;
-			}
-			g->tariff = last_tariff;
-			g->splitter = last_splitter;
+			each_of[i] = neach - 1;
+			continue;
 		}
+		each[neach].station_id = g->station_id;
+		each[neach].current_type = g->current_type;
+		each[neach].tz = g->tz;
+		each[neach].at = g->rows[0]->ts;
+		each_of[i] = neach++;
 	}
-	SPI_freetuptable(SPI_tuptable);
+	AskPlans(each, neach);
+	for (i = 0; i < nguns; i++)
+		if (each_of[i] >= 0 && each[each_of[i]].found)
+		{
+			guns[i].tariff = each[each_of[i]].tariff;
+			guns[i].splitter = each[each_of[i]].splitter;
+		}
 }
 
 /* ---------- the trigger ---------- */

@@ -11,6 +11,9 @@
 -- for stored values: a plan without deep valley keeps the 4-class form of
 -- 0.1.0 and 0.2.0 (version 1, same bytes, same hash), which the library
 -- reads as before; only plans with deep valley use the 5-class form.
+-- Between make install and this update the new library serves the old
+-- SQL: its heartbeat trigger looks plans up by validity as 0.2.0 did (no
+-- plan_in_force yet); enter plans with deep valley after the update.
 CREATE OR REPLACE FUNCTION evcharge.tou_tariff(plan jsonb) RETURNS evcharge.tou_tariff
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -174,18 +177,24 @@ COMMENT ON TRIGGER station_tariff_check_season ON evcharge.station_tariff IS 'a 
 -- A plan with both a season and a kind of day ranks just above the same
 -- kind of day without a season.  Only rows whose validity contains the
 -- instant take part; the exclusion constraints leave at most one per rank.
--- No row when no plan is in force: callers raise (EV001), never a default
--- price.  A plain SQL function so that the planner inlines it into the
+-- until: the answer holds from p_at until then (exclusive) at least: the
+-- next local midnight, the end of the chosen row, or the start of another
+-- row of the station and current type, whichever comes first.  No row
+-- when no plan is in force: callers raise (EV001), never a default price.  A plain SQL function so that the planner inlines it into the
 -- heartbeat trigger's per-batch look-up: a few index probes per gun.
 CREATE FUNCTION evcharge.plan_in_force(p_station_id bigint, p_current_type text, p_at timestamptz)
 RETURNS TABLE (station_tariff_id bigint, tariff evcharge.tou_tariff, name text, local_day date,
-               day_type text, season text, matched text)
+               day_type text, season text, matched text, until timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE
 BEGIN ATOMIC
 	SELECT t.station_tariff_id, t.tariff, coalesce(t.name, 'plan ' || t.station_tariff_id),
 	       l.local_day, coalesce(dd.kind, d.holiday, d.rest), sn.season,
 	       CASE WHEN t.day_kind IS NULL AND t.season IS NULL THEN 'every day'
-	            ELSE concat_ws(' ', t.season, t.day_kind) END
+	            ELSE concat_ws(' ', t.season, t.day_kind) END,
+	       least((l.local_day + 1)::timestamp AT TIME ZONE s.tz,
+	             CASE WHEN NOT upper_inf(t.valid) THEN upper(t.valid) END,
+	             (SELECT min(lower(n.valid)) FROM evcharge.station_tariff n
+	              WHERE n.station_id = s.station_id AND n.current_type = p_current_type AND lower(n.valid) > p_at))
 	FROM evcharge.station s
 	CROSS JOIN LATERAL (SELECT (p_at AT TIME ZONE s.tz)::date AS local_day) l
 	LEFT JOIN evcharge.calendar_day cd ON cd.operator_id = s.operator_id AND cd.day = l.local_day
@@ -207,7 +216,7 @@ BEGIN ATOMIC
 	LIMIT 1;
 END;
 COMMENT ON FUNCTION evcharge.plan_in_force(bigint, text, timestamptz) IS
-	'the plan in force at a station for AC or DC at an instant, by the station''s local date: declared day > holiday > weekday/weekend > season > every day; with the day''s type and season and the condition that matched; no row when none is in force (callers raise EV001)';
+	'the plan in force at a station for AC or DC at an instant, by the station''s local date: declared day > holiday > weekday/weekend > season > every day; with the day''s type and season, the condition that matched, and until when the answer holds; no row when none is in force (callers raise EV001)';
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.calendar_day', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.declared_day', '');

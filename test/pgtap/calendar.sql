@@ -2,7 +2,7 @@
 -- an independent statement of the rules), deep valley through the
 -- pipeline and the bill, the stored form of 4-class plans, free charging.
 BEGIN;
-SELECT plan(419);
+SELECT plan(426);
 SET LOCAL search_path = public, evcharge;
 SET LOCAL timezone = 'Asia/Shanghai';
 
@@ -115,6 +115,23 @@ SELECT is((SELECT count(*)::int FROM plan_in_force(99999, 'DC', '2026-07-14 10:0
 SELECT is((SELECT (day_type, season, matched)::text FROM plan_in_force(91, 'DC', '2026-06-20 10:00')),
           '(typhoon,summer,weekend)', 'a declared kind without a plan: the day is next priced as what else it is');
 
+-- until: how long an answer holds (the trigger gives it to the guns of a
+-- run that are all before it).
+INSERT INTO station (station_id, operator_id, name) VALUES (93, 91, 'price change at noon');
+INSERT INTO station_tariff (station_id, current_type, tariff, valid, name) VALUES
+ (93, 'DC', '00:00-24:00 flat | flat 1.0+0.1', '[2026-01-01, 2026-03-02 12:00+08)', 'old'),
+ (93, 'DC', '00:00-24:00 flat | flat 1.5+0.1', '[2026-03-02 12:00+08,)', 'new');
+SELECT is((SELECT until FROM plan_in_force(91, 'DC', '2026-07-13 10:00+08')), '2026-07-14 00:00+08'::timestamptz,
+          'until: the station''s next midnight');
+SELECT is((SELECT until FROM plan_in_force(92, 'DC', '2026-03-06 22:30+00')), '2026-03-06 23:00+00'::timestamptz,
+          'until: Berlin''s midnight is its own');
+SELECT is((SELECT (name, until)::text FROM plan_in_force(93, 'DC', '2026-03-02 10:00+08')), '(old,"Mon Mar 02 12:00:00 2026 CST")',
+          'until: the end of the chosen row');
+SELECT is((SELECT (name, until)::text FROM plan_in_force(93, 'DC', '2026-03-02 12:00+08')), '(new,"Tue Mar 03 00:00:00 2026 CST")',
+          'the next row from its first instant');
+SELECT is((SELECT until FROM plan_in_force(91, 'DC', '2026-05-31 10:00+08')), '2026-06-01 00:00+08'::timestamptz,
+          'until: midnight comes before the end of a row valid to it');
+
 -- Constraints.
 SELECT throws_ok($$INSERT INTO station_tariff (station_id, current_type, tariff, valid, day_kind)
                   VALUES (91, 'DC', '00:00-24:00 flat | flat 1+1', '[2026-05-01, 2026-05-02)', 'holiday')$$,
@@ -205,6 +222,21 @@ SELECT is((SELECT applied FROM bill WHERE order_no = :'order_no'), ARRAY['plan: 
           'the bill names both plans');
 SELECT is((SELECT array_agg(DISTINCT e.tariff_class ORDER BY e.tariff_class) FROM session_evidence(:'order_no') e),
           ARRAY['flat'], 'the evidence reads each heartbeat''s class from plan_in_force');
+
+-- One batch across midnight: two guns of one pile, one heard at 23:59 on
+-- the summer day, the other at 00:00:30 on the hot day.  The run spans
+-- midnight, so each gun is asked about on its own: each has its own day's
+-- plan.
+INSERT INTO pile (pile_id, station_id, gun_count, rated_power_w, firmware) VALUES ('44200000910000200002', 91, 2, 60000, 'DC-3');
+SELECT start_session('44200000910000200002001', NULL, 'qr') AS order_g1 \gset
+SELECT start_session('44200000910000200002002', NULL, 'qr') AS order_g2 \gset
+INSERT INTO heartbeat (gun, ts, status, meter_wh, power_w, order_no) VALUES
+	('44200000910000200002001', '2026-07-13 23:59:00+08', 'charging', 10000, 4000, :'order_g1'),
+	('44200000910000200002001', '2026-07-14 00:01:00+08', 'charging', 11000, 4000, :'order_g1'),
+	('44200000910000200002002', '2026-07-14 00:00:30+08', 'charging', 20000, 4000, :'order_g2'),
+	('44200000910000200002002', '2026-07-14 00:02:30+08', 'charging', 21000, 4000, :'order_g2');
+SELECT is((SELECT running_total FROM charge_session WHERE order_no = :'order_g1'), 2.10, 'gun 1 of the batch: the summer plan of its first row');
+SELECT is((SELECT running_total FROM charge_session WHERE order_no = :'order_g2'), 7.10, 'gun 2 of the same batch: the hot day''s plan');
 
 -- Deep valley through the pipeline: a winter Saturday night.
 DO $$ BEGIN PERFORM evcharge.maintain_partitions('2026-02-07 12:00+08'); END $$;
