@@ -1020,21 +1020,41 @@ AskPlans(PlanAsk *asks, int n)
 	SPI_freetuptable(SPI_tuptable);
 }
 
+/* Orders guns by station, then current type (then place, to be stable). */
+static int
+CompareStationType(const void *a, const void *b, void *arg)
+{
+	const GunBatch *guns = arg;
+	const GunBatch *x = &guns[*(const int *) a];
+	const GunBatch *y = &guns[*(const int *) b];
+	int			c;
+
+	if (x->station_id != y->station_id)
+		return x->station_id < y->station_id ? -1 : 1;
+	c = strcmp(x->current_type, y->current_type);
+	if (c != 0)
+		return c;
+	return *(const int *) a - *(const int *) b;
+}
+
 /*
  * The plan in force for each gun the session machine will see, at its
  * first row: plan_in_force's answer for the gun's station, current type
- * and time (PlanSql).  The guns of a pile are adjacent, and so, mostly,
- * are a station's: for each run of adjacent guns of one station and
- * current type, one question at the run's earliest time, whose answer
- * says until when it holds; when every gun of the run is before then (the
- * usual case: a batch spans seconds, not a midnight or a plan change),
- * they all have that plan.  The guns of the other runs are asked about
- * one by one (once per distinct time), in a second statement.
+ * and time (PlanSql).  The guns are grouped by station and current type
+ * (a station's piles need not be adjacent in gun order): one question per
+ * group, at its earliest time, whose answer says until when it holds;
+ * when every gun of the group is before then (the usual case: a batch
+ * spans seconds, not a midnight or a plan change), they all have that
+ * plan.  The guns of the other groups are asked about one by one (once
+ * per pile and time), in a second statement.
  */
 static void
 FindPlans(GunBatch *guns, int nguns)
 {
 	int		   *run_of = palloc(sizeof(int) * Max(nguns, 1));	/* -1: needs none */
+	int		   *order = palloc(sizeof(int) * Max(nguns, 1));
+	int			nneed = 0;
+	int			k;
 	PlanAsk    *runs = palloc(sizeof(PlanAsk) * Max(nguns, 1));
 	TimestampTz *run_last = palloc(sizeof(TimestampTz) * Max(nguns, 1));
 	PlanAsk    *each;
@@ -1051,14 +1071,21 @@ FindPlans(GunBatch *guns, int nguns)
 	for (i = 0; i < nguns; i++)
 	{
 		GunBatch   *g = &guns[i];
-		TimestampTz t = g->rows[0]->ts;
-		PlanAsk    *run = nruns > 0 ? &runs[nruns - 1] : NULL;
 
 		g->tariff = NULL;
 		g->splitter = NULL;
 		run_of[i] = -1;
-		if ((g->open == NULL && !g->active) || g->current_type == NULL)
-			continue;
+		if ((g->open != NULL || g->active) && g->current_type != NULL)
+			order[nneed++] = i;
+	}
+	qsort_arg(order, nneed, sizeof(int), CompareStationType, guns);
+	for (k = 0; k < nneed; k++)
+	{
+		GunBatch   *g = &guns[order[k]];
+		TimestampTz t = g->rows[0]->ts;
+		PlanAsk    *run = nruns > 0 ? &runs[nruns - 1] : NULL;
+
+		i = order[k];
 		if (run == NULL || run->station_id != g->station_id || strcmp(run->current_type, g->current_type) != 0)
 		{
 			run = &runs[nruns++];
