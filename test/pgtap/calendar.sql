@@ -2,7 +2,7 @@
 -- an independent statement of the rules), deep valley through the
 -- pipeline and the bill, the stored form of 4-class plans, free charging.
 BEGIN;
-SELECT plan(426);
+SELECT plan(428);
 SET LOCAL search_path = public, evcharge;
 SET LOCAL timezone = 'Asia/Shanghai';
 
@@ -222,6 +222,9 @@ SELECT is((SELECT applied FROM bill WHERE order_no = :'order_no'), ARRAY['plan: 
           'the bill names both plans');
 SELECT is((SELECT array_agg(DISTINCT e.tariff_class ORDER BY e.tariff_class) FROM session_evidence(:'order_no') e),
           ARRAY['flat'], 'the evidence reads each heartbeat''s class from plan_in_force');
+SELECT is(ARRAY(SELECT m[1] FROM regexp_matches(session_chart(:'order_no'), '>((?:sharp|peak|flat|valley|deep_valley) [0-9.]+ \+ [0-9.]+)<', 'g') m),
+          ARRAY['flat 2.0000 + 0.1000', 'flat 7.0000 + 0.1000'],
+          'the chart''s legend has the two plans in force that night (summer, hot day), not every plan valid then');
 
 -- One batch across midnight: two guns of one pile, one heard at 23:59 on
 -- the summer day, the other at 00:00:30 on the hot day.  The run spans
@@ -253,6 +256,9 @@ INSERT INTO pile_record (order_no, gun, started_at, ended_at, energy_wh)
 VALUES (:'order_no2', '44200000910000200001001', '2026-02-07 05:30+08', '2026-02-07 06:30+08', 4000);
 SELECT is((SELECT (wh_by_class, energy_fee, service_fee, total)::text FROM bill WHERE order_no = :'order_no2'),
           '("{0,0,2000,0,2000}",6.40,0.40,6.80)', 'the bill keeps deep valley''s Wh and prices them');
+SELECT ok(session_chart(:'order_no2') ~ '<rect class="band-deep_valley" x=' AND session_chart(:'order_no2') ~ '\.band-deep_valley \{ fill: #[0-9a-f]{6}; \}'
+          AND session_chart(:'order_no2') ~ '>deep_valley 0\.2000 \+ 0\.1000<',
+          'the chart paints deep valley in its own colour and lists its price');
 
 SELECT * FROM finish();
 ROLLBACK;
