@@ -190,11 +190,12 @@ BEGIN
 		RAISE EXCEPTION 'a session needs at least one meter reading' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
-	-- Where the price may change: plan changes and promotion bounds, and
-	-- each local midnight, where a plan by calendar may give way to
-	-- another (the session is split at the day boundary in the station's
-	-- zone, each part priced by its day's plan).  A midnight where the
-	-- plan stays is no cut: the split and the figures are as without it.
+	-- Where the price may change: plan changes and promotion bounds, and,
+	-- when the station has plans by calendar then, each local midnight,
+	-- where one may give way to another (the session is split at the day
+	-- boundary in the station's zone, each part priced by its day's plan).
+	-- A midnight where the plan stays is no cut: the split and the figures
+	-- are as without it.
 	SELECT array_agg(b ORDER BY b), array_agg(h ORDER BY b) INTO cuts, hard FROM (
 		SELECT b, bool_or(h) AS h FROM (
 			SELECT lower(valid) AS b, true AS h FROM evcharge.station_tariff
@@ -211,6 +212,10 @@ BEGIN
 			UNION ALL
 			SELECT d::date::timestamp AT TIME ZONE st.tz, false
 			FROM generate_series((t_from AT TIME ZONE st.tz)::date + 1, (t_to AT TIME ZONE st.tz)::date, interval '1 day') d
+			WHERE EXISTS (SELECT 1 FROM evcharge.station_tariff c
+			              WHERE c.station_id = p_station_id AND c.current_type = p_current_type
+			                AND (c.season IS NOT NULL OR c.day_kind IS NOT NULL)
+			                AND c.valid && tstzrange(t_from, t_to, '[]'))
 		) x GROUP BY b
 	) bounds WHERE b > t_from AND b <= t_to;
 	cuts := ARRAY[t_from] || coalesce(cuts, '{}');
