@@ -36,6 +36,7 @@ INSTALL_SQL = \
 	sql/install/tariff.sql \
 	sql/install/anomaly_set.sql \
 	sql/install/price_rules.sql \
+	sql/install/calendar.sql \
 	sql/install/partner.sql \
 	sql/install/anomaly.sql \
 	sql/install/quote.sql \
@@ -113,6 +114,11 @@ $(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SQL) Makefile
 
 # The version string is compiled in; rebuild evcharge.o when it changes.
 src/evcharge.o: Makefile
+
+# PGXS tracks no header dependencies (Debian's server is built without
+# --enable-depend): every object depends on every header of src/, so a
+# changed struct or constant never leaves a stale object behind.
+$(OBJS): $(wildcard src/*.h)
 
 # Static analysis, as the code is held to: both must print nothing.  The
 # implicit-widening check is off: core macros such as ALLOCSET_DEFAULT_SIZES

@@ -375,7 +375,7 @@ ReadSamples(ArrayType *ts_arr, ArrayType *wh_arr, int *nout)
 
 /*
  * SplitSamples shares the energy of the samples among spans and classes,
- * adding into result[span * 4 + class]; the engine's status becomes an
+ * adding into result[span * TOU_CLASSES + class]; the engine's status becomes an
  * error.
  */
 static void
@@ -419,7 +419,8 @@ Int64Array(const int64 *v, int n, int ndims, int *dims)
 
 /*
  * split_energy(tariff, ts[], meter_wh[], tz): Wh per class (sharp, peak,
- * flat, valley) of one session under one plan.
+ * flat, valley, and deep valley when the plan has it) of one session under
+ * one plan.  A plan without deep valley gives 4 figures, as before 0.3.0.
  */
 Datum
 split_energy(PG_FUNCTION_ARGS)
@@ -429,15 +430,15 @@ split_energy(PG_FUNCTION_ARGS)
 	ArrayType  *wh = PG_GETARG_ARRAYTYPE_P(2);
 	const pg_tz *tz = LookupZone(PG_GETARG_TEXT_PP(3));
 	EnginePlan *plan = palloc(sizeof(EnginePlan));
-	int64		result[TOU_CLASSES] = {0, 0, 0, 0};
-	int			dims[1] = {TOU_CLASSES};
+	int64		result[TOU_CLASSES] = {0, 0, 0, 0, 0};
+	int			dims[1] = {TouTariffClassCount(t)};
 	EngineSample *s;
 	int			n;
 
 	s = ReadSamples(ts, wh, &n);
 	BuildPlan(plan, t, DT_NOBEGIN);
 	SplitSamples(s, n, plan, 1, tz, result);
-	PG_RETURN_ARRAYTYPE_P(Int64Array(result, TOU_CLASSES, 1, dims));
+	PG_RETURN_ARRAYTYPE_P(Int64Array(result, dims[0], 1, dims));
 }
 
 /*
@@ -445,7 +446,8 @@ split_energy(PG_FUNCTION_ARGS)
  * Wh per plan and class, as a two-dimensional array [span][class].  Plan k
  * is in force from span_starts[k] until span_starts[k+1]; the first also
  * before its start, the last also after.  Used to price a session that
- * runs over a price change, a promotion's start or end.
+ * runs over a price change, a promotion's start or end.  Each span has 4
+ * figures when no plan has deep valley (as before 0.3.0), else 5.
  */
 Datum
 split_energy_by_span(PG_FUNCTION_ARGS)
@@ -470,6 +472,7 @@ split_energy_by_span(PG_FUNCTION_ARGS)
 	EngineSample *s;
 	int			n;
 	int			i;
+	int			ncls = TOU_CLASSES_V1;
 
 	get_typlenbyvalalign(ARR_ELEMTYPE(tariffs), &typlen, &typbyval, &typalign);
 	deconstruct_array(tariffs, ARR_ELEMTYPE(tariffs), typlen, typbyval, typalign,
@@ -494,15 +497,24 @@ split_energy_by_span(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("span starts must be in ascending order"),
 					 errdetail("Span %d starts at or before span %d.", i + 1, i)));
-		BuildPlan(&spans[i], DatumGetTouTariffP(tariff_d[i]), DatumGetTimestampTz(start_d[i]));
+		{
+			TouTariff  *t = DatumGetTouTariffP(tariff_d[i]);
+
+			BuildPlan(&spans[i], t, DatumGetTimestampTz(start_d[i]));
+			ncls = Max(ncls, TouTariffClassCount(t));
+		}
 	}
 
 	s = ReadSamples(ts, wh, &n);
 	result = palloc0(sizeof(int64) * ntariff * TOU_CLASSES);
 	SplitSamples(s, n, spans, ntariff, tz, result);
+	/* the walk writes TOU_CLASSES per span: keep the first ncls of each */
+	if (ncls < TOU_CLASSES)
+		for (i = 0; i < ntariff; i++)
+			memmove(&result[i * ncls], &result[i * TOU_CLASSES], sizeof(int64) * ncls);
 	dims[0] = ntariff;
-	dims[1] = TOU_CLASSES;
-	PG_RETURN_ARRAYTYPE_P(Int64Array(result, ntariff * TOU_CLASSES, 2, dims));
+	dims[1] = ncls;
+	PG_RETURN_ARRAYTYPE_P(Int64Array(result, ntariff * ncls, 2, dims));
 }
 
 /* ---------- one rise at a time, for the pipeline ---------- */

@@ -32,6 +32,9 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -63,7 +66,10 @@ typedef struct PileInfo
 	bool		ground_lock;
 } PileInfo;
 
-/* One plan of a station, as station_tariff has it. */
+/*
+ * One plan of a station, as station_tariff has it (the look-up of a
+ * database whose extension SQL predates 0.3.0, below).
+ */
 typedef struct PlanRow
 {
 	int64		station_id;
@@ -192,8 +198,26 @@ static const char *const ContextSql =
 "                      AND cs.state IN ('pending', 'charging', 'occupied') LIMIT 1) cs ON true"
 " ORDER BY u.n";
 
-/* The plans of the stations whose guns the session machine will see. */
+/*
+ * The plan in force at a station for a current type at an instant, and
+ * until when that answer holds: the one answer plan_in_force() gives (the
+ * calendar, the validity ranges, the precedence of declared days,
+ * holidays, weekdays and seasons are its, not ours), probed through its
+ * indexes.  A question with no plan in force gets no row.
+ */
 static const char *const PlanSql =
+"SELECT u.n, p.station_tariff_id, p.tariff, p.until"
+" FROM unnest($1::int8[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS u(station_id, current_type, at, n)"
+" CROSS JOIN LATERAL evcharge.plan_in_force(u.station_id, u.current_type, u.at) p"
+" ORDER BY u.n";
+
+/*
+ * The same for a database whose extension SQL predates 0.3.0 (the library
+ * is installed before ALTER EXTENSION UPDATE, and heartbeats keep coming
+ * in between): no plan_in_force there, and no plans by calendar, so the
+ * plans of the stations by validity alone, as 0.2.0 read them.
+ */
+static const char *const LegacyPlanSql =
 "SELECT t.station_id, t.current_type, lower(t.valid), upper(t.valid), upper_inf(t.valid),"
 "       lower_inc(t.valid), upper_inc(t.valid), t.tariff"
 " FROM evcharge.station_tariff t WHERE t.station_id = ANY ($1::int8[])"
@@ -241,6 +265,7 @@ static KeptStatement null_key_plan = {NULL, NULL};
 static KeptStatement gun_state_plan = {NULL, NULL};
 static KeptStatement context_plan = {NULL, NULL};
 static KeptStatement plan_plan = {NULL, NULL};
+static KeptStatement legacy_plan_plan = {NULL, NULL};
 static KeptStatement event_plan = {NULL, NULL};
 static KeptStatement incident_plan = {NULL, NULL};
 
@@ -275,6 +300,8 @@ ForgetPlansIfTypeChanged(Oid gun_type)
 	ForgetKept(gun_state_plan);
 	ForgetKept(context_plan);
 	ForgetKept(event_plan);
+	ForgetKept(plan_plan);
+	ForgetKept(legacy_plan_plan);
 	kept_gun_type = gun_type;
 }
 
@@ -833,9 +860,12 @@ LoadContextAndWriteEvents(GunBatch *guns, int nguns, Oid gun_type)
 	}
 }
 
-/* The plan in force for each gun the session machine will see, at its first row. */
+/*
+ * The plan in force for each gun at its first row, by validity alone
+ * (LegacyPlanSql): 0.2.0's look-up, for a database not yet updated.
+ */
 static void
-FindPlans(GunBatch *guns, int nguns)
+FindPlansByValidity(GunBatch *guns, int nguns)
 {
 	ArrayOut	st;
 	Oid			types[1] = {INT8ARRAYOID};
@@ -857,7 +887,7 @@ FindPlans(GunBatch *guns, int nguns)
 	if (st.n == 0)
 		return;
 	args[0] = ArrayDatum(&st);
-	RunKept(plan_plan, PlanSql, 1, types, args, SPI_OK_SELECT, "plan look-up");
+	RunKept(legacy_plan_plan, LegacyPlanSql, 1, types, args, SPI_OK_SELECT, "plan look-up");
 
 	nplans = (int) SPI_processed;
 	plans = palloc(sizeof(PlanRow) * Max(nplans, 1));
@@ -876,7 +906,8 @@ FindPlans(GunBatch *guns, int nguns)
 		plans[i].upper_inf = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 		plans[i].lower_inc = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 		plans[i].upper_inc = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
-		plans[i].tariff = (TouTariff *) PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 8, &isnull));
+		/* copied into the batch's context, widened to 5 classes */
+		plans[i].tariff = DatumGetTouTariffP(PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 8, &isnull))));
 		plans[i].splitter = NULL;
 		plans[i].splitter_made = false;
 	}
@@ -923,6 +954,198 @@ FindPlans(GunBatch *guns, int nguns)
 			break;
 		}
 	}
+}
+
+/*
+ * Whether the database's extension SQL has plan_in_force (0.3.0 on): a
+ * syscache probe per batch, so that a backend that was connected before
+ * ALTER EXTENSION UPDATE switches to it at its next batch.
+ */
+static bool
+HavePlanInForce(void)
+{
+	Oid			argtypes[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
+
+	return OidIsValid(LookupFuncName(list_make2(makeString("evcharge"), makeString("plan_in_force")),
+									 3, argtypes, true));
+}
+
+/* One question to plan_in_force and its answer. */
+typedef struct PlanAsk
+{
+	int64		station_id;
+	const char *current_type;
+	TimestampTz at;
+	const char *tz;
+	bool		found;
+	const TouTariff *tariff;	/* copied into the batch's context, 5 classes */
+	RiseSplitter *splitter;
+	TimestampTz until;			/* the answer holds from at until then */
+} PlanAsk;
+
+/* Asks plan_in_force each question of asks[0..n) in one statement. */
+static void
+AskPlans(PlanAsk *asks, int n)
+{
+	ArrayOut	st;
+	ArrayOut	ct;
+	ArrayOut	at;
+	Oid			types[3] = {INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[3];
+	uint64		r;
+	int			i;
+
+	if (n == 0)
+		return;
+	ArrayInit(&st, n, INT8OID);
+	ArrayInit(&ct, n, TEXTOID);
+	ArrayInit(&at, n, TIMESTAMPTZOID);
+	for (i = 0; i < n; i++)
+	{
+		asks[i].found = false;
+		ArrayPush(&st, Int64GetDatum(asks[i].station_id), false);
+		ArrayPush(&ct, CStringGetTextDatum(asks[i].current_type), false);
+		ArrayPush(&at, TimestampTzGetDatum(asks[i].at), false);
+	}
+	args[0] = ArrayDatum(&st);
+	args[1] = ArrayDatum(&ct);
+	args[2] = ArrayDatum(&at);
+	RunKept(plan_plan, PlanSql, 3, types, args, SPI_OK_SELECT, "plan look-up");
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		PlanAsk    *a = &asks[DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
+
+		a->found = true;
+		a->tariff = DatumGetTouTariffP(PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 3, &isnull))));
+		a->until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		/* the station's zone is the same for all its guns */
+		a->splitter = a->tz != NULL ? RiseSplitterCreate(a->tariff, a->tz) : NULL;
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* Orders guns by station, then current type (then place, to be stable). */
+static int
+CompareStationType(const void *a, const void *b, void *arg)
+{
+	const GunBatch *guns = arg;
+	const GunBatch *x = &guns[*(const int *) a];
+	const GunBatch *y = &guns[*(const int *) b];
+	int			c;
+
+	if (x->station_id != y->station_id)
+		return x->station_id < y->station_id ? -1 : 1;
+	c = strcmp(x->current_type, y->current_type);
+	if (c != 0)
+		return c;
+	return *(const int *) a - *(const int *) b;
+}
+
+/*
+ * The plan in force for each gun the session machine will see, at its
+ * first row: plan_in_force's answer for the gun's station, current type
+ * and time (PlanSql).  The guns are grouped by station and current type
+ * (a station's piles need not be adjacent in gun order): one question per
+ * group, at its earliest time, whose answer says until when it holds;
+ * when every gun of the group is before then (the usual case: a batch
+ * spans seconds, not a midnight or a plan change), they all have that
+ * plan.  The guns of the other groups are asked about one by one (once
+ * per pile and time), in a second statement.
+ */
+static void
+FindPlans(GunBatch *guns, int nguns)
+{
+	int		   *run_of = palloc(sizeof(int) * Max(nguns, 1));	/* -1: needs none */
+	int		   *order = palloc(sizeof(int) * Max(nguns, 1));
+	int			nneed = 0;
+	int			k;
+	PlanAsk    *runs = palloc(sizeof(PlanAsk) * Max(nguns, 1));
+	TimestampTz *run_last = palloc(sizeof(TimestampTz) * Max(nguns, 1));
+	PlanAsk    *each;
+	int		   *each_of;
+	int			nruns = 0;
+	int			neach = 0;
+	int			i;
+
+	if (!HavePlanInForce())
+	{
+		FindPlansByValidity(guns, nguns);
+		return;
+	}
+	for (i = 0; i < nguns; i++)
+	{
+		GunBatch   *g = &guns[i];
+
+		g->tariff = NULL;
+		g->splitter = NULL;
+		run_of[i] = -1;
+		if ((g->open != NULL || g->active) && g->current_type != NULL)
+			order[nneed++] = i;
+	}
+	qsort_arg(order, nneed, sizeof(int), CompareStationType, guns);
+	for (k = 0; k < nneed; k++)
+	{
+		GunBatch   *g = &guns[order[k]];
+		TimestampTz t = g->rows[0]->ts;
+		PlanAsk    *run = nruns > 0 ? &runs[nruns - 1] : NULL;
+
+		i = order[k];
+		if (run == NULL || run->station_id != g->station_id || strcmp(run->current_type, g->current_type) != 0)
+		{
+			run = &runs[nruns++];
+			run->station_id = g->station_id;
+			run->current_type = g->current_type;
+			run->tz = g->tz;
+			run->at = t;
+			run_last[nruns - 1] = t;
+		}
+		run->at = Min(run->at, t);
+		run_last[nruns - 1] = Max(run_last[nruns - 1], t);
+		run_of[i] = nruns - 1;
+	}
+	AskPlans(runs, nruns);
+
+	/* Runs whose answer holds for all their guns; the rest, gun by gun. */
+	each = palloc(sizeof(PlanAsk) * Max(nguns, 1));
+	each_of = palloc(sizeof(int) * Max(nguns, 1));
+	for (i = 0; i < nguns; i++)
+	{
+		PlanAsk    *run;
+		GunBatch   *g = &guns[i];
+		PlanAsk    *prev = neach > 0 ? &each[neach - 1] : NULL;
+
+		each_of[i] = -1;
+		if (run_of[i] < 0)
+			continue;
+		run = &runs[run_of[i]];
+		if (run->found && run_last[run_of[i]] < run->until)
+		{
+			g->tariff = run->tariff;
+			g->splitter = run->splitter;
+			continue;
+		}
+		if (prev != NULL && prev->station_id == g->station_id &&
+			strcmp(prev->current_type, g->current_type) == 0 && prev->at == g->rows[0]->ts)
+		{
+			each_of[i] = neach - 1;
+			continue;
+		}
+		each[neach].station_id = g->station_id;
+		each[neach].current_type = g->current_type;
+		each[neach].tz = g->tz;
+		each[neach].at = g->rows[0]->ts;
+		each_of[i] = neach++;
+	}
+	AskPlans(each, neach);
+	for (i = 0; i < nguns; i++)
+		if (each_of[i] >= 0 && each[each_of[i]].found)
+		{
+			guns[i].tariff = each[each_of[i]].tariff;
+			guns[i].splitter = each[each_of[i]].splitter;
+		}
 }
 
 /* ---------- the trigger ---------- */

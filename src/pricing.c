@@ -47,8 +47,11 @@ NumericArray(const Datum *d, int n)
 }
 
 /*
- * price(tariff, wh[4]) -> charge_amount (kwh, energy_fee, service_fee,
- * total, class_kwh[], class_energy_fee[], class_service_fee[]).
+ * price(tariff, wh[]) -> charge_amount (kwh, energy_fee, service_fee,
+ * total, class_kwh[], class_energy_fee[], class_service_fee[]).  wh has 4
+ * figures (sharp..valley) or 5 (and deep valley); the per-class arrays
+ * have as many as wh or the plan's classes, whichever is more, so a
+ * 4-class plan priced with 4 figures answers as before 0.3.0.
  */
 Datum
 price(PG_FUNCTION_ARGS)
@@ -58,7 +61,8 @@ price(PG_FUNCTION_ARGS)
 	Datum	   *wh_d;
 	bool	   *wh_nulls;
 	int			n;
-	int64		wh[TOU_CLASSES];
+	int64		wh[TOU_CLASSES] = {0, 0, 0, 0, 0};
+	int			nout;
 	EnginePrice p;
 	Datum		kwh_d[TOU_CLASSES];
 	Datum		e_d[TOU_CLASSES];
@@ -78,14 +82,15 @@ price(PG_FUNCTION_ARGS)
 				 errmsg("energy per class must be a one-dimensional array")));
 	deconstruct_array(wh_arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
 					  &wh_d, &wh_nulls, &n);
-	if (n != TOU_CLASSES)
+	if (n != TOU_CLASSES_V1 && n != TOU_CLASSES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("energy per class has %d elements, not 4", n),
-				 errhint("Give Wh for sharp, peak, flat and valley, as split_energy returns them.")));
+				 errmsg("energy per class has %d elements, not 4 or 5", n),
+				 errhint("Give Wh for sharp, peak, flat and valley, and deep valley when the plan has it, as split_energy returns them.")));
 
-	for (i = 0; i < TOU_CLASSES; i++)
+	for (i = 0; i < n; i++)
 		wh[i] = wh_nulls[i] ? 0 : DatumGetInt64(wh_d[i]);
+	nout = Max(n, TouTariffClassCount(t));
 
 	switch (PriceEnergy(wh, t->energy, t->service, false, &p))
 	{
@@ -117,7 +122,7 @@ price(PG_FUNCTION_ARGS)
 					 errmsg("amount out of range"),
 					 errdetail("The sum over the classes exceeds 64 bits.")));
 	}
-	for (i = 0; i < TOU_CLASSES; i++)
+	for (i = 0; i < nout; i++)
 	{
 		kwh_d[i] = TrimmedNumeric(wh[i], 3);
 		e_d[i] = TrimmedNumeric(p.energy_units[i], 7);
@@ -128,8 +133,8 @@ price(PG_FUNCTION_ARGS)
 	values[1] = NumericGetDatum(int64_div_fast_to_numeric(p.energy_fen, 2));
 	values[2] = NumericGetDatum(int64_div_fast_to_numeric(p.service_fen, 2));
 	values[3] = NumericGetDatum(int64_div_fast_to_numeric(p.total_fen, 2));
-	values[4] = NumericArray(kwh_d, TOU_CLASSES);
-	values[5] = NumericArray(e_d, TOU_CLASSES);
-	values[6] = NumericArray(s_d, TOU_CLASSES);
+	values[4] = NumericArray(kwh_d, nout);
+	values[5] = NumericArray(e_d, nout);
+	values[6] = NumericArray(s_d, nout);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

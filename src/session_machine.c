@@ -34,12 +34,13 @@ static const char *const SessionWriteSql =
 "    jump_wh, running_total, updated_at)"
 " SELECT u.order_no, u.gun::evcharge.gun_id, u.station_id, 'offline', u.state, u.started_at,"
 "        u.charging_ended_at, u.occupied_until, u.last_ts, u.first_meter, u.high_meter, u.high_at,"
-"        ARRAY[u.w0, u.w1, u.w2, u.w3], u.jump, u.fen / 100.0, now()"
+"        CASE WHEN u.w4 = 0 THEN ARRAY[u.w0, u.w1, u.w2, u.w3] ELSE ARRAY[u.w0, u.w1, u.w2, u.w3, u.w4] END,"
+"        u.jump, u.fen / 100.0, now()"
 " FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::timestamptz[], $6::timestamptz[],"
 "             $7::timestamptz[], $8::timestamptz[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],"
-"             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::timestamptz[])"
+"             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::timestamptz[], $18::int8[])"
 "      WITH ORDINALITY AS u(order_no, gun, station_id, state, started_at, charging_ended_at, occupied_until,"
-"                           last_ts, first_meter, high_meter, w0, w1, w2, w3, jump, fen, high_at, n)"
+"                           last_ts, first_meter, high_meter, w0, w1, w2, w3, jump, fen, high_at, w4, n)"
 " ORDER BY u.n"
 " ON CONFLICT (order_no) DO UPDATE SET state = EXCLUDED.state, started_at = EXCLUDED.started_at,"
 "    charging_ended_at = EXCLUDED.charging_ended_at, occupied_until = EXCLUDED.occupied_until,"
@@ -60,7 +61,7 @@ static KeptStatement session_write_plan = {NULL, NULL};
 static SPIPlanPtr session_bill_plan = NULL;
 static SPIPlanPtr guard_plan = NULL;
 
-#define SESSION_COLS 17
+#define SESSION_COLS 18
 
 
 typedef struct SessionBatch
@@ -107,8 +108,8 @@ RunningFen(const TouTariff *t, const int64 *wh, const char *order_no)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("running amount of session \"%s\" out of range", order_no),
-				 errdetail("Its Wh per class {" INT64_FORMAT "," INT64_FORMAT "," INT64_FORMAT "," INT64_FORMAT "} at the plan's prices exceed 64 bits.",
-						   wh[0], wh[1], wh[2], wh[3])));
+				 errdetail("Its Wh per class {" INT64_FORMAT "," INT64_FORMAT "," INT64_FORMAT "," INT64_FORMAT "," INT64_FORMAT "} at the plan's prices exceed 64 bits.",
+						   wh[0], wh[1], wh[2], wh[3], wh[4])));
 	return p.total_fen;
 }
 
@@ -381,12 +382,12 @@ WriteSessions(SessionBatch *b)
 	int64	   *station = palloc(sizeof(int64) * Max(n, 1));
 	TimestampTz *t[5];
 	bool	   *tn[5];
-	int64	   *v[8];
+	int64	   *v[9];
 	Datum		args[SESSION_COLS];
 	Oid			types[SESSION_COLS] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
 		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-	INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
 	int			i;
 	int			k;
 	int			ret;
@@ -396,7 +397,7 @@ WriteSessions(SessionBatch *b)
 		t[k] = palloc(sizeof(TimestampTz) * Max(n, 1));
 		tn[k] = palloc(sizeof(bool) * Max(n, 1));
 	}
-	for (k = 0; k < 8; k++)
+	for (k = 0; k < 9; k++)
 		v[k] = palloc(sizeof(int64) * Max(n, 1));
 
 	for (i = 0; i < n; i++)
@@ -419,10 +420,11 @@ WriteSessions(SessionBatch *b)
 		tn[4][i] = (s->high_meter < 0 || s->high_at == DT_NOBEGIN);
 		v[0][i] = s->first_meter;
 		v[1][i] = s->high_meter;
-		for (k = 0; k < TOU_CLASSES; k++)
+		for (k = 0; k < TOU_CLASSES_V1; k++)
 			v[2 + k][i] = s->wh[k];
 		v[6][i] = s->jump;
 		v[7][i] = s->fen;
+		v[8][i] = s->wh[TOU_DEEP_VALLEY];	/* $18: written only when not 0 */
 	}
 	args[0] = TextArrayDatum(order_no, n);
 	args[1] = TextArrayDatum(gun, n);
@@ -433,6 +435,7 @@ WriteSessions(SessionBatch *b)
 	for (k = 0; k < 8; k++)
 		args[8 + k] = Int8ArrayDatum(v[k], n);
 	args[16] = TimestampArrayDatum(t[4], tn[4], n);
+	args[17] = Int8ArrayDatum(v[8], n);
 
 	ret = KeptExecute(session_write_plan, SessionWriteSql, SESSION_COLS, types, args, n);
 	if (ret != SPI_OK_INSERT)

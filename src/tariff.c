@@ -4,23 +4,32 @@
  *	  Owns evcharge.tou_tariff, one complete daily time-of-use price plan:
  *	  its text form, validation (the day covered exactly once, every class
  *	  used priced, prices of at most 4 decimals), binary I/O, equality and
- *	  hashing, jsonb output, and the accessors class_at, tariff_segments and
- *	  tariff_prices.
+ *	  hashing, jsonb output, the accessors class_at, tariff_segments and
+ *	  tariff_prices, and tariff_classes, the class names in order.
  *
  * Text form (segments in any order on input, sorted on output):
  *	  00:00-08:00 valley, 08:00-14:00 flat, ... | peak 1.0300+0.5100, ...
  * Each price is "electricity+service" in yuan per kWh.  Classes are sharp,
- * peak, flat, valley; p0..p3 and 尖 峰 平 谷 are accepted on input.
+ * peak, flat, valley and deep_valley; p0..p4 and 尖 峰 平 谷 深谷 are
+ * accepted on input.
+ *
+ * Storage (tariff.h): a plan without deep valley is stored, sent and
+ * hashed in the 4-class form of releases before 0.3.0 (version 1), so
+ * existing rows and binary dumps read the same; a plan with deep valley in
+ * the 5-class form (version 2).  TouTariffFromDatum widens version 1 for
+ * the engines.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/jsonb.h"
@@ -40,8 +49,11 @@ PG_FUNCTION_INFO_V1(tou_tariff_class_at);
 PG_FUNCTION_INFO_V1(tou_tariff_segments);
 PG_FUNCTION_INFO_V1(tou_tariff_prices);
 PG_FUNCTION_INFO_V1(tou_tariff_to_jsonb);
+PG_FUNCTION_INFO_V1(tou_tariff_classes);
 
-const char *const TouClassNames[TOU_CLASSES] = {"sharp", "peak", "flat", "valley"};
+const char *const TouClassNames[TOU_CLASSES] = {"sharp", "peak", "flat", "valley", "deep_valley"};
+
+#define CLASS_LIST "sharp, peak, flat, valley and deep_valley (or p0-p4)"
 
 /* Most segments an input may list; a valid plan has at most 1440. */
 #define MAX_INPUT_SEGMENTS 2000
@@ -113,7 +125,8 @@ ParseClass(const char *p, const char *end)
 		{"sharp", "p0", "\xe5\xb0\x96", NULL},	/* 尖 */
 		{"peak", "p1", "\xe5\xb3\xb0", NULL},	/* 峰 */
 		{"flat", "p2", "\xe5\xb9\xb3", NULL},	/* 平 */
-		{"valley", "p3", "\xe8\xb0\xb7", NULL}	/* 谷 */
+		{"valley", "p3", "\xe8\xb0\xb7", NULL},	/* 谷 */
+		{"deep_valley", "p4", "\xe6\xb7\xb1\xe8\xb0\xb7", NULL}	/* 深谷 */
 	};
 	size_t		len = end - p;
 	int			c;
@@ -270,18 +283,98 @@ PriceText(int64 v)
 }
 
 /*
+ * StoredForm gives a plan built in the 5-class layout its canonical stored
+ * form: version 1, as releases before 0.3.0 wrote it, when deep valley is
+ * neither used nor priced (every such plan, so equal plans keep equal
+ * bytes and stored rows keep their hashes); version 2 otherwise.  t's
+ * size need not be set yet.
+ */
+static struct varlena *
+StoredForm(TouTariff *t, bool deep_used)
+{
+	TouTariffV1 *v1;
+	int			i;
+
+	if (deep_used || t->energy[TOU_DEEP_VALLEY] != TOU_NO_PRICE)
+	{
+		SET_VARSIZE(t, TouTariffSize(t->nseg));
+		t->version = TOU_TARIFF_VERSION_5;
+		return (struct varlena *) t;
+	}
+	v1 = palloc0(TouTariffV1Size(t->nseg));
+	SET_VARSIZE(v1, TouTariffV1Size(t->nseg));
+	v1->version = TOU_TARIFF_VERSION_4;
+	v1->nseg = t->nseg;
+	for (i = 0; i < TOU_CLASSES_V1; i++)
+	{
+		v1->energy[i] = t->energy[i];
+		v1->service[i] = t->service[i];
+	}
+	memcpy(v1->seg, t->seg, sizeof(TouSegment) * t->nseg);
+	pfree(t);
+	return (struct varlena *) v1;
+}
+
+/*
+ * TouTariffFromDatum detoasts a stored plan and, for version 1, widens it
+ * into a palloc'd 5-class copy whose deep valley has no price.  A version
+ * that is neither is corruption (cannot happen: input makes only these).
+ */
+TouTariff *
+TouTariffFromDatum(Datum d)
+{
+	struct varlena *v = PG_DETOAST_DATUM(d);
+	int16		version = ((TouTariff *) v)->version;
+	TouTariffV1 *v1;
+	TouTariff  *t;
+	int			i;
+
+	if (version == TOU_TARIFF_VERSION_5)
+		return (TouTariff *) v;
+	if (version != TOU_TARIFF_VERSION_4)
+		elog(ERROR, "tou_tariff value of unknown version %d", version);
+	v1 = (TouTariffV1 *) v;
+	t = palloc(TouTariffSize(v1->nseg));
+	SET_VARSIZE(t, TouTariffSize(v1->nseg));
+	t->version = TOU_TARIFF_VERSION_4;
+	t->nseg = v1->nseg;
+	for (i = 0; i < TOU_CLASSES_V1; i++)
+	{
+		t->energy[i] = v1->energy[i];
+		t->service[i] = v1->service[i];
+	}
+	t->energy[TOU_DEEP_VALLEY] = t->service[TOU_DEEP_VALLEY] = TOU_NO_PRICE;
+	memcpy(t->seg, v1->seg, sizeof(TouSegment) * v1->nseg);
+	return t;
+}
+
+/* 5 when the plan uses or prices deep valley, else 4 (as before 0.3.0). */
+int
+TouTariffClassCount(const TouTariff *t)
+{
+	int			i;
+
+	if (t->energy[TOU_DEEP_VALLEY] != TOU_NO_PRICE)
+		return TOU_CLASSES;
+	for (i = 0; i < t->nseg; i++)
+		if (t->seg[i].cls == TOU_DEEP_VALLEY)
+			return TOU_CLASSES;
+	return TOU_CLASSES_V1;
+}
+
+/*
  * BuildTariff validates parsed segments and prices and returns the plan.
  * Raises 22023 naming what is wrong: every overlapping pair, every span
  * left uncovered, every class used without a price.
  */
-static TouTariff *
+static struct varlena *
 BuildTariff(ParsedSegment *segs, int nseg, const int64 *energy, const int64 *service)
 {
 	StringInfoData problems;
 	int			i;
 	int			covered;
 	int			nproblems = 0;
-	bool		used[TOU_CLASSES] = {false, false, false, false};
+	bool		used[TOU_CLASSES] = {false, false, false, false, false};
 	TouTariff  *t;
 	int			nout;
 
@@ -371,15 +464,13 @@ BuildTariff(ParsedSegment *segs, int nseg, const int64 *energy, const int64 *ser
 		t->seg[nout].cls = (int16) segs[i].cls;
 		nout++;
 	}
-	SET_VARSIZE(t, TouTariffSize(nout));
-	t->version = TOU_TARIFF_VERSION;
 	t->nseg = (int16) nout;
 	for (i = 0; i < TOU_CLASSES; i++)
 	{
 		t->energy[i] = energy[i];
 		t->service[i] = service[i];
 	}
-	return t;
+	return StoredForm(t, used[TOU_DEEP_VALLEY]);
 }
 
 /* ---------- text I/O ---------- */
@@ -441,7 +532,7 @@ tou_tariff_in(PG_FUNCTION_ARGS)
 				SyntaxError(input, psprintf("Segment %d needs a space between its span and its class.", nseg + 1));
 			s->cls = ParseClass(cstart, cend);
 			if (s->cls < 0)
-				SyntaxError(input, psprintf("Segment %d has class \"%s\"; the classes are sharp, peak, flat and valley (or p0-p3).",
+				SyntaxError(input, psprintf("Segment %d has class \"%s\"; the classes are " CLASS_LIST ".",
 											nseg + 1, pnstrdup(cstart, cend - cstart)));
 		}
 		if (s->end <= s->start)
@@ -488,7 +579,7 @@ tou_tariff_in(PG_FUNCTION_ARGS)
 			;
 		cls = ParseClass(q, cend);
 		if (cls < 0)
-			SyntaxError(input, psprintf("Price \"%s\" names class \"%s\"; the classes are sharp, peak, flat and valley (or p0-p3).",
+			SyntaxError(input, psprintf("Price \"%s\" names class \"%s\"; the classes are " CLASS_LIST ".",
 										pnstrdup(q, itemtrim - q), pnstrdup(q, cend - q)));
 		if (energy[cls] != TOU_NO_PRICE)
 			SyntaxError(input, psprintf("Class \"%s\" has two prices.", TouClassNames[cls]));
@@ -531,7 +622,7 @@ tou_tariff_in(PG_FUNCTION_ARGS)
 		p = itemend + 1;
 	}
 
-	PG_RETURN_TOU_TARIFF_P(BuildTariff(segs, nseg, energy, service));
+	PG_RETURN_POINTER(BuildTariff(segs, nseg, energy, service));
 }
 
 Datum
@@ -562,24 +653,30 @@ tou_tariff_out(PG_FUNCTION_ARGS)
 /*
  * Binary form: version byte, segment count (int2), per segment start, end
  * (int2 minutes) and class (byte), then per class energy and service
- * (int8 ten-thousandths, -1 for none).  Receive validates it all again.
+ * (int8 ten-thousandths, -1 for none).  Version 1 has 4 classes, as every
+ * release before 0.3.0 sent it, and is still what a plan without deep
+ * valley sends; version 2 has 5.  Receive reads both and validates it all
+ * again.
  */
 Datum
 tou_tariff_recv(PG_FUNCTION_ARGS)
 {
 	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
 	int			version = pq_getmsgbyte(buf);
+	int			nclasses;
 	int			nseg;
 	ParsedSegment *segs;
 	int64		energy[TOU_CLASSES];
 	int64		service[TOU_CLASSES];
 	int			i;
 
-	if (version != TOU_TARIFF_VERSION)
+	if (version != TOU_TARIFF_VERSION_4 && version != TOU_TARIFF_VERSION_5)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid binary format version %d for type tou_tariff", version),
-				 errdetail("This server reads version %d.", TOU_TARIFF_VERSION)));
+				 errdetail("This server reads versions %d (4 classes) and %d (5 classes, with deep valley).",
+						   TOU_TARIFF_VERSION_4, TOU_TARIFF_VERSION_5)));
+	nclasses = version == TOU_TARIFF_VERSION_4 ? TOU_CLASSES_V1 : TOU_CLASSES;
 	nseg = pq_getmsgint(buf, 2);
 	if (nseg < 1 || nseg > MINUTES_PER_DAY)
 		ereport(ERROR,
@@ -594,14 +691,15 @@ tou_tariff_recv(PG_FUNCTION_ARGS)
 		segs[i].cls = pq_getmsgbyte(buf);
 		segs[i].order = i + 1;
 		if (segs[i].start < 0 || segs[i].end > MINUTES_PER_DAY ||
-			segs[i].start >= segs[i].end || segs[i].cls >= TOU_CLASSES)
+			segs[i].start >= segs[i].end || segs[i].cls >= nclasses)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 					 errmsg("invalid binary value for type tou_tariff"),
 					 errdetail("Segment %d (start %d, end %d, class %d) is not a span of the day with a known class.",
 							   i + 1, segs[i].start, segs[i].end, segs[i].cls)));
 	}
-	for (i = 0; i < TOU_CLASSES; i++)
+	energy[TOU_DEEP_VALLEY] = service[TOU_DEEP_VALLEY] = TOU_NO_PRICE;
+	for (i = 0; i < nclasses; i++)
 	{
 		energy[i] = pq_getmsgint64(buf);
 		service[i] = pq_getmsgint64(buf);
@@ -613,7 +711,7 @@ tou_tariff_recv(PG_FUNCTION_ARGS)
 					 errmsg("invalid binary value for type tou_tariff"),
 					 errdetail("The prices of class \"%s\" are out of range.", TouClassNames[i])));
 	}
-	PG_RETURN_TOU_TARIFF_P(BuildTariff(segs, nseg, energy, service));
+	PG_RETURN_POINTER(BuildTariff(segs, nseg, energy, service));
 }
 
 Datum
@@ -621,10 +719,11 @@ tou_tariff_send(PG_FUNCTION_ARGS)
 {
 	TouTariff  *t = PG_GETARG_TOU_TARIFF_P(0);
 	StringInfoData buf;
+	int			nclasses = TouTariffClassCount(t);
 	int			i;
 
 	pq_begintypsend(&buf);
-	pq_sendbyte(&buf, TOU_TARIFF_VERSION);
+	pq_sendbyte(&buf, nclasses == TOU_CLASSES ? TOU_TARIFF_VERSION_5 : TOU_TARIFF_VERSION_4);
 	pq_sendint16(&buf, t->nseg);
 	for (i = 0; i < t->nseg; i++)
 	{
@@ -632,7 +731,7 @@ tou_tariff_send(PG_FUNCTION_ARGS)
 		pq_sendint16(&buf, t->seg[i].end);
 		pq_sendbyte(&buf, t->seg[i].cls);
 	}
-	for (i = 0; i < TOU_CLASSES; i++)
+	for (i = 0; i < nclasses; i++)
 	{
 		pq_sendint64(&buf, t->energy[i]);
 		pq_sendint64(&buf, t->service[i]);
@@ -642,8 +741,12 @@ tou_tariff_send(PG_FUNCTION_ARGS)
 
 /* ---------- equality and hashing: canonical bytes ---------- */
 
+/*
+ * On the stored bytes, not widened: each stored form is canonical for its
+ * plans (StoredForm), and hashes of rows stored before 0.3.0 stay valid.
+ */
 static bool
-TariffEqual(const TouTariff *a, const TouTariff *b)
+TariffEqual(const struct varlena *a, const struct varlena *b)
 {
 	return VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0;
 }
@@ -651,19 +754,19 @@ TariffEqual(const TouTariff *a, const TouTariff *b)
 Datum
 tou_tariff_eq(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(TariffEqual(PG_GETARG_TOU_TARIFF_P(0), PG_GETARG_TOU_TARIFF_P(1)));
+	PG_RETURN_BOOL(TariffEqual(PG_GETARG_VARLENA_P(0), PG_GETARG_VARLENA_P(1)));
 }
 
 Datum
 tou_tariff_ne(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(!TariffEqual(PG_GETARG_TOU_TARIFF_P(0), PG_GETARG_TOU_TARIFF_P(1)));
+	PG_RETURN_BOOL(!TariffEqual(PG_GETARG_VARLENA_P(0), PG_GETARG_VARLENA_P(1)));
 }
 
 Datum
 tou_tariff_hash(PG_FUNCTION_ARGS)
 {
-	TouTariff  *t = PG_GETARG_TOU_TARIFF_P(0);
+	struct varlena *t = PG_GETARG_VARLENA_P(0);
 
 	return hash_any((unsigned char *) t + VARHDRSZ, VARSIZE(t) - VARHDRSZ);
 }
@@ -671,7 +774,7 @@ tou_tariff_hash(PG_FUNCTION_ARGS)
 Datum
 tou_tariff_hash_extended(PG_FUNCTION_ARGS)
 {
-	TouTariff  *t = PG_GETARG_TOU_TARIFF_P(0);
+	struct varlena *t = PG_GETARG_VARLENA_P(0);
 
 	return hash_any_extended((unsigned char *) t + VARHDRSZ, VARSIZE(t) - VARHDRSZ,
 							 PG_GETARG_INT64(1));
@@ -754,6 +857,22 @@ tou_tariff_prices(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * tariff_classes(): the class names in class order, {sharp, peak, flat,
+ * valley, deep_valley}: the positions of every per-class array (split,
+ * price, bills), so that SQL never spells the list itself.
+ */
+Datum
+tou_tariff_classes(PG_FUNCTION_ARGS)
+{
+	Datum		d[TOU_CLASSES];
+	int			i;
+
+	for (i = 0; i < TOU_CLASSES; i++)
+		d[i] = CStringGetTextDatum(TouClassNames[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(d, TOU_CLASSES, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*

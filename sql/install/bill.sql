@@ -57,7 +57,7 @@ COMMENT ON COLUMN evcharge.bill.started_at IS 'start of charging';
 COMMENT ON COLUMN evcharge.bill.ended_at IS 'end of charging';
 COMMENT ON COLUMN evcharge.bill.occupied_until IS 'when the gun was unplugged';
 COMMENT ON COLUMN evcharge.bill.energy_wh IS 'billed energy, Wh';
-COMMENT ON COLUMN evcharge.bill.wh_by_class IS 'billed Wh per class {sharp, peak, flat, valley}';
+COMMENT ON COLUMN evcharge.bill.wh_by_class IS 'billed Wh per class {sharp, peak, flat, valley}, and deep_valley when a plan of the session has it';
 COMMENT ON COLUMN evcharge.bill.energy_fee IS 'electricity fee, yuan';
 COMMENT ON COLUMN evcharge.bill.service_fee IS 'service fee, yuan';
 COMMENT ON COLUMN evcharge.bill.occupancy_fee IS 'occupancy fee, yuan';

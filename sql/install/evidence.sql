@@ -57,8 +57,7 @@ BEGIN
 	FOR r IN
 		SELECT d.ts, d.meter_wh, d.power_w, d.status, d.soc, d.order_no, d.copies,
 		       (SELECT evcharge.class_at(t.tariff, (d.ts AT TIME ZONE s.tz)::time)
-		        FROM evcharge.station_tariff t
-		        WHERE t.station_id = s.station_id AND t.current_type = s.current_type AND t.valid @> d.ts) AS tariff_class
+		        FROM evcharge.plan_in_force(s.station_id, s.current_type, d.ts) t) AS tariff_class
 		FROM (SELECT DISTINCT ON (h.ts) h.ts, h.meter_wh, h.power_w, h.status, h.soc, h.order_no,
 		             count(*) OVER (PARTITION BY h.ts) AS copies
 		      FROM evcharge.heartbeat h
@@ -199,7 +198,7 @@ BEGIN
 			WHEN 11 THEN format('meter jumps of %s Wh in all were not billed (%s)', smp.jump_wh,
 			                    format('tolerance %s Wh', pol.energy_tolerance_wh))
 			WHEN 12 THEN format('no %s plan in force at the station when it charged: nothing could be priced',
-			                    evcharge.current_type(b.gun))
+			                    evcharge.registered_current_type(b.gun))
 			END;
 		code := a.code;
 		name := a.name;

@@ -728,9 +728,8 @@ BEGIN
 		SELECT s.*, a.account_id, a.balance,
 		       trunc(s.power_w / 1000.0 * extract(epoch FROM s.guard_interval) / 3600 * coalesce(
 		           (SELECT max(p.energy_price + p.service_fee)
-		            FROM evcharge.station_tariff t, evcharge.tariff_prices(t.tariff) p
-		            WHERE t.station_id = s.station_id AND t.current_type = evcharge.registered_current_type(s.gun)
-		              AND t.valid @> s.last_ts), 0), 2) AS projected
+		            FROM evcharge.plan_in_force(s.station_id, evcharge.registered_current_type(s.gun), s.last_ts) t,
+		                 evcharge.tariff_prices(t.tariff) p), 0), 2) AS projected
 		FROM s
 		JOIN LATERAL (SELECT a.account_id, a.balance FROM evcharge.account a
 		              WHERE a.operator_id = s.operator_id

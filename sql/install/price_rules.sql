@@ -59,11 +59,22 @@ CREATE TABLE evcharge.station_tariff (
 	name text,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	created_by text NOT NULL DEFAULT current_user,
+	season text CHECK (season ~ '^[a-z][a-z0-9_]{0,39}$'),
+	day_kind text CHECK (day_kind ~ '^[a-z][a-z0-9_]{0,39}$' AND day_kind <> 'workday'),
 	CONSTRAINT station_tariff_no_overlap
 		EXCLUDE USING gist (station_id WITH =, current_type WITH =, valid WITH &&)
+		WHERE (season IS NULL AND day_kind IS NULL),
+	CONSTRAINT station_tariff_calendar_no_overlap
+		EXCLUDE USING gist (station_id WITH =, current_type WITH =, (coalesce(season, '')) WITH =,
+		                    (coalesce(day_kind, '')) WITH =, valid WITH &&)
+		WHERE (season IS NOT NULL OR day_kind IS NOT NULL)
 );
+-- plan_in_force()'s probe: the exclusion constraints' indexes are
+-- partial, so the look-up of any station's plans has its own.
+CREATE INDEX station_tariff_lookup_idx ON evcharge.station_tariff USING gist (station_id, current_type, valid);
+COMMENT ON INDEX evcharge.station_tariff_lookup_idx IS 'the plans of a station and current type valid at an instant (plan_in_force)';
 COMMENT ON TABLE evcharge.station_tariff IS
-	'The plan in force at a station for AC or DC piles over a validity range; ranges of one station and current type never overlap';
+	'The plans of a station for AC or DC piles over validity ranges, each for every day or for a calendar condition (a season, a kind of day); plans of one station, current type and condition never overlap; plan_in_force() says which is in force';
 COMMENT ON COLUMN evcharge.station_tariff.station_tariff_id IS 'plan row id';
 COMMENT ON COLUMN evcharge.station_tariff.station_id IS 'the station';
 COMMENT ON COLUMN evcharge.station_tariff.current_type IS 'AC or DC: the piles of the station it prices';
@@ -72,6 +83,8 @@ COMMENT ON COLUMN evcharge.station_tariff.valid IS 'when the plan is in force, [
 COMMENT ON COLUMN evcharge.station_tariff.name IS 'a name operators recognise, e.g. "2026 winter"';
 COMMENT ON COLUMN evcharge.station_tariff.created_at IS 'when the row was written';
 COMMENT ON COLUMN evcharge.station_tariff.created_by IS 'who wrote it';
+COMMENT ON COLUMN evcharge.station_tariff.season IS 'the plan holds only in this season of the operator''s (tariff_season); NULL for every month';
+COMMENT ON COLUMN evcharge.station_tariff.day_kind IS 'the plan holds only on this kind of day: weekday, weekend, holiday (calendar_day), or a kind the operator declares (declared_day, e.g. high_temperature); NULL for every day';
 
 CREATE TABLE evcharge.customer_group (
 	group_id bigint PRIMARY KEY,
@@ -107,16 +120,21 @@ CREATE TABLE evcharge.promotion (
 	valid tstzrange NOT NULL CHECK (NOT isempty(valid)),
 	service_fee numeric(10, 4) CHECK (service_fee >= 0 AND service_fee <> 'NaN'),
 	service_factor numeric(6, 4) CHECK (service_factor >= 0 AND service_factor <= 1),
-	CHECK (num_nonnulls(service_fee, service_factor) = 1)
+	CHECK (num_nonnulls(service_fee, service_factor) = 1),
+	energy_fee numeric(10, 4) CHECK (energy_fee >= 0 AND energy_fee <> 'NaN'),
+	energy_factor numeric(6, 4) CHECK (energy_factor >= 0 AND energy_factor <= 1),
+	CONSTRAINT promotion_energy_one CHECK (num_nonnulls(energy_fee, energy_factor) <= 1)
 );
 COMMENT ON TABLE evcharge.promotion IS
-	'A promotion on the service fee over a validity range (free until 11-11 00:00, 50 % in the opening week); it begins and ends by itself: sessions are priced by the promotions valid during each part of them';
+	'A promotion on the service fee, and optionally the electricity price, over a validity range (service fee free until 11-11 00:00, 50 % in the opening week, free charging before 12:00); it begins and ends by itself: sessions are priced by the promotions valid during each part of them';
 COMMENT ON COLUMN evcharge.promotion.promotion_id IS 'promotion id';
 COMMENT ON COLUMN evcharge.promotion.operator_id IS 'the operator running it';
 COMMENT ON COLUMN evcharge.promotion.name IS 'name shown on the bill';
 COMMENT ON COLUMN evcharge.promotion.valid IS 'when it applies, [from, until)';
 COMMENT ON COLUMN evcharge.promotion.service_fee IS 'service fee in yuan per kWh during the promotion (0 = free)';
 COMMENT ON COLUMN evcharge.promotion.service_factor IS 'factor on the service fee otherwise due, 0 to 1 (0.5 = half price); exactly one of service_fee and service_factor';
+COMMENT ON COLUMN evcharge.promotion.energy_fee IS 'electricity price in yuan per kWh during the promotion (0 with service_fee 0 = free charging); NULL leaves the plan''s';
+COMMENT ON COLUMN evcharge.promotion.energy_factor IS 'factor on the plan''s electricity price, 0 to 1 (0 = electricity free); at most one of energy_fee and energy_factor';
 
 CREATE TABLE evcharge.promotion_station (
 	promotion_id bigint NOT NULL REFERENCES evcharge.promotion ON DELETE CASCADE,

@@ -17,14 +17,14 @@ CREATE TYPE evcharge.charge_quote AS (
 	applied text[]
 );
 COMMENT ON TYPE evcharge.charge_quote IS
-	'A priced charge: kWh; electricity, service and occupancy fees, coupon discount and total (yuan, each truncated to the fen; total = energy + service + occupancy - discount); per class {sharp, peak, flat, valley} kWh and exact fees; and what applied (plans, group, promotions, occupancy, coupon)';
+	'A priced charge: kWh; electricity, service and occupancy fees, coupon discount and total (yuan, each truncated to the fen; total = energy + service + occupancy - discount); per class {sharp, peak, flat, valley[, deep_valley]} kWh and exact fees; and what applied (plans, group, promotions, occupancy, coupon)';
 COMMENT ON COLUMN evcharge.charge_quote.kwh IS 'energy, kWh';
 COMMENT ON COLUMN evcharge.charge_quote.energy_fee IS 'electricity fee, yuan, truncated to the fen';
 COMMENT ON COLUMN evcharge.charge_quote.service_fee IS 'service fee after group price and promotions, yuan, truncated to the fen';
 COMMENT ON COLUMN evcharge.charge_quote.occupancy_fee IS 'occupancy fee, yuan';
 COMMENT ON COLUMN evcharge.charge_quote.discount IS 'the coupon''s discount on the service fee, yuan';
 COMMENT ON COLUMN evcharge.charge_quote.total IS 'energy_fee + service_fee + occupancy_fee - discount';
-COMMENT ON COLUMN evcharge.charge_quote.class_kwh IS 'kWh per class {sharp, peak, flat, valley}';
+COMMENT ON COLUMN evcharge.charge_quote.class_kwh IS 'kWh per class {sharp, peak, flat, valley}, and deep_valley when a plan has it';
 COMMENT ON COLUMN evcharge.charge_quote.class_energy_fee IS 'exact electricity fee per class, before truncation';
 COMMENT ON COLUMN evcharge.charge_quote.class_service_fee IS 'exact service fee per class, before truncation';
 COMMENT ON COLUMN evcharge.charge_quote.applied IS 'what applied, in words: plans, group, promotions, occupancy, coupon';
@@ -39,6 +39,25 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN rated_power_w::numeric * greatest(extract(epoch FROM ended_at) - extract(epoch FROM started_at), 0) / 3600 * 1.2 + 10;
 COMMENT ON FUNCTION evcharge.gun_energy_limit(int, timestamptz, timestamptz) IS
 	'the most Wh a gun of this rated power (W) can plausibly deliver from started_at to ended_at: rated power x hours x 1.2 + 10 Wh; energy given by hand beyond it (a repair, a quote) is refused';
+
+-- The promotions valid at a station at a moment for a group (a promotion
+-- limited to groups applies to those only), in id order: the one place
+-- that says which promotions apply, for service_rate and energy_rate.
+CREATE FUNCTION evcharge.promotions_at(p_station_id bigint, p_group_id bigint, p_at timestamptz)
+RETURNS SETOF evcharge.promotion
+LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+	SELECT pr.*
+	FROM evcharge.promotion pr
+	JOIN evcharge.promotion_station ps ON ps.promotion_id = pr.promotion_id AND ps.station_id = p_station_id
+	WHERE pr.valid @> p_at
+	  AND (NOT EXISTS (SELECT 1 FROM evcharge.promotion_group pg WHERE pg.promotion_id = pr.promotion_id)
+	       OR EXISTS (SELECT 1 FROM evcharge.promotion_group pg
+	                  WHERE pg.promotion_id = pr.promotion_id AND pg.group_id = p_group_id))
+	ORDER BY pr.promotion_id;
+END;
+COMMENT ON FUNCTION evcharge.promotions_at(bigint, bigint, timestamptz) IS
+	'the promotions valid at a station at a moment for a group (those limited to other groups left out), in id order';
 
 -- The service fee per kWh due for one class at one moment: the plan's,
 -- replaced or scaled by the group price where the group is bound to the
@@ -68,13 +87,7 @@ BEGIN
 	best := rate;
 	FOR p IN
 		SELECT pr.name, pr.service_fee, pr.service_factor
-		FROM evcharge.promotion pr
-		JOIN evcharge.promotion_station ps ON ps.promotion_id = pr.promotion_id AND ps.station_id = p_station_id
-		WHERE pr.valid @> p_at
-		  AND (NOT EXISTS (SELECT 1 FROM evcharge.promotion_group pg WHERE pg.promotion_id = pr.promotion_id)
-		       OR EXISTS (SELECT 1 FROM evcharge.promotion_group pg
-		                  WHERE pg.promotion_id = pr.promotion_id AND pg.group_id = p_group_id))
-		ORDER BY pr.promotion_id
+		FROM evcharge.promotions_at(p_station_id, p_group_id, p_at) pr
 	LOOP
 		IF coalesce(p.service_fee, rate * p.service_factor) < best THEN
 			best := coalesce(p.service_fee, rate * p.service_factor);
@@ -88,6 +101,36 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION evcharge.service_rate(bigint, bigint, timestamptz, numeric) IS
 	'service fee per kWh at a station for a group at a moment, from the plan''s: group price (bound stations only), then the cheapest valid promotion';
+
+-- The electricity price per kWh due for one class at one moment: the
+-- plan's, unless a promotion valid then lowers it ("free charging before
+-- 12:00" waives it with energy_fee 0); the cheapest wins.  Group prices
+-- are on the service fee only.
+CREATE FUNCTION evcharge.energy_rate(p_station_id bigint, p_group_id bigint, p_at timestamptz,
+	p_base numeric, OUT rate numeric, OUT applied text[])
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	p record;
+	best_name text;
+BEGIN
+	rate := p_base;
+	applied := '{}';
+	FOR p IN
+		SELECT pr.name, pr.energy_fee, pr.energy_factor
+		FROM evcharge.promotions_at(p_station_id, p_group_id, p_at) pr
+		WHERE pr.energy_fee IS NOT NULL OR pr.energy_factor IS NOT NULL
+	LOOP
+		IF coalesce(p.energy_fee, p_base * p.energy_factor) < rate THEN
+			rate := coalesce(p.energy_fee, p_base * p.energy_factor);
+			best_name := p.name;
+		END IF;
+	END LOOP;
+	IF best_name IS NOT NULL THEN
+		applied := ARRAY['promotion: ' || best_name];
+	END IF;
+END $$;
+COMMENT ON FUNCTION evcharge.energy_rate(bigint, bigint, timestamptz, numeric) IS
+	'electricity price per kWh at a station for a group at a moment, from the plan''s: the cheapest valid promotion on electricity (free charging), if any';
 
 CREATE FUNCTION evcharge.price_session(p_station_id bigint, p_current_type text, p_group_id bigint,
 	p_ts timestamptz[], p_meter_wh bigint[])
@@ -108,6 +151,9 @@ DECLARE
 	c int;
 	pr record;
 	sr record;
+	er record;
+	hard boolean[];
+	prev_plan bigint;
 	e_exact numeric[] := '{0,0,0,0}';
 	s_exact numeric[] := '{0,0,0,0}';
 	wh_sum bigint[] := '{0,0,0,0}';
@@ -144,30 +190,46 @@ BEGIN
 		RAISE EXCEPTION 'a session needs at least one meter reading' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
-	-- Where the price may change: plan changes and promotion bounds.
-	SELECT array_agg(DISTINCT b ORDER BY b) INTO cuts FROM (
-		SELECT lower(valid) AS b FROM evcharge.station_tariff
-		WHERE station_id = p_station_id AND current_type = p_current_type
-		  AND valid && tstzrange(t_from, t_to, '[]')
-		UNION
-		SELECT upper(valid) FROM evcharge.station_tariff
-		WHERE station_id = p_station_id AND current_type = p_current_type
-		  AND valid && tstzrange(t_from, t_to, '[]') AND NOT upper_inf(valid)
-		UNION
-		SELECT unnest(ARRAY[lower(promo.valid), upper(promo.valid)])
-		FROM evcharge.promotion promo JOIN evcharge.promotion_station ps USING (promotion_id)
-		WHERE ps.station_id = p_station_id AND promo.valid && tstzrange(t_from, t_to, '[]')
+	-- Where the price may change: plan changes and promotion bounds, and,
+	-- when the station has plans by calendar then, each local midnight,
+	-- where one may give way to another (the session is split at the day
+	-- boundary in the station's zone, each part priced by its day's plan).
+	-- A midnight where the plan stays is no cut: the split and the figures
+	-- are as without it.
+	SELECT array_agg(b ORDER BY b), array_agg(h ORDER BY b) INTO cuts, hard FROM (
+		SELECT b, bool_or(h) AS h FROM (
+			SELECT lower(valid) AS b, true AS h FROM evcharge.station_tariff
+			WHERE station_id = p_station_id AND current_type = p_current_type
+			  AND valid && tstzrange(t_from, t_to, '[]')
+			UNION ALL
+			SELECT upper(valid), true FROM evcharge.station_tariff
+			WHERE station_id = p_station_id AND current_type = p_current_type
+			  AND valid && tstzrange(t_from, t_to, '[]') AND NOT upper_inf(valid)
+			UNION ALL
+			SELECT unnest(ARRAY[lower(promo.valid), upper(promo.valid)]), true
+			FROM evcharge.promotion promo JOIN evcharge.promotion_station ps USING (promotion_id)
+			WHERE ps.station_id = p_station_id AND promo.valid && tstzrange(t_from, t_to, '[]')
+			UNION ALL
+			SELECT d::date::timestamp AT TIME ZONE st.tz, false
+			FROM generate_series((t_from AT TIME ZONE st.tz)::date + 1, (t_to AT TIME ZONE st.tz)::date, interval '1 day') d
+			WHERE EXISTS (SELECT 1 FROM evcharge.station_tariff c
+			              WHERE c.station_id = p_station_id AND c.current_type = p_current_type
+			                AND (c.season IS NOT NULL OR c.day_kind IS NOT NULL)
+			                AND c.valid && tstzrange(t_from, t_to, '[]'))
+		) x GROUP BY b
 	) bounds WHERE b > t_from AND b <= t_to;
 	cuts := ARRAY[t_from] || coalesce(cuts, '{}');
+	hard := ARRAY[true] || coalesce(hard, '{}');
 
-	-- The plan in force at each cut; none is an error that names the time.
-	FOREACH cut IN ARRAY cuts LOOP
+	-- The plan in force at each cut (plan_in_force, the one answer); none
+	-- is an error that names the time.
+	FOR k IN 1 .. array_length(cuts, 1) LOOP
+		cut := cuts[k];
 		IF cut = t_to AND cut <> t_from THEN
 			CONTINUE;			-- nothing is consumed from the session's last instant on
 		END IF;
-		SELECT station_tariff_id, tariff, coalesce(name, 'plan ' || station_tariff_id) AS name INTO pl
-		FROM evcharge.station_tariff
-		WHERE station_id = p_station_id AND current_type = p_current_type AND valid @> cut;
+		SELECT f.station_tariff_id, f.tariff, f.name INTO pl
+		FROM evcharge.plan_in_force(p_station_id, p_current_type, cut) f;
 		IF NOT FOUND THEN
 			RAISE EXCEPTION 'no tariff in force for station % (%) at %', p_station_id, p_current_type,
 				to_char(cut AT TIME ZONE st.tz, 'YYYY-MM-DD HH24:MI:SS') || ' ' || st.tz
@@ -176,24 +238,35 @@ BEGIN
 				                      st.name, p_current_type),
 				      HINT = 'Add the plan to evcharge.station_tariff, then price the session again.';
 		END IF;
+		IF NOT hard[k] AND pl.station_tariff_id = prev_plan THEN
+			CONTINUE;			-- the same plan on the next day
+		END IF;
+		prev_plan := pl.station_tariff_id;
 		plans := plans || pl.tariff;
 		plan_names := plan_names || pl.name;
 		starts := starts || cut;
 	END LOOP;
 
 	wh := evcharge.split_energy_by_span(plans, starts, p_ts, p_meter_wh, st.tz);
+	-- 4 classes, or 5 when a plan has deep valley (split_energy_by_span's)
+	IF array_length(wh, 2) = 5 THEN
+		e_exact := e_exact || 0::numeric;
+		s_exact := s_exact || 0::numeric;
+		wh_sum := wh_sum || 0::bigint;
+	END IF;
 
 	FOR k IN 1 .. array_length(plans, 1) LOOP
 		FOR pr IN SELECT * FROM evcharge.tariff_prices(plans[k]) LOOP
-			c := array_position(ARRAY['sharp', 'peak', 'flat', 'valley'], pr.class);
+			c := array_position(evcharge.tariff_classes(), pr.class);
 			IF wh[k][c] = 0 THEN
 				CONTINUE;
 			END IF;
 			sr := evcharge.service_rate(p_station_id, p_group_id, starts[k], pr.service_fee);
-			e_exact[c] := e_exact[c] + wh[k][c] * pr.energy_price / 1000;
+			er := evcharge.energy_rate(p_station_id, p_group_id, starts[k], pr.energy_price);
+			e_exact[c] := e_exact[c] + wh[k][c] * er.rate / 1000;
 			s_exact[c] := s_exact[c] + wh[k][c] * sr.rate / 1000;
 			wh_sum[c] := wh_sum[c] + wh[k][c];
-			applied := applied || ('plan: ' || plan_names[k]) || sr.applied;
+			applied := applied || ('plan: ' || plan_names[k]) || sr.applied || er.applied;
 		END LOOP;
 	END LOOP;
 	IF array_length(applied, 1) IS NULL THEN
@@ -213,7 +286,7 @@ BEGIN
 	RETURN r;
 END $$;
 COMMENT ON FUNCTION evcharge.price_session(bigint, text, bigint, timestamptz[], bigint[]) IS
-	'prices a session''s meter samples at a station: each part by the plan in force then, group price and promotions applied; no occupancy fee or coupon; P0002 for a station or group that is not registered (or a group of another operator)';
+	'prices a session''s meter samples at a station: each part by the plan in force then (plan_in_force; split at local midnight where the day''s plan changes), group price and promotions (on the service fee and the electricity price) applied; no occupancy fee or coupon; P0002 for a station or group that is not registered (or a group of another operator)';
 
 CREATE FUNCTION evcharge.quote(station_id bigint, current_type text, group_id bigint,
 	started_at timestamptz, ended_at timestamptz, kwh numeric,

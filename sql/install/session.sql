@@ -22,7 +22,7 @@ CREATE TABLE evcharge.charge_session (
 	first_meter_wh bigint,
 	high_meter_wh bigint,
 	high_meter_at timestamptz,
-	wh_by_class bigint[] NOT NULL DEFAULT '{0,0,0,0}' CHECK (array_length(wh_by_class, 1) = 4),
+	wh_by_class bigint[] NOT NULL DEFAULT '{0,0,0,0}' CHECK (array_length(wh_by_class, 1) IN (4, 5)),
 	jump_wh bigint NOT NULL DEFAULT 0,
 	running_total numeric(12, 2),
 	bill_error text,
@@ -69,7 +69,7 @@ COMMENT ON COLUMN evcharge.charge_session.last_ts IS 'time of the newest sample 
 COMMENT ON COLUMN evcharge.charge_session.first_meter_wh IS 'the meter at the start: the baseline, never zero';
 COMMENT ON COLUMN evcharge.charge_session.high_meter_wh IS 'highest meter reading seen: energy counts above it only';
 COMMENT ON COLUMN evcharge.charge_session.high_meter_at IS 'when the highest reading was taken: the jump guard measures the time since then';
-COMMENT ON COLUMN evcharge.charge_session.wh_by_class IS 'Wh so far per class {sharp, peak, flat, valley}, as measured live';
+COMMENT ON COLUMN evcharge.charge_session.wh_by_class IS 'Wh so far per class {sharp, peak, flat, valley}, and deep_valley once it has some, as measured live';
 COMMENT ON COLUMN evcharge.charge_session.jump_wh IS 'Wh of meter jumps larger than the gun''s rated power allows: not billed';
 COMMENT ON COLUMN evcharge.charge_session.running_total IS 'what the energy so far costs at the plan''s prices (before group prices, promotions, coupons)';
 COMMENT ON COLUMN evcharge.charge_session.bill_error IS 'why the bill could not be made when the pile record came (e.g. EV001, no tariff in force); NULL otherwise';

@@ -24,7 +24,7 @@ CREATE TYPE evcharge.tou_tariff (
 );
 
 COMMENT ON TYPE evcharge.tou_tariff IS
-	'A complete daily time-of-use price plan: segments covering the day once, each of class sharp/peak/flat/valley, and per class an electricity price and a service fee in yuan per kWh (4 decimals)';
+	'A complete daily time-of-use price plan: segments covering the day once, each of class sharp/peak/flat/valley/deep_valley, and per class an electricity price and a service fee in yuan per kWh (4 decimals); stored as before 0.3.0 when it has no deep valley';
 COMMENT ON FUNCTION evcharge.tou_tariff_in(cstring) IS 'tou_tariff text input, validated';
 COMMENT ON FUNCTION evcharge.tou_tariff_out(evcharge.tou_tariff) IS 'tou_tariff text output: segments sorted, prices in class order';
 COMMENT ON FUNCTION evcharge.tou_tariff_recv(internal) IS 'tou_tariff binary input, validated like text input';
@@ -70,19 +70,24 @@ COMMENT ON OPERATOR FAMILY evcharge.tou_tariff_hash_ops USING hash IS 'hash oper
 CREATE FUNCTION evcharge.class_at(evcharge.tou_tariff, time) RETURNS text
 	AS 'MODULE_PATHNAME', 'tou_tariff_class_at' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION evcharge.class_at(evcharge.tou_tariff, time) IS
-	'the class (sharp, peak, flat, valley) in force at a local time of day';
+	'the class (sharp, peak, flat, valley, deep_valley) in force at a local time of day';
 
 CREATE FUNCTION evcharge.tariff_segments(evcharge.tou_tariff,
 	OUT starts time, OUT ends time, OUT class text) RETURNS SETOF record
-	AS 'MODULE_PATHNAME', 'tou_tariff_segments' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'tou_tariff_segments' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 8;
 COMMENT ON FUNCTION evcharge.tariff_segments(evcharge.tou_tariff) IS
 	'the segments of a plan in order: local start, end (24:00 for the end of the day) and class';
 
 CREATE FUNCTION evcharge.tariff_prices(evcharge.tou_tariff,
 	OUT class text, OUT energy_price numeric, OUT service_fee numeric) RETURNS SETOF record
-	AS 'MODULE_PATHNAME', 'tou_tariff_prices' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'tou_tariff_prices' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 5;
 COMMENT ON FUNCTION evcharge.tariff_prices(evcharge.tou_tariff) IS
 	'the prices of a plan per class, in yuan per kWh';
+
+CREATE FUNCTION evcharge.tariff_classes() RETURNS text[]
+	AS 'MODULE_PATHNAME', 'tou_tariff_classes' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evcharge.tariff_classes() IS
+	'the class names in class order, {sharp, peak, flat, valley, deep_valley}: element k of every per-class array (split_energy, price, bills) is class k';
 
 -- jsonb, for applications.
 CREATE FUNCTION evcharge.to_jsonb(evcharge.tou_tariff) RETURNS jsonb
@@ -110,14 +115,14 @@ BEGIN
 		n := n + 1;
 		IF jsonb_typeof(seg) IS DISTINCT FROM 'object'
 		   OR coalesce(seg->>'start', '') !~ '^\d\d:\d\d$' OR coalesce(seg->>'end', '') !~ '^\d\d:\d\d$'
-		   OR coalesce(seg->>'class', '') !~ '^[[:alnum:]]+$' THEN
+		   OR coalesce(seg->>'class', '') !~ '^[[:alnum:]_]+$' THEN
 			RAISE EXCEPTION 'invalid tou_tariff: segment % of the jsonb plan is not {"start": "HH:MM", "end": "HH:MM", "class": name}', n
 				USING ERRCODE = 'invalid_text_representation', DETAIL = format('Segment %s is %s.', n, seg);
 		END IF;
 		segs := segs || format('%s-%s %s', seg->>'start', seg->>'end', seg->>'class');
 	END LOOP;
 	FOR pr IN SELECT * FROM jsonb_each(plan->'prices') LOOP
-		IF pr.key !~ '^[[:alnum:]]+$' OR jsonb_typeof(pr.value) IS DISTINCT FROM 'object'
+		IF pr.key !~ '^[[:alnum:]_]+$' OR jsonb_typeof(pr.value) IS DISTINCT FROM 'object'
 		   OR jsonb_typeof(pr.value->'energy') IS DISTINCT FROM 'number'
 		   OR jsonb_typeof(pr.value->'service') IS DISTINCT FROM 'number' THEN
 			RAISE EXCEPTION 'invalid tou_tariff: price "%" of the jsonb plan is not {"energy": number, "service": number}', pr.key
@@ -135,7 +140,7 @@ CREATE FUNCTION evcharge.split_energy(tariff evcharge.tou_tariff, ts timestamptz
 	tz text DEFAULT 'Asia/Shanghai') RETURNS bigint[]
 	AS 'MODULE_PATHNAME', 'split_energy' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION evcharge.split_energy(evcharge.tou_tariff, timestamptz[], bigint[], text) IS
-	'Wh per class {sharp, peak, flat, valley} of a session from its meter samples: rises shared among segments in proportion to time, in the zone tz';
+	'Wh per class {sharp, peak, flat, valley}, and deep_valley when the plan has it, of a session from its meter samples: rises shared among segments in proportion to time, in the zone tz';
 
 CREATE FUNCTION evcharge.split_energy_by_span(tariffs evcharge.tou_tariff[], span_starts timestamptz[],
 	ts timestamptz[], meter_wh bigint[], tz text DEFAULT 'Asia/Shanghai') RETURNS bigint[]
@@ -153,12 +158,12 @@ CREATE TYPE evcharge.charge_amount AS (
 	class_service_fee numeric[]
 );
 COMMENT ON TYPE evcharge.charge_amount IS
-	'What energy costs: total kWh, electricity fee, service fee and total (yuan, truncated to the fen), and per class {sharp, peak, flat, valley} the kWh and the exact fees';
+	'What energy costs: total kWh, electricity fee, service fee and total (yuan, truncated to the fen), and per class {sharp, peak, flat, valley[, deep_valley]} the kWh and the exact fees';
 COMMENT ON COLUMN evcharge.charge_amount.kwh IS 'energy, kWh';
 COMMENT ON COLUMN evcharge.charge_amount.energy_fee IS 'electricity fee, yuan, truncated to the fen';
 COMMENT ON COLUMN evcharge.charge_amount.service_fee IS 'service fee, yuan, truncated to the fen';
 COMMENT ON COLUMN evcharge.charge_amount.total IS 'energy_fee + service_fee';
-COMMENT ON COLUMN evcharge.charge_amount.class_kwh IS 'kWh per class {sharp, peak, flat, valley}';
+COMMENT ON COLUMN evcharge.charge_amount.class_kwh IS 'kWh per class {sharp, peak, flat, valley}, and deep_valley when the plan or the figures have it';
 COMMENT ON COLUMN evcharge.charge_amount.class_energy_fee IS 'exact electricity fee per class, before truncation';
 COMMENT ON COLUMN evcharge.charge_amount.class_service_fee IS 'exact service fee per class, before truncation';
 

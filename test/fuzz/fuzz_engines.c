@@ -137,10 +137,12 @@ TakePlan(Reader *r, EnginePlan *plan, int64 start)
 	while (m < ENGINE_MINUTES_PER_DAY)
 	{
 		int			len = 1 + (int) (Take(r, 2) % ENGINE_MINUTES_PER_DAY);
-		int			cls = (int) (Take(r, 1) % 3);	/* class 3 stays unused */
+		int			cls = (int) (Take(r, 1) % 4);	/* 0, 1, 2 or deep valley (4): class 3 stays unused */
 		int			end = m + len > ENGINE_MINUTES_PER_DAY ? ENGINE_MINUTES_PER_DAY : m + len;
 		int			i;
 
+		if (cls == 3)
+			cls = 4;
 		if (r->left == 0)
 			end = ENGINE_MINUTES_PER_DAY;
 		for (i = m; i < end; i++)
