@@ -171,6 +171,12 @@ BEGIN
 				      HINT = 'Top up the partner''s prepaid account (evcharge.top_up or evcharge.partner_payment).';
 		END IF;
 	END IF;
+	-- A start by card: the card's daily spending limit (a maintenance card
+	-- shared by several cars), EV002 once its day's charges reached it.
+	IF channel = 'card' THEN
+		PERFORM evcharge.check_card_limit(m.operator_id, m.card_no)
+		FROM evcharge.member m WHERE m.member_id = start_session.member_id AND m.card_no IS NOT NULL;
+	END IF;
 	SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
 	WHERE cs.gun OPERATOR(evcharge.=) start_session.gun AND cs.state IN ('pending', 'charging', 'occupied');
 	IF FOUND THEN
@@ -211,7 +217,7 @@ BEGIN
 	RETURN order_no;
 END $$;
 COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text, bigint) IS
-	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it; for an OCPP pile (one that has connected to a bridge) it also makes the RemoteStartTransaction (ocpp_command, NOTIFY evcharge_command), and refuses with EV003 when the pile is not connected';
+	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it; for an OCPP pile (one that has connected to a bridge) it also makes the RemoteStartTransaction (ocpp_command, NOTIFY evcharge_command), and refuses with EV003 when the pile is not connected; a start by card whose day''s charges reached its daily limit is refused with EV002 (check_card_limit)';
 
 -- The samples a bill is measured from: the session's heartbeats, one per
 -- time (highest reading), with rises larger than the gun's rated power
