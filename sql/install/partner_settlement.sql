@@ -4,8 +4,8 @@
 -- deposit); partner_statement() books the monthly statement.  Every ledger
 -- movement on a partner's accounts appears on exactly one statement: the
 -- bills of sessions that ended before the month's end, the adjustments of
--- those bills, and the payments received before it, that no earlier
--- statement carried.  A bill settled late (a pile record that came days
+-- those bills, the refunds of bills made before it, and the payments
+-- received before it, that no earlier statement carried.  A bill settled late (a pile record that came days
 -- after) thus lands on the next statement, marked as from an earlier month,
 -- and nothing is counted twice or lost.
 \echo Use "CREATE EXTENSION evcharge" to load this file. \quit
