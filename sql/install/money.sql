@@ -1096,6 +1096,12 @@ END $$;
 COMMENT ON FUNCTION evcharge.bill_history(text) IS
 	'the life of a bill, oldest first: made (revision 0), each revision (repairs, a late pile record, refunds: event refunded, naming the bill_refund), each time money moved for it (charged, adjustments), with the total after, the amount that moved, the refunds so far, the reason and who; the refunds of a bill in its evidence; P0002 for an order without a bill';
 
+-- A card's day is found among the sessions created that day, so that a
+-- start by a card with a limit costs the day's sessions, not the history.
+CREATE INDEX charge_session_created_idx ON evcharge.charge_session (created_at);
+COMMENT ON INDEX evcharge.charge_session_created_idx IS
+	'sessions by creation: the day''s charges of a card (card_day_spending)';
+
 -- A card's spending in a day of the operator's books: a maintenance card
 -- shared by several cars has a daily limit (member.card_daily_limit).  What
 -- it spent is what the charges it started that day came to: the bill's

@@ -836,6 +836,11 @@ COMMENT ON FUNCTION evcharge.daily_report(bigint, date, bigint) IS
 ALTER TABLE evcharge.member ADD COLUMN card_daily_limit numeric(12, 2) CHECK (card_daily_limit > 0 AND card_daily_limit <> 'NaN');
 COMMENT ON COLUMN evcharge.member.card_daily_limit IS
 	'the most the member''s card may spend in a day of the operator''s books, yuan (a maintenance card shared by several cars): a start by the card is refused once the day''s charges reach it (card_day_spending); NULL: no limit';
+-- A card's day is found among the sessions created that day, so that a
+-- start by a card with a limit costs the day's sessions, not the history.
+CREATE INDEX charge_session_created_idx ON evcharge.charge_session (created_at);
+COMMENT ON INDEX evcharge.charge_session_created_idx IS
+	'sessions by creation: the day''s charges of a card (card_day_spending)';
 -- A card's spending in a day of the operator's books: a maintenance card
 -- shared by several cars has a daily limit (member.card_daily_limit).  What
 -- it spent is what the charges it started that day came to: the bill's
