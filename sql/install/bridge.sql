@@ -105,9 +105,20 @@ BEGIN
 		END IF;
 	END IF;
 	status := CASE WHEN remote THEN 'Accepted' ELSE evcharge.ocpp_authorize(p_pile, p_id_tag) END;
+	-- A card at its daily limit is Blocked, but a resent StartTransaction
+	-- (a pile that rebooted mid-charge) is not held against the charge it
+	-- starts: the limit is reached only counting this charge itself.
+	IF status = 'Blocked' AND EXISTS (
+		SELECT 1 FROM evcharge.pile pl
+		JOIN evcharge.station st USING (station_id)
+		JOIN evcharge.member m ON m.operator_id = st.operator_id
+		WHERE pl.pile_id OPERATOR(evcharge.=) p_pile AND m.card_no = regexp_replace(p_id_tag, '\s', '', 'g')
+		  AND (evcharge.card_day_spending(st.operator_id, m.card_no, now(), order_no)).spent < m.card_daily_limit) THEN
+		status := 'Accepted';
+	END IF;
 END $$;
 COMMENT ON FUNCTION evcharge.ocpp_start_transaction(evcharge.pile_id, int, text, bigint, timestamptz) IS
-	'maps an OCPP StartTransaction to a transactionId and an order number, once: a pending start_session() on the gun is taken over (a remote start), otherwise a new order number is made; a resend returns the first answer; status is the idTagInfo status (NULL ids and Invalid for a gun that is not registered)';
+	'maps an OCPP StartTransaction to a transactionId and an order number, once: a pending start_session() on the gun is taken over (a remote start), otherwise a new order number is made; a resend returns the first answer; status is the idTagInfo status (NULL ids and Invalid for a gun that is not registered; Blocked for a card at its daily spending limit, not counting the charge being started, so a resend is not Blocked by its own charge)';
 
 -- StopTransaction: the transaction it closes, its first stop kept.
 CREATE FUNCTION evcharge.ocpp_stop_transaction(p_pile evcharge.pile_id, p_transaction_id int, p_meter_stop bigint,

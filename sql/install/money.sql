@@ -1109,7 +1109,10 @@ COMMENT ON INDEX evcharge.charge_session_created_idx IS
 -- for the card when it was started with it: the card on the session (a
 -- start at the pile), an OCPP transaction begun with it as idTag, or a
 -- start through the platform by card (channel card) of its member.
+-- p_except_order leaves one charge out: a resent StartTransaction is not
+-- held against the charge it starts.
 CREATE FUNCTION evcharge.card_day_spending(p_operator_id bigint, p_card_no text, p_at timestamptz DEFAULT now(),
+	p_except_order text DEFAULT NULL,
 	OUT member_id bigint, OUT daily_limit numeric, OUT spent numeric, OUT remaining numeric, OUT day date)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1125,14 +1128,15 @@ BEGIN
 	JOIN evcharge.station st ON st.station_id = cs.station_id AND st.operator_id = p_operator_id
 	LEFT JOIN evcharge.bill b ON b.order_no = cs.order_no
 	WHERE cs.created_at >= lower(r) AND cs.created_at < upper(r) AND cs.state <> 'cancelled'
+	  AND cs.order_no IS DISTINCT FROM p_except_order
 	  AND (cs.card_no = card
 	       OR (cs.channel = 'card' AND cs.member_id = card_day_spending.member_id)
 	       OR EXISTS (SELECT 1 FROM evcharge.ocpp_transaction t
 	                  WHERE t.order_no = cs.order_no AND regexp_replace(t.id_tag, '\s', '', 'g') = card));
 	remaining := CASE WHEN daily_limit IS NOT NULL THEN greatest(daily_limit - spent, 0) END;
 END $$;
-COMMENT ON FUNCTION evcharge.card_day_spending(bigint, text, timestamptz) IS
-	'what a card of the operator spent in the day of its books that contains the instant (default now, finance_policy.tz): the charges started with it that day (the card on the session, an OCPP idTag, or a start by card of its member), at the bill''s total or the amount so far; with its member, its daily limit (member.card_daily_limit, NULL: none) and what is left of it';
+COMMENT ON FUNCTION evcharge.card_day_spending(bigint, text, timestamptz, text) IS
+	'what a card of the operator spent in the day of its books that contains the instant (default now, finance_policy.tz): the charges started with it that day (the card on the session, an OCPP idTag, or a start by card of its member), at the bill''s total or the amount so far, but for the order given (p_except_order); with its member, its daily limit (member.card_daily_limit, NULL: none) and what is left of it';
 
 -- The refusal of a start by a card whose day's spending reached its limit.
 CREATE FUNCTION evcharge.check_card_limit(p_operator_id bigint, p_card_no text) RETURNS void

@@ -841,6 +841,7 @@ COMMENT ON COLUMN evcharge.member.card_daily_limit IS
 CREATE INDEX charge_session_created_idx ON evcharge.charge_session (created_at);
 COMMENT ON INDEX evcharge.charge_session_created_idx IS
 	'sessions by creation: the day''s charges of a card (card_day_spending)';
+
 -- A card's spending in a day of the operator's books: a maintenance card
 -- shared by several cars has a daily limit (member.card_daily_limit).  What
 -- it spent is what the charges it started that day came to: the bill's
@@ -848,7 +849,10 @@ COMMENT ON INDEX evcharge.charge_session_created_idx IS
 -- for the card when it was started with it: the card on the session (a
 -- start at the pile), an OCPP transaction begun with it as idTag, or a
 -- start through the platform by card (channel card) of its member.
+-- p_except_order leaves one charge out: a resent StartTransaction is not
+-- held against the charge it starts.
 CREATE FUNCTION evcharge.card_day_spending(p_operator_id bigint, p_card_no text, p_at timestamptz DEFAULT now(),
+	p_except_order text DEFAULT NULL,
 	OUT member_id bigint, OUT daily_limit numeric, OUT spent numeric, OUT remaining numeric, OUT day date)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -864,14 +868,15 @@ BEGIN
 	JOIN evcharge.station st ON st.station_id = cs.station_id AND st.operator_id = p_operator_id
 	LEFT JOIN evcharge.bill b ON b.order_no = cs.order_no
 	WHERE cs.created_at >= lower(r) AND cs.created_at < upper(r) AND cs.state <> 'cancelled'
+	  AND cs.order_no IS DISTINCT FROM p_except_order
 	  AND (cs.card_no = card
 	       OR (cs.channel = 'card' AND cs.member_id = card_day_spending.member_id)
 	       OR EXISTS (SELECT 1 FROM evcharge.ocpp_transaction t
 	                  WHERE t.order_no = cs.order_no AND regexp_replace(t.id_tag, '\s', '', 'g') = card));
 	remaining := CASE WHEN daily_limit IS NOT NULL THEN greatest(daily_limit - spent, 0) END;
 END $$;
-COMMENT ON FUNCTION evcharge.card_day_spending(bigint, text, timestamptz) IS
-	'what a card of the operator spent in the day of its books that contains the instant (default now, finance_policy.tz): the charges started with it that day (the card on the session, an OCPP idTag, or a start by card of its member), at the bill''s total or the amount so far; with its member, its daily limit (member.card_daily_limit, NULL: none) and what is left of it';
+COMMENT ON FUNCTION evcharge.card_day_spending(bigint, text, timestamptz, text) IS
+	'what a card of the operator spent in the day of its books that contains the instant (default now, finance_policy.tz): the charges started with it that day (the card on the session, an OCPP idTag, or a start by card of its member), at the bill''s total or the amount so far, but for the order given (p_except_order); with its member, its daily limit (member.card_daily_limit, NULL: none) and what is left of it';
 
 -- The refusal of a start by a card whose day's spending reached its limit.
 CREATE FUNCTION evcharge.check_card_limit(p_operator_id bigint, p_card_no text) RETURNS void
@@ -910,6 +915,62 @@ RETURN CASE WHEN EXISTS (
 	  AND m.card_no = regexp_replace(p_id_tag, '\s', '', 'g')), 'Invalid') END;
 COMMENT ON FUNCTION evcharge.ocpp_authorize(evcharge.pile_id, text) IS
 	'the OCPP idTagInfo status for an idTag at a pile: Accepted for the card of a member of the pile''s operator or the order number of a pending session on the pile (a remote start''s idTag), Blocked for a card whose charges of the day reached its daily limit (card_day_spending), Invalid otherwise';
+CREATE OR REPLACE FUNCTION evcharge.ocpp_start_transaction(p_pile evcharge.pile_id, p_connector int, p_id_tag text,
+	p_meter_start bigint, p_ts timestamptz, OUT transaction_id int, OUT order_no text, OUT remote boolean,
+	OUT status text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	p record;
+	g evcharge.gun_id;
+	pending text;
+BEGIN
+	SELECT t.transaction_id, t.order_no, t.remote INTO transaction_id, order_no, remote
+	FROM evcharge.ocpp_transaction t
+	WHERE t.pile_id OPERATOR(evcharge.=) p_pile AND t.connector_id = p_connector AND t.started_at = p_ts;
+	IF NOT FOUND THEN
+		SELECT pl.gun_count, st.tz INTO p
+		FROM evcharge.pile pl JOIN evcharge.station st USING (station_id)
+		WHERE pl.pile_id OPERATOR(evcharge.=) p_pile;
+		IF NOT FOUND OR p_connector NOT BETWEEN 1 AND p.gun_count THEN
+			-- Not a gun of a registered pile: nothing stored, the pile is told Invalid.
+			status := 'Invalid';
+			RETURN;
+		END IF;
+		g := evcharge.gun_id(p_pile, p_connector);
+		-- A session start_session() opened for this gun and no transaction
+		-- has taken yet: this is the remote start it asked for.
+		SELECT cs.order_no INTO pending FROM evcharge.charge_session cs
+		WHERE cs.gun OPERATOR(evcharge.=) g AND cs.state = 'pending'
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.ocpp_transaction t WHERE t.order_no = cs.order_no);
+		remote := pending IS NOT NULL;
+		order_no := coalesce(pending, to_char(p_ts AT TIME ZONE p.tz, 'YYYYMMDDHH24MISS')
+		            || lpad((nextval('evcharge.order_seq') % 1000000)::text, 6, '0'));
+		INSERT INTO evcharge.ocpp_transaction AS t (order_no, pile_id, connector_id, id_tag, meter_start_wh, started_at, remote)
+		VALUES (order_no, p_pile, p_connector, p_id_tag, p_meter_start, p_ts, remote)
+		ON CONFLICT ON CONSTRAINT ocpp_transaction_start_key DO NOTHING
+		RETURNING t.transaction_id INTO transaction_id;
+		IF transaction_id IS NULL THEN
+			-- Another bridge stored the same start first.
+			SELECT t.transaction_id, t.order_no, t.remote INTO transaction_id, order_no, remote
+			FROM evcharge.ocpp_transaction t
+			WHERE t.pile_id OPERATOR(evcharge.=) p_pile AND t.connector_id = p_connector AND t.started_at = p_ts;
+		END IF;
+	END IF;
+	status := CASE WHEN remote THEN 'Accepted' ELSE evcharge.ocpp_authorize(p_pile, p_id_tag) END;
+	-- A card at its daily limit is Blocked, but a resent StartTransaction
+	-- (a pile that rebooted mid-charge) is not held against the charge it
+	-- starts: the limit is reached only counting this charge itself.
+	IF status = 'Blocked' AND EXISTS (
+		SELECT 1 FROM evcharge.pile pl
+		JOIN evcharge.station st USING (station_id)
+		JOIN evcharge.member m ON m.operator_id = st.operator_id
+		WHERE pl.pile_id OPERATOR(evcharge.=) p_pile AND m.card_no = regexp_replace(p_id_tag, '\s', '', 'g')
+		  AND (evcharge.card_day_spending(st.operator_id, m.card_no, now(), order_no)).spent < m.card_daily_limit) THEN
+		status := 'Accepted';
+	END IF;
+END $$;
+COMMENT ON FUNCTION evcharge.ocpp_start_transaction(evcharge.pile_id, int, text, bigint, timestamptz) IS
+	'maps an OCPP StartTransaction to a transactionId and an order number, once: a pending start_session() on the gun is taken over (a remote start), otherwise a new order number is made; a resend returns the first answer; status is the idTagInfo status (NULL ids and Invalid for a gun that is not registered; Blocked for a card at its daily spending limit, not counting the charge being started, so a resend is not Blocked by its own charge)';
 CREATE OR REPLACE FUNCTION evcharge.start_session(gun evcharge.gun_id, member_id bigint, channel text,
 	partner_id bigint DEFAULT NULL)
 RETURNS text

@@ -4,7 +4,7 @@
 -- wallets, checked against the ledger and each bill's own figures; a
 -- refund on a partner's monthly statement; a card's daily spending limit.
 BEGIN;
-SELECT plan(43);
+SELECT plan(46);
 SET LOCAL search_path = public, evcharge;
 SET LOCAL timezone = 'Asia/Shanghai';
 SELECT setseed(0.3);
@@ -227,6 +227,19 @@ END $$;
 SELECT is(ocpp_authorize('44200000930000100001', '9300 0000 0000 0001'), 'Blocked', 'at its limit (a charge running) it is Blocked');
 SELECT throws_ok($$SELECT start_session(gun_id('44200000930000100001', 40), 9301, 'card')$$, 'EV002', NULL,
 	'and a start by card is refused with EV002');
+
+-- A pile that rebooted mid-charge resends its StartTransaction: the charge
+-- it starts is not held against itself.  Member 9302's card (limit 10.00)
+-- starts at an OCPP pile, the charge comes to 10.00, the start is resent.
+UPDATE member SET card_daily_limit = 10.00 WHERE member_id = 9302;
+SELECT is((ocpp_start_transaction('44200000930000100001', 37, '9300000000000002', 0, '2026-11-21 08:00+08')).status,
+	'Accepted', 'StartTransaction of a card under its limit: Accepted');
+INSERT INTO charge_session (order_no, gun, station_id, member_id, channel, state, running_total)
+SELECT t.order_no, gun_id(t.pile_id, t.connector_id), 931, 9302, 'card', 'charging', 10.00
+FROM ocpp_transaction t WHERE t.id_tag = '9300000000000002';
+SELECT is((ocpp_start_transaction('44200000930000100001', 37, '9300000000000002', 0, '2026-11-21 08:00+08')).status,
+	'Accepted', 'the same StartTransaction resent once its charge reached the limit: still Accepted');
+SELECT is(ocpp_authorize('44200000930000100001', '9300000000000002'), 'Blocked', 'while a new Authorize of the card is Blocked');
 
 SELECT * FROM finish();
 ROLLBACK;
