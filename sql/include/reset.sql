@@ -3,7 +3,7 @@
 -- it.  pg_regress runs every file in one database, so a test that writes
 -- evcharge's tables ends with \i sql/include/reset.sql.
 TRUNCATE evcharge.partner_month_item, evcharge.partner_month_statement, evcharge.reconciliation_finding, evcharge.provider_statement_line, evcharge.partner_statement_line,
-	evcharge.statement_source, evcharge.stop_request, evcharge.refund, evcharge.ledger_entry, evcharge.ledger_txn, evcharge.account, evcharge.attribution,
+	evcharge.statement_source, evcharge.stop_request, evcharge.bill_refund, evcharge.refund_fee_bands, evcharge.refund, evcharge.ledger_entry, evcharge.ledger_txn, evcharge.account, evcharge.attribution,
 	evcharge.member, evcharge.sub_operator, evcharge.finance_policy, evcharge.heartbeat, evcharge.quarantine, evcharge.gun_state, evcharge.offline_period,
 	evcharge.network_incident, evcharge.pile, evcharge.customer_notice, evcharge.bill_revision, evcharge.session_cancellation,
 	evcharge.bill, evcharge.pile_record, evcharge.partner, evcharge.anomaly_policy,

@@ -79,7 +79,7 @@ CREATE TABLE evcharge.bill_revision (
 	bill_revision_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	order_no text NOT NULL REFERENCES evcharge.bill,
 	revision int NOT NULL CHECK (revision > 0),
-	method text NOT NULL CHECK (method IN ('recompute', 'pile', 'platform', 'manual', 'pile_record')),
+	method text NOT NULL CHECK (method IN ('recompute', 'pile', 'platform', 'manual', 'pile_record', 'refund')),
 	reason text NOT NULL CHECK (reason <> ''),
 	revised_by text NOT NULL DEFAULT current_user,
 	revised_at timestamptz NOT NULL DEFAULT now(),
@@ -92,7 +92,7 @@ COMMENT ON TABLE evcharge.bill_revision IS
 COMMENT ON COLUMN evcharge.bill_revision.bill_revision_id IS 'row id';
 COMMENT ON COLUMN evcharge.bill_revision.order_no IS 'the bill';
 COMMENT ON COLUMN evcharge.bill_revision.revision IS 'revision number of the bill, from 1';
-COMMENT ON COLUMN evcharge.bill_revision.method IS 'recompute, pile, platform, manual (repair_bill), or pile_record (a late pile record completed a bill made from heartbeats)';
+COMMENT ON COLUMN evcharge.bill_revision.method IS 'recompute, pile, platform, manual (repair_bill), pile_record (a late pile record completed a bill made from heartbeats), or refund (refund_bill gave part or all of it back: bill_refund_id)';
 COMMENT ON COLUMN evcharge.bill_revision.reason IS 'why, as the operator gave it';
 COMMENT ON COLUMN evcharge.bill_revision.revised_by IS 'the database user who revised it';
 COMMENT ON COLUMN evcharge.bill_revision.revised_at IS 'when';

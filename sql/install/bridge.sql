@@ -38,23 +38,29 @@ COMMENT ON COLUMN evcharge.ocpp_transaction.stop_reason IS 'the StopTransaction 
 COMMENT ON COLUMN evcharge.ocpp_transaction.created_at IS 'when the bridge first stored it';
 
 -- Whether an idTag may charge at a pile: a member card of the pile's
--- operator.  OCPP's statuses: Accepted or Invalid.
+-- operator, unless the card has spent its daily limit (a maintenance card
+-- shared by several cars: member.card_daily_limit).  OCPP's statuses:
+-- Accepted, Blocked or Invalid.
 CREATE FUNCTION evcharge.ocpp_authorize(p_pile evcharge.pile_id, p_id_tag text) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 RETURN CASE WHEN EXISTS (
-	SELECT 1 FROM evcharge.pile pl
-	JOIN evcharge.station st USING (station_id)
-	JOIN evcharge.member m ON m.operator_id = st.operator_id
-	WHERE pl.pile_id OPERATOR(evcharge.=) p_pile
-	  AND m.card_no = regexp_replace(p_id_tag, '\s', '', 'g'))
-	OR EXISTS (
 	-- The idTag of a RemoteStartTransaction: the order number of a session
 	-- start_session() opened on this pile (a pile may Authorize it first).
 	SELECT 1 FROM evcharge.charge_session cs
 	WHERE cs.order_no = p_id_tag AND cs.state = 'pending'
-	  AND evcharge.pile(cs.gun) OPERATOR(evcharge.=) p_pile) THEN 'Accepted' ELSE 'Invalid' END;
+	  AND evcharge.pile(cs.gun) OPERATOR(evcharge.=) p_pile) THEN 'Accepted'
+	ELSE coalesce((
+	-- Only a card with a limit costs the look at its day.
+	SELECT CASE WHEN m.card_daily_limit IS NULL THEN 'Accepted'
+	            WHEN (evcharge.card_day_spending(st.operator_id, m.card_no)).spent >= m.card_daily_limit THEN 'Blocked'
+	            ELSE 'Accepted' END
+	FROM evcharge.pile pl
+	JOIN evcharge.station st USING (station_id)
+	JOIN evcharge.member m ON m.operator_id = st.operator_id
+	WHERE pl.pile_id OPERATOR(evcharge.=) p_pile
+	  AND m.card_no = regexp_replace(p_id_tag, '\s', '', 'g')), 'Invalid') END;
 COMMENT ON FUNCTION evcharge.ocpp_authorize(evcharge.pile_id, text) IS
-	'the OCPP idTagInfo status for an idTag at a pile: Accepted for the card of a member of the pile''s operator or the order number of a pending session on the pile (a remote start''s idTag), Invalid otherwise';
+	'the OCPP idTagInfo status for an idTag at a pile: Accepted for the card of a member of the pile''s operator or the order number of a pending session on the pile (a remote start''s idTag), Blocked for a card whose charges of the day reached its daily limit (card_day_spending), Invalid otherwise';
 
 -- StartTransaction: the transactionId and order number, made once.
 CREATE FUNCTION evcharge.ocpp_start_transaction(p_pile evcharge.pile_id, p_connector int, p_id_tag text,
@@ -99,9 +105,20 @@ BEGIN
 		END IF;
 	END IF;
 	status := CASE WHEN remote THEN 'Accepted' ELSE evcharge.ocpp_authorize(p_pile, p_id_tag) END;
+	-- A card at its daily limit is Blocked, but a resent StartTransaction
+	-- (a pile that rebooted mid-charge) is not held against the charge it
+	-- starts: the limit is reached only counting this charge itself.
+	IF status = 'Blocked' AND EXISTS (
+		SELECT 1 FROM evcharge.pile pl
+		JOIN evcharge.station st USING (station_id)
+		JOIN evcharge.member m ON m.operator_id = st.operator_id
+		WHERE pl.pile_id OPERATOR(evcharge.=) p_pile AND m.card_no = regexp_replace(p_id_tag, '\s', '', 'g')
+		  AND (evcharge.card_day_spending(st.operator_id, m.card_no, now(), order_no)).spent < m.card_daily_limit) THEN
+		status := 'Accepted';
+	END IF;
 END $$;
 COMMENT ON FUNCTION evcharge.ocpp_start_transaction(evcharge.pile_id, int, text, bigint, timestamptz) IS
-	'maps an OCPP StartTransaction to a transactionId and an order number, once: a pending start_session() on the gun is taken over (a remote start), otherwise a new order number is made; a resend returns the first answer; status is the idTagInfo status (NULL ids and Invalid for a gun that is not registered)';
+	'maps an OCPP StartTransaction to a transactionId and an order number, once: a pending start_session() on the gun is taken over (a remote start), otherwise a new order number is made; a resend returns the first answer; status is the idTagInfo status (NULL ids and Invalid for a gun that is not registered; Blocked for a card at its daily spending limit, not counting the charge being started, so a resend is not Blocked by its own charge)';
 
 -- StopTransaction: the transaction it closes, its first stop kept.
 CREATE FUNCTION evcharge.ocpp_stop_transaction(p_pile evcharge.pile_id, p_transaction_id int, p_meter_stop bigint,

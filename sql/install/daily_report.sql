@@ -2,7 +2,9 @@
 -- sub-operator, as its finance team reads it: sessions, energy, electricity
 -- fee, service fee, occupancy fee, discounts and total kept apart (an old
 -- report showed the total as the electricity fee), with the day's top-ups,
--- manual credits and refunds.  The money of the bills is what was charged:
+-- manual credits and refunds, and the refunds of bills support made that
+-- day (refund_bill), on the line of the bill's station.  The money of the
+-- bills is what was charged:
 -- settled bills, at their latest revision; held and not yet settled bills
 -- are counted beside it, not added.
 \echo Use "CREATE EXTENSION evcharge" to load this file. \quit
@@ -26,7 +28,7 @@ CREATE FUNCTION evcharge.daily_report(operator_id bigint, day date, only_sub_ope
 RETURNS TABLE (line text, station_id bigint, station text, sub_operator_id bigint, sub_operator text,
 	sessions bigint, held bigint, unsettled bigint, energy_kwh numeric, energy_fee numeric, service_fee numeric,
 	occupancy_fee numeric, discount numeric, total numeric, top_ups numeric, credits numeric, refunds numeric,
-	refund_fees numeric)
+	refund_fees numeric, bill_refunds numeric)
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off
 BEGIN ATOMIC
 	WITH books AS (
@@ -66,9 +68,27 @@ BEGIN ATOMIC
 		       coalesce(sum(b.occupancy_fee) FILTER (WHERE b.state = 'settled'), 0) AS occupancy_fee,
 		       coalesce(sum(b.discount) FILTER (WHERE b.state = 'settled'), 0) AS discount,
 		       coalesce(sum(b.total) FILTER (WHERE b.state = 'settled'), 0) AS total,
-		       0::numeric AS top_ups, 0::numeric AS credits, 0::numeric AS refunds, 0::numeric AS refund_fees
+		       0::numeric AS top_ups, 0::numeric AS credits, 0::numeric AS refunds, 0::numeric AS refund_fees,
+		       0::numeric AS bill_refunds
 		FROM bills b
 		GROUP BY b.station_id, b.sub
+	), bill_refund_lines AS (
+		-- The day's refunds of bills, whatever day the bill was: on the line
+		-- of its station and of the sub-operator whose revenue they took back.
+		SELECT 'station'::text AS line, b.station_id, r.sub_operator_id,
+		       0::bigint, 0::bigint, 0::bigint, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric,
+		       0::numeric, 0::numeric, 0::numeric, 0::numeric, sum(f.amount)
+		FROM books
+		JOIN evcharge.ledger_txn t ON t.operator_id = books.op AND t.kind = 'bill_refund'
+		     AND t.created_at >= (SELECT books.t0 FROM books) AND t.created_at < (SELECT books.t1 FROM books)
+		JOIN evcharge.bill_refund f ON f.txn_id = t.txn_id
+		JOIN evcharge.bill b ON b.order_no = f.order_no
+		LEFT JOIN LATERAL (
+			SELECT a.sub_operator_id FROM evcharge.ledger_entry e
+			JOIN evcharge.account a ON a.account_id = e.account_id
+			WHERE e.txn_id = t.txn_id AND a.kind LIKE 'revenue\_%'
+			LIMIT 1) r ON true
+		GROUP BY b.station_id, r.sub_operator_id
 	), wallet_moves AS (
 		-- The day's money in and out of wallets: what the wallet was credited
 		-- by top-ups and manual credits, and the refunds paid out (approved).
@@ -92,11 +112,20 @@ BEGIN ATOMIC
 		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'top_up'), 0),
 		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'manual_credit'), 0),
 		       coalesce(sum(w.amount) FILTER (WHERE w.kind = 'refund_approve'), 0),
-		       coalesce(sum(w.fee) FILTER (WHERE w.kind = 'refund_approve'), 0)
+		       coalesce(sum(w.fee) FILTER (WHERE w.kind = 'refund_approve'), 0),
+		       0::numeric
 		FROM wallet_moves w
 		GROUP BY w.sub
 	), lines AS (
-		SELECT * FROM station_lines UNION ALL SELECT * FROM wallet_lines
+		-- A station's bills and its refunds of bills on one line.
+		SELECT u.line, u.station_id, u.sub_operator_id, sum(u.sessions)::bigint AS sessions,
+		       sum(u.held)::bigint AS held, sum(u.unsettled)::bigint AS unsettled, sum(u.energy_kwh) AS energy_kwh,
+		       sum(u.energy_fee) AS energy_fee, sum(u.service_fee) AS service_fee,
+		       sum(u.occupancy_fee) AS occupancy_fee, sum(u.discount) AS discount, sum(u.total) AS total,
+		       sum(u.top_ups) AS top_ups, sum(u.credits) AS credits, sum(u.refunds) AS refunds,
+		       sum(u.refund_fees) AS refund_fees, sum(u.bill_refunds) AS bill_refunds
+		FROM (SELECT * FROM station_lines UNION ALL SELECT * FROM bill_refund_lines UNION ALL SELECT * FROM wallet_lines) u
+		GROUP BY u.line, u.station_id, u.sub_operator_id
 	), seen AS (
 		SELECT * FROM lines l
 		WHERE daily_report.only_sub_operator IS NULL OR l.sub_operator_id = daily_report.only_sub_operator
@@ -104,7 +133,7 @@ BEGIN ATOMIC
 	SELECT x.* FROM (
 	SELECT s.line, s.station_id, st.name, s.sub_operator_id, so.name, s.sessions, s.held, s.unsettled,
 	       s.energy_kwh, s.energy_fee, s.service_fee, s.occupancy_fee, s.discount, s.total,
-	       s.top_ups, s.credits, s.refunds, s.refund_fees
+	       s.top_ups, s.credits, s.refunds, s.refund_fees, s.bill_refunds
 	FROM seen s
 	LEFT JOIN evcharge.station st ON st.station_id = s.station_id
 	LEFT JOIN evcharge.sub_operator so ON so.sub_operator_id = s.sub_operator_id
@@ -114,14 +143,14 @@ BEGIN ATOMIC
 	       coalesce(sum(s.energy_kwh), 0), coalesce(sum(s.energy_fee), 0), coalesce(sum(s.service_fee), 0),
 	       coalesce(sum(s.occupancy_fee), 0), coalesce(sum(s.discount), 0), coalesce(sum(s.total), 0),
 	       coalesce(sum(s.top_ups), 0), coalesce(sum(s.credits), 0), coalesce(sum(s.refunds), 0),
-	       coalesce(sum(s.refund_fees), 0)
+	       coalesce(sum(s.refund_fees), 0), coalesce(sum(s.bill_refunds), 0)
 	FROM seen s
 	) x (line, station_id, station, sub_operator_id, sub_operator, sessions, held, unsettled, energy_kwh, energy_fee,
-	     service_fee, occupancy_fee, discount, total, top_ups, credits, refunds, refund_fees)
+	     service_fee, occupancy_fee, discount, total, top_ups, credits, refunds, refund_fees, bill_refunds)
 	ORDER BY array_position(ARRAY['station', 'wallets', 'total'], x.line), x.station_id, x.sub_operator_id NULLS FIRST;
 END;
 COMMENT ON FUNCTION evcharge.daily_report(bigint, date, bigint) IS
-	'an operator''s day (books_day: in finance_policy.tz; an unknown operator or no day is an error): a line per station and sub-operator with sessions ended that day, held and unsettled bills, and the charged energy, electricity, service and occupancy fees, discounts and total; a line per sub-operator with the top-ups, manual credits and refunds of its wallets; a total line; only_sub_operator shows what one sub-operator may see';
+	'an operator''s day (books_day: in finance_policy.tz; an unknown operator or no day is an error): a line per station and sub-operator with sessions ended that day, held and unsettled bills, and the charged energy, electricity, service and occupancy fees, discounts and total; a line per sub-operator with the top-ups, manual credits and refunds (whole or partial) of its wallets; bill_refunds: the refunds of bills made that day (refund_bill), on the line of the bill''s station and sub-operator; a total line; only_sub_operator shows what one sub-operator may see';
 
 -- The report of yesterday: the day before today in the operator's books
 -- time zone (finance_policy.tz), what finance reads each morning.  The day
@@ -133,7 +162,7 @@ CREATE FUNCTION evcharge.daily_report(operator_id bigint)
 RETURNS TABLE (line text, station_id bigint, station text, sub_operator_id bigint, sub_operator text,
 	sessions bigint, held bigint, unsettled bigint, energy_kwh numeric, energy_fee numeric, service_fee numeric,
 	occupancy_fee numeric, discount numeric, total numeric, top_ups numeric, credits numeric, refunds numeric,
-	refund_fees numeric)
+	refund_fees numeric, bill_refunds numeric)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 BEGIN
 	RETURN QUERY SELECT * FROM evcharge.daily_report(daily_report.operator_id,

@@ -24,7 +24,8 @@ CREATE TABLE evcharge.member (
 	vin text,
 	card_no text,
 	created_at timestamptz NOT NULL DEFAULT now(),
-	partner_id bigint REFERENCES evcharge.partner
+	partner_id bigint REFERENCES evcharge.partner,
+	card_daily_limit numeric(12, 2) CHECK (card_daily_limit > 0 AND card_daily_limit <> 'NaN')
 );
 CREATE INDEX member_group_idx ON evcharge.member (group_id);
 COMMENT ON INDEX evcharge.member_group_idx IS 'the members of a customer group (department)';
@@ -41,6 +42,8 @@ COMMENT ON COLUMN evcharge.member.vin IS 'the vehicle''s VIN, for attribution to
 COMMENT ON COLUMN evcharge.member.card_no IS 'charging card number, for attribution to a sub-operator';
 COMMENT ON COLUMN evcharge.member.created_at IS 'when registered';
 COMMENT ON COLUMN evcharge.member.partner_id IS 'an interconnection partner''s user (e.g. a card of the partner''s fleet): the partner pays for the member''s charges, under its contract''s start channels';
+COMMENT ON COLUMN evcharge.member.card_daily_limit IS
+	'the most the member''s card may spend in a day of the operator''s books, yuan (a maintenance card shared by several cars): a start by the card is refused once the day''s charges reach it (card_day_spending); NULL: no limit';
 
 ALTER TABLE evcharge.customer_group ADD COLUMN pays_for_members boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN evcharge.customer_group.pays_for_members IS
@@ -207,7 +210,7 @@ CREATE TABLE evcharge.ledger_txn (
 	txn_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
 	kind text NOT NULL CHECK (kind IN ('top_up', 'manual_credit', 'bill', 'bill_adjustment', 'refund_request',
-		'refund_approve', 'refund_reject', 'partner_payment')),
+		'refund_approve', 'refund_reject', 'partner_payment', 'bill_refund')),
 	idem_key text NOT NULL CHECK (idem_key <> ''),
 	order_no text,
 	note text,
@@ -226,10 +229,10 @@ COMMENT ON TABLE evcharge.ledger_txn IS
 	'One movement of money: a set of ledger entries that sum to zero, made once per external event (its kind and key are unique); never changed: corrections are new transactions';
 COMMENT ON COLUMN evcharge.ledger_txn.txn_id IS 'transaction number';
 COMMENT ON COLUMN evcharge.ledger_txn.operator_id IS 'whose books';
-COMMENT ON COLUMN evcharge.ledger_txn.kind IS 'top_up, manual_credit, bill, bill_adjustment, refund_request, refund_approve, refund_reject, partner_payment';
+COMMENT ON COLUMN evcharge.ledger_txn.kind IS 'top_up, manual_credit, bill, bill_adjustment, refund_request, refund_approve, refund_reject, partner_payment, bill_refund';
 COMMENT ON COLUMN evcharge.ledger_txn.idem_key IS 'the event''s own key: the provider''s transaction id, the order number, the refund id; applying it again returns this transaction';
-COMMENT ON COLUMN evcharge.ledger_txn.order_no IS 'the bill, for bill and bill_adjustment';
-COMMENT ON COLUMN evcharge.ledger_txn.note IS 'why, for manual credits and adjustments';
+COMMENT ON COLUMN evcharge.ledger_txn.order_no IS 'the bill, for bill, bill_adjustment and bill_refund';
+COMMENT ON COLUMN evcharge.ledger_txn.note IS 'why, for manual credits, adjustments and refunds of bills';
 COMMENT ON COLUMN evcharge.ledger_txn.result IS 'what the first application returned (e.g. the balance after), returned again on a repeat';
 COMMENT ON COLUMN evcharge.ledger_txn.created_by IS 'database user';
 COMMENT ON COLUMN evcharge.ledger_txn.created_at IS 'when';

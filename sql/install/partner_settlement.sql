@@ -4,8 +4,8 @@
 -- deposit); partner_statement() books the monthly statement.  Every ledger
 -- movement on a partner's accounts appears on exactly one statement: the
 -- bills of sessions that ended before the month's end, the adjustments of
--- those bills, and the payments received before it, that no earlier
--- statement carried.  A bill settled late (a pile record that came days
+-- those bills, the refunds of bills made before it, and the payments
+-- received before it, that no earlier statement carried.  A bill settled late (a pile record that came days
 -- after) thus lands on the next statement, marked as from an earlier month,
 -- and nothing is counted twice or lost.
 \echo Use "CREATE EXTENSION evcharge" to load this file. \quit
@@ -112,6 +112,7 @@ CREATE TABLE evcharge.partner_month_statement (
 	pending_bills int NOT NULL,
 	booked_at timestamptz NOT NULL DEFAULT now(),
 	booked_by text NOT NULL DEFAULT current_user,
+	refunds numeric(14, 2) NOT NULL DEFAULT 0,
 	UNIQUE (partner_id, month),
 	CHECK (closing = opening + charges - payments),
 	CHECK (charges = energy_fee + service_fee + occupancy_fee),
@@ -131,7 +132,7 @@ COMMENT ON COLUMN evcharge.partner_month_statement.energy_wh IS 'their energy, w
 COMMENT ON COLUMN evcharge.partner_month_statement.energy_fee IS 'electricity fees, yuan';
 COMMENT ON COLUMN evcharge.partner_month_statement.service_fee IS 'service fees net of coupons, yuan';
 COMMENT ON COLUMN evcharge.partner_month_statement.occupancy_fee IS 'occupancy fees, yuan';
-COMMENT ON COLUMN evcharge.partner_month_statement.charges IS 'what the partner''s users were charged on this statement: bills and adjustments, yuan';
+COMMENT ON COLUMN evcharge.partner_month_statement.charges IS 'what the partner''s users were charged on this statement: bills, adjustments and refunds of bills, yuan';
 COMMENT ON COLUMN evcharge.partner_month_statement.adjustments IS 'the part of charges that repairs of already settled bills added (negative: gave back)';
 COMMENT ON COLUMN evcharge.partner_month_statement.earlier_months IS 'the part of charges for sessions that ended before the month (settled late, after their own month''s statement)';
 COMMENT ON COLUMN evcharge.partner_month_statement.payments IS 'money received from the partner (payments, deposits) less money returned to it, yuan';
@@ -141,6 +142,7 @@ COMMENT ON COLUMN evcharge.partner_month_statement.we_owe IS 'what the operator 
 COMMENT ON COLUMN evcharge.partner_month_statement.pending_bills IS 'bills of the partner''s sessions ended by the cut-off not yet charged (held for repair or not yet settled): they will be on a later statement';
 COMMENT ON COLUMN evcharge.partner_month_statement.booked_at IS 'when booked';
 COMMENT ON COLUMN evcharge.partner_month_statement.booked_by IS 'database user';
+COMMENT ON COLUMN evcharge.partner_month_statement.refunds IS 'the part of charges that refunds of the partner''s bills gave back (refund_bill), negative or 0, yuan';
 
 CREATE TABLE evcharge.partner_month_item (
 	txn_id bigint PRIMARY KEY REFERENCES evcharge.ledger_txn,
@@ -161,9 +163,9 @@ COMMENT ON TABLE evcharge.partner_month_item IS
 	'The lines of a partner statement: one ledger transaction on the partner''s accounts each, and each transaction on one statement only';
 COMMENT ON COLUMN evcharge.partner_month_item.txn_id IS 'the ledger transaction';
 COMMENT ON COLUMN evcharge.partner_month_item.statement_id IS 'the statement';
-COMMENT ON COLUMN evcharge.partner_month_item.kind IS 'the transaction''s kind: bill, bill_adjustment, partner_payment, top_up, ...';
-COMMENT ON COLUMN evcharge.partner_month_item.order_no IS 'the session, for bills and adjustments';
-COMMENT ON COLUMN evcharge.partner_month_item.dated IS 'the end of the session for bills and adjustments; the day received for payments; else when booked';
+COMMENT ON COLUMN evcharge.partner_month_item.kind IS 'the transaction''s kind: bill, bill_adjustment, bill_refund, partner_payment, top_up, ...';
+COMMENT ON COLUMN evcharge.partner_month_item.order_no IS 'the session, for bills, adjustments and refunds of bills';
+COMMENT ON COLUMN evcharge.partner_month_item.dated IS 'the end of the session for bills and adjustments; the day received for payments; else (refunds of bills among them) when booked';
 COMMENT ON COLUMN evcharge.partner_month_item.earlier_month IS 'dated before the statement''s month: carried from an earlier month';
 COMMENT ON COLUMN evcharge.partner_month_item.energy_wh IS 'the bill''s energy (an adjustment: its change), Wh';
 COMMENT ON COLUMN evcharge.partner_month_item.energy_fee IS 'electricity revenue of the transaction, yuan';
@@ -259,7 +261,7 @@ BEGIN
 
 	UPDATE evcharge.partner_month_statement s SET
 		sessions = f.sessions, energy_wh = f.energy_wh, energy_fee = f.energy_fee, service_fee = f.service_fee,
-		occupancy_fee = f.occupancy_fee, charges = f.charges, adjustments = f.adjustments,
+		occupancy_fee = f.occupancy_fee, charges = f.charges, adjustments = f.adjustments, refunds = f.refunds,
 		earlier_months = f.earlier_months, payments = f.payments,
 		closing = s.opening + f.charges - f.payments,
 		partner_owes = greatest(s.opening + f.charges - f.payments, 0),
@@ -272,18 +274,19 @@ BEGIN
 	             coalesce(sum(i.energy_fee), 0) AS energy_fee,
 	             coalesce(sum(i.service_fee), 0) AS service_fee,
 	             coalesce(sum(i.occupancy_fee), 0) AS occupancy_fee,
-	             coalesce(sum(i.amount) FILTER (WHERE i.kind IN ('bill', 'bill_adjustment')), 0) AS charges,
+	             coalesce(sum(i.amount) FILTER (WHERE i.kind IN ('bill', 'bill_adjustment', 'bill_refund')), 0) AS charges,
 	             coalesce(sum(i.amount) FILTER (WHERE i.kind = 'bill_adjustment'), 0) AS adjustments,
+	             coalesce(sum(i.amount) FILTER (WHERE i.kind = 'bill_refund'), 0) AS refunds,
 	             coalesce(sum(i.amount) FILTER (WHERE i.kind IN ('bill', 'bill_adjustment') AND i.earlier_month), 0)
 	                 AS earlier_months,
-	             coalesce(-sum(i.amount) FILTER (WHERE i.kind NOT IN ('bill', 'bill_adjustment')), 0) AS payments
+	             coalesce(-sum(i.amount) FILTER (WHERE i.kind NOT IN ('bill', 'bill_adjustment', 'bill_refund')), 0) AS payments
 	      FROM evcharge.partner_month_item i WHERE i.statement_id = st.statement_id) f
 	WHERE s.statement_id = st.statement_id
 	RETURNING s.* INTO st;
 	RETURN st;
 END $$;
 COMMENT ON FUNCTION evcharge.partner_statement(bigint, date) IS
-	'books the partner''s statement of the month (any day of it; the month must be over in the operator''s time zone): every ledger movement on the partner''s accounts dated before the month''s end that no earlier statement carried, its sessions, energy and fees, payments, and what each side owes; calling it again returns the booked statement';
+	'books the partner''s statement of the month (any day of it; the month must be over in the operator''s time zone): every ledger movement on the partner''s accounts dated before the month''s end that no earlier statement carried, its sessions, energy and fees, refunds of its bills, payments, and what each side owes; calling it again returns the booked statement';
 
 -- The job that books them month after month, book_partner_statements(),
 -- is in jobs.sql with its watermarks.

@@ -253,6 +253,12 @@ BEGIN
 			END IF;
 		END;
 	END IF;
+	-- A start by card: the card's daily spending limit (a maintenance card
+	-- shared by several cars), EV002 once its day's charges reached it.
+	IF channel = 'card' THEN
+		PERFORM evcharge.check_card_limit(m.operator_id, m.card_no)
+		FROM evcharge.member m WHERE m.member_id = start_session.member_id AND m.card_no IS NOT NULL;
+	END IF;
 	SELECT cs.order_no INTO busy FROM evcharge.charge_session cs
 	WHERE cs.gun OPERATOR(evcharge.=) start_session.gun AND cs.state IN ('pending', 'charging', 'occupied');
 	IF FOUND THEN
@@ -293,7 +299,7 @@ BEGIN
 	RETURN order_no;
 END $$;
 COMMENT ON FUNCTION evcharge.start_session(evcharge.gun_id, bigint, text, bigint, text) IS
-	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it; partner_order_no, the partner''s own number for it (22023 when not in the partner''s form or without a partner, 23505 when the partner already used it); for an OCPP pile (one that has connected to a bridge) it also makes the RemoteStartTransaction (ocpp_command, NOTIFY evcharge_command), and refuses with EV003 when the pile is not connected; refuses (P0002) a gun that is not registered and a member or partner that is not the operator''s; 55P03 for a busy gun; cancel_session() ends a start the pile never began';
+	'opens a session for an app or QR start and returns its order number (yyyyMMddHHmmss in the station''s zone + 6 digits); the pile''s heartbeats carrying it then feed it; partner_order_no, the partner''s own number for it (22023 when not in the partner''s form or without a partner, 23505 when the partner already used it); for an OCPP pile (one that has connected to a bridge) it also makes the RemoteStartTransaction (ocpp_command, NOTIFY evcharge_command), and refuses with EV003 when the pile is not connected; refuses (P0002) a gun that is not registered and a member or partner that is not the operator''s; 55P03 for a busy gun; EV002 for a start by card whose day''s charges reached its daily limit (check_card_limit); cancel_session() ends a start the pile never began';
 
 -- Ending a start the pile never began (the driver gave up, the pile
 -- never answered), so that the gun is free at once instead of after

@@ -11,7 +11,7 @@
 # pipeline goes on where it left off: a heartbeat batch after the restore
 # ends the sessions that were open, and new money takes the next numbers.
 source "$(dirname "$0")/lib/tap.sh"
-plan 26
+plan 28
 db=evcharge_it_backup
 fresh_db $db
 work=$(mktemp -d)
@@ -50,6 +50,11 @@ SELECT statement_id FROM partner_statement(71, '2026-11-01');
 SELECT total FROM repair_bill((SELECT order_no FROM bill WHERE state = 'held' ORDER BY order_no LIMIT 1),
 	'backup test: meter photo checked', 'platform');
 SELECT settled FROM settle_bills();
+-- The operator's own bank refund fees, a partial refund, a refund of a bill.
+UPDATE refund_fee_bands SET up_to = '{50000}', fixed_fee = '{5}' WHERE operator_id = 20 AND method = 'bank';
+SELECT refund_id FROM approve_refund((request_refund(member_wallet(7002), 'bank', 30.00)).refund_id);
+SELECT refunded FROM refund_bill((SELECT order_no FROM bill WHERE state = 'settled' ORDER BY order_no LIMIT 1),
+	'backup test: disputed bill', 'BK-RF-1', 1.00);
 INSERT INTO statement_source (operator_id, kind, partner_id, url_template, secret, name)
 VALUES (20, 'partner', 71, 'https://partner.example.com/{day}.csv', 'backup-test-secret', 'fleet-71');
 -- Two charges still going at the dump: one started from the app by a
@@ -161,6 +166,14 @@ is "$(q -d ${db}_r1 -c "SELECT notify_adjustment || ' ' || max_session || ' ' ||
 	"true 12:00:00 2.50" "the operator's changed policies are restored, not replaced by the defaults"
 is "$(q -d ${db}_r1 -c "INSERT INTO evcharge.operator VALUES (77, 'after the restore')" -c "SELECT count(*) FROM evcharge.anomaly_policy WHERE operator_id = 77" -c "SELECT count(*) FROM evcharge.finance_policy WHERE operator_id = 77" | tr '\n' ' ')" \
 	"1 1 " "a new operator after the restore gets its default policies"
+bands() {
+	q -d "$1" -c "SELECT string_agg(method || ' ' || up_to::text || ' ' || fixed_fee::text, ' ' ORDER BY method) FROM evcharge.refund_fee_bands WHERE operator_id = 20"
+}
+is "$(bands ${db}_r1) / $(bands ${db}_r2) / $(bands ${db}_r3)" \
+	"$(bands $db) / $(bands $db) / $(bands $db)" \
+	"the operator's own refund fee bands are restored by each restore, not replaced by the defaults"
+is "$(q -d ${db}_r1 -c "SELECT count(*) FROM evcharge.refund_fee_bands WHERE operator_id = 77")" \
+	"2" "a new operator after the restore gets its default refund fee bands"
 
 # The ledger's rules hold in the restored database as they did: a
 # transaction made now needs balanced entries by commit, with none or with

@@ -7,7 +7,7 @@
 # handshake; bad frames get their CALLERRORs; a pg_ctl restart of the
 # database in the middle of a session loses nothing; SIGTERM closes with 1001.
 source "$(dirname "$0")/lib/tap.sh"
-plan 73
+plan 76
 db=evcharge_it_bridge
 work=$(mktemp -d)
 bridge_pid=
@@ -245,6 +245,18 @@ tls_pid=
 
 # The status endpoint: Prometheus text, with what this test sent.
 metric() { grep -E "^$1 " "$work/metrics" | awk '{print $2}'; }
+# A card's daily spending limit (a maintenance card shared by several
+# cars): member 501's card has charged today (5.70 and more); with a limit
+# of 5.00 the pile's Authorize is answered Blocked, raised it is Accepted.
+is "$(pile authorize $url 44200000120000100002 '{"idTag":"1234567890123456"}' | jq_ status)" "Accepted" \
+	"Authorize: a member's card without a limit is Accepted"
+q -d $db -c "UPDATE member SET card_daily_limit = 5.00 WHERE member_id = 501" >/dev/null
+is "$(pile authorize $url 44200000120000100002 '{"idTag":"1234567890123456"}' | jq_ status)" "Blocked" \
+	"Authorize: a card whose charges of the day reached its daily limit is Blocked"
+q -d $db -c "UPDATE member SET card_daily_limit = 1000.00 WHERE member_id = 501" >/dev/null
+is "$(pile authorize $url 44200000120000100002 '{"idTag":"1234567890123456"}' | jq_ status)" "Accepted" \
+	"and Accepted again once the limit is raised"
+
 curl -sf "http://127.0.0.1:$mport/metrics" > "$work/metrics"
 ok $? "--metrics serves http://127.0.0.1:$mport/metrics"
 [ "$(metric 'evcharge_bridge_messages_total\{action="MeterValues"\}')" -gt 100 ] && [ "$(metric 'evcharge_bridge_messages_total\{action="StartTransaction"\}')" -ge 4 ]

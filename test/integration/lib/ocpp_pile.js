@@ -245,7 +245,17 @@ async function boot() {
 	return { status: b.status };
 }
 
-const scenarios = { charge, resend, refused, badFrames, waitClose, remote, boot };
+// Authorize an idTag (opt.idTag) after a boot: the idTagInfo status.
+async function authorize() {
+	const cli = client();
+	await cli.connect();
+	await cli.call('BootNotification', { chargePointVendor: 'evcharge-test', chargePointModel: 'AC7' });
+	const a = await cli.call('Authorize', { idTag: opt.idTag });
+	await cli.close();
+	return { status: a.idTagInfo.status };
+}
+
+const scenarios = { charge, resend, refused, badFrames, waitClose, remote, boot, authorize };
 scenarios[scenario]().then((r) => {
 	r.validationFailures = failures;
 	console.log(JSON.stringify(r));
