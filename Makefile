@@ -85,6 +85,7 @@ include $(PGXS)
 BRIDGE = src/bridge/evcharge-bridge
 BRIDGE_SRCS = $(sort $(wildcard src/bridge/*.c)) src/pile_id_parse.c
 BRIDGE_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Isrc -Isrc/bridge \
+	-DEVCHARGE_VERSION='"$(EXTVERSION)"' \
 	-I$(shell $(PG_CONFIG) --includedir)
 BRIDGE_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lwebsockets -ljansson -lssl -lcrypto -lcrypt -lpthread -lm
 all: $(BRIDGE)

@@ -44,7 +44,12 @@ XRealloc(void *p, size_t n)
 	return q;
 }
 
-#define BRIDGE_VERSION "0.2.0"
+/* The release it is built with (the Makefile's EXTVERSION). */
+#ifdef EVCHARGE_VERSION
+#define BRIDGE_VERSION EVCHARGE_VERSION
+#else
+#define BRIDGE_VERSION "(unreleased)"
+#endif
 
 /* Settings: defaults in config.c, a config file and flags override them. */
 typedef struct BridgeConfig
