@@ -245,9 +245,11 @@ RegistryMain(void *arg)
 			{
 				if (PQstatus(pg) == CONNECTION_OK)
 				{
-					/* Not the connection: try again in a while. */
+					/* Not the connection (a grant missing?): try again, backing off. */
 					dirty = true;
-					SleepMs(1000);
+					for (int slept = 0; slept < wait_ms && !stop_requested; slept += 100)
+						SleepMs(100);
+					wait_ms = wait_ms * 2 > config.db_retry_max_ms ? config.db_retry_max_ms : wait_ms * 2;
 				}
 				continue;
 			}
@@ -265,6 +267,7 @@ RegistryMain(void *arg)
 			pthread_cond_broadcast(&loaded_cond);
 			pthread_mutex_unlock(&mu);
 			RegistryFree(old);
+			wait_ms = 100;
 			loaded_at = NowUs();
 			LogEvent(NULL, "registry: %d pile(s) read, %d with a password, in %lld ms", r->count,
 					 r->with_password, (long long) ((loaded_at - began) / 1000));
