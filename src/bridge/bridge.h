@@ -5,15 +5,16 @@
  *	  point's connection, the work items that travel from the WebSocket
  *	  thread to the database writer and back, and each unit's entry points.
  *
- * Four threads.  The main thread runs libwebsockets (server.c): it reads
+ * Five threads.  The main thread runs libwebsockets (server.c): it reads
  * frames (frame.c), checks and maps each message (ocpp.c) into an Item and
  * queues it for the writer (writer.c), which COPYs a batch of items in one
  * transaction and hands them back after the commit; the main thread then
  * sends the answers the commit made possible.  Connections are touched by
  * the main thread only; items carry a counted reference to theirs.  The
  * command thread (command.c) LISTENs for commands to the piles and keeps
- * the record of who is connected; the metrics thread (metrics.c) serves
- * --metrics.
+ * the record of who is connected; the registry thread (registry.c) keeps
+ * in memory what the handshake checks; the metrics thread (metrics.c)
+ * serves --metrics.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,7 +44,12 @@ XRealloc(void *p, size_t n)
 	return q;
 }
 
-#define BRIDGE_VERSION "0.2.0"
+/* The release it is built with (the Makefile's EXTVERSION). */
+#ifdef EVCHARGE_VERSION
+#define BRIDGE_VERSION EVCHARGE_VERSION
+#else
+#define BRIDGE_VERSION "(unreleased)"
+#endif
 
 /* Settings: defaults in config.c, a config file and flags override them. */
 typedef struct BridgeConfig
@@ -62,8 +68,9 @@ typedef struct BridgeConfig
 	char		bridge_id[64];	/* names this bridge in ocpp_connection */
 	const char *tls_cert;		/* PEM files: wss:// (security profile 2) */
 	const char *tls_key;
-	char		metrics_host[128];	/* --metrics HOST:PORT; port 0: none */
+	char		metrics_host[128];	/* --metrics [HOST:]PORT, 127.0.0.1 by default; port 0: none */
 	int			metrics_port;
+	const char *metrics_token;	/* a bearer token /metrics requires, or NULL */
 } BridgeConfig;
 
 extern BridgeConfig config;
@@ -169,7 +176,7 @@ extern Item *WriterTakeDone(void); /* a list of items back from the writer */
 extern int	WriterOutstanding(void);
 extern bool WriterConnected(void);
 
-/* db.c: the handshake's look-ups, on the main thread */
+/* registry.c: the registry the handshake checks, in memory (its own thread) */
 typedef enum PileCheck
 {
 	PILE_ADMITTED,
@@ -185,6 +192,8 @@ typedef struct PileAuth
 	int			iterations;
 	unsigned char hash[32];
 } PileAuth;
+extern int	RegistryStart(int wait_ms);
+extern void RegistryStop(void);
 extern PileCheck RegistryCheckPile(const char *pile, PileAuth *auth);
 extern bool PasswordMatches(const PileAuth *auth, const char *password, size_t len);
 
@@ -254,6 +263,7 @@ extern Command *CommandsTake(void); /* the commands to send now */
 extern int	MetricsStart(void);
 extern void MetricsStop(void);
 extern void MetricsMessage(const char *action);
+extern void MetricsRateLimited(void);
 extern void MetricsCallError(const char *code);
 extern void MetricsRefused(int status);
 extern void MetricsConnected(int now_connected, bool opened);

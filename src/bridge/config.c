@@ -5,10 +5,12 @@
  *	  # comments) and the command-line flags, which override the file.
  *
  * Every setting but bridge_id (a name), tls_cert and tls_key (files that
- * must be readable) and metrics (HOST:PORT) is an integer with a range; a
- * value
- * outside it, an unknown key or flag stops the bridge at start with a
- * message naming it, never a silent default.  docs/bridge.md lists them.
+ * must be readable), metrics ([HOST:]PORT, loopback by default) and
+ * metrics_token_file (a file whose first line is the token; the
+ * environment's EVCHARGE_BRIDGE_METRICS_TOKEN otherwise, so the secret is
+ * never on the command line) is an integer with a range; a value outside
+ * it, an unknown key or flag stops the bridge at start with a message
+ * naming it, never a silent default.  docs/bridge.md lists them.
  *
  *-------------------------------------------------------------------------
  */
@@ -76,11 +78,57 @@ Usage(void)
 			"  --bridge-id NAME       this bridge in evcharge.ocpp_connection (HOSTNAME:PORT)\n"
 			"  --tls-cert FILE        PEM certificate (chain): serve wss:// (security profile 2)\n"
 			"  --tls-key FILE         its PEM private key\n"
-			"  --metrics HOST:PORT    serve Prometheus metrics at http://HOST:PORT/metrics\n"
+			"  --metrics [HOST:]PORT  serve Prometheus metrics at http://HOST:PORT/metrics (HOST 127.0.0.1)\n"
+			"  --metrics-token-file FILE  /metrics requires \"Authorization: Bearer <first line of FILE>\"\n"
+			"                         (or EVCHARGE_BRIDGE_METRICS_TOKEN in the environment)\n"
 			"  --help                 this text\n"
 			"\n"
 			"Runs in the foreground and logs one line per event to stderr; SIGTERM\n"
 			"flushes, closes every socket with 1001 and exits 0.  See docs/bridge.md.\n");
+}
+
+/*
+ * A secret of 16 to 200 printable characters, without spaces: the first
+ * line of a file (metrics_token_file), or an environment variable.
+ */
+static int
+SetToken(const char *token, const char *where, const char *what)
+{
+	size_t		n = strlen(token);
+
+	if (n < 16 || n > 200)
+	{
+		fprintf(stderr, "evcharge-bridge: %s: the %s holds %zu characters: a token has 16 to 200\n", where, what, n);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (token[i] <= ' ' || token[i] > '~')
+		{
+			fprintf(stderr, "evcharge-bridge: %s: the %s holds a character that is not printable ASCII or is a space\n",
+					where, what);
+			return -1;
+		}
+	free((void *) config.metrics_token);
+	config.metrics_token = strdup(token);
+	return config.metrics_token ? 0 : -1;
+}
+
+static int
+ReadToken(const char *path, const char *where, const char *what)
+{
+	FILE	   *f = fopen(path, "r");
+	char		line[256] = "";
+
+	if (f == NULL)
+	{
+		fprintf(stderr, "evcharge-bridge: %s: %s \"%s\" cannot be read: %s\n", where, what, path, strerror(errno));
+		return -1;
+	}
+	if (fgets(line, sizeof(line), f) == NULL)
+		line[0] = '\0';
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	return SetToken(line, where, what);
 }
 
 static int	ParseHostPortInto(const char *flag, const char *arg, char *host, size_t hostlen, int *port_out);
@@ -105,8 +153,20 @@ SetSetting(const char *name, const char *value, const char *where)
 		return 0;
 	}
 	if (strcmp(name, "metrics") == 0)
+	{
+		char		hp[160];
+
+		/* A port alone (or :PORT) listens on loopback. */
+		if (strchr(value, ':') == NULL || value[0] == ':')
+		{
+			snprintf(hp, sizeof(hp), "127.0.0.1:%s", value[0] == ':' ? value + 1 : value);
+			value = hp;
+		}
 		return ParseHostPortInto(where, value, config.metrics_host, sizeof(config.metrics_host),
 								 &config.metrics_port);
+	}
+	if (strcmp(name, "metrics_token_file") == 0)
+		return ReadToken(value, where, "metrics_token_file");
 	if (strcmp(name, "tls_cert") == 0 || strcmp(name, "tls_key") == 0)
 	{
 		char	   *copy = strdup(value);
@@ -296,6 +356,13 @@ ConfigParseArgs(int argc, char **argv)
 	{
 		fprintf(stderr, "evcharge-bridge: --db and --ocpp are required (try --help)\n");
 		return -1;
+	}
+	{
+		const char *env = getenv("EVCHARGE_BRIDGE_METRICS_TOKEN");
+
+		if (config.metrics_token == NULL && env != NULL &&
+			SetToken(env, "environment", "EVCHARGE_BRIDGE_METRICS_TOKEN") != 0)
+			return -1;
 	}
 	if ((config.tls_cert == NULL) != (config.tls_key == NULL))
 	{

@@ -4,7 +4,8 @@
  *	  evcharge-bridge: the entry point, logging and signals.
  *
  * It reads the settings (config.c), starts the metrics endpoint
- * (metrics.c), the database writer thread (writer.c) and the command
+ * (metrics.c), the registry thread (registry.c, waiting up to 10 s for its
+ * first read), the database writer thread (writer.c) and the command
  * thread (command.c), and runs the WebSocket server (server.c) in the
  * foreground until SIGTERM or SIGINT; then the server stops reading, the
  * writer flushes and commits what it holds, the answers that commit allows
@@ -13,6 +14,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,16 +44,23 @@ LogEvent(const char *pile, const char *fmt,...)
 	fprintf(stderr, "%s evcharge-bridge pile=%s %s\n", ts, pile ? pile : "-", msg);
 }
 
+/*
+ * SIGTERM, SIGINT: stop.  The wake-up (lws_cancel_service, a write() to
+ * the event loop's pipe) covers a signal that lands just before the loop
+ * goes back to sleep.
+ */
 static void
 OnSignal(int sig)
 {
 	stopping = 1;
+	ServerWake();
 }
 
 int
 main(int argc, char **argv)
 {
 	struct sigaction sa;
+	sigset_t	stop_signals;
 	int			rc;
 
 	rc = ConfigParseArgs(argc, argv);
@@ -72,9 +81,21 @@ main(int argc, char **argv)
 
 	LogEvent(NULL, "starting: ocpp ws://%s:%d/ocpp/<pile id>, flush every %d ms or %d messages, queue at most %d",
 			 config.ocpp_host, config.ocpp_port, config.flush_ms, config.flush_rows, config.queue_max);
-	if (MetricsStart() != 0 || WriterStart() != 0 || CommandsStart() != 0)
+	/*
+	 * The threads start with SIGTERM and SIGINT blocked, so that a stop is
+	 * delivered to the main thread, whose wait in lws_service() it
+	 * interrupts; delivered to another thread it would leave the main loop
+	 * asleep until the next event.
+	 */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	if (MetricsStart() != 0 || RegistryStart(10000) != 0 || WriterStart() != 0 || CommandsStart() != 0)
 		return 1;
+	pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
 	rc = ServerRun();
+	RegistryStop();
 	MetricsStop();
 	LogEvent(NULL, rc == 0 ? "stopped" : "stopped after an error");
 	return rc == 0 ? 0 : 1;

@@ -8,6 +8,10 @@
  * CALLERRORs, refusals, commands) and the writer (flushes) add to; a
  * thread of its own serves them over plain HTTP, one short request at a
  * time, so a slow scraper never touches the charge points' event loop.
+ * It listens on loopback unless told another host, and with a token
+ * (metrics_token_file, or EVCHARGE_BRIDGE_METRICS_TOKEN in the
+ * environment: never on the command line) answers only a request that
+ * carries it as "Authorization: Bearer <token>", 401 otherwise.
  * docs/bridge.md lists the metrics.
  *
  *-------------------------------------------------------------------------
@@ -20,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,6 +58,8 @@ static atomic_llong refused[NREFUSE];
 static atomic_llong connections_total;
 static atomic_int connected;
 static atomic_llong commands_sent;
+static atomic_llong unauthorized;
+static atomic_llong rate_limited;
 static atomic_llong flushes;
 static atomic_llong flush_rows_sum;
 static atomic_llong flush_us_sum;
@@ -71,6 +78,12 @@ Index(const char *const *names, size_t n, const char *name)
 		if (name && strcmp(names[i], name) == 0)
 			return i;
 	return n - 1;
+}
+
+void
+MetricsRateLimited(void)
+{
+	atomic_fetch_add(&rate_limited, 1);
 }
 
 void
@@ -164,6 +177,12 @@ Render(void)
 	P("# HELP evcharge_bridge_commands_sent_total Commands (RemoteStart/StopTransaction) sent to charge points.\n"
 	  "# TYPE evcharge_bridge_commands_sent_total counter\n"
 	  "evcharge_bridge_commands_sent_total %lld\n", atomic_load(&commands_sent));
+	P("# HELP evcharge_bridge_rate_limited_total CALLs refused for the per-connection rate limit.\n"
+	  "# TYPE evcharge_bridge_rate_limited_total counter\n"
+	  "evcharge_bridge_rate_limited_total %lld\n", atomic_load(&rate_limited));
+	P("# HELP evcharge_bridge_metrics_unauthorized_total Requests to this endpoint refused for a missing or wrong token.\n"
+	  "# TYPE evcharge_bridge_metrics_unauthorized_total counter\n"
+	  "evcharge_bridge_metrics_unauthorized_total %lld\n", atomic_load(&unauthorized));
 	P("# HELP evcharge_bridge_queue_depth Messages held: queued, being written, or not yet answered.\n"
 	  "# TYPE evcharge_bridge_queue_depth gauge\n"
 	  "evcharge_bridge_queue_depth %d\n", WriterOutstanding());
@@ -203,16 +222,55 @@ WriteAll(int fd, const char *s, size_t n)
 	}
 }
 
-/* One request: read its first line (1 s at most), answer, close. */
+/*
+ * Whether a request carries "Authorization: Bearer <metrics token>" (any
+ * case of the header's name); compared in constant time.
+ */
+static bool
+Authorized(const char *req)
+{
+	const char *token = config.metrics_token;
+	size_t		tlen;
+
+	if (token == NULL)
+		return true;
+	tlen = strlen(token);
+	for (const char *line = strstr(req, "\r\n"); line; line = strstr(line + 2, "\r\n"))
+	{
+		const char *v = line + 2;
+		size_t		vlen;
+		unsigned char diff = 0;
+
+		if (strncasecmp(v, "Authorization:", 14) != 0)
+			continue;
+		v += 14;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (strncasecmp(v, "Bearer ", 7) != 0)
+			return false;
+		v += 7;
+		vlen = strcspn(v, "\r\n");
+		while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+			vlen--;
+		if (vlen != tlen)
+			return false;
+		for (size_t i = 0; i < tlen; i++)
+			diff |= (unsigned char) (v[i] ^ token[i]);
+		return diff == 0;
+	}
+	return false;
+}
+
+/* One request: read its head (1 s at most), answer, close. */
 static void
 Serve(int fd)
 {
-	char		req[2048] = "";
+	char		req[8192] = "";
 	size_t		got = 0;
 	struct pollfd pfd = {fd, POLLIN, 0};
 	char		head[256];
 
-	while (got < sizeof(req) - 1 && memchr(req, '\n', got) == NULL)
+	while (got < sizeof(req) - 1 && strstr(req, "\r\n\r\n") == NULL && strstr(req, "\n\n") == NULL)
 	{
 		ssize_t		r;
 
@@ -222,9 +280,19 @@ Serve(int fd)
 		if (r <= 0)
 			break;
 		got += (size_t) r;
+		req[got] = '\0';
 	}
 	req[got] = '\0';
-	if (strncmp(req, "GET /metrics ", 13) == 0 || strncmp(req, "GET /metrics?", 13) == 0)
+	if (!Authorized(req))
+	{
+		static const char ua[] = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"evcharge-bridge\"\r\n"
+			"Content-Type: text/plain\r\nContent-Length: 41\r\nConnection: close\r\n\r\n"
+			"a bearer token is required for /metrics\r\n";
+
+		atomic_fetch_add(&unauthorized, 1);
+		WriteAll(fd, ua, sizeof(ua) - 1);
+	}
+	else if (strncmp(req, "GET /metrics ", 13) == 0 || strncmp(req, "GET /metrics?", 13) == 0)
 	{
 		char	   *body = Render();
 		size_t		blen = strlen(body);
@@ -305,7 +373,8 @@ MetricsStart(void)
 		return -1;
 	}
 	started = true;
-	LogEvent(NULL, "metrics at http://%s:%d/metrics", config.metrics_host, config.metrics_port);
+	LogEvent(NULL, "metrics at http://%s:%d/metrics (%s)", config.metrics_host, config.metrics_port,
+			 config.metrics_token ? "a bearer token required" : "no token: keep it on an internal address");
 	return 0;
 }
 

@@ -44,6 +44,9 @@ static int	nconns;
 static bool paused;
 static uint64_t next_serial = 1;
 
+static void PauseAll(void);
+static void ResumeAll(void);
+
 #define CONN_BUCKETS 16384
 static Conn *by_pile[CONN_BUCKETS];
 
@@ -151,7 +154,7 @@ DrainDone(void)
 	{
 		paused = false;
 		LogEvent(NULL, "queue down to %d: reading sockets again", WriterOutstanding());
-		lws_rx_flow_allow_all_protocol(context, &protocols[0]);
+		ResumeAll();
 	}
 }
 
@@ -204,6 +207,20 @@ PauseAll(void)
 	for (Conn *c = conns; c; c = c->all_next)
 		if (c->wsi)
 			lws_rx_flow_control(c->wsi, 0);
+}
+
+/*
+ * Read every socket again.  By our own list of connections, not with
+ * lws_rx_flow_allow_all_protocol(), which compares the protocol by
+ * address and so misses every connection: the vhost holds a copy of the
+ * protocols array.
+ */
+static void
+ResumeAll(void)
+{
+	for (Conn *c = conns; c; c = c->all_next)
+		if (c->wsi)
+			lws_rx_flow_control(c->wsi, 1);
 }
 
 /* A token bucket per connection: false when the message is over the rate. */
@@ -271,6 +288,7 @@ HandleMessage(Conn *c, const char *text, size_t len)
 	{
 		LogEvent(c->pile, "%s over the rate limit of %d a second: answered GenericError", f.action,
 				 config.rate_per_second);
+		MetricsRateLimited();
 		Send(c, FrameCallError(f.id, "GenericError", "too many messages: over the rate limit of this connection"));
 		json_decref(f.root);
 		return;
@@ -459,7 +477,7 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 						snprintf(why, sizeof(why), "pile %s is not registered", pile);
 						return Refuse(wsi, HTTP_STATUS_NOT_FOUND, why, "register it in evcharge.pile first");
 					default:
-						snprintf(why, sizeof(why), "pile %s cannot be checked: the database is unreachable", pile);
+						snprintf(why, sizeof(why), "pile %s cannot be checked now: the registry is not read yet, or is being read again (database unreachable, or a registry change)", pile);
 						return Refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, why, "the pile should try again later");
 				}
 			}

@@ -258,7 +258,7 @@ ResolveTx(const Item *it)
 		return e;
 	snprintf(txid, sizeof(txid), "%d", it->transaction_id);
 	res = Exec("SELECT order_no, connector_id FROM evcharge.ocpp_transaction "
-			   "WHERE transaction_id = $1 AND pile_id = $2::evcharge.pile_id", 2, params);
+			   "WHERE transaction_id = $1 AND pile_id OPERATOR(evcharge.=) $2::evcharge.pile_id", 2, params);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 	{
 		e = TxCache(it->pile, it->transaction_id, true);
@@ -267,6 +267,142 @@ ResolveTx(const Item *it)
 	}
 	PQclear(res);
 	return e;
+}
+
+/*
+ * A StopTransaction: its transaction closed (ocpp_stop_transaction), or,
+ * for a transactionId this pile was never given (-1 after an offline
+ * start), the transaction it stops found or made from the stop alone
+ * (ocpp_stop_unknown_transaction); then the charging rows of its
+ * transactionData, an occupied row at the stop and the pile record.  False
+ * when the database failed (logged).
+ */
+static bool
+StopItem(Item *it, Buf *hb, Buf *rec)
+{
+	char		txid[16],
+				meter[32],
+				ts[48],
+				first_ts[48],
+				first_wh[32];
+	char		hint[16] = "";
+	const char *params[9] = {it->pile, txid, meter, ts, it->reason, it->id_tag, NULL, NULL, NULL};
+	const Sample *first = NULL;
+	PGresult   *res;
+	char		gun[32];
+	char		order[40];
+	char		start_ts[48];
+	char		energy[32];
+	char		id_tag[24];
+	bool		has_energy;
+	bool		remote;
+	int			connector;
+
+	snprintf(txid, sizeof(txid), "%d", it->transaction_id);
+	snprintf(meter, sizeof(meter), "%lld", (long long) it->meter);
+	FormatPgTime(it->ts_us, ts, sizeof(ts));
+	res = Exec("SELECT order_no, connector_id, started_at, meter_start_wh, id_tag, remote "
+			   "FROM evcharge.ocpp_stop_transaction($1::evcharge.pile_id, $2::int, $3::bigint, "
+			   "$4::timestamptz, $5)", 5, params);
+	if (!Ok(res, "StopTransaction"))
+		return false;
+	/* A function of one row: its columns are NULL when no transaction was found. */
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+	{
+		has_energy = !PQgetisnull(res, 0, 3);
+		snprintf(energy, sizeof(energy), "%lld", (long long) (it->meter - atoll(PQgetvalue(res, 0, 3))));
+	}
+	else
+	{
+		/* Never given to this pile: the earliest sample of transactionData is its start. */
+		PQclear(res);
+		for (int k = 0; k < it->nsamples; k++)
+			if (it->samples[k].ts_us <= it->ts_us && (first == NULL || it->samples[k].ts_us < first->ts_us))
+				first = &it->samples[k];
+		if (first)
+		{
+			FormatPgTime(first->ts_us, first_ts, sizeof(first_ts));
+			snprintf(first_wh, sizeof(first_wh), "%lld", (long long) first->meter_wh);
+			params[6] = first_ts;
+			params[7] = first_wh;
+		}
+		/* The connector: the one gun of the pile this bridge saw in a session state. */
+		for (int c = 1; c <= 64; c++)
+		{
+			char		key[32];
+			const CacheEntry *g;
+
+			snprintf(key, sizeof(key), "G%s%03d", it->pile, c);
+			g = CacheGet(key, false);
+			if (g && (strcmp(g->status, "charging") == 0 || strcmp(g->status, "suspended") == 0 ||
+					  strcmp(g->status, "occupied") == 0))
+			{
+				if (hint[0])
+				{
+					hint[0] = '\0';
+					break;
+				}
+				snprintf(hint, sizeof(hint), "%d", c);
+			}
+		}
+		params[8] = hint[0] ? hint : NULL;
+		res = Exec("SELECT order_no, connector_id, started_at, energy_wh, id_tag, remote, outcome "
+				   "FROM evcharge.ocpp_stop_unknown_transaction($1::evcharge.pile_id, $2::int, $3::bigint, "
+				   "$4::timestamptz, $5, $6, $7::timestamptz, $8::bigint, $9::int)", 9, params);
+		if (!Ok(res, "StopTransaction"))
+			return false;
+		if (PQgetisnull(res, 0, 0))
+		{
+			LogEvent(it->pile, "StopTransaction for transaction %d: the pile is not registered: answered, not stored",
+					 it->transaction_id);
+			PQclear(res);
+			return true;
+		}
+		has_energy = !PQgetisnull(res, 0, 3);
+		snprintf(energy, sizeof(energy), "%s", PQgetvalue(res, 0, 3));
+		LogEvent(it->pile, "StopTransaction for transaction %d, which this pile was never given: %s, order %s, connector %s, %s",
+				 it->transaction_id,
+				 strcmp(PQgetvalue(res, 0, 6), "matched") == 0 ? "it closes the pile's one open transaction that fits" :
+				 strcmp(PQgetvalue(res, 0, 6), "resent") == 0 ? "a resend of a stop stored already" :
+				 "stored as a transaction known from its stop alone",
+				 PQgetvalue(res, 0, 0), PQgetisnull(res, 0, 1) ? "unknown (the record goes to quarantine)" : PQgetvalue(res, 0, 1),
+				 has_energy ? "energy from its readings" : "no start reading: energy unknown");
+	}
+	snprintf(order, sizeof(order), "%s", PQgetvalue(res, 0, 0));
+	connector = PQgetisnull(res, 0, 1) ? 0 : atoi(PQgetvalue(res, 0, 1));
+	snprintf(start_ts, sizeof(start_ts), "%s", PQgetvalue(res, 0, 2));
+	snprintf(id_tag, sizeof(id_tag), "%s", PQgetvalue(res, 0, 4));
+	remote = PQgetvalue(res, 0, 5)[0] == 't';
+	PQclear(res);
+	snprintf(it->result_order, sizeof(it->result_order), "%s", order);
+	if (connector > 0)
+	{
+		CacheEntry *g;
+
+		it->connector = connector;
+		for (int k = 0; k < it->nsamples; k++)
+			if (it->samples[k].ts_us < it->ts_us)
+				HeartbeatRow(hb, it, it->samples[k].ts_us, "charging", &it->samples[k],
+							 it->samples[k].meter_wh, -1, order);
+		HeartbeatRow(hb, it, it->ts_us, "occupied", NULL, it->meter, 0, order);
+		g = GunCache(it->pile, connector);
+		g->meter_wh = it->meter;
+		snprintf(g->status, sizeof(g->status), "occupied");
+		snprintf(gun, sizeof(gun), "%s%03d", it->pile, connector);
+	}
+	/* pile_record: order_no, gun, started_at, ended_at, energy_wh, stop_reason, start_by, card_no, received_at */
+	BufField(rec, order, false);
+	BufField(rec, connector > 0 ? gun : NULL, false);
+	BufField(rec, start_ts, false);
+	BufField(rec, ts, false);
+	BufField(rec, has_energy ? energy : NULL, false);
+	BufField(rec, it->reason, false);
+	BufField(rec, remote ? "remote" : id_tag[0] ? "card" : NULL, false);
+	BufField(rec, remote || id_tag[0] == '\0' ? NULL : id_tag, false);
+	FormatPgTime(it->received_us, ts, sizeof(ts));
+	BufField(rec, ts, true);
+	rec->rows++;
+	return true;
 }
 
 /*
@@ -300,7 +436,7 @@ FlushItems(Item **items, int n)
 				{
 					const char *params[2] = {it->pile, it->firmware};
 
-					res = Exec("UPDATE evcharge.pile SET firmware = $2 WHERE pile_id = $1::evcharge.pile_id "
+					res = Exec("UPDATE evcharge.pile SET firmware = $2 WHERE pile_id OPERATOR(evcharge.=) $1::evcharge.pile_id "
 							   "AND firmware IS DISTINCT FROM $2", 2, params);
 					if (!Ok(res, "firmware update"))
 						goto fail;
@@ -409,59 +545,8 @@ FlushItems(Item **items, int n)
 				}
 				break;
 			case ITEM_STOP:
-				{
-					const char *params[5] = {it->pile, num1, num2, ts, it->reason};
-					char		gun[32];
-					char		start_ts[48];
-					char		energy[32];
-					const char *order;
-					CacheEntry *g;
-					bool		remote;
-
-					snprintf(num1, sizeof(num1), "%d", it->transaction_id);
-					snprintf(num2, sizeof(num2), "%lld", (long long) it->meter);
-					FormatPgTime(it->ts_us, ts, sizeof(ts));
-					res = Exec("SELECT order_no, connector_id, started_at, meter_start_wh, id_tag, remote "
-							   "FROM evcharge.ocpp_stop_transaction($1::evcharge.pile_id, $2::int, $3::bigint, "
-							   "$4::timestamptz, $5)", 5, params);
-					if (!Ok(res, "StopTransaction"))
-						goto fail;
-					if (PQntuples(res) == 0)
-					{
-						LogEvent(it->pile, "StopTransaction for transaction %d, which this pile was never given: answered, not stored",
-								 it->transaction_id);
-						PQclear(res);
-						break;
-					}
-					order = PQgetvalue(res, 0, 0);
-					it->connector = atoi(PQgetvalue(res, 0, 1));
-					snprintf(start_ts, sizeof(start_ts), "%s", PQgetvalue(res, 0, 2));
-					snprintf(energy, sizeof(energy), "%lld", (long long) (it->meter - atoll(PQgetvalue(res, 0, 3))));
-					remote = PQgetvalue(res, 0, 5)[0] == 't';
-					snprintf(it->result_order, sizeof(it->result_order), "%s", order);
-					for (int k = 0; k < it->nsamples; k++)
-						if (it->samples[k].ts_us < it->ts_us)
-							HeartbeatRow(&hb, it, it->samples[k].ts_us, "charging", &it->samples[k],
-										 it->samples[k].meter_wh, -1, order);
-					HeartbeatRow(&hb, it, it->ts_us, "occupied", NULL, it->meter, 0, order);
-					/* pile_record: order_no, gun, started_at, ended_at, energy_wh, stop_reason, start_by, card_no, received_at */
-					snprintf(gun, sizeof(gun), "%s%03d", it->pile, it->connector);
-					BufField(&rec, order, false);
-					BufField(&rec, gun, false);
-					BufField(&rec, start_ts, false);
-					BufField(&rec, ts, false);
-					BufField(&rec, energy, false);
-					BufField(&rec, it->reason, false);
-					BufField(&rec, remote ? "remote" : "card", false);
-					BufField(&rec, remote ? NULL : PQgetvalue(res, 0, 4), false);
-					FormatPgTime(it->received_us, ts, sizeof(ts));
-					BufField(&rec, ts, true);
-					rec.rows++;
-					g = GunCache(it->pile, it->connector);
-					g->meter_wh = it->meter;
-					snprintf(g->status, sizeof(g->status), "occupied");
-					PQclear(res);
-				}
+				if (!StopItem(it, &hb, &rec))
+					goto fail;
 				break;
 		}
 	}

@@ -9,6 +9,7 @@ make -s -C "$EV_ROOT" fuzz-bridge >/dev/null 2>&1
 ok $? "fuzz_frame builds with clang -fsanitize=fuzzer,address,undefined"
 work=$(mktemp -d)
 "$EV_ROOT/src/bridge/fuzz/fuzz_frame" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
+	-dict="$EV_ROOT/src/bridge/fuzz/ocpp.dict" \
 	-artifact_prefix="$work/" "$work" "$EV_ROOT/src/bridge/fuzz/corpus" >"$work/log" 2>&1
 rc=$?
 grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' "$work/log" | sed 's/^/# /'

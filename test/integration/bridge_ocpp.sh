@@ -7,12 +7,13 @@
 # handshake; bad frames get their CALLERRORs; a pg_ctl restart of the
 # database in the middle of a session loses nothing; SIGTERM closes with 1001.
 source "$(dirname "$0")/lib/tap.sh"
-plan 76
+plan 99
 db=evcharge_it_bridge
 work=$(mktemp -d)
 bridge_pid=
 tls_pid=
-trap '[ -n "$bridge_pid" ] && kill $bridge_pid 2>/dev/null; [ -n "$tls_pid" ] && kill $tls_pid 2>/dev/null; rm -rf "$work"' EXIT
+bp_pid=
+trap '[ -n "$bridge_pid" ] && kill $bridge_pid 2>/dev/null; [ -n "$tls_pid" ] && kill $tls_pid 2>/dev/null; [ -n "$bp_pid" ] && kill $bp_pid 2>/dev/null; rm -rf "$work"' EXIT
 
 # Node.js, npm and ocpp-rpc: Debian's nodejs and npm when the machine has no
 # npm (scripts/lib.sh, EV_NODE_PACKAGES), ocpp-rpc into an ignored folder.
@@ -273,6 +274,100 @@ is "$(metric evcharge_bridge_connected_piles) $(metric evcharge_bridge_queue_dep
 	"connected piles, queue depth, commands sent, database up"
 is "$(grep -c '^# TYPE evcharge_bridge_' "$work/metrics")" "$(grep -c '^# HELP evcharge_bridge_' "$work/metrics")" "every metric has its HELP and TYPE"
 is "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$mport/other")" "404" "another path is 404"
+
+# A StopTransaction for a transactionId the bridge never issued (-1: the
+# pile started offline and its StartTransaction was never answered): stored
+# as a transaction known from its stop alone, with a new order number, its
+# start and meter the Transaction.Begin reading of transactionData, its
+# connector the one the pile reported Finishing; billed as an offline
+# session; the resend changes nothing.
+ty=$(q -d $db -c "SELECT to_char(((((now() AT TIME ZONE 'Asia/Shanghai')::date - 1) + time '12:00') AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+pile stopUnknown $url 44200000120000100002 "{\"start\":\"$ty\",\"minutes\":30,\"whPerMin\":100,\"connector\":2}" > "$work/unknown.json"
+is "$(jq_ error < "$work/unknown.json") $(jq_ validationFailures < "$work/unknown.json")" "undefined []" "StopTransaction with transactionId -1 and its resend: answered, and the answers pass the strict schema check"
+is "$(jq_ stop.idTagInfo.status < "$work/unknown.json") $(jq_ again.idTagInfo.status < "$work/unknown.json")" "Accepted Accepted" "both get idTagInfo Accepted"
+orderu=$(q -d $db -c "SELECT order_no FROM ocpp_transaction WHERE pile_id = '44200000120000100002' AND pile_transaction_id = -1")
+is "$(q -d $db -c "SELECT count(*) || ' ' || min(connector_id) || ' ' || min(meter_start_wh) || ' ' || min(meter_stop_wh) || ' ' || (min(started_at) = '$ty') FROM ocpp_transaction WHERE pile_id = '44200000120000100002'")" \
+	"1 2 3000000 3003000 true" "one transaction made from the stop: connector 2 (Finishing), meter and start from Transaction.Begin, once despite the resend"
+is "$(q -d $db -c "SELECT energy_wh || ' ' || total || ' [' || anomalies::text || '] ' || state || ' ' || coalesce(member_id::text, '-') FROM bill WHERE order_no = '$orderu'")" \
+	"3000 3.45 [] final 501" "its bill: 3 kWh flat from the pile's readings, 3.45 yuan, the card's member"
+is "$(q -d $db -c "SELECT count(*) FROM bill b JOIN charge_session s USING (order_no) WHERE s.gun = '44200000120000100002002'")" "1" "one bill for the gun, not two after the resend"
+grep -q 'pile=44200000120000100002 StopTransaction for transaction -1, which this pile was never given: stored as a transaction known from its stop alone' "$work/bridge.log"
+ok $? "the log says what was done with it"
+
+# The same when the StartTransaction was stored but its answer lost: the
+# stop closes that open transaction instead of making a second session.
+ts=$(q -d $db -c "SELECT to_char(((((now() AT TIME ZONE 'Asia/Shanghai')::date - 1) + time '14:00') AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+pile stopUnknown $url 44200000120000100003 "{\"start\":\"$ts\",\"minutes\":20,\"whPerMin\":100,\"sendStart\":true,\"meterStart\":5000000}" > "$work/lost.json"
+lost=$(jq_ lostTransactionId < "$work/lost.json")
+orderl=$(q -d $db -c "SELECT order_no FROM ocpp_transaction WHERE transaction_id = $lost")
+is "$(q -d $db -c "SELECT meter_stop_wh || ' ' || (pile_transaction_id IS NULL) || ' ' || (SELECT count(*) FROM ocpp_transaction WHERE pile_id = '44200000120000100003') FROM ocpp_transaction WHERE transaction_id = $lost")" \
+	"5002000 true 2" "a stop with -1 closes the pile's open transaction whose answer was lost, and makes no other"
+is "$(q -d $db -c "SELECT energy_wh || ' ' || total || ' [' || anomalies::text || '] ' || state FROM bill WHERE order_no = '$orderl'")" "2000 2.30 [] final" "its bill is whole: 2 kWh flat, 2.30 yuan"
+
+# The per-connection rate limit: a burst over rate_burst (200) is answered
+# GenericError, the rest processed.
+b=$(pile burst $url 44200000120000100001 '{"n":260}')
+okn=$(echo "$b" | jq_ ok); gen=$(echo "$b" | jq_ genericError)
+[ "$okn" -ge 200 ] && [ "$okn" -lt 240 ] && [ $((okn + gen)) -eq 260 ]
+ok $? "260 Heartbeats at once: $okn answered (the burst of 200 and what the rate refilled), $gen refused with GenericError"
+grep -q 'pile=44200000120000100001 Heartbeat over the rate limit of 20 a second: answered GenericError' "$work/bridge.log"
+ok $? "the refusals are logged with the pile id"
+curl -sf "http://127.0.0.1:$mport/metrics" > "$work/metrics"
+[ "$(metric evcharge_bridge_rate_limited_total)" -eq "$gen" ]
+ok $? "and counted in evcharge_bridge_rate_limited_total"
+
+# The registry the handshake checks is read on a thread of its own: a pile
+# registered while the bridge runs is admitted (NOTIFY evcharge_registry),
+# and a registry read held up by a lock does not hold up the handshake of a
+# known pile (the unknown one is told to try again: 503).
+q -d $db -c "INSERT INTO pile VALUES ('44200000120000100007', 1, 2, 7000)" >/dev/null
+is "$(pile boot $url 44200000120000100007 | jq_ status)" "Accepted" "a pile registered while the bridge runs is admitted"
+PGAPPNAME=locker psql -X -q -d $db -c "BEGIN; LOCK TABLE evcharge.ocpp_policy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT" >/dev/null 2>&1 &
+lock_pid=$!
+for _ in $(seq 50); do [ "$(q -d $db -c "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'locker' AND l.mode = 'AccessExclusiveLock' AND l.granted")" -gt 0 ] && break; sleep 0.1; done
+is "$(q -d $db -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'evcharge-bridge registry'")" "1" \
+	"the registry thread has its own connection (application_name evcharge-bridge registry)"
+for _ in $(seq 50); do [ "$(q -d $db -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'evcharge-bridge registry' AND wait_event_type = 'Lock'")" = 1 ] && break; sleep 0.1; done
+r=$(pile refused $url 44200000120000100001)
+[ "$(echo "$r" | jq_ status)" = 101 ] && [ "$(echo "$r" | jq_ ms)" -lt 1000 ]
+ok $? "while the registry read waits on a lock, a known pile's handshake is admitted in $(echo "$r" | jq_ ms) ms"
+is "$(pile refused $url 44200000129999900001 | jq_ status)" "503" "and an unknown pile is told to try again (503), not refused as unregistered"
+q -d $db -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'" >/dev/null
+wait $lock_pid
+for _ in $(seq 50); do [ "$(pile refused $url 44200000129999900001 | jq_ status)" = 404 ] && break; sleep 0.1; done
+is "$(pile refused $url 44200000129999900001 | jq_ status)" "404" "once the registry is read again, it is refused with 404"
+
+# A bridge with a small queue_max and a long flush_ms: it stops reading the
+# socket when queue_max messages are held, and reads on once the writer has
+# flushed; SIGTERM flushes what it holds; its metrics, on loopback by
+# default, want the bearer token of --metrics-token-file.
+bp_port=$((tls_port + 1))
+while (exec 3<>/dev/tcp/127.0.0.1/$bp_port) 2>/dev/null; do bp_port=$((bp_port + 1)); done
+bp_mport=$((mport + 1))
+while (exec 3<>/dev/tcp/127.0.0.1/$bp_mport) 2>/dev/null; do bp_mport=$((bp_mport + 1)); done
+token=tok-$(date +%s%N)-metrics
+echo "$token" > "$work/token"
+"$bridge" --db "dbname=$db" --ocpp 127.0.0.1:$bp_port --bridge-id bp-test --queue-max 10 --flush-ms 3000 --flush-rows 1000000 \
+	--metrics $bp_mport --metrics-token-file "$work/token" 2>>"$work/bridge.log" &
+bp_pid=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$bp_port) 2>/dev/null && break; sleep 0.1; done
+tf=$(q -d $db -c "SELECT to_char(((((now() AT TIME ZONE 'Asia/Shanghai')::date - 1) + time '18:00') AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+f=$(pile flood ws://127.0.0.1:$bp_port/ocpp 44200000120000100003 "{\"n\":30,\"peekMs\":1500,\"start\":\"$tf\"}")
+is "$(echo "$f" | jq_ atPeek) $(echo "$f" | jq_ all)" "10 30" "30 messages at once: 10 (queue_max) answered before the first flush, all 30 after it"
+grep -q 'queue full (10 messages): not reading sockets until the database catches up' "$work/bridge.log" && grep -q 'queue down to 0: reading sockets again' "$work/bridge.log"
+ok $? "the log says when it stopped and started reading sockets again"
+grep -q "metrics at http://127.0.0.1:$bp_mport/metrics (a bearer token required)" "$work/bridge.log"
+ok $? "--metrics PORT listens on loopback"
+is "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$bp_mport/metrics") $(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer wrong-token-0000000' "http://127.0.0.1:$bp_mport/metrics")" "401 401" \
+	"with a token, /metrics without it or with another is 401"
+curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$bp_mport/metrics" > "$work/metrics"
+[ "$(metric evcharge_bridge_metrics_unauthorized_total)" = 2 ]
+ok $? "and with it 200, counting the refused requests"
+kill -TERM $bp_pid; wait $bp_pid
+is "$?" "0" "SIGTERM while it holds messages: exit 0"
+bp_pid=
+is "$(q -d $db -c "SELECT count(DISTINCT ts) FROM heartbeat WHERE gun = '44200000120000100003001' AND status = 'idle' AND ts >= '$tf' AND ts < '$tf'::timestamptz + interval '30 s'")" "30" \
+	"every one of the 30 messages is stored: what it held was flushed before it stopped"
 
 # SIGTERM: every socket closed with 1001, exit 0, the connections closed.
 pile waitClose $url 44200000120000100002 "{\"openFile\":\"$work/open\"}" > "$work/close.json" &

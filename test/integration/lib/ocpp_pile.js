@@ -115,17 +115,19 @@ async function resend() {
 }
 
 // A connection the bridge must refuse: the HTTP status it answered (101
-// when it was admitted); opt.password (and opt.user) for HTTP Basic.
+// when it was admitted) and how long the handshake took (ms);
+// opt.password (and opt.user) for HTTP Basic.
 async function refused() {
 	return new Promise((resolve) => {
 		const headers = opt.password ? { authorization: 'Basic ' + Buffer.from((opt.user || pile) + ':' + opt.password).toString('base64') } : {};
+		const t0 = Date.now();
 		const ws = new WebSocket(url + '/' + pile, ['ocpp1.6'], { headers, ...(opt.ca ? { ca: fs.readFileSync(opt.ca) } : {}) });
 		ws.on('unexpected-response', (req, res) => {
 			let body = '';
 			res.on('data', (d) => { body += d; });
-			res.on('end', () => resolve({ status: res.statusCode, body: body.trim(), challenge: res.headers['www-authenticate'] || null }));
+			res.on('end', () => resolve({ status: res.statusCode, body: body.trim(), challenge: res.headers['www-authenticate'] || null, ms: Date.now() - t0 }));
 		});
-		ws.on('open', () => { ws.close(); resolve({ status: 101 }); });
+		ws.on('open', () => { ws.close(); resolve({ status: 101, ms: Date.now() - t0 }); });
 		ws.on('error', (e) => resolve({ status: 0, error: String(e) }));
 	});
 }
@@ -255,7 +257,87 @@ async function authorize() {
 	return { status: a.idTagInfo.status };
 }
 
-const scenarios = { charge, resend, refused, badFrames, waitClose, remote, boot, authorize };
+
+// A StopTransaction with a transactionId the bridge never issued (-1), as a
+// pile sends it after an offline start whose StartTransaction it never got
+// answered: boot, Finishing on opt.connector, the stop with transactionData
+// (a Transaction.Begin reading at opt.start and one a minute), the same stop
+// again on a new connection (a resend after a reboot), then Available.
+// With opt.sendStart the pile first sends a StartTransaction whose answer it
+// then "loses" (the stop still says -1).
+async function stopUnknown() {
+	const state = { cli: client() };
+	await state.cli.connect();
+	const c = opt.connector || 1;
+	const t0 = Date.parse(opt.start);
+	const tEnd = t0 + opt.minutes * 60000;
+	const wh0 = opt.meterStart || 3000000;
+	const out = {};
+	await state.cli.call('BootNotification', { chargePointVendor: 'evcharge-test', chargePointModel: 'AC7' });
+	if (opt.sendStart) {
+		const st = await durable(state, 'StartTransaction', { connectorId: c, idTag: opt.idTag || '1234567890123456', meterStart: wh0, timestamp: iso(t0) });
+		out.lostTransactionId = st.transactionId;
+	}
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Finishing', timestamp: iso(tEnd) });
+	const data = [{ timestamp: iso(t0), sampledValue: [{ value: String(wh0), context: 'Transaction.Begin', measurand: 'Energy.Active.Import.Register', unit: 'Wh' }] }];
+	for (let m = 1; m < opt.minutes; m++) data.push(meter(t0 + m * 60000, wh0 + m * opt.whPerMin, false));
+	const wh = wh0 + opt.minutes * opt.whPerMin;
+	data.push({ timestamp: iso(tEnd), sampledValue: [{ value: String(wh / 1000), context: 'Transaction.End', unit: 'kWh' }] });
+	const stop = { transactionId: -1, meterStop: wh, timestamp: iso(tEnd), reason: 'Local', idTag: opt.idTag || '1234567890123456', transactionData: data };
+	out.stop = await durable(state, 'StopTransaction', stop);
+	await state.cli.close();
+	state.cli = client();
+	await state.cli.connect();
+	out.again = await durable(state, 'StopTransaction', stop);
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Available', timestamp: iso(tEnd + 120000) });
+	out.meterStop = wh;
+	await state.cli.close();
+	return out;
+}
+
+// opt.n Heartbeats sent at once on a raw socket: how many were answered and
+// how many refused with GenericError (the per-connection rate limit).
+async function burst() {
+	const ws = new WebSocket(url + '/' + pile, ['ocpp1.6']);
+	await new Promise((r, j) => { ws.on('open', r); ws.on('error', j); });
+	const out = { ok: 0, genericError: 0, other: 0 };
+	ws.on('message', (m) => {
+		const a = JSON.parse(String(m));
+		if (a[0] === 3) out.ok++;
+		else if (a[0] === 4 && a[2] === 'GenericError') out.genericError++;
+		else out.other++;
+	});
+	for (let i = 0; i < opt.n; i++) ws.send(JSON.stringify([2, 'h' + i, 'Heartbeat', {}]));
+	const deadline = Date.now() + 5000;
+	while (out.ok + out.genericError + out.other < opt.n && Date.now() < deadline) await sleep(20);
+	ws.close();
+	return out;
+}
+
+// opt.n StatusNotifications sent at once on a raw socket to a bridge with a
+// small queue_max and a long flush_ms: how many were answered after
+// opt.peekMs (before the writer's first flush) and when all were.
+async function flood() {
+	const ws = new WebSocket(url + '/' + pile, ['ocpp1.6']);
+	await new Promise((r, j) => { ws.on('open', r); ws.on('error', j); });
+	let answered = 0;
+	ws.on('message', () => { answered++; });
+	const t0 = Date.now();
+	const base = Date.parse(opt.start);
+	for (let i = 0; i < opt.n; i++) {
+		ws.send(JSON.stringify([2, 'f' + i, 'StatusNotification',
+			{ connectorId: 1, errorCode: 'NoError', status: 'Available', timestamp: iso(base + i * 1000) }]));
+	}
+	await sleep(opt.peekMs);
+	const out = { atPeek: answered };
+	while (answered < opt.n && Date.now() - t0 < 15000) await sleep(20);
+	out.all = answered;
+	out.allMs = Date.now() - t0;
+	ws.close();
+	return out;
+}
+
+const scenarios = { charge, resend, refused, badFrames, waitClose, remote, boot, authorize, stopUnknown, burst, flood };
 scenarios[scenario]().then((r) => {
 	r.validationFailures = failures;
 	console.log(JSON.stringify(r));
