@@ -173,6 +173,7 @@ class ChargePoint {
 		this.lastTs = null;		// the newest time it has sent
 		this.remoteWait = {};	// connector -> resolve of a RemoteStartTransaction awaited
 		this.samples = {};		// connector -> { tx, meterValue: [...] } not yet sent
+		this.current = {};		// connector -> the transaction it charges for
 	}
 
 	reconnect() {
@@ -255,6 +256,7 @@ class ChargePoint {
 			await psql(`UPDATE demo_day.app_start SET order_no = ${lit(orderNo)}, transaction_id = ${tx.id} WHERE pile_order_no = ${lit(order)}`);
 		await this.call('StatusNotification', { connectorId: conn, errorCode: 'NoError', status: 'Charging', timestamp: cp.iso(s.ts) });
 		this.status[conn] = 'charging/0';
+		this.current[conn] = tx;
 		return tx;
 	}
 
@@ -273,6 +275,20 @@ class ChargePoint {
 
 	async line(l) {
 		if (!this.connected) await this.connect();
+		const ending = l.status !== 'charging' && this.status[l.conn] === 'charging/0' && this.current[l.conn];
+		if (ending) {
+			// Charging stops: the reading at that instant is the
+			// transaction's last sample (Transaction.End), sent before the
+			// status that says so.
+			const tx = this.current[l.conn];
+			const mv = meterValue(l, 'Transaction.End');
+			if (mv && l.meter !== null) {
+				if (this.samples[l.conn] && this.samples[l.conn].tx !== tx) await this.sendSamples(l.conn);
+				if (!this.samples[l.conn]) this.samples[l.conn] = { tx, meterValue: [] };
+				this.samples[l.conn].meterValue.push(mv);
+			}
+			delete this.current[l.conn];
+		}
 		if (l.status === 'charging' && l.order) {
 			let tx = this.tx.get(l.order);
 			if (!tx) {
@@ -299,7 +315,7 @@ class ChargePoint {
 			}
 			// The register between sessions: a clock-aligned meter value.
 			const mv = meterValue(l, 'Sample.Clock');
-			if (mv && l.meter !== null) await this.call('MeterValues', { connectorId: l.conn, meterValue: [mv] });
+			if (mv && l.meter !== null && !ending) await this.call('MeterValues', { connectorId: l.conn, meterValue: [mv] });
 		}
 		if (this.lastTs === null || l.ts > this.lastTs) this.lastTs = l.ts;
 	}

@@ -458,8 +458,18 @@ FlushItems(Item **items, int n)
 					BufField(&rec, ts, true);
 					rec.rows++;
 					g = GunCache(it->pile, it->connector);
-					g->meter_wh = it->meter;
-					snprintf(g->status, sizeof(g->status), "occupied");
+
+					/*
+					 * The gun is occupied until unplugged, unless it has
+					 * moved on already: a pile that was offline sends its
+					 * StopTransaction late, after its StatusNotification of
+					 * the unplug, and that status stays the gun's.
+					 */
+					if (g->status[0] == '\0' || strcmp(g->order_no, order) == 0)
+					{
+						g->meter_wh = it->meter;
+						snprintf(g->status, sizeof(g->status), "occupied");
+					}
 					PQclear(res);
 				}
 				break;
