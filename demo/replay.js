@@ -27,11 +27,11 @@ if (!db) {
 	process.exit(2);
 }
 const STEP_MS = 300000;
-const OFFLINE_MS = 180000;
+const OFFLINE_MS = 180000;		// evcharge.offline_after: a pile silent that long has lost its network
 // A pile sends the samples of a transaction it took in a step together, as
 // one MeterValues with a meterValue per sample, each at its own time (OCPP
 // allows several); a status change, the stop or the step's end sends them.
-const SAMPLES_PER_MESSAGE = Number(process.env.EV_SAMPLES_PER_MESSAGE || 20);		// evcharge.offline_after: a pile silent that long has lost its network
+const SAMPLES_PER_MESSAGE = Number(process.env.EV_SAMPLES_PER_MESSAGE || 20);
 const began = Date.now();
 
 // ---------------------------------------------------------------- input
@@ -173,7 +173,6 @@ class ChargePoint {
 		this.lastTs = null;		// the newest time it has sent
 		this.remoteWait = {};	// connector -> resolve of a RemoteStartTransaction awaited
 		this.samples = {};		// connector -> { tx, meterValue: [...] } not yet sent
-		this.current = {};		// connector -> the transaction it charges for
 	}
 
 	reconnect() {
@@ -256,7 +255,6 @@ class ChargePoint {
 			await psql(`UPDATE demo_day.app_start SET order_no = ${lit(orderNo)}, transaction_id = ${tx.id} WHERE pile_order_no = ${lit(order)}`);
 		await this.call('StatusNotification', { connectorId: conn, errorCode: 'NoError', status: 'Charging', timestamp: cp.iso(s.ts) });
 		this.status[conn] = 'charging/0';
-		this.current[conn] = tx;
 		return tx;
 	}
 
@@ -275,20 +273,6 @@ class ChargePoint {
 
 	async line(l) {
 		if (!this.connected) await this.connect();
-		const ending = l.status !== 'charging' && this.status[l.conn] === 'charging/0' && this.current[l.conn];
-		if (ending) {
-			// Charging stops: the reading at that instant is the
-			// transaction's last sample (Transaction.End), sent before the
-			// status that says so.
-			const tx = this.current[l.conn];
-			const mv = meterValue(l, 'Transaction.End');
-			if (mv && l.meter !== null) {
-				if (this.samples[l.conn] && this.samples[l.conn].tx !== tx) await this.sendSamples(l.conn);
-				if (!this.samples[l.conn]) this.samples[l.conn] = { tx, meterValue: [] };
-				this.samples[l.conn].meterValue.push(mv);
-			}
-			delete this.current[l.conn];
-		}
 		if (l.status === 'charging' && l.order) {
 			let tx = this.tx.get(l.order);
 			if (!tx) {
@@ -315,7 +299,7 @@ class ChargePoint {
 			}
 			// The register between sessions: a clock-aligned meter value.
 			const mv = meterValue(l, 'Sample.Clock');
-			if (mv && l.meter !== null && !ending) await this.call('MeterValues', { connectorId: l.conn, meterValue: [mv] });
+			if (mv && l.meter !== null) await this.call('MeterValues', { connectorId: l.conn, meterValue: [mv] });
 		}
 		if (this.lastTs === null || l.ts > this.lastTs) this.lastTs = l.ts;
 	}
@@ -423,7 +407,8 @@ async function main() {
 		await Promise.all([...cps.values()].filter((c) => c.connected && c.lastTs !== null && t - c.lastTs > OFFLINE_MS)
 			.map((c) => c.disconnect()));
 	}
-	if (process.env.REPLAY_TIMING) console.error(JSON.stringify(tm));
+	// Where the time went (ms): sending the steps, waiting for their commits, sweeping.
+	if (process.env.EV_REPLAY_TIMING) console.error(`replay: ${JSON.stringify(tm)}`);
 	await psql(`INSERT INTO demo_day.lost SELECT * FROM evcharge.detect_lost_bills(${tsLit(dayEnd)})`);
 	const late = recordsAt.get(null) || [];
 	await step([], late);
