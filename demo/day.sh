@@ -64,7 +64,7 @@ log=${EV_BRIDGE_LOG:-$tmp/bridge.log}
 # The day goes through in a minute or two, some thousand times faster than
 # it happened: a pile's message rate is as many times its field rate, and
 # the writer flushes every 5 ms rather than 20.
-"$bridge" --db "dbname=$db" --ocpp "127.0.0.1:$port" --bridge-id "demo-replay-$port" --flush-ms "${EV_FLUSH_MS:-5}" \
+"$bridge" --db "dbname=$db" --ocpp "127.0.0.1:$port" --bridge-id demo-replay --flush-ms "${EV_FLUSH_MS:-5}" \
 	--rate-per-second 100000 --rate-burst 1000000 2>"$log" &
 bridge_pid=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done

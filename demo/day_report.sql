@@ -95,7 +95,7 @@ FROM bill b JOIN station s USING (station_id)
 WHERE s.operator_id = :op
 GROUP BY ROLLUP ((s.station_id, s.name)) ORDER BY s.station_id NULLS LAST;
 SELECT current_type(b.gun) AS current, count(*) AS bills, round(sum(b.energy_wh) / 1000.0, 3) AS kwh,
-       round(avg(b.energy_wh) / 1000.0, 1) AS avg_kwh,
+       round(avg(b.energy_wh) / 1000.0, 3) AS avg_kwh,
        round(avg(extract(epoch FROM b.ended_at - b.started_at) / 60)) AS avg_minutes,
        count(*) FILTER (WHERE b.occupancy_fee > 0) AS paid_occupancy, sum(b.total) AS total
 FROM bill b JOIN station s USING (station_id) WHERE s.operator_id = :op GROUP BY 1 ORDER BY 1;

@@ -21,7 +21,7 @@ ok $? "a charge before the first plan is refused with EV001"
 
 # The day: generated traffic with its defects, replayed through the pipeline.
 "$EV_ROOT/demo/day.sh" --copy $db >/dev/null
-ok $? "demo/day.sh builds the generator and replays a day"
+ok $? "demo/day.sh --copy builds the generator and replays a day by COPY"
 is "$(q -d $db -c "SELECT count(*) FILTER (WHERE b.energy_wh = e.energy_wh) || '/' || count(*) FROM demo_day.expected e LEFT JOIN evcharge.bill b USING (order_no) WHERE e.record <> 'lost'")" \
 	"$(q -d $db -c "SELECT count(*) || '/' || count(*) FROM demo_day.expected WHERE record <> 'lost'")" \
 	"every session whose record came is billed exactly as metered, defects notwithstanding"
