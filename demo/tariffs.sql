@@ -31,7 +31,10 @@ INSERT INTO coupon (operator_id, member_id, amount, min_kwh, valid) VALUES (12, 
 
 \echo
 \echo '== The plans in force'
-SELECT s.name AS station, t.current_type, t.name AS plan, t.valid, t.tariff
+-- A plan is long: its segments three to a line, a line per class's prices.
+SELECT s.name AS station, t.current_type, t.name AS plan, t.valid,
+       regexp_replace(split_part(t.tariff::text, ' | ', 1), '(([^,]+, ){2}[^,]+), ', E'\\1,\n', 'g') AS segments,
+       replace(split_part(t.tariff::text, ' | ', 2), ', ', E'\n') AS prices
 FROM station_tariff t JOIN station s USING (station_id) ORDER BY station_id, current_type, lower(valid);
 
 \echo '== What charges cost'

@@ -8,6 +8,8 @@
 #   free loopback port, with pg_cron preloaded; reused when it exists.
 # - cluster_down NAME: stops it.
 # - cluster_dir NAME: the cluster's directory as the server reaches it.
+# - ocpp_rpc_install: Node.js, npm and the npm package ocpp-rpc for the
+#   simulated charge points (the demo's replay, the bridge's test).
 # After cluster_up, PGHOST/PGPORT/PGUSER are exported for psql and friends.
 
 set -euo pipefail
@@ -33,6 +35,8 @@ EV_PACKAGES=(
 # npm, which the bridge test installs itself where the machine has none
 # (NodeSource's nodejs bundles npm and conflicts with Debian's package).
 EV_NODE_PACKAGES=(nodejs npm)
+# Where ocpp-rpc is installed with npm: an ignored folder of the checkout.
+EV_NODE_DIR=$EV_ROOT/.node
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -169,6 +173,26 @@ cluster_down() {
 	dir=$(cluster_dir "$1")
 	[ -f "$dir/data/PG_VERSION" ] || return 0
 	as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# Node.js and npm (Debian's nodejs and npm, as root, where the machine has
+# no npm) and ocpp-rpc in .node/ of the checkout; prints the node_modules
+# directory, which the charge points' code takes from $OCPP_NODE_MODULES.
+ocpp_rpc_install() {
+	if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+		[ "$(id -u)" -eq 0 ] || die "Node.js and npm are missing (run this command as root once, or apt-get install ${EV_NODE_PACKAGES[*]})"
+		say "installing ${EV_NODE_PACKAGES[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y -qq --no-install-recommends "${EV_NODE_PACKAGES[@]}" >/dev/null 2>&1 ||
+			{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${EV_NODE_PACKAGES[@]}" >/dev/null; }
+	fi
+	if [ ! -d "$EV_NODE_DIR/node_modules/ocpp-rpc" ]; then
+		say "installing ocpp-rpc with npm into .node/"
+		mkdir -p "$EV_NODE_DIR"
+		npm install --prefix "$EV_NODE_DIR" --no-audit --no-fund --no-save --silent ocpp-rpc@2 >/dev/null ||
+			die "npm could not install ocpp-rpc"
+	fi
+	echo "$EV_NODE_DIR/node_modules"
 }
 
 # Run psql quietly, stopping at the first error.

@@ -386,8 +386,19 @@ StopItem(Item *it, Buf *hb, Buf *rec)
 							 it->samples[k].meter_wh, -1, order);
 		HeartbeatRow(hb, it, it->ts_us, "occupied", NULL, it->meter, 0, order);
 		g = GunCache(it->pile, connector);
-		g->meter_wh = it->meter;
-		snprintf(g->status, sizeof(g->status), "occupied");
+
+		/*
+		 * The gun is occupied until unplugged, unless it has moved on
+		 * already: a pile that was offline sends its StopTransaction late,
+		 * after its StatusNotification of the unplug, and that status stays
+		 * the gun's (else every clock-aligned reading after it would be
+		 * stored as occupied).
+		 */
+		if (g->status[0] == '\0' || strcmp(g->order_no, order) == 0)
+		{
+			g->meter_wh = it->meter;
+			snprintf(g->status, sizeof(g->status), "occupied");
+		}
 		snprintf(gun, sizeof(gun), "%s%03d", it->pile, connector);
 	}
 	/* pile_record: order_no, gun, started_at, ended_at, energy_wh, stop_reason, start_by, card_no, received_at */

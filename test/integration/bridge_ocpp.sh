@@ -16,19 +16,11 @@ bp_pid=
 trap '[ -n "$bridge_pid" ] && kill $bridge_pid 2>/dev/null; [ -n "$tls_pid" ] && kill $tls_pid 2>/dev/null; [ -n "$bp_pid" ] && kill $bp_pid 2>/dev/null; rm -rf "$work"' EXIT
 
 # Node.js, npm and ocpp-rpc: Debian's nodejs and npm when the machine has no
-# npm (scripts/lib.sh, EV_NODE_PACKAGES), ocpp-rpc into an ignored folder.
-export OCPP_NODE_MODULES=$EV_ROOT/test/integration/node_modules
-if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
-	pkgs=$(bash -c "source '$EV_ROOT/scripts/lib.sh' && echo \"\${EV_NODE_PACKAGES[*]}\"")
-	if [ "$(id -u)" -eq 0 ]; then
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null 2>&1
-	fi
-fi
-if [ ! -d "$OCPP_NODE_MODULES/ocpp-rpc" ]; then
-	(cd "$EV_ROOT/test/integration" && npm install --no-audit --no-fund --no-save --silent ocpp-rpc@2 >/dev/null 2>&1)
-fi
-[ -d "$OCPP_NODE_MODULES/ocpp-rpc" ]
-ok $? "ocpp-rpc is installed in test/integration/node_modules"
+# npm, ocpp-rpc into an ignored folder (scripts/lib.sh, ocpp_rpc_install).
+OCPP_NODE_MODULES=$(bash -c "source '$EV_ROOT/scripts/lib.sh' && ocpp_rpc_install" 2>/dev/null)
+export OCPP_NODE_MODULES
+[ -n "$OCPP_NODE_MODULES" ] && [ -d "$OCPP_NODE_MODULES/ocpp-rpc" ]
+ok $? "ocpp-rpc is installed in ${OCPP_NODE_MODULES#"$EV_ROOT/"}"
 pile_js=$EV_ROOT/test/integration/lib/ocpp_pile.js
 bridge=$("${PG_CONFIG:-pg_config}" --bindir)/evcharge-bridge
 

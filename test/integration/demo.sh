@@ -20,8 +20,8 @@ echo "$out" | grep -q 'refused (EV001): no tariff in force for station 2 (AC) at
 ok $? "a charge before the first plan is refused with EV001"
 
 # The day: generated traffic with its defects, replayed through the pipeline.
-"$EV_ROOT/demo/day.sh" $db >/dev/null
-ok $? "demo/day.sh builds the generator and replays a day"
+"$EV_ROOT/demo/day.sh" --copy $db >/dev/null
+ok $? "demo/day.sh --copy builds the generator and replays a day by COPY"
 is "$(q -d $db -c "SELECT count(*) FILTER (WHERE b.energy_wh = e.energy_wh) || '/' || count(*) FROM demo_day.expected e LEFT JOIN evcharge.bill b USING (order_no) WHERE e.record <> 'lost'")" \
 	"$(q -d $db -c "SELECT count(*) || '/' || count(*) FROM demo_day.expected WHERE record <> 'lost'")" \
 	"every session whose record came is billed exactly as metered, defects notwithstanding"
@@ -39,6 +39,6 @@ is "$(q -d $db -c "SELECT (SELECT sum(total) FROM evcharge.bill WHERE station_id
 	"the day's settled bills are the operator's revenue in the ledger, to the fen, and the ledger balances"
 is "$(q -d $db -c "SELECT (SELECT sum(r.total) FROM generate_series((SELECT min(ended_at) FROM evcharge.bill WHERE station_id BETWEEN 101 AND 199)::date - 1, (SELECT max(ended_at) FROM evcharge.bill WHERE station_id BETWEEN 101 AND 199)::date + 1, interval '1 day') d, evcharge.daily_report(20, d::date) r WHERE r.line = 'total') = (SELECT sum(total) FROM evcharge.bill WHERE station_id BETWEEN 101 AND 199 AND state = 'settled')")" t \
 	"daily_report() over the demo's days adds up to its settled bills, to the fen"
-"$EV_ROOT/demo/day.sh" $db >/dev/null
+"$EV_ROOT/demo/day.sh" --copy $db >/dev/null
 ok $? "the day replays a second time over its own data (bills, revisions and ledger taken out first)"
 done_testing

@@ -7,47 +7,25 @@
 'use strict';
 const path = require('path');
 const fs = require('fs');
-const { RPCClient } = require(path.join(process.env.OCPP_NODE_MODULES, 'ocpp-rpc'));
-const WebSocket = require(path.join(process.env.OCPP_NODE_MODULES, 'ws'));
+// The charge point itself (ocpp-rpc, strict mode, resends) is shared with
+// the demo's replay: scripts/ocpp_charge_point.js.
+const cp = require(path.join(__dirname, '..', '..', '..', 'scripts', 'ocpp_charge_point.js'));
+const { WebSocket, iso, sleep } = cp;
 
 const [scenario, url, pile, optJson] = process.argv.slice(2);
 const opt = optJson ? JSON.parse(optJson) : {};
 const failures = [];
 
 function client(extra = {}) {
-	const cli = new RPCClient({
-		endpoint: url, identity: pile, protocols: ['ocpp1.6'], strictMode: true,
-		reconnect: false, callTimeoutMs: 5000,
-		...(opt.password ? { password: opt.password } : {}),
-		...(opt.ca ? { wsOpts: { ca: fs.readFileSync(opt.ca) } } : {}),
-		...extra,
-	});
-	cli.on('strictValidationFailure', (e) => failures.push(String(e.error && e.error.message || e)));
-	return cli;
+	return cp.client(url, pile, { password: opt.password, ca: opt.ca, failures }, extra);
 }
-
-const iso = (ms) => new Date(ms).toISOString();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // A call that a charge point queues and resends until it is answered (OCPP
 // requires it of transaction messages): on a timeout or a lost connection,
 // reconnect and send it again.
-async function durable(state, method, params) {
-	for (let attempt = 0; ; attempt++) {
-		try {
-			return await state.cli.call(method, params, { callTimeoutMs: opt.callTimeoutMs || 3000 });
-		} catch (e) {
-			if (attempt > 60) throw e;
-			state.resends = (state.resends || 0) + 1;
-			if (state.cli.state !== 1) {
-				try { await state.cli.close({ force: true }); } catch (_) { /* already gone */ }
-				state.cli = client();
-				for (;;) {
-					try { await state.cli.connect(); break; } catch (_) { await sleep(300); }
-				}
-			}
-		}
-	}
+function durable(state, method, params) {
+	state.reconnect = () => client();
+	return cp.durable(state, method, params, { timeoutMs: opt.callTimeoutMs || 3000 });
 }
 
 function meter(ts, wh, extra = true) {
