@@ -165,7 +165,7 @@ ApplyEvent(const CmdEvent *e)
 						"disconnected_at = NULL", 2, p3);
 		case EV_DISCONNECTED:
 			return Exec("UPDATE evcharge.ocpp_connection SET disconnected_at = now() "
-						"WHERE pile_id = $1::evcharge.pile_id AND bridge_id = $2 AND disconnected_at IS NULL", 2, p3);
+						"WHERE pile_id OPERATOR(evcharge.=) $1::evcharge.pile_id AND bridge_id = $2 AND disconnected_at IS NULL", 2, p3);
 		case EV_ANSWER:
 			snprintf(id, sizeof(id), "%" PRId64, e->command_id);
 			p3[0] = id;

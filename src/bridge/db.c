@@ -90,7 +90,7 @@ RegistryCheckPile(const char *pile, PileAuth *auth)
 						   "FROM evcharge.pile pl JOIN evcharge.station st USING (station_id) "
 						   "LEFT JOIN evcharge.ocpp_credential c ON c.pile_id OPERATOR(evcharge.=) pl.pile_id "
 						   "LEFT JOIN evcharge.ocpp_policy po ON po.operator_id = st.operator_id "
-						   "WHERE pl.pile_id = $1::evcharge.pile_id",
+						   "WHERE pl.pile_id OPERATOR(evcharge.=) $1::evcharge.pile_id",
 						   1, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		{

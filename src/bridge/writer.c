@@ -258,7 +258,7 @@ ResolveTx(const Item *it)
 		return e;
 	snprintf(txid, sizeof(txid), "%d", it->transaction_id);
 	res = Exec("SELECT order_no, connector_id FROM evcharge.ocpp_transaction "
-			   "WHERE transaction_id = $1 AND pile_id = $2::evcharge.pile_id", 2, params);
+			   "WHERE transaction_id = $1 AND pile_id OPERATOR(evcharge.=) $2::evcharge.pile_id", 2, params);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 	{
 		e = TxCache(it->pile, it->transaction_id, true);
@@ -300,7 +300,7 @@ FlushItems(Item **items, int n)
 				{
 					const char *params[2] = {it->pile, it->firmware};
 
-					res = Exec("UPDATE evcharge.pile SET firmware = $2 WHERE pile_id = $1::evcharge.pile_id "
+					res = Exec("UPDATE evcharge.pile SET firmware = $2 WHERE pile_id OPERATOR(evcharge.=) $1::evcharge.pile_id "
 							   "AND firmware IS DISTINCT FROM $2", 2, params);
 					if (!Ok(res, "firmware update"))
 						goto fail;
