@@ -123,7 +123,8 @@ lint:
 		--std=c99 -Isrc -I$(PG_INCLUDEDIR_SERVER) $(LINT_DEFS) \
 		'-Dpg_attribute_noreturn()=__attribute__((noreturn))' \
 		--suppress=missingIncludeSystem --suppress='*:$(PG_INCLUDEDIR_SERVER)/*' \
-		src/*.c test/fuzz/fuzz_ids.c test/fuzz/fuzz_anomaly.c test/fuzz/fuzz_engines.c bench/trafficgen/trafficgen.c
+		src/*.c test/fuzz/fuzz_ids.c test/fuzz/fuzz_anomaly.c test/fuzz/fuzz_engines.c bench/trafficgen/trafficgen.c \
+		bench/ocppload/ocppload.c
 	clang-tidy --quiet --warnings-as-errors='*' \
 		--checks='-*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-macro-parentheses,-bugprone-branch-clone,-bugprone-assignment-in-if-condition,-bugprone-implicit-widening-of-multiplication-result' \
 		src/*.c -- -Isrc -I$(PG_INCLUDEDIR_SERVER) -I$(shell $(PG_CONFIG) --includedir)/internal $(LINT_DEFS)

@@ -988,12 +988,15 @@ CmpU32(const void *a, const void *b)
 static void
 Percentiles(uint32_t *v, size_t n, double *p50, double *p99, double *max)
 {
+	size_t		mid;
+
 	*p50 = *p99 = *max = 0;
 	if (n == 0)
 		return;
 	qsort(v, n, sizeof(uint32_t), CmpU32);
-	*p50 = v[(n - 1) / 2] / 1000.0;
-	*p99 = v[(size_t) ((double) (n - 1) * 0.99)] / 1000.0;
+	mid = (n - 1) / 2;
+	*p50 = (double) v[mid] / 1000.0;
+	*p99 = (double) v[(size_t) ((double) (n - 1) * 0.99)] / 1000.0;
 	*max = v[n - 1] / 1000.0;
 }
 
@@ -1246,7 +1249,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "ocppload: cannot make an epoll event loop\n");
 		return 1;
 	}
-	lws_set_log_level(getenv("OCPPLOAD_LWS_LOG") ? atoi(getenv("OCPPLOAD_LWS_LOG")) : LLL_ERR | LLL_WARN, NULL);
+	{
+		/* OCPPLOAD_LWS_LOG: libwebsockets' log levels (a bit mask), errors and warnings by default */
+		const char *lvl = getenv("OCPPLOAD_LWS_LOG");
+
+		lws_set_log_level(lvl ? atoi(lvl) : LLL_ERR | LLL_WARN, NULL);
+	}
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = protocols;
