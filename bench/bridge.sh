@@ -123,6 +123,22 @@ SELECT (:'prefix' || lpad(n::text, 5, '0'))::evcharge.pile_id, (n - 1) % 4 + 1, 
 INSERT INTO evcharge.member (member_id, operator_id, card_no) VALUES (501, 12, :'card');
 SELECT evcharge.maintain_partitions(:'day'::date + time '12:00');
 SELECT evcharge.maintain_partitions(now());
+-- A network that has been running (as bench/pipeline.sh has it): every gun
+-- has a live state (idle, the evening before) and 5 past sessions, analysed,
+-- so that the planner sees tables of their real size; in an empty database
+-- the first flushes after 10,000 new sessions were planned for empty tables
+-- and one took 20 s.
+INSERT INTO evcharge.gun_state (gun, station_id, status, online, last_heartbeat, meter_wh, fault_code, updated_at)
+SELECT evcharge.gun_id(p.pile_id, 1), p.station_id, 'idle', true, (:'day'::date - 1) + time '20:00',
+       1000000 + (evcharge.serial_no(p.pile_id) - 1) * 37, 0, (:'day'::date - 1) + time '20:00'
+  FROM evcharge.pile p;
+INSERT INTO evcharge.charge_session (order_no, gun, station_id, channel, state, created_at, started_at,
+	charging_ended_at, occupied_until, last_ts, first_meter_wh, high_meter_wh, wh_by_class, running_total, updated_at)
+SELECT 'HIST-' || g.gun::text || '-' || d, g.gun, g.station_id, 'card', 'ended', st, st, st + interval '1 hour',
+       st + interval '70 minutes', st + interval '70 minutes', 800000 + d * 7000, 807000 + d * 7000,
+       '{0,0,7000,0}', 7.00, st + interval '70 minutes'
+  FROM evcharge.gun_state g, generate_series(1, 5) d,
+       LATERAL (SELECT (:'day'::date - d) + time '10:00' AS st) x;
 ANALYZE;
 SQL
 
@@ -240,7 +256,7 @@ derived() {
 		if (what == "kb_conn") printf "%.2f\n", (v["rss_idle_kb"] - v["rss_before_kb"]) / v["piles"]
 		if (what == "kb_conn_end") printf "%.2f\n", (v["rss_end_kb"] - v["rss_before_kb"]) / v["piles"]
 		if (what == "ratio") printf "%.3f\n", v["mv_per_s"] / v["ceiling_rows_per_s"]
-		if (what == "cpu_bridge" || what == "cpu_db" || what == "cpu_gen") printf "%.1f\n", 100 * v[what "_s"] / v["cpu_span_s"]
+		if (what == "cpu_bridge" || what == "cpu_db" || what == "cpu_gen" || what == "cpu_bridge_main" || what == "cpu_bridge_writer") printf "%.1f\n", 100 * v[what "_s"] / v["cpu_span_s"]
 		if (what == "cpu_total") printf "%.1f\n", 100 * (v["cpu_bridge_s"] + v["cpu_db_s"] + v["cpu_gen_s"]) / v["cpu_span_s"]
 	}' "$WORK/results"
 }
@@ -260,5 +276,7 @@ for rate in "${RATES[@]}"; do
 	printf '  %-44s %s (after the run, connections open: %s)\n' "bridge memory per idle connection, KiB" "$(derived "$rate" kb_conn | median)" "$(derived "$rate" kb_conn_end | median)"
 	printf '  %-44s bridge %s, database %s, generator %s (total %s)\n' "CPU, % of one core, during the MeterValues" \
 		"$(derived "$rate" cpu_bridge | median)" "$(derived "$rate" cpu_db | median)" "$(derived "$rate" cpu_gen | median)" "$(derived "$rate" cpu_total | median)"
+	printf '  %-44s main thread %s, writer thread %s\n' "  the bridge's CPU by thread" \
+		"$(derived "$rate" cpu_bridge_main | median)" "$(derived "$rate" cpu_bridge_writer | median)"
 	printf '  %-44s %s rows, %s ms\n' "bridge flush (from --metrics): per flush" "$(col "$rate" rows_per_flush | median)" "$(col "$rate" flush_ms | median)"
 done

@@ -191,6 +191,10 @@ typedef struct Snapshot
 	double		cpu_bridge,
 				cpu_db,
 				cpu_self;		/* seconds */
+	double		cpu_bridge_main;	/* the bridge's main thread (tid = pid) */
+	int			ntasks;			/* its other threads: tid and seconds */
+	int			task_tid[16];
+	double		task_cpu[16];
 	double		flush_rows_sum,
 				flush_count,
 				flush_seconds_sum;
@@ -435,10 +439,58 @@ FetchMetrics(Snapshot *s)
 	return s->metrics_ok;
 }
 
+/* The CPU of each of the bridge's threads (/proc/PID/task). */
+static void
+BridgeThreads(Snapshot *s)
+{
+	char		dir[64];
+	DIR		   *d;
+	struct dirent *e;
+
+	s->ntasks = 0;
+	s->cpu_bridge_main = -1;
+	snprintf(dir, sizeof(dir), "/proc/%d/task", bridge_pid);
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+	{
+		int			tid = atoi(e->d_name);
+		char		fn[96];
+		char		buf[1024];
+		FILE	   *f;
+		size_t		n;
+		char	   *p;
+		unsigned long long ut,
+					st;
+
+		if (tid <= 0)
+			continue;
+		snprintf(fn, sizeof(fn), "%s/%d/stat", dir, tid);
+		if ((f = fopen(fn, "r")) == NULL)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		if ((p = strrchr(buf, ')')) == NULL ||
+			sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+			continue;
+		if (tid == bridge_pid)
+			s->cpu_bridge_main = (double) (ut + st) / (double) sysconf(_SC_CLK_TCK);
+		else if (s->ntasks < 16)
+		{
+			s->task_tid[s->ntasks] = tid;
+			s->task_cpu[s->ntasks++] = (double) (ut + st) / (double) sysconf(_SC_CLK_TCK);
+		}
+	}
+	closedir(d);
+}
+
 static void
 TakeSnapshot(Snapshot *s)
 {
 	s->at_us = NowUs();
+	if (bridge_pid)
+		BridgeThreads(s);
 	s->cpu_bridge = bridge_pid ? ProcCpu(bridge_pid, false, NULL) : -1;
 	s->cpu_db = db_pid ? DbCpu() : -1;
 	s->cpu_self = ProcCpu(getpid(), false, NULL);
@@ -1316,7 +1368,19 @@ main(int argc, char **argv)
 		double		span = (double) (snap_b.at_us - snap_a.at_us) / 1e6;
 
 		if (bridge_pid && snap_a.cpu_bridge >= 0 && snap_b.cpu_bridge >= 0)
+		{
+			double		busiest = 0;
+
 			printf(" cpu_bridge_s=%.2f", snap_b.cpu_bridge - snap_a.cpu_bridge);
+			if (snap_a.cpu_bridge_main >= 0 && snap_b.cpu_bridge_main >= 0)
+				printf(" cpu_bridge_main_s=%.2f", snap_b.cpu_bridge_main - snap_a.cpu_bridge_main);
+			/* The busiest other thread: the writer (the command and metrics threads mostly sleep). */
+			for (int i = 0; i < snap_b.ntasks; i++)
+				for (int j = 0; j < snap_a.ntasks; j++)
+					if (snap_a.task_tid[j] == snap_b.task_tid[i] && snap_b.task_cpu[i] - snap_a.task_cpu[j] > busiest)
+						busiest = snap_b.task_cpu[i] - snap_a.task_cpu[j];
+			printf(" cpu_bridge_writer_s=%.2f", busiest);
+		}
 		if (db_pid && snap_a.cpu_db >= 0 && snap_b.cpu_db >= 0)
 			printf(" cpu_db_s=%.2f", snap_b.cpu_db - snap_a.cpu_db);
 		printf(" cpu_gen_s=%.2f cpu_span_s=%.3f", snap_b.cpu_self - snap_a.cpu_self, span);
