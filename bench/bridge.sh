@@ -36,8 +36,8 @@
 #      wrote them (received_at), into a fresh copy of the template with ONE
 #      server-side COPY, timed (rows/s), and the same rows checked in.
 # BENCH_ROUNDS (3) rounds; prints every round and the medians.
-# BENCH_PERF=1 adds 10 s of perf's profile of the bridge in round 1.  About 5
-# minutes a round at the defaults on 2 shared cores.
+# BENCH_PERF=1 adds 10 s of perf's profile of the bridge in round 1.  About 2
+# minutes a round and rate at the defaults on 2 quiet cores.
 source "$(dirname "$0")/../scripts/lib.sh"
 
 PILES=${BENCH_PILES:-10000}
