@@ -135,7 +135,8 @@ lint:
 		--std=c99 -Isrc -I$(PG_INCLUDEDIR_SERVER) $(LINT_DEFS) \
 		'-Dpg_attribute_noreturn()=__attribute__((noreturn))' \
 		--suppress=missingIncludeSystem --suppress='*:$(PG_INCLUDEDIR_SERVER)/*' \
-		src/*.c test/fuzz/fuzz_ids.c test/fuzz/fuzz_anomaly.c test/fuzz/fuzz_engines.c bench/trafficgen/trafficgen.c
+		src/*.c test/fuzz/fuzz_ids.c test/fuzz/fuzz_anomaly.c test/fuzz/fuzz_engines.c bench/trafficgen/trafficgen.c \
+		bench/ocppload/ocppload.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--std=c11 $(BRIDGE_LINT_FLAGS) --suppress=missingIncludeSystem $(BRIDGE_LINT_SRCS)
 	clang-tidy --quiet --warnings-as-errors='*' --checks='$(LINT_CHECKS)' \

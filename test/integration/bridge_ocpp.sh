@@ -7,7 +7,7 @@
 # handshake; bad frames get their CALLERRORs; a pg_ctl restart of the
 # database in the middle of a session loses nothing; SIGTERM closes with 1001.
 source "$(dirname "$0")/lib/tap.sh"
-plan 99
+plan 101
 db=evcharge_it_bridge
 work=$(mktemp -d)
 bridge_pid=
@@ -234,6 +234,25 @@ is "$(pile refused wss://127.0.0.1:$tls_port/ocpp 44200000120000100006 "{\"passw
 	"over TLS too a wrong password is refused with 401"
 kill -TERM $tls_pid; wait $tls_pid
 is "$?" "0" "the TLS bridge stops cleanly"
+tls_pid=
+
+# A database whose search_path lacks evcharge (the test database has it):
+# the bridge's own queries name evcharge's operators, so piles are admitted
+# and stored there too (a pile of its own, so that the transactions of the
+# others stay as the later checks count them).
+q -d $db -c "INSERT INTO pile VALUES ('44200000120000100008', 1, 2, 7000)" >/dev/null
+sp_port=$((tls_port + 1))
+while (exec 3<>/dev/tcp/127.0.0.1/$sp_port) 2>/dev/null; do sp_port=$((sp_port + 1)); done
+"$bridge" --db "dbname=$db options=-csearch_path=public" --ocpp 127.0.0.1:$sp_port --bridge-id path-test --flush-ms 10 2>>"$work/bridge.log" &
+tls_pid=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$sp_port) 2>/dev/null && break; sleep 0.1; done
+t2=$(q -d $db -c "SELECT to_char(((((now() AT TIME ZONE 'Asia/Shanghai')::date - 1) + time '12:00') AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+out=$(pile charge ws://127.0.0.1:$sp_port/ocpp 44200000120000100008 "{\"start\":\"$t2\",\"minutes\":3,\"whPerMin\":100,\"firmware\":\"AC-2.4.0\"}")
+is "$(echo "$out" | jq_ error)" "undefined" "with search_path = public: a pile is admitted and charges (boot, start, samples, stop)"
+for _ in $(seq 30); do [ "$(q -d $db -c "SELECT count(*) FROM bill b JOIN ocpp_transaction t USING (order_no) WHERE t.pile_id = '44200000120000100008'")" = 1 ] && break; sleep 0.1; done
+is "$(q -d $db -c "SELECT firmware || ' ' || (SELECT energy_wh FROM bill b JOIN ocpp_transaction t USING (order_no) WHERE t.pile_id = '44200000120000100008') FROM pile WHERE pile_id = '44200000120000100008'")" "AC-2.4.0 300" \
+	"and its firmware and its bill are stored"
+kill -TERM $tls_pid; wait $tls_pid
 tls_pid=
 
 # The status endpoint: Prometheus text, with what this test sent.
