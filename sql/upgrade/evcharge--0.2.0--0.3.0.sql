@@ -4756,7 +4756,7 @@ DECLARE
 	p record;
 BEGIN
 	SELECT pl.pile_id, pl.gun_count, pl.current_type, pl.firmware INTO p
-	FROM evcharge.ykc_pile y JOIN evcharge.pile pl USING (pile_id)
+	FROM evcharge.ykc_pile y JOIN evcharge.pile pl ON pl.pile_id OPERATOR(evcharge.=) y.pile_id
 	WHERE y.ykc_no = p_ykc_no;
 	IF NOT FOUND THEN
 		refusal := format('pile number %s is not mapped to a registered pile (evcharge.ykc_pile)', p_ykc_no);
