@@ -134,7 +134,7 @@ $(OBJS): $(wildcard src/*.h)
 PG_INCLUDEDIR_SERVER := $(shell $(PG_CONFIG) --includedir-server)
 LINT_DEFS = -DEVCHARGE_VERSION='"$(EXTVERSION)"' -D_GNU_SOURCE
 LINT_CHECKS = -*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-macro-parentheses,-bugprone-branch-clone,-bugprone-assignment-in-if-condition,-bugprone-implicit-widening-of-multiplication-result
-BRIDGE_LINT_SRCS = $(sort $(wildcard src/bridge/*.c)) src/bridge/fuzz/fuzz_frame.c
+BRIDGE_LINT_SRCS = $(sort $(wildcard src/bridge/*.c)) src/bridge/fuzz/fuzz_frame.c src/bridge/fuzz/fuzz_ykc.c
 BRIDGE_LINT_FLAGS = -Isrc -Isrc/bridge -I$(shell $(PG_CONFIG) --includedir) -D_GNU_SOURCE
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \

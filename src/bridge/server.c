@@ -210,7 +210,9 @@ DrainCommands(void)
 			LogEvent(c->pile, "sent YKC remote %s for command %" PRId64 " (gun %d)",
 					 strcmp(cmd->action, "RemoteStartTransaction") == 0 ? "start (0x34)" : "stop (0x36)",
 					 cmd->id, cmd->connector);
-			SendBytes(c, out, YkcCommandFrame(c, cmd, out));
+			size_t		n = YkcCommandFrame(c, cmd, out);
+
+			SendBytes(c, out, n);
 			MetricsCommandSent();
 		}
 		else
@@ -674,6 +676,7 @@ YkcDone(Item *it)
 {
 	Conn	   *c = it->conn;
 	uint8_t		out[YKC_MAX_FRAME];
+	size_t		n;
 	int64_t		now = NowUs();
 
 	if (it->kind == ITEM_YKC_LOGIN)
@@ -683,7 +686,8 @@ YkcDone(Item *it)
 	switch (it->kind)
 	{
 		case ITEM_YKC_LOGIN:
-			SendBytes(c, out, YkcAnswer(c, it, out));
+			n = YkcAnswer(c, it, out);
+			SendBytes(c, out, n);
 			if (!it->stored || it->result_code != 0)
 			{
 				LogEvent(NULL, "YKC login of pile number %s refused (0x02 result 0x01): %s; closing", it->ykc_no,
@@ -702,13 +706,13 @@ YkcDone(Item *it)
 			}
 			LogEvent(c->pile, "YKC pile number %s logged in (%s, %d gun(s), firmware %s)", it->ykc_no,
 					 it->current_type, it->gun_count, it->firmware);
-			SendBytes(c, out, YkcClockFrame(c, out));
+			n = YkcClockFrame(c, out);
+			SendBytes(c, out, n);
 			break;
 		case ITEM_YKC_MODEL:
 			if (it->has_model)
 			{
-				size_t		n = it->ykc_type == YKC_MODEL_SET ? YkcModelPush(c, it, out) : YkcAnswer(c, it, out);
-
+				n = it->ykc_type == YKC_MODEL_SET ? YkcModelPush(c, it, out) : YkcAnswer(c, it, out);
 				if (n > 0 && it->ykc_type == YKC_MODEL_SET)
 					LogEvent(c->pile, "billing model %04d sent (0x58): the plan in force changed", it->model_id);
 				SendBytes(c, out, n);
@@ -721,7 +725,10 @@ YkcDone(Item *it)
 			break;
 		default:
 			if (it->answer_after_commit)
-				SendBytes(c, out, YkcAnswer(c, it, out));
+			{
+				n = YkcAnswer(c, it, out);
+				SendBytes(c, out, n);
+			}
 			break;
 	}
 }

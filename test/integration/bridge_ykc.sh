@@ -9,7 +9,7 @@
 # the billing model pushed when the plan in force changes; unknown piles
 # refused; bad frames dropped or closed with a log line and no row.
 source "$(dirname "$0")/lib/tap.sh"
-plan 54
+plan 53
 db=evcharge_it_ykc
 work=$(mktemp -d)
 bridge_pid=

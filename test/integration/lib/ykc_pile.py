@@ -314,10 +314,10 @@ def bad(p, opt):
 			out[name] = 'closed'
 		else:
 			out[name] = '0x%02X' % r[0]
+		if logged and r != 'closed':
 			# still alive? a good heartbeat must be answered
-			if logged:
-				p.send(0x03, hb)
-				out[name + 'Alive'] = p.expect(0x04, 2) not in (None, 'closed')
+			p.send(0x03, hb)
+			out[name + 'Alive'] = p.expect(0x04, 2) not in (None, 'closed')
 		p.close()
 
 	case('beforeLogin', False, lambda: p.send(0x03, hb))
