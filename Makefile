@@ -75,7 +75,7 @@ PG_CFLAGS += -Werror
 endif
 SHLIB_LINK = -lcurl -lssl -lcrypto
 
-EXTRA_CLEAN = results regression.diffs regression.out output_iso $(BRIDGE) $(BRIDGE_FUZZ)
+EXTRA_CLEAN = results regression.diffs regression.out output_iso $(BRIDGE) $(BRIDGE_FUZZ) $(BRIDGE_FUZZ_YKC)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -103,10 +103,16 @@ install-bridge: $(BRIDGE)
 # AddressSanitizer and UndefinedBehaviorSanitizer: `make fuzz-bridge`.
 BRIDGE_FUZZ = src/bridge/fuzz/fuzz_frame
 BRIDGE_FUZZ_SRCS = src/bridge/fuzz/fuzz_frame.c src/bridge/frame.c src/bridge/ocpp.c src/bridge/config.c
-fuzz-bridge: $(BRIDGE_FUZZ)
+# fuzz_ykc: the YKC frame codec and mapping (ykc_frame.c, ykc.c).
+BRIDGE_FUZZ_YKC = src/bridge/fuzz/fuzz_ykc
+BRIDGE_FUZZ_YKC_SRCS = src/bridge/fuzz/fuzz_ykc.c src/bridge/ykc.c src/bridge/ykc_frame.c
+fuzz-bridge: $(BRIDGE_FUZZ) $(BRIDGE_FUZZ_YKC)
 $(BRIDGE_FUZZ): $(BRIDGE_FUZZ_SRCS) $(wildcard src/bridge/*.h)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Wall -Wextra -Werror \
 		-Wno-unused-parameter -Isrc -Isrc/bridge -o $@ $(BRIDGE_FUZZ_SRCS) -ljansson -lm
+$(BRIDGE_FUZZ_YKC): $(BRIDGE_FUZZ_YKC_SRCS) $(wildcard src/bridge/*.h)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Wall -Wextra -Werror \
+		-Wno-unused-parameter -Isrc -Isrc/bridge -o $@ $(BRIDGE_FUZZ_YKC_SRCS) -lm
 .PHONY: fuzz-bridge
 
 # The list of files is in this Makefile: a change to it rebuilds the script.
@@ -128,7 +134,7 @@ $(OBJS): $(wildcard src/*.h)
 PG_INCLUDEDIR_SERVER := $(shell $(PG_CONFIG) --includedir-server)
 LINT_DEFS = -DEVCHARGE_VERSION='"$(EXTVERSION)"' -D_GNU_SOURCE
 LINT_CHECKS = -*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-macro-parentheses,-bugprone-branch-clone,-bugprone-assignment-in-if-condition,-bugprone-implicit-widening-of-multiplication-result
-BRIDGE_LINT_SRCS = $(sort $(wildcard src/bridge/*.c)) src/bridge/fuzz/fuzz_frame.c
+BRIDGE_LINT_SRCS = $(sort $(wildcard src/bridge/*.c)) src/bridge/fuzz/fuzz_frame.c src/bridge/fuzz/fuzz_ykc.c
 BRIDGE_LINT_FLAGS = -Isrc -Isrc/bridge -I$(shell $(PG_CONFIG) --includedir) -D_GNU_SOURCE
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \

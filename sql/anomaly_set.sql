@@ -6,7 +6,7 @@ SET search_path = public, evcharge;
 
 -- The codes: the numbers operators already use (4, 6 and 7 do not exist),
 -- a name for each, what it means, and whether it stops the bill being
--- charged until it is repaired (every code but 10).
+-- charged until it is repaired (every code but 10 and 20).
 SELECT code, name, blocks_charge, description FROM anomaly_code ORDER BY code;
 
 -- The table and the catalogue compiled into the module hold exactly the
@@ -37,7 +37,7 @@ SELECT code, name, code::text::anomaly_set AS by_number, name::anomaly_set AS by
 FROM anomaly_code ORDER BY code;
 
 -- All codes, written backwards, print in ascending order.
-SELECT '19+18+17+16+15+14+13+12+11+10+9+8+5+3+2+1'::anomaly_set AS every_code;
+SELECT '20+19+18+17+16+15+14+13+12+11+10+9+8+5+3+2+1'::anomaly_set AS every_code;
 
 -- The empty set is the empty string (white space alone too); quote_literal
 -- shows it, since psql prints an empty string and NULL alike.
@@ -70,7 +70,7 @@ SELECT input, r.* FROM (VALUES
 	('6'),
 	('7'),
 	('0'),                       -- codes start at 1
-	('20'),                      -- beyond the last code
+	('21'),                      -- beyond the last code
 	('99999999999'),             -- far beyond
 	('9+10+4'),                  -- the item and its position are named
 	('bill_lose'),               -- a misspelt name

@@ -49,6 +49,8 @@ const AnomalyCode AnomalyCodes[] = {
 		"The bill's energy or amount is beyond what the operator allows one bill to carry.", 1},
 	{19, "not_priced",
 		"Pricing the session failed with an error, so the bill has no amount.", 1},
+	{20, "class_energy_mismatch",
+		"The pile's own energy per class (sharp, peak, flat, valley) differs from the platform's split; on its own it does not change the amount.", 0},
 };
 
 const int	AnomalyCodeCount = (int) (sizeof(AnomalyCodes) / sizeof(AnomalyCodes[0]));

@@ -10,7 +10,7 @@ TRUNCATE evcharge.partner_month_item, evcharge.partner_month_statement, evcharge
 	evcharge.charge_session, evcharge.fault_event, evcharge.coupon, evcharge.occupancy_exemption,
 	evcharge.occupancy_fee, evcharge.promotion_group, evcharge.promotion_station, evcharge.promotion,
 	evcharge.group_station, evcharge.customer_group, evcharge.station_tariff, evcharge.station,
-	evcharge.job_watermark, evcharge.ocpp_policy, evcharge.ocpp_transaction, evcharge.ocpp_command, evcharge.ocpp_connection, evcharge.ocpp_bridge, evcharge.calendar_day, evcharge.declared_day, evcharge.tariff_season,
+	evcharge.job_watermark, evcharge.ocpp_policy, evcharge.ocpp_transaction, evcharge.ocpp_command, evcharge.ocpp_connection, evcharge.ocpp_bridge, evcharge.ykc_pile, evcharge.calendar_day, evcharge.declared_day, evcharge.tariff_season,
 	evcharge.operator RESTART IDENTITY CASCADE;
 DO $$
 DECLARE p text;

@@ -322,4 +322,5 @@ INSERT INTO evcharge.anomaly_code (code, name, description, blocks_charge) VALUE
 	(16, 'defective_firmware', 'The pile runs a firmware version on the operator''s list of defective versions.', true),
 	(17, 'current_type_unknown', 'The pile registry does not give the pile''s current type (AC or DC), as for a pile removed from it, so the session cannot be priced.', true),
 	(18, 'beyond_bill_limits', 'The bill''s energy or amount is beyond what the operator allows one bill to carry.', true),
-	(19, 'not_priced', 'Pricing the session failed with an error, so the bill has no amount.', true);
+	(19, 'not_priced', 'Pricing the session failed with an error, so the bill has no amount.', true),
+	(20, 'class_energy_mismatch', 'The pile''s own energy per class (sharp, peak, flat, valley) differs from the platform''s split; on its own it does not change the amount.', false);

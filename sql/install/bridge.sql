@@ -19,9 +19,13 @@ CREATE TABLE evcharge.ocpp_transaction (
 	stop_reason text,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	pile_transaction_id int,
+	ykc_serial text CONSTRAINT ocpp_transaction_ykc_serial_digits CHECK (ykc_serial ~ '^[0-9]{32}$'),
 	CONSTRAINT ocpp_transaction_start_key UNIQUE (pile_id, connector_id, started_at),
 	CONSTRAINT ocpp_transaction_started CHECK (pile_transaction_id IS NOT NULL OR (connector_id IS NOT NULL AND meter_start_wh IS NOT NULL))
 );
+CREATE UNIQUE INDEX ocpp_transaction_ykc_serial_idx ON evcharge.ocpp_transaction (ykc_serial);
+COMMENT ON INDEX evcharge.ocpp_transaction_ykc_serial_idx IS 'one transaction per YKC serial: a resent record or real-time data finds its order';
+COMMENT ON CONSTRAINT ocpp_transaction_ykc_serial_digits ON evcharge.ocpp_transaction IS 'a YKC transaction serial is 32 decimal digits';
 CREATE UNIQUE INDEX ocpp_transaction_unknown_stop_idx ON evcharge.ocpp_transaction (pile_id, stopped_at)
 	WHERE pile_transaction_id IS NOT NULL;
 COMMENT ON INDEX evcharge.ocpp_transaction_unknown_stop_idx IS
@@ -44,6 +48,7 @@ COMMENT ON COLUMN evcharge.ocpp_transaction.meter_stop_wh IS 'meterStop of the f
 COMMENT ON COLUMN evcharge.ocpp_transaction.stopped_at IS 'the first StopTransaction timestamp';
 COMMENT ON COLUMN evcharge.ocpp_transaction.stop_reason IS 'the StopTransaction reason (Local when the pile gave none)';
 COMMENT ON COLUMN evcharge.ocpp_transaction.created_at IS 'when the bridge first stored it';
+COMMENT ON COLUMN evcharge.ocpp_transaction.ykc_serial IS 'for a transaction of a YKC pile: its 32-digit transaction serial (the pile''s, or the one a remote start sent); NULL for OCPP';
 COMMENT ON COLUMN evcharge.ocpp_transaction.pile_transaction_id IS 'for a transaction known from its StopTransaction alone (the pile never got its StartTransaction answered: -1 after an offline start): the transactionId the pile sent; NULL for a transaction begun by StartTransaction, whose id is transaction_id';
 
 -- Whether an idTag may charge at a pile: a member card of the pile's
@@ -510,3 +515,236 @@ COMMENT ON TRIGGER ocpp_registry_notify ON evcharge.ocpp_credential IS 'a passwo
 CREATE TRIGGER ocpp_registry_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
 	ON evcharge.ocpp_policy FOR EACH STATEMENT EXECUTE FUNCTION evcharge.ocpp_registry_notify();
 COMMENT ON TRIGGER ocpp_registry_notify ON evcharge.ocpp_policy IS 'an operator''s password policy changed: the bridges read their registry again';
+
+-- ======================================================================
+-- The YKC cloud protocol (云快充 1.5/1.6, docs/bridge.md "The YKC
+-- protocol"): a pile logs in with a 14-digit pile number, which the
+-- registry maps to its 20-digit pile id; its transactions are known by a
+-- 32-digit serial, kept on the ocpp_transaction row of its order (so that
+-- remote stops and the balance guard treat them like OCPP's); the billing
+-- model it is sent is the station's plan in force.
+-- ======================================================================
+
+CREATE TABLE evcharge.ykc_pile (
+	ykc_no text PRIMARY KEY CONSTRAINT ykc_pile_no_digits CHECK (ykc_no ~ '^[0-9]{14}$'),
+	pile_id evcharge.pile_id NOT NULL UNIQUE REFERENCES evcharge.pile ON DELETE CASCADE,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evcharge.ykc_pile IS
+	'The YKC pile numbers: the 14 BCD digits a pile speaking the YKC cloud protocol logs in with, mapped one to one to its 20-digit pile id; a login of a number without a row is refused';
+COMMENT ON COLUMN evcharge.ykc_pile.ykc_no IS 'the YKC pile number, 14 digits as the pile sends them in BCD';
+COMMENT ON COLUMN evcharge.ykc_pile.pile_id IS 'the registered pile it is';
+COMMENT ON COLUMN evcharge.ykc_pile.created_at IS 'when the mapping was made';
+COMMENT ON CONSTRAINT ykc_pile_no_digits ON evcharge.ykc_pile IS 'a YKC pile number is 14 decimal digits';
+SELECT pg_catalog.pg_extension_config_dump('evcharge.ykc_pile', '');
+
+-- A YKC login: the pile it is, or why it is refused.  The firmware the pile
+-- reports is written to the registry when it is admitted.
+CREATE FUNCTION evcharge.ykc_login(p_ykc_no text, p_current_type text, p_gun_count int, p_firmware text,
+	OUT pile_id evcharge.pile_id, OUT refusal text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	p record;
+BEGIN
+	SELECT pl.pile_id, pl.gun_count, pl.current_type, pl.firmware INTO p
+	FROM evcharge.ykc_pile y JOIN evcharge.pile pl ON pl.pile_id OPERATOR(evcharge.=) y.pile_id
+	WHERE y.ykc_no = p_ykc_no;
+	IF NOT FOUND THEN
+		refusal := format('pile number %s is not mapped to a registered pile (evcharge.ykc_pile)', p_ykc_no);
+		RETURN;
+	END IF;
+	IF p.gun_count <> p_gun_count THEN
+		refusal := format('pile number %s (pile %s) logs in with %s gun(s); the registry has %s', p_ykc_no,
+			p.pile_id, p_gun_count, p.gun_count);
+		RETURN;
+	END IF;
+	IF p.current_type IS DISTINCT FROM p_current_type THEN
+		refusal := format('pile number %s (pile %s) logs in as %s; the registry has it %s', p_ykc_no,
+			p.pile_id, p_current_type, coalesce(p.current_type, 'without a current type'));
+		RETURN;
+	END IF;
+	IF p.firmware IS DISTINCT FROM nullif(p_firmware, '') THEN
+		UPDATE evcharge.pile pl SET firmware = nullif(p_firmware, '') WHERE pl.pile_id OPERATOR(evcharge.=) p.pile_id;
+	END IF;
+	pile_id := p.pile_id;
+END $$;
+COMMENT ON FUNCTION evcharge.ykc_login(text, text, int, text) IS
+	'checks a YKC login (0x01) against the registry: the pile number mapped in ykc_pile, the gun count and current type the registry has; returns the pile (its firmware written) or, with a NULL pile, the reason of the refusal';
+
+-- The order of a YKC transaction serial: the one it has, else made once
+-- (a pending start_session() on the gun is taken over, as a remote start).
+CREATE FUNCTION evcharge.ykc_transaction(p_pile evcharge.pile_id, p_gun int, p_serial text, p_ts timestamptz)
+RETURNS text
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t record;
+	o text;
+BEGIN
+	SELECT x.order_no INTO o FROM evcharge.ocpp_transaction x WHERE x.ykc_serial = p_serial;
+	IF FOUND THEN
+		RETURN o;
+	END IF;
+	-- The session's energy counts from 0 on a YKC pile (its real-time data
+	-- carries the energy charged so far), so the start's meter is 0.
+	SELECT s.transaction_id, s.order_no INTO t FROM evcharge.ocpp_start_transaction(p_pile, p_gun, p_serial, 0, p_ts) s;
+	IF t.transaction_id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	UPDATE evcharge.ocpp_transaction x SET ykc_serial = p_serial
+	WHERE x.transaction_id = t.transaction_id AND x.ykc_serial IS NULL;
+	RETURN t.order_no;
+END $$;
+COMMENT ON FUNCTION evcharge.ykc_transaction(evcharge.pile_id, int, text, timestamptz) IS
+	'the order number of a YKC transaction serial on a gun: the one it was given, else a new transaction made by ocpp_start_transaction() (a pending start_session() on the gun taken over) and the serial kept on it; NULL for a gun that is not registered';
+
+-- A YKC transaction record (0x3B): its transaction stopped (the first
+-- record counts); first is false for a resend.
+CREATE FUNCTION evcharge.ykc_record(p_pile evcharge.pile_id, p_gun int, p_serial text, p_started timestamptz,
+	p_ended timestamptz, p_energy_wh bigint, p_meter_stop_wh bigint, OUT order_no text, OUT first boolean,
+	OUT remote boolean)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t evcharge.ocpp_transaction;
+BEGIN
+	order_no := evcharge.ykc_transaction(p_pile, p_gun, p_serial, p_started);
+	IF order_no IS NULL THEN
+		RETURN;
+	END IF;
+	SELECT * INTO t FROM evcharge.ocpp_transaction x WHERE x.ykc_serial = p_serial FOR UPDATE;
+	first := t.stopped_at IS NULL;
+	remote := t.remote;
+	IF first THEN
+		UPDATE evcharge.ocpp_transaction x
+		SET meter_stop_wh = p_energy_wh, stopped_at = p_ended, stop_reason = 'Local'
+		WHERE x.transaction_id = t.transaction_id;
+	END IF;
+END $$;
+COMMENT ON FUNCTION evcharge.ykc_record(evcharge.pile_id, int, text, timestamptz, timestamptz, bigint, bigint) IS
+	'records a YKC transaction record on the transaction of its serial (made from the record when its real-time data never came), the first record counting: returns its order number, whether this is the first, and whether it was a remote start; NULL order for a gun that is not registered';
+
+-- Why a plan cannot be a YKC billing model (NULL when it can): the model
+-- gives each of the day's 48 half-hours one of four classes.
+CREATE FUNCTION evcharge.ykc_plan_problem(p_tariff evcharge.tou_tariff) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+RETURN (
+	SELECT string_agg(format('%s-%s %s', to_char(s.starts, 'HH24:MI'), CASE WHEN s.ends = '24:00' THEN '24:00' ELSE to_char(s.ends, 'HH24:MI') END, s.class),
+	                  ', ' ORDER BY s.starts)
+	       || ': a YKC billing model gives whole half-hours of sharp, peak, flat or valley only'
+	FROM evcharge.tariff_segments(p_tariff) s
+	WHERE s.class = 'deep_valley'
+	   OR extract(epoch FROM s.starts)::bigint % 1800 <> 0
+	   OR extract(epoch FROM s.ends)::bigint % 1800 <> 0
+	HAVING count(*) > 0);
+COMMENT ON FUNCTION evcharge.ykc_plan_problem(evcharge.tou_tariff) IS
+	'NULL when a plan can be sent to YKC piles as their billing model; else the segments that cannot (a boundary off the half-hour, or deep valley, which the model lacks), named';
+
+-- The billing model of a YKC pile now (0x05/0x09 answers, 0x58 pushes).
+CREATE FUNCTION evcharge.ykc_billing_model(p_pile evcharge.pile_id, OUT model_id int, OUT valid_until timestamptz,
+	OUT energy_price bigint[], OUT service_fee bigint[], OUT classes int[], OUT problem text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	p record;
+	plan record;
+BEGIN
+	SELECT pl.station_id, pl.current_type INTO p FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) p_pile;
+	IF NOT FOUND OR p.current_type IS NULL THEN
+		problem := format('pile %s is not registered with a current type', p_pile);
+		RETURN;
+	END IF;
+	SELECT * INTO plan FROM evcharge.plan_in_force(p.station_id, p.current_type, now());
+	IF NOT FOUND THEN
+		problem := format('no %s plan is in force at station %s now', p.current_type, p.station_id);
+		RETURN;
+	END IF;
+	problem := evcharge.ykc_plan_problem(plan.tariff);
+	IF problem IS NOT NULL THEN
+		problem := format('the plan in force (%s, station %s, %s) cannot be a YKC billing model: %s', plan.name,
+			p.station_id, p.current_type, problem);
+		RETURN;
+	END IF;
+	-- Prices in 0.00001 yuan: exact, since plans carry 4 decimals.
+	SELECT array_agg(coalesce((pr.energy_price * 100000)::bigint, 0) ORDER BY c.k),
+	       array_agg(coalesce((pr.service_fee * 100000)::bigint, 0) ORDER BY c.k)
+	INTO energy_price, service_fee
+	FROM unnest(ARRAY['sharp', 'peak', 'flat', 'valley']) WITH ORDINALITY c(name, k)
+	LEFT JOIN evcharge.tariff_prices(plan.tariff) pr ON pr.class = c.name;
+	SELECT array_agg(array_position(ARRAY['sharp', 'peak', 'flat', 'valley'],
+	                                 evcharge.class_at(plan.tariff, time '00:00' + h * interval '30 minutes')) - 1 ORDER BY h)
+	INTO classes FROM generate_series(0, 47) h;
+	-- The model's number (4 BCD digits): the plan and its content, so a
+	-- plan edited in place is a new model too.
+	model_id := (hashtext(plan.station_tariff_id::text || ' ' || plan.tariff::text) & 2147483647) % 9999 + 1;
+	valid_until := plan.until;
+END $$;
+COMMENT ON FUNCTION evcharge.ykc_billing_model(evcharge.pile_id) IS
+	'the YKC billing model of a pile now: the station''s plan in force for its current type as a model number (1-9999, from the plan and its content), the electricity price and service fee of sharp, peak, flat and valley in 0.00001 yuan, the class (0 sharp .. 3 valley) of each of the 48 half-hours, and until when it holds; a plan the model cannot express gives no model and the problem instead (never a rounded one)';
+
+-- A plan stored for a station with YKC piles must be one their billing
+-- model can express: a warning says which segments cannot (the plan is
+-- kept: the station's OCPP piles and evcharge's bills use it; its YKC piles
+-- are sent no model while it is in force, and the bridge logs it).
+CREATE FUNCTION evcharge.ykc_plan_check() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT n.station_id, n.current_type, n.station_tariff_id, evcharge.ykc_plan_problem(n.tariff) AS problem,
+		       count(*) AS piles
+		FROM new_plans n
+		JOIN evcharge.pile pl ON pl.station_id = n.station_id AND pl.current_type = n.current_type
+		JOIN evcharge.ykc_pile y ON y.pile_id OPERATOR(evcharge.=) pl.pile_id
+		WHERE evcharge.ykc_plan_problem(n.tariff) IS NOT NULL
+		GROUP BY 1, 2, 3, 4
+	LOOP
+		RAISE WARNING 'plan % of station % (%) cannot be sent to its % YKC pile(s)', r.station_tariff_id, r.station_id,
+			r.current_type, r.piles
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = r.problem || '.',
+			      HINT = 'Put every boundary on a half-hour and use no deep valley, or the YKC piles get no billing model while this plan is in force (evcharge still bills their sessions by it).';
+	END LOOP;
+	RETURN NULL;
+END $$;
+COMMENT ON FUNCTION evcharge.ykc_plan_check() IS
+	'statement trigger on station_tariff: a WARNING for each plan stored for a station with YKC piles of its current type that a YKC billing model cannot express (ykc_plan_problem)';
+CREATE TRIGGER ykc_plan_check_insert AFTER INSERT ON evcharge.station_tariff
+	REFERENCING NEW TABLE AS new_plans FOR EACH STATEMENT EXECUTE FUNCTION evcharge.ykc_plan_check();
+COMMENT ON TRIGGER ykc_plan_check_insert ON evcharge.station_tariff IS 'warns when a plan stored cannot be a billing model of the station''s YKC piles';
+CREATE TRIGGER ykc_plan_check_update AFTER UPDATE ON evcharge.station_tariff
+	REFERENCING NEW TABLE AS new_plans FOR EACH STATEMENT EXECUTE FUNCTION evcharge.ykc_plan_check();
+COMMENT ON TRIGGER ykc_plan_check_update ON evcharge.station_tariff IS 'warns when a plan changed cannot be a billing model of the station''s YKC piles';
+
+-- Anomaly 20: the pile's own energy per class (a YKC record's sharp, peak,
+-- flat and valley) against evcharge's split on the bill.  Not blocking:
+-- the bill is priced by evcharge's split of the measured curve, and the
+-- disagreement is evidence for support (a pile clock or model off).
+CREATE FUNCTION evcharge.class_energy_disagrees(p_pile_wh bigint[], p_bill_wh bigint[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+RETURN EXISTS (
+	SELECT 1 FROM generate_series(1, greatest(cardinality(p_bill_wh), 4)) k
+	WHERE abs(coalesce(p_pile_wh[k], 0) - coalesce(p_bill_wh[k], 0))
+	      > greatest(100, (SELECT sum(x) FROM unnest(p_bill_wh) x) * 2 / 100))
+	AND cardinality(p_pile_wh) > 0 AND cardinality(p_bill_wh) > 0;
+COMMENT ON FUNCTION evcharge.class_energy_disagrees(bigint[], bigint[]) IS
+	'true when a pile''s energy per class (sharp, peak, flat, valley) and a bill''s differ in some class by more than 100 Wh or 2 % of the bill''s energy, whichever is more (anomaly 20); a class the pile does not count (deep valley) is 0 on its side';
+
+CREATE FUNCTION evcharge.class_energy_check() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	pile_wh bigint[];
+BEGIN
+	SELECT r.wh_by_class INTO pile_wh FROM evcharge.pile_record r
+	WHERE r.order_no = NEW.order_no AND r.wh_by_class IS NOT NULL
+	ORDER BY r.received_at LIMIT 1;
+	IF evcharge.class_energy_disagrees(pile_wh, NEW.wh_by_class) THEN
+		NEW.anomalies := NEW.anomalies OPERATOR(evcharge.|) '20'::evcharge.anomaly_set;
+	ELSIF NEW.anomalies OPERATOR(evcharge.@>) '20'::evcharge.anomaly_set THEN
+		NEW.anomalies := NEW.anomalies OPERATOR(evcharge.-) '20'::evcharge.anomaly_set;
+	END IF;
+	RETURN NEW;
+END $$;
+COMMENT ON FUNCTION evcharge.class_energy_check() IS
+	'row trigger on bill: adds anomaly 20 (class_energy_mismatch) when the pile record of the order carries the pile''s energy per class and it disagrees with the bill''s (class_energy_disagrees), and takes it off when a recomputed bill agrees';
+CREATE TRIGGER class_energy_check BEFORE INSERT OR UPDATE OF wh_by_class, anomalies ON evcharge.bill
+	FOR EACH ROW EXECUTE FUNCTION evcharge.class_energy_check();
+COMMENT ON TRIGGER class_energy_check ON evcharge.bill IS 'anomaly 20: the pile''s energy per class against the bill''s';

@@ -71,6 +71,10 @@ typedef struct BridgeConfig
 	char		metrics_host[128];	/* --metrics [HOST:]PORT, 127.0.0.1 by default; port 0: none */
 	int			metrics_port;
 	const char *metrics_token;	/* a bearer token /metrics requires, or NULL */
+	char		ykc_host[128];	/* --ykc HOST:PORT: the YKC listener; port 0: none */
+	int			ykc_port;
+	int			ykc_utc_offset_min; /* the piles' clock: minutes east of UTC (+08:00) */
+	int			ykc_model_recheck_s;	/* re-read each YKC pile's billing model this often */
 } BridgeConfig;
 
 extern BridgeConfig config;
@@ -102,6 +106,20 @@ typedef struct Conn
 	double		tokens;
 	int64_t		tokens_at_us;
 	bool		closing;		/* send a close at the next writable */
+	/* YKC (a raw TCP connection of the --ykc listener) */
+	bool		ykc;
+	bool		ykc_logged_in;	/* pile[] is set once the login is admitted */
+	bool		ykc_login_pending;
+	char		ykc_no[15];		/* the 14 BCD digits of its login */
+	uint16_t	ykc_seq;		/* the sequence of the platform's next frame */
+	int			ykc_model_id;	/* the billing model it was given, -1 none */
+	int64_t		ykc_model_due_us;	/* when to look at its billing model again */
+	struct
+	{
+		int64_t		command_id; /* 0: free */
+		int			gun;
+		bool		stop;
+	}			ykc_cmd[8];		/* remote commands sent, awaiting the pile's answer */
 	int			close_code;
 	const char *close_reason;
 	struct Conn *hash_next;
@@ -134,7 +152,11 @@ typedef enum ItemKind
 	ITEM_AUTHORIZE,				/* answered after the look-up */
 	ITEM_START,					/* mapping + heartbeat row */
 	ITEM_METER,					/* heartbeat rows */
-	ITEM_STOP					/* mapping + heartbeat rows + pile record */
+	ITEM_STOP,					/* mapping + heartbeat rows + pile record */
+	ITEM_YKC_LOGIN,				/* YKC 0x01: the mapping, checks and firmware */
+	ITEM_YKC_REALTIME,			/* YKC 0x13: a heartbeat row */
+	ITEM_YKC_RECORD,			/* YKC 0x3B: a pile record, answered after commit */
+	ITEM_YKC_MODEL				/* YKC 0x05/0x09 or a plan change: the billing model */
 } ItemKind;
 
 typedef struct Item
@@ -160,12 +182,33 @@ typedef struct Item
 	/* ITEM_METER / ITEM_STOP (transactionData) */
 	int			nsamples;
 	Sample	   *samples;
+	/* YKC items */
+	uint16_t	ykc_seq;		/* the request's sequence: the answer echoes it */
+	uint8_t		ykc_type;		/* the frame it came from */
+	char		ykc_no[15];
+	char		serial[33];		/* the transaction serial, 32 digits */
+	int			ykc_status;		/* 0x13: 0 offline, 1 fault, 2 idle, 3 charging */
+	bool		plugged;
+	int			gun_count;		/* login */
+	char		current_type[3];	/* login: AC or DC */
+	int64_t		started_us;		/* record */
+	int64_t		class_wh[4];	/* record: sharp, peak, flat, valley */
+	int64_t		energy_wh;		/* record: its total */
+	char		vin[18];
+	char		card_no[17];	/* record: the physical card, 16 digits */
+	int			model_asked;	/* 0x05: the pile's model id; -1 for 0x09 or a push */
 	/* set by the writer */
 	bool		stored;			/* committed */
 	bool		failed;			/* could not be stored: a data error */
 	int			result_txid;
 	char		result_status[16];
 	char		result_order[40];
+	int			result_code;	/* YKC: 0 accepted, else why not */
+	char		result_why[160];	/* YKC: a refusal's reason, for the log */
+	bool		has_model;
+	int			model_id;
+	int64_t		model_until_us;
+	uint8_t		model[2 + 8 * 4 + 1 + 48];	/* the 0x0A body after the pile number */
 } Item;
 
 /* writer.c */
@@ -236,6 +279,23 @@ extern void OcppHandleCall(Conn *conn, const Frame *frame, MapResult *res);
 extern char *OcppAnswer(const Item *item);	/* after the commit */
 extern const char *OcppValidate(const char *action, json_t *payload, char *why, size_t whylen);
 
+/* ykc.c: a YKC frame from a pile, and the answers after the commit */
+struct YkcFrame;
+struct Command;
+typedef struct YkcResult
+{
+	Item	   *item;			/* to queue, or NULL */
+	uint8_t		reply[2 + 255 + 2]; /* to send now, when reply_len > 0 */
+	size_t		reply_len;
+	bool		close;			/* close the connection (after the reply) */
+} YkcResult;
+extern void YkcHandleFrame(Conn *conn, const struct YkcFrame *f, YkcResult *res);
+extern size_t YkcAnswer(Conn *conn, const Item *item, uint8_t *out);	/* 0: nothing to send */
+extern size_t YkcCommandFrame(Conn *conn, const struct Command *cmd, uint8_t *out);
+extern size_t YkcClockFrame(Conn *conn, uint8_t *out);
+extern size_t YkcModelPush(Conn *conn, const Item *item, uint8_t *out);
+extern Item *YkcModelItem(Conn *conn);
+
 /* server.c */
 extern int	ServerRun(void);
 extern void ServerWake(void);	/* from any thread: the main loop looks at the done list */
@@ -268,6 +328,8 @@ extern void MetricsCallError(const char *code);
 extern void MetricsRefused(int status);
 extern void MetricsConnected(int now_connected, bool opened);
 extern void MetricsCommandSent(void);
+extern void MetricsYkcFrame(int type);
+extern void MetricsYkcRefused(const char *why);
 extern void MetricsFlush(int rows, int64_t elapsed_us);
 
 /* db.c: a libpq connection as the bridge opens it */

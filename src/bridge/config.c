@@ -35,6 +35,8 @@ BridgeConfig config = {
 	.rate_per_second = 20,
 	.rate_burst = 200,
 	.db_retry_max_ms = 5000,
+	.ykc_utc_offset_min = 480,
+	.ykc_model_recheck_s = 300,
 };
 
 typedef struct IntSetting
@@ -54,6 +56,8 @@ static IntSetting settings[] = {
 	{"rate_per_second", &config.rate_per_second, 1, 100000},
 	{"rate_burst", &config.rate_burst, 1, 1000000},
 	{"db_retry_max_ms", &config.db_retry_max_ms, 100, 600000},
+	{"ykc_utc_offset_min", &config.ykc_utc_offset_min, -720, 840},
+	{"ykc_model_recheck_s", &config.ykc_model_recheck_s, 5, 86400},
 };
 
 void
@@ -66,6 +70,9 @@ Usage(void)
 			"\n"
 			"  --db CONNINFO          libpq connection string of the evcharge database\n"
 			"  --ocpp HOST:PORT       where charge points connect: ws://HOST:PORT/ocpp/<pile id>\n"
+			"  --ykc HOST:PORT        also listen for YKC (云快充 1.5/1.6) piles over TCP\n"
+			"  --ykc-utc-offset-min N the YKC piles' clock, minutes east of UTC (480: +08:00)\n"
+			"  --ykc-model-recheck-s N  look at each YKC pile's billing model this often (300)\n"
 			"  --config FILE          settings, one \"name = value\" a line (flags override)\n"
 			"  --flush-ms N           flush buffered rows at least every N ms (20)\n"
 			"  --flush-rows N         or as soon as N messages wait (5000)\n"
@@ -165,6 +172,8 @@ SetSetting(const char *name, const char *value, const char *where)
 		return ParseHostPortInto(where, value, config.metrics_host, sizeof(config.metrics_host),
 								 &config.metrics_port);
 	}
+	if (strcmp(name, "ykc") == 0)
+		return ParseHostPortInto(where, value, config.ykc_host, sizeof(config.ykc_host), &config.ykc_port);
 	if (strcmp(name, "metrics_token_file") == 0)
 		return ReadToken(value, where, "metrics_token_file");
 	if (strcmp(name, "tls_cert") == 0 || strcmp(name, "tls_key") == 0)

@@ -66,6 +66,14 @@ static atomic_llong flush_us_sum;
 static atomic_llong rows_hist[NROWSB];
 static atomic_llong secs_hist[NSECSB];
 
+/* YKC: frames received by type, and frames refused by why. */
+static const char *const ykc_refusals[] = {
+	"crc", "length", "start_byte", "unknown_type", "before_login", "encrypted", "login_refused", "other"
+};
+#define NYKCREF (sizeof(ykc_refusals) / sizeof(ykc_refusals[0]))
+static atomic_llong ykc_frames[256];
+static atomic_llong ykc_refused[NYKCREF];
+
 static pthread_t thread;
 static bool started;
 static atomic_bool stop_flag;
@@ -90,6 +98,18 @@ void
 MetricsMessage(const char *action)
 {
 	atomic_fetch_add(&messages[Index(actions, NACTIONS, action)], 1);
+}
+
+void
+MetricsYkcFrame(int type)
+{
+	atomic_fetch_add(&ykc_frames[type & 0xFF], 1);
+}
+
+void
+MetricsYkcRefused(const char *why)
+{
+	atomic_fetch_add(&ykc_refused[Index(ykc_refusals, NYKCREF, why)], 1);
 }
 
 void
@@ -170,6 +190,15 @@ Render(void)
 	  "# TYPE evcharge_bridge_messages_total counter\n");
 	for (size_t i = 0; i < NACTIONS; i++)
 		P("evcharge_bridge_messages_total{action=\"%s\"} %lld\n", actions[i], atomic_load(&messages[i]));
+	P("# HELP evcharge_bridge_ykc_frames_total YKC frames received from piles, by frame type (those seen).\n"
+	  "# TYPE evcharge_bridge_ykc_frames_total counter\n");
+	for (int i = 0; i < 256; i++)
+		if (atomic_load(&ykc_frames[i]) > 0)
+			P("evcharge_bridge_ykc_frames_total{type=\"0x%02X\"} %lld\n", i, atomic_load(&ykc_frames[i]));
+	P("# HELP evcharge_bridge_ykc_refused_total YKC frames refused or dropped, by reason.\n"
+	  "# TYPE evcharge_bridge_ykc_refused_total counter\n");
+	for (size_t i = 0; i < NYKCREF; i++)
+		P("evcharge_bridge_ykc_refused_total{reason=\"%s\"} %lld\n", ykc_refusals[i], atomic_load(&ykc_refused[i]));
 	P("# HELP evcharge_bridge_callerrors_total CALLERRORs sent, by error code.\n"
 	  "# TYPE evcharge_bridge_callerrors_total counter\n");
 	for (size_t i = 0; i < NCODES; i++)

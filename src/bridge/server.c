@@ -36,9 +36,12 @@
 
 #include "bridge.h"
 #include "pile_id_parse.h"
+#include "ykc.h"
 
 static struct lws_context *context;
 static struct lws_protocols protocols[];
+static struct lws_protocols ykc_protocols[];
+static lws_sorted_usec_list_t ykc_tick;
 static Conn *conns;				/* every open connection */
 static int	nconns;
 static bool paused;
@@ -46,6 +49,9 @@ static uint64_t next_serial = 1;
 
 static void PauseAll(void);
 static void ResumeAll(void);
+static void HashConn(Conn *c);
+static void UnhashConn(Conn *c);
+static void Enqueue(Item *item);
 
 #define CONN_BUCKETS 16384
 static Conn *by_pile[CONN_BUCKETS];
@@ -87,12 +93,31 @@ ConnRelease(Conn *c)
 	free(c);
 }
 
+/* Queue bytes for the connection: an OCPP text frame or a YKC frame. */
+static void
+SendBytes(Conn *c, const void *data, size_t len)
+{
+	OutFrame   *f;
+
+	if (c->wsi == NULL || len == 0)
+		return;
+	f = malloc(sizeof(OutFrame) + LWS_PRE + len);
+	f->next = NULL;
+	f->len = len;
+	memcpy(f->data + LWS_PRE, data, len);
+	if (c->out_tail)
+		c->out_tail->next = f;
+	else
+		c->out_head = f;
+	c->out_tail = f;
+	lws_callback_on_writable(c->wsi);
+}
+
 /* Queue a text frame for the connection (takes the malloc'd text). */
 static void
 Send(Conn *c, char *text)
 {
 	size_t		len;
-	OutFrame   *f;
 
 	if (text == NULL)
 		return;
@@ -109,17 +134,8 @@ Send(Conn *c, char *text)
 		MetricsCallError(json_string_value(json_array_get(j, 2)));
 		json_decref(j);
 	}
-	f = malloc(sizeof(OutFrame) + LWS_PRE + len);
-	f->next = NULL;
-	f->len = len;
-	memcpy(f->data + LWS_PRE, text, len);
+	SendBytes(c, text, len);
 	free(text);
-	if (c->out_tail)
-		c->out_tail->next = f;
-	else
-		c->out_head = f;
-	c->out_tail = f;
-	lws_callback_on_writable(c->wsi);
 }
 
 static void
@@ -133,6 +149,8 @@ CloseConn(Conn *c, int code, const char *reason)
 	lws_callback_on_writable(c->wsi);
 }
 
+static void YkcDone(Item *it);
+
 /* The items the writer handed back: answer what the commit allows. */
 static void
 DrainDone(void)
@@ -144,7 +162,9 @@ DrainDone(void)
 		Item	   *it = list;
 
 		list = it->next;
-		if (it->answer_after_commit && (it->stored || it->failed))
+		if (it->conn->ykc)
+			YkcDone(it);
+		else if (it->answer_after_commit && (it->stored || it->failed))
 			Send(it->conn, OcppAnswer(it));
 		ConnRelease(it->conn);
 		free(it->samples);
@@ -183,6 +203,18 @@ DrainCommands(void)
 		if (c == NULL)
 			LogEvent(cmd->pile, "command %" PRId64 " (%s): the pile is gone; sent when it connects again",
 					 cmd->id, cmd->action);
+		else if (c->ykc)
+		{
+			uint8_t		out[YKC_MAX_FRAME];
+
+			LogEvent(c->pile, "sent YKC remote %s for command %" PRId64 " (gun %d)",
+					 strcmp(cmd->action, "RemoteStartTransaction") == 0 ? "start (0x34)" : "stop (0x36)",
+					 cmd->id, cmd->connector);
+			size_t		n = YkcCommandFrame(c, cmd, out);
+
+			SendBytes(c, out, n);
+			MetricsCommandSent();
+		}
 		else
 		{
 			char		id[32];
@@ -306,16 +338,7 @@ HandleMessage(Conn *c, const char *text, size_t len)
 	if (res.reply)
 		Send(c, res.reply);
 	if (res.item)
-	{
-		WriterEnqueue(res.item);
-		if (!paused && WriterOutstanding() >= config.queue_max)
-		{
-			paused = true;
-			LogEvent(NULL, "queue full (%d messages): not reading sockets until the database catches up",
-					 WriterOutstanding());
-			PauseAll();
-		}
-	}
+		Enqueue(res.item);
 }
 
 /*
@@ -500,18 +523,7 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			c->tokens = config.rate_burst;
 			c->tokens_at_us = NowUs();
 			*slot = c;
-			{
-				unsigned	b = PileBucket(c->pile);
-
-				for (Conn *o = by_pile[b]; o; o = o->hash_next)
-					if (strcmp(o->pile, c->pile) == 0 && o->wsi)
-					{
-						LogEvent(c->pile, "connected again: closing its previous connection");
-						CloseConn(o, LWS_CLOSE_STATUS_POLICY_VIOLATION, "replaced by a new connection");
-					}
-				c->hash_next = by_pile[b];
-				by_pile[b] = c;
-			}
+			HashConn(c);
 			CommandsPileConnected(c->pile);
 			c->all_next = conns;
 			if (conns)
@@ -579,16 +591,7 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		case LWS_CALLBACK_CLOSED:
 			if (c == NULL)
 				break;
-			{
-				unsigned	b = PileBucket(c->pile);
-
-				for (Conn **pp = &by_pile[b]; *pp; pp = &(*pp)->hash_next)
-					if (*pp == c)
-					{
-						*pp = c->hash_next;
-						break;
-					}
-			}
+			UnhashConn(c);
 			if (c->all_prev)
 				c->all_prev->all_next = c->all_next;
 			else
@@ -616,6 +619,287 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 
 static struct lws_protocols protocols[] = {
 	{"ocpp1.6", Callback, sizeof(Conn *), 4096, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/*
+ * The YKC listener (--ykc): raw TCP connections of libwebsockets on a
+ * vhost of their own in the same event loop, so they share the writer,
+ * the backpressure (lws_rx_flow_control), the commands and the stop.
+ */
+
+/* Add a connection to the piles' hash, closing an older one of the pile. */
+static void
+HashConn(Conn *c)
+{
+	unsigned	b = PileBucket(c->pile);
+
+	for (Conn *o = by_pile[b]; o; o = o->hash_next)
+		if (strcmp(o->pile, c->pile) == 0 && o->wsi && o != c)
+		{
+			LogEvent(c->pile, "connected again: closing its previous connection");
+			CloseConn(o, LWS_CLOSE_STATUS_POLICY_VIOLATION, "replaced by a new connection");
+		}
+	c->hash_next = by_pile[b];
+	by_pile[b] = c;
+}
+
+static void
+UnhashConn(Conn *c)
+{
+	unsigned	b = PileBucket(c->pile);
+
+	for (Conn **pp = &by_pile[b]; *pp; pp = &(*pp)->hash_next)
+		if (*pp == c)
+		{
+			*pp = c->hash_next;
+			break;
+		}
+}
+
+static void
+Enqueue(Item *item)
+{
+	WriterEnqueue(item);
+	if (!paused && WriterOutstanding() >= config.queue_max)
+	{
+		paused = true;
+		LogEvent(NULL, "queue full (%d messages): not reading sockets until the database catches up",
+				 WriterOutstanding());
+		PauseAll();
+	}
+}
+
+/* A YKC item back from the writer: its answer, and what the login admits. */
+static void
+YkcDone(Item *it)
+{
+	Conn	   *c = it->conn;
+	uint8_t		out[YKC_MAX_FRAME];
+	size_t		n;
+	int64_t		now = NowUs();
+
+	if (it->kind == ITEM_YKC_LOGIN)
+		c->ykc_login_pending = false;
+	if (c->wsi == NULL || c->closing || !(it->stored || it->failed))
+		return;
+	switch (it->kind)
+	{
+		case ITEM_YKC_LOGIN:
+			n = YkcAnswer(c, it, out);
+			SendBytes(c, out, n);
+			if (!it->stored || it->result_code != 0)
+			{
+				LogEvent(NULL, "YKC login of pile number %s refused (0x02 result 0x01): %s; closing", it->ykc_no,
+						 it->failed ? "it could not be looked up" : it->result_why);
+				MetricsYkcRefused("login_refused");
+				CloseConn(c, 0, "login refused");
+				break;
+			}
+			if (!c->ykc_logged_in)
+			{
+				memcpy(c->pile, it->pile, sizeof(c->pile));
+				c->ykc_logged_in = true;
+				HashConn(c);
+				CommandsPileConnected(c->pile);
+				c->ykc_model_due_us = now + (int64_t) config.ykc_model_recheck_s * 1000000;
+			}
+			LogEvent(c->pile, "YKC pile number %s logged in (%s, %d gun(s), firmware %s)", it->ykc_no,
+					 it->current_type, it->gun_count, it->firmware);
+			n = YkcClockFrame(c, out);
+			SendBytes(c, out, n);
+			break;
+		case ITEM_YKC_MODEL:
+			if (it->has_model)
+			{
+				n = it->ykc_type == YKC_MODEL_SET ? YkcModelPush(c, it, out) : YkcAnswer(c, it, out);
+				if (n > 0 && it->ykc_type == YKC_MODEL_SET)
+					LogEvent(c->pile, "billing model %04d sent (0x58): the plan in force changed", it->model_id);
+				SendBytes(c, out, n);
+				if (it->ykc_type != YKC_MODEL_CHECK || it->model_asked == it->model_id)
+					c->ykc_model_id = it->model_id;
+			}
+			c->ykc_model_due_us = now + (int64_t) config.ykc_model_recheck_s * 1000000;
+			if (it->has_model && it->model_until_us > now && it->model_until_us < c->ykc_model_due_us)
+				c->ykc_model_due_us = it->model_until_us + 1000000;
+			break;
+		default:
+			if (it->answer_after_commit)
+			{
+				n = YkcAnswer(c, it, out);
+				SendBytes(c, out, n);
+			}
+			break;
+	}
+}
+
+/* Once a second: the billing models whose plan may have changed. */
+static void
+YkcTick(lws_sorted_usec_list_t *sul)
+{
+	int64_t		now = NowUs();
+
+	if (!paused && !stopping)
+		for (Conn *c = conns; c; c = c->all_next)
+			if (c->ykc && c->ykc_logged_in && c->wsi && !c->closing && c->ykc_model_due_us <= now)
+			{
+				c->ykc_model_due_us = INT64_MAX;	/* until the look-up comes back */
+				Enqueue(YkcModelItem(c));
+			}
+	lws_sul_schedule(context, 0, &ykc_tick, YkcTick, LWS_US_PER_SEC);
+}
+
+/* Whole frames of a YKC connection's input, then what is left kept. */
+static void
+YkcReceive(Conn *c, const uint8_t *in, size_t len)
+{
+	size_t		off = 0;
+
+	if (c->rx_len + len > 16 * YKC_MAX_FRAME)
+	{
+		LogEvent(c->ykc_logged_in ? c->pile : NULL, "YKC connection sends more than it lets the bridge answer: closing");
+		CloseConn(c, 0, "overrun");
+		return;
+	}
+	c->rx = XRealloc(c->rx, c->rx_len + len + 1);
+	memcpy(c->rx + c->rx_len, in, len);
+	c->rx_len += len;
+	while (off < c->rx_len && !c->closing)
+	{
+		YkcFrame	f;
+		YkcResult	res;
+		YkcScan		r = YkcFrameScan((const uint8_t *) c->rx + off, c->rx_len - off, &f);
+
+		if (r == YKC_NEED_MORE)
+			break;
+		if (r == YKC_BAD_START || r == YKC_BAD_LENGTH)
+		{
+			LogEvent(c->ykc_logged_in ? c->pile : NULL, "YKC %s (pile number %s): the stream is lost; closing",
+					 r == YKC_BAD_START ? "frame without the start byte 0x68" : "frame with a length under 4",
+					 c->ykc_no[0] ? c->ykc_no : "unknown");
+			MetricsYkcRefused(r == YKC_BAD_START ? "start_byte" : "length");
+			CloseConn(c, 0, "bad frame");
+			break;
+		}
+		off += f.frame_len;
+		if (r == YKC_BAD_CRC)
+		{
+			LogEvent(c->ykc_logged_in ? c->pile : NULL, "YKC frame 0x%02X (sequence %u) with a wrong CRC: dropped, not answered",
+					 f.type, f.seq);
+			MetricsYkcRefused("crc");
+			continue;
+		}
+		if (!RateOk(c))
+		{
+			LogEvent(c->ykc_logged_in ? c->pile : NULL, "YKC frame 0x%02X over the rate limit of %d a second: dropped",
+					 f.type, config.rate_per_second);
+			MetricsRateLimited();
+			continue;
+		}
+		YkcHandleFrame(c, &f, &res);
+		if (res.reply_len)
+			SendBytes(c, res.reply, res.reply_len);
+		if (res.item)
+			Enqueue(res.item);
+		if (res.close)
+			CloseConn(c, 0, "refused");
+	}
+	if (off > 0)
+	{
+		memmove(c->rx, c->rx + off, c->rx_len - off);
+		c->rx_len -= off;
+	}
+}
+
+static int
+YkcCallback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	Conn	  **slot = (Conn **) user;
+	Conn	   *c = slot ? *slot : NULL;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_RAW_ADOPT:
+			if (slot == NULL)
+				return -1;
+			c = calloc(1, sizeof(Conn));
+			c->wsi = wsi;
+			c->refs = 1;
+			c->ykc = true;
+			c->ykc_model_id = -1;
+			c->ykc_model_due_us = INT64_MAX;
+			c->serial = next_serial++;
+			c->tokens = config.rate_burst;
+			c->tokens_at_us = NowUs();
+			*slot = c;
+			c->all_next = conns;
+			if (conns)
+				conns->all_prev = c;
+			conns = c;
+			nconns++;
+			MetricsConnected(nconns, true);
+			if (paused)
+				lws_rx_flow_control(wsi, 0);
+			{
+				char		peer[64] = "";
+
+				lws_get_peer_simple(wsi, peer, sizeof(peer));
+				LogEvent(NULL, "YKC connection from %s (%d connected)", peer, nconns);
+			}
+			break;
+		case LWS_CALLBACK_RAW_RX:
+			if (c && !c->closing && len > 0)
+				YkcReceive(c, (const uint8_t *) in, len);
+			break;
+		case LWS_CALLBACK_RAW_WRITEABLE:
+			if (c == NULL)
+				break;
+			if (c->out_head)
+			{
+				OutFrame   *f = c->out_head;
+
+				if (lws_write(wsi, (unsigned char *) f->data + LWS_PRE, f->len, LWS_WRITE_RAW) < (int) f->len)
+					return -1;
+				c->out_head = f->next;
+				if (c->out_head == NULL)
+					c->out_tail = NULL;
+				free(f);
+				if (c->out_head || c->closing)
+					lws_callback_on_writable(wsi);
+				break;
+			}
+			if (c->closing)
+				return -1;
+			break;
+		case LWS_CALLBACK_RAW_CLOSE:
+			if (c == NULL)
+				break;
+			if (c->ykc_logged_in)
+				UnhashConn(c);
+			if (c->all_prev)
+				c->all_prev->all_next = c->all_next;
+			else
+				conns = c->all_next;
+			if (c->all_next)
+				c->all_next->all_prev = c->all_prev;
+			nconns--;
+			MetricsConnected(nconns, false);
+			LogEvent(c->ykc_logged_in ? c->pile : NULL, "YKC pile number %s disconnected (%d connected)",
+					 c->ykc_no[0] ? c->ykc_no : "unknown", nconns);
+			if (c->ykc_logged_in && FindConn(c->pile) == NULL)
+				CommandsPileDisconnected(c->pile);
+			c->wsi = NULL;
+			*slot = NULL;
+			ConnRelease(c);
+			break;
+		default:
+			break;
+	}
+	return 0;
+}
+
+static struct lws_protocols ykc_protocols[] = {
+	{"ykc", YkcCallback, sizeof(Conn *), 1024, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
@@ -651,6 +935,30 @@ ServerRun(void)
 	}
 	LogEvent(NULL, "listening on %s:%d (%s)", config.ocpp_host, config.ocpp_port,
 			 config.tls_cert ? "wss://, TLS" : "ws://");
+	if (config.ykc_port)
+	{
+		struct lws_context_creation_info vi;
+
+		memset(&vi, 0, sizeof(vi));
+		vi.port = config.ykc_port;
+		vi.iface = config.ykc_host[0] && strcmp(config.ykc_host, "0.0.0.0") != 0 ? config.ykc_host : NULL;
+		vi.protocols = ykc_protocols;
+		vi.vhost_name = "ykc";
+		vi.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG | LWS_SERVER_OPTION_DISABLE_IPV6;
+		vi.listen_accept_role = "raw-skt";
+		vi.listen_accept_protocol = "ykc";
+		if (lws_create_vhost(context, &vi) == NULL)
+		{
+			LogEvent(NULL, "cannot listen for YKC on %s:%d", config.ykc_host, config.ykc_port);
+			lws_context_destroy(context);
+			context = NULL;
+			WriterStop();
+			CommandsStop();
+			return -1;
+		}
+		LogEvent(NULL, "listening for YKC piles on %s:%d (TCP)", config.ykc_host, config.ykc_port);
+		lws_sul_schedule(context, 0, &ykc_tick, YkcTick, LWS_US_PER_SEC);
+	}
 	while (!stopping)
 		lws_service(context, 0);
 

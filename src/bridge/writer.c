@@ -31,6 +31,7 @@
 #include <libpq-fe.h>
 
 #include "bridge.h"
+#include "ykc.h"
 
 static pthread_t thread;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -49,7 +50,7 @@ static PGconn *pg;
 typedef struct CacheEntry
 {
 	struct CacheEntry *next;
-	char		key[32];
+	char		key[48];
 	char		order_no[40];
 	int			connector;
 	int64_t		meter_wh;		/* gun: the last reading, -1 none */
@@ -416,6 +417,240 @@ StopItem(Item *it, Buf *hb, Buf *rec)
 	return true;
 }
 
+/* Up to n integers of a PostgreSQL array's text form "{1,2,3}"; how many. */
+static int
+ParseIntArray(const char *s, int64_t *out, int n)
+{
+	int			k = 0;
+
+	if (*s == '{')
+		s++;
+	while (*s && *s != '}' && k < n)
+	{
+		char	   *end;
+
+		out[k++] = strtoll(s, &end, 10);
+		s = *end == ',' ? end + 1 : end;
+		if (end == s && *s != '}')
+			break;
+	}
+	return k;
+}
+
+/* YKC login: the pile number mapped to a registered pile, checked, its firmware kept. */
+static bool
+YkcLoginItem(Item *it)
+{
+	char		guns[16];
+	const char *params[4] = {it->ykc_no, it->current_type, guns, it->firmware};
+	PGresult   *res;
+
+	snprintf(guns, sizeof(guns), "%d", it->gun_count);
+	res = Exec("SELECT pile_id::text, refusal FROM evcharge.ykc_login($1, $2, $3::int, $4)", 4, params);
+	if (!Ok(res, "YKC login"))
+		return false;
+	if (PQgetisnull(res, 0, 0))
+	{
+		it->result_code = 1;
+		snprintf(it->result_why, sizeof(it->result_why), "%s", PQgetvalue(res, 0, 1));
+	}
+	else
+	{
+		it->result_code = 0;
+		snprintf(it->pile, sizeof(it->pile), "%s", PQgetvalue(res, 0, 0));
+	}
+	PQclear(res);
+	return true;
+}
+
+/* The order of a YKC serial, from the cache or ykc_transaction(); NULL: not a gun. */
+static const char *
+YkcOrder(Item *it)
+{
+	char		key[48];
+	char		gun[16];
+	char		ts[48];
+	const char *params[4] = {it->pile, gun, it->serial, ts};
+	CacheEntry *e;
+	PGresult   *res;
+
+	snprintf(key, sizeof(key), "Y%s", it->serial);
+	e = CacheGet(key, false);
+	if (e)
+		return e->order_no;
+	snprintf(gun, sizeof(gun), "%d", it->connector);
+	FormatPgTime(it->ts_us, ts, sizeof(ts));
+	res = Exec("SELECT evcharge.ykc_transaction($1::evcharge.pile_id, $2::int, $3, $4::timestamptz)", 4, params);
+	if (!Ok(res, "YKC transaction"))
+		return NULL;
+	if (PQgetisnull(res, 0, 0))
+	{
+		PQclear(res);
+		return "";
+	}
+	e = CacheGet(key, true);
+	snprintf(e->order_no, sizeof(e->order_no), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return e->order_no;
+}
+
+/* YKC real-time data: one heartbeat row, its status as the gun's story says. */
+static bool
+YkcRealtimeItem(Item *it, Buf *hb)
+{
+	CacheEntry *g = GunCache(it->pile, it->connector);
+	bool		in_tx = strcmp(g->status, "charging") == 0 || strcmp(g->status, "suspended") == 0 ||
+		strcmp(g->status, "occupied") == 0;
+	const char *status;
+	const char *order = NULL;
+
+	if (it->ykc_status == 0)
+		return true;			/* "offline": the pile says nothing of the gun */
+	if (it->ykc_status == 3)
+	{
+		order = YkcOrder(it);
+		if (order == NULL)
+			return false;
+		if (order[0] == '\0')
+		{
+			LogEvent(it->pile, "YKC real-time data of gun %d, which is not a registered gun: not stored", it->connector);
+			return true;
+		}
+		snprintf(g->order_no, sizeof(g->order_no), "%s", order);
+		g->meter_wh = it->samples[0].meter_wh;
+		snprintf(g->status, sizeof(g->status), "charging");
+		HeartbeatRow(hb, it, it->ts_us, "charging", &it->samples[0], it->samples[0].meter_wh, 0, order);
+		return true;
+	}
+	/* Idle and plugged after a charge is a gun still occupied; before one, plugged. */
+	status = it->ykc_status == 1 ? "fault" : it->plugged ? (in_tx ? "occupied" : "plugged") : "idle";
+	if ((strcmp(status, "occupied") == 0 || strcmp(status, "fault") == 0) && in_tx && g->order_no[0])
+		order = g->order_no;
+	HeartbeatRow(hb, it, it->ts_us, status, &it->samples[0], -1, it->ykc_status == 1 ? it->fault_code : 0, order);
+	snprintf(g->status, sizeof(g->status), "%s", status);
+	if (order == NULL)
+		g->order_no[0] = '\0';
+	return true;
+}
+
+/*
+ * A YKC transaction record: its transaction closed (ykc_record), and the
+ * first time a pile record with the pile's energy per class.  A resend
+ * finds the first and adds nothing; it is acknowledged again.
+ */
+static bool
+YkcRecordItem(Item *it, Buf *rec)
+{
+	char		gun[16],
+				started[48],
+				ended[48],
+				energy[32],
+				meter[32],
+				cls[96];
+	const char *params[7] = {it->pile, gun, it->serial, started, ended, energy, meter};
+	PGresult   *res;
+	char		gunid[32];
+
+	snprintf(gun, sizeof(gun), "%d", it->connector);
+	FormatPgTime(it->started_us, started, sizeof(started));
+	FormatPgTime(it->ts_us, ended, sizeof(ended));
+	snprintf(energy, sizeof(energy), "%lld", (long long) it->energy_wh);
+	snprintf(meter, sizeof(meter), "%lld", (long long) it->meter);
+	res = Exec("SELECT order_no, first, remote FROM evcharge.ykc_record($1::evcharge.pile_id, $2::int, $3, "
+			   "$4::timestamptz, $5::timestamptz, $6::bigint, $7::bigint)", 7, params);
+	if (!Ok(res, "YKC transaction record"))
+		return false;
+	if (PQgetisnull(res, 0, 0))
+	{
+		LogEvent(it->pile, "YKC transaction record %s of gun %d, which is not a registered gun: acknowledged illegal, not stored",
+				 it->serial, it->connector);
+		it->result_code = 1;
+		PQclear(res);
+		return true;
+	}
+	snprintf(it->result_order, sizeof(it->result_order), "%s", PQgetvalue(res, 0, 0));
+	if (PQgetvalue(res, 0, 1)[0] != 't')
+	{
+		LogEvent(it->pile, "YKC transaction record %s resent: order %s has it already; acknowledged again",
+				 it->serial, it->result_order);
+		PQclear(res);
+		return true;
+	}
+	if (PQgetvalue(res, 0, 2)[0] == 't')
+		snprintf(it->id_tag, sizeof(it->id_tag), "remote");
+	PQclear(res);
+	snprintf(gunid, sizeof(gunid), "%s%03d", it->pile, it->connector);
+	snprintf(cls, sizeof(cls), "{%lld,%lld,%lld,%lld}", (long long) it->class_wh[0], (long long) it->class_wh[1],
+			 (long long) it->class_wh[2], (long long) it->class_wh[3]);
+	/* order_no, gun, started_at, ended_at, energy_wh, wh_by_class, stop_reason, start_by, card_no, vin, received_at */
+	BufField(rec, it->result_order, false);
+	BufField(rec, gunid, false);
+	BufField(rec, started, false);
+	BufField(rec, ended, false);
+	BufField(rec, energy, false);
+	BufField(rec, cls, false);
+	BufField(rec, it->reason, false);
+	BufField(rec, it->id_tag[0] ? it->id_tag : NULL, false);
+	BufField(rec, strcmp(it->id_tag, "card") == 0 && it->card_no[0] ? it->card_no : NULL, false);
+	BufField(rec, it->vin[0] ? it->vin : NULL, false);
+	FormatPgTime(it->received_us, ended, sizeof(ended));
+	BufField(rec, ended, true);
+	rec->rows++;
+	return true;
+}
+
+/*
+ * The billing model of a YKC pile: the station's plan in force for its
+ * current type, as ykc_billing_model() gives it (prices in 0.00001 yuan,
+ * the class of each half-hour), into the 0x0A body.  A plan that a YKC
+ * model cannot express comes back without one, and its reason is logged:
+ * nothing rounded is ever sent.
+ */
+static bool
+YkcModelItemStore(Item *it)
+{
+	const char *params[1] = {it->pile};
+	PGresult   *res;
+	int64_t		energy[4],
+				service[4],
+				cls[48];
+	uint8_t    *m = it->model;
+	char		id[8];
+
+	res = Exec("SELECT model_id, extract(epoch FROM valid_until)::bigint, energy_price, service_fee, classes, problem "
+			   "FROM evcharge.ykc_billing_model($1::evcharge.pile_id)", 1, params);
+	if (!Ok(res, "YKC billing model"))
+		return false;
+	if (PQgetisnull(res, 0, 0))
+	{
+		LogEvent(it->pile, "YKC billing model not sent: %s", PQgetvalue(res, 0, 5));
+		PQclear(res);
+		return true;
+	}
+	it->model_id = atoi(PQgetvalue(res, 0, 0));
+	it->model_until_us = PQgetisnull(res, 0, 1) ? 0 : atoll(PQgetvalue(res, 0, 1)) * 1000000;
+	if (ParseIntArray(PQgetvalue(res, 0, 2), energy, 4) != 4 || ParseIntArray(PQgetvalue(res, 0, 3), service, 4) != 4 ||
+		ParseIntArray(PQgetvalue(res, 0, 4), cls, 48) != 48)
+	{
+		LogEvent(it->pile, "YKC billing model not sent: ykc_billing_model() gave arrays of the wrong size");
+		PQclear(res);
+		return true;
+	}
+	PQclear(res);
+	snprintf(id, sizeof(id), "%04d", it->model_id % 10000);
+	YkcBcdEncode(id, 2, m);
+	for (int k = 0; k < 4; k++)
+	{
+		YkcPutLe(m + 2 + 8 * k, (uint64_t) energy[k], 4);
+		YkcPutLe(m + 2 + 8 * k + 4, (uint64_t) service[k], 4);
+	}
+	m[34] = 0;					/* loss ratio: none */
+	for (int h = 0; h < 48; h++)
+		m[35 + h] = (uint8_t) cls[h];
+	it->has_model = true;
+	return true;
+}
+
 /*
  * Store items[0..n) in one transaction.  Returns 1 when committed, 0 when
  * the data failed (rolled back, connection fine), -1 when the connection
@@ -426,6 +661,7 @@ FlushItems(Item **items, int n)
 {
 	Buf			hb = {0};
 	Buf			rec = {0};
+	Buf			yrec = {0};
 	PGresult   *res;
 	int			rc = -1;
 	int64_t		began = NowUs();
@@ -559,6 +795,22 @@ FlushItems(Item **items, int n)
 				if (!StopItem(it, &hb, &rec))
 					goto fail;
 				break;
+			case ITEM_YKC_LOGIN:
+				if (!YkcLoginItem(it))
+					goto fail;
+				break;
+			case ITEM_YKC_REALTIME:
+				if (!YkcRealtimeItem(it, &hb))
+					goto fail;
+				break;
+			case ITEM_YKC_RECORD:
+				if (!YkcRecordItem(it, &yrec))
+					goto fail;
+				break;
+			case ITEM_YKC_MODEL:
+				if (!YkcModelItemStore(it))
+					goto fail;
+				break;
 		}
 	}
 	if (!Copy("COPY evcharge.heartbeat (gun, ts, status, meter_wh, power_w, voltage_v, current_a, soc, "
@@ -567,14 +819,18 @@ FlushItems(Item **items, int n)
 	if (!Copy("COPY evcharge.pile_record (order_no, gun, started_at, ended_at, energy_wh, stop_reason, "
 			  "start_by, card_no, received_at) FROM STDIN", &rec))
 		goto fail;
+	if (!Copy("COPY evcharge.pile_record (order_no, gun, started_at, ended_at, energy_wh, wh_by_class, stop_reason, "
+			  "start_by, card_no, vin, received_at) FROM STDIN", &yrec))
+		goto fail;
 	res = PQexec(pg, "COMMIT");
 	if (!Ok(res, "COMMIT"))
 		goto fail;
 	PQclear(res);
 	rc = 1;
 	MetricsFlush(n, NowUs() - began);
-	if (hb.rows + rec.rows > 0 || n > 0)
-		LogEvent(NULL, "flush: %d message(s), %d heartbeat row(s), %d pile record(s) committed", n, hb.rows, rec.rows);
+	if (hb.rows + rec.rows + yrec.rows > 0 || n > 0)
+		LogEvent(NULL, "flush: %d message(s), %d heartbeat row(s), %d pile record(s) committed", n, hb.rows,
+				 rec.rows + yrec.rows);
 	goto out;
 fail:
 	if (PQstatus(pg) == CONNECTION_OK)
@@ -586,6 +842,7 @@ fail:
 out:
 	free(hb.data);
 	free(rec.data);
+	free(yrec.data);
 	return rc;
 }
 

@@ -131,12 +131,12 @@ SELECT set_eq('TABLE evcharge.anomaly_code', 'SELECT * FROM evcharge.anomaly_cat
               'anomaly_code holds exactly the rows compiled into the module');
 SELECT results_eq(
 	$$SELECT array_agg(code ORDER BY code) FROM evcharge.anomaly_code$$,
-	$$VALUES (ARRAY[1, 2, 3, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19])$$,
+	$$VALUES (ARRAY[1, 2, 3, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20])$$,
 	'the codes are the operators'' numbers, 4, 6 and 7 unused, evcharge''s own from 12');
 SELECT results_eq(
 	$$SELECT array_agg(code ORDER BY code) FROM evcharge.anomaly_code WHERE NOT blocks_charge$$,
-	$$VALUES (ARRAY[10])$$,
-	'only code 10 (occupancy duration) does not block charging');
+	$$VALUES (ARRAY[10, 20])$$,
+	'only codes 10 (occupancy duration) and 20 (the pile''s energy per class) do not block charging');
 
 -- Every code: its number and its name read as the same set, which prints as
 -- the number; anomaly_has and anomaly_blocking agree with the table.

@@ -39,8 +39,8 @@ FROM pg_proc p WHERE p.pronamespace = 'evcharge'::regnamespace
   AND p.proname IN ('cancel_session', 'make_bill', 'pile_registration', 'session_cancellation_immutable', 'unpriced_bill')
   AND (p.prosecdef OR NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false));
 SELECT set_eq($$SELECT code, name FROM evcharge.anomaly_code WHERE code >= 17$$,
-              $$VALUES (17, 'current_type_unknown'), (18, 'beyond_bill_limits'), (19, 'not_priced')$$,
-              'anomaly codes 17, 18 and 19 are appended, the others unchanged');
+              $$VALUES (17, 'current_type_unknown'), (18, 'beyond_bill_limits'), (19, 'not_priced'), (20, 'class_energy_mismatch')$$,
+              'anomaly codes 17, 18, 19 (and 20, issue 17) are appended, the others unchanged');
 SELECT ok(evcharge.anomaly_blocking('17+18+19'::anomaly_set) AND evcharge.anomaly_blocking('17')
           AND evcharge.anomaly_blocking('18') AND evcharge.anomaly_blocking('19'), 'each of 17, 18, 19 blocks charging');
 

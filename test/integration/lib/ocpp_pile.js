@@ -315,7 +315,28 @@ async function flood() {
 	return out;
 }
 
-const scenarios = { charge, resend, refused, badFrames, waitClose, remote, boot, authorize, stopUnknown, burst, flood };
+// The same traffic as another pile's (bridge_ykc.sh: a YKC pile's session):
+// opt.samples [[ISO time, Wh], ...] (the first is the start), opt.stop
+// {ts, wh}, opt.unplug (ISO), opt.connector, opt.idTag.
+async function samples() {
+	const state = { cli: client() };
+	await state.cli.connect();
+	const c = opt.connector || 1;
+	const s = opt.samples;
+	await state.cli.call('BootNotification', { chargePointVendor: 'evcharge-test', chargePointModel: 'DC', firmwareVersion: 'OCPP-1.0' });
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Preparing', timestamp: iso(Date.parse(s[0][0]) - 1000) });
+	const start = await durable(state, 'StartTransaction', { connectorId: c, idTag: opt.idTag || '1234567890123456', meterStart: s[0][1], timestamp: s[0][0] });
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Charging', timestamp: s[0][0] });
+	for (const [ts, wh] of s.slice(1))
+		await durable(state, 'MeterValues', { connectorId: c, transactionId: start.transactionId, meterValue: [meter(Date.parse(ts), wh, false)] });
+	await durable(state, 'StopTransaction', { transactionId: start.transactionId, meterStop: opt.stop.wh, timestamp: opt.stop.ts, reason: 'EVDisconnected', idTag: opt.idTag || '1234567890123456' });
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Finishing', timestamp: opt.stop.ts });
+	await state.cli.call('StatusNotification', { connectorId: c, errorCode: 'NoError', status: 'Available', timestamp: opt.unplug });
+	await state.cli.close();
+	return { transactionId: start.transactionId };
+}
+
+const scenarios = { samples, charge, resend, refused, badFrames, waitClose, remote, boot, authorize, stopUnknown, burst, flood };
 scenarios[scenario]().then((r) => {
 	r.validationFailures = failures;
 	console.log(JSON.stringify(r));
