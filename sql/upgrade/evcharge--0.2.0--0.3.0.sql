@@ -704,10 +704,8 @@ ALTER FUNCTION evcharge.tariff_prices(evcharge.tou_tariff) ROWS 5;
 -- in, and by the next detect_lost_bills() run when it is not.  Item 9: the
 -- same trigger (pile_registration) refuses a 16-digit legacy id with the
 -- layout and hint of the id type, instead of the bare check constraint.
-INSERT INTO evcharge.anomaly_code (code, name, description, blocks_charge) VALUES
-	(17, 'current_type_unknown', 'The pile registry does not give the pile''s current type (AC or DC), as for a pile removed from it, so the session cannot be priced.', true),
-	(18, 'beyond_bill_limits', 'The bill''s energy or amount is beyond what the operator allows one bill to carry.', true),
-	(19, 'not_priced', 'Pricing the session failed with an error, so the bill has no amount.', true);
+-- Codes 17 to 19 reach evcharge.anomaly_code from the module's catalogue
+-- at the end of this script (section "issue 15 item 4").
 
 CREATE OR REPLACE FUNCTION evcharge.quote(station_id bigint, current_type text, group_id bigint,
 	started_at timestamptz, ended_at timestamptz, kwh numeric,
@@ -4710,3 +4708,14 @@ BEGIN
 		PERFORM evcharge.make_bill(o);
 	END LOOP;
 END $$;
+
+-- == issue 15 item 4: the anomaly catalogue has one home ==
+-- The table of codes is filled from the module's catalogue (the C array of
+-- src/anomaly_codes.c, through anomaly_catalogue()), as a fresh install
+-- fills it: new codes are added, and a name, description or effect changed
+-- in C replaces the table's.  No code is ever removed.
+INSERT INTO evcharge.anomaly_code AS a (code, name, description, blocks_charge)
+SELECT c.code, c.name, c.description, c.blocks_charge FROM evcharge.anomaly_catalogue() c ORDER BY c.code
+ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
+	blocks_charge = EXCLUDED.blocks_charge
+WHERE (a.name, a.description, a.blocks_charge) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.description, EXCLUDED.blocks_charge);
