@@ -8,9 +8,10 @@
  * The numbers are those operators already use in their reports and must
  * never change: 1, 2, 3, 5, 8, 9, 10 and 11 come from the old platform
  * (4, 6 and 7 were never used there and stay unused), 12 onwards are
- * evcharge's own.  A new code takes the next free number; the table in
- * sql/install/anomaly_set.sql must list the same rows (the regression test
- * anomaly_set compares the two).
+ * evcharge's own.  A new code takes the next free number.  This array is
+ * the one place the codes are written: the table evcharge.anomaly_code is
+ * filled from it (anomaly_catalogue()) by the install script and by every
+ * upgrade script (sql/install/anomaly_set.sql, sql/upgrade/).
  *
  *-------------------------------------------------------------------------
  */

@@ -290,9 +290,10 @@ COMMENT ON CAST (evcharge.anomaly_set AS int[]) IS 'the codes, ascending, as ano
 -- The catalogue of codes
 --------------------------------------------------------------------------
 
--- The same rows as anomaly_catalogue(), written out so that a reader of
--- this file sees the codes; the regression test anomaly_set checks that the
--- two agree.  Numbers are the ones operators use and never change.
+-- The rows of anomaly_catalogue(), that is of the C array in
+-- src/anomaly_codes.c, the one place the codes are written: the table is
+-- filled from it here and by every upgrade (ALTER EXTENSION UPDATE), never
+-- by hand.  Numbers are the ones operators use and never change.
 CREATE TABLE evcharge.anomaly_code (
 	code int PRIMARY KEY CHECK (code BETWEEN 1 AND 63),
 	name text NOT NULL UNIQUE CHECK (name ~ '^[a-z][a-z0-9_]*$'),
@@ -306,21 +307,5 @@ COMMENT ON COLUMN evcharge.anomaly_code.name IS 'snake_case name, accepted by an
 COMMENT ON COLUMN evcharge.anomaly_code.description IS 'what the anomaly means, in one sentence';
 COMMENT ON COLUMN evcharge.anomaly_code.blocks_charge IS 'true: a bill carrying the code is not charged until repaired';
 
-INSERT INTO evcharge.anomaly_code (code, name, description, blocks_charge) VALUES
-	(1, 'bill_lost', 'The pile never uploaded its final charge record for the session.', true),
-	(2, 'bill_lost_offline', 'The final charge record was lost because the pile was offline when the session ended.', true),
-	(3, 'time_anomaly', 'The record''s times are impossible, such as a date in 1999 or an end before the start.', true),
-	(5, 'duration_anomaly', 'The charging duration is implausible, such as longer than the gun was plugged in or too short for the energy delivered.', true),
-	(8, 'energy_mismatch', 'The energy on the pile''s record differs from the energy the platform measured from heartbeats.', true),
-	(9, 'duration_mismatch', 'The charging duration on the pile''s record differs from the platform''s.', true),
-	(10, 'occupancy_mismatch', 'The occupancy duration on the pile''s record differs from the platform''s; on its own it does not change the amount.', false),
-	(11, 'energy_lost', 'Energy delivered during the session is missing from the record.', true),
-	(12, 'no_tariff', 'No tariff was in force at the station for the session, so it cannot be priced.', true),
-	(13, 'nonpositive_amount', 'The amount is zero or negative although energy was delivered.', true),
-	(14, 'channel_not_allowed', 'The session was started through a channel the partner''s contract does not allow, such as an offline password on a QR-only contract.', true),
-	(15, 'no_energy_flowed', 'The session was billed as charging but the heartbeats show no energy flowing.', true),
-	(16, 'defective_firmware', 'The pile runs a firmware version on the operator''s list of defective versions.', true),
-	(17, 'current_type_unknown', 'The pile registry does not give the pile''s current type (AC or DC), as for a pile removed from it, so the session cannot be priced.', true),
-	(18, 'beyond_bill_limits', 'The bill''s energy or amount is beyond what the operator allows one bill to carry.', true),
-	(19, 'not_priced', 'Pricing the session failed with an error, so the bill has no amount.', true),
-	(20, 'class_energy_mismatch', 'The pile''s own energy per class (sharp, peak, flat, valley) differs from the platform''s split; on its own it does not change the amount.', false);
+INSERT INTO evcharge.anomaly_code (code, name, description, blocks_charge)
+SELECT c.code, c.name, c.description, c.blocks_charge FROM evcharge.anomaly_catalogue() c ORDER BY c.code;

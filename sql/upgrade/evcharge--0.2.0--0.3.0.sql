@@ -704,10 +704,8 @@ ALTER FUNCTION evcharge.tariff_prices(evcharge.tou_tariff) ROWS 5;
 -- in, and by the next detect_lost_bills() run when it is not.  Item 9: the
 -- same trigger (pile_registration) refuses a 16-digit legacy id with the
 -- layout and hint of the id type, instead of the bare check constraint.
-INSERT INTO evcharge.anomaly_code (code, name, description, blocks_charge) VALUES
-	(17, 'current_type_unknown', 'The pile registry does not give the pile''s current type (AC or DC), as for a pile removed from it, so the session cannot be priced.', true),
-	(18, 'beyond_bill_limits', 'The bill''s energy or amount is beyond what the operator allows one bill to carry.', true),
-	(19, 'not_priced', 'Pricing the session failed with an error, so the bill has no amount.', true);
+-- Codes 17 to 19 reach evcharge.anomaly_code from the module's catalogue
+-- at the end of this script (section "issue 15 item 4").
 
 CREATE OR REPLACE FUNCTION evcharge.quote(station_id bigint, current_type text, group_id bigint,
 	started_at timestamptz, ended_at timestamptz, kwh numeric,
@@ -4690,27 +4688,6 @@ CREATE TRIGGER ocpp_registry_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
 	ON evcharge.ocpp_policy FOR EACH STATEMENT EXECUTE FUNCTION evcharge.ocpp_registry_notify();
 COMMENT ON TRIGGER ocpp_registry_notify ON evcharge.ocpp_policy IS 'an operator''s password policy changed: the bridges read their registry again';
 
--- == issue 16 item 1, last: the sessions 0.2.0 could not bill ==
--- After every section that changes bill or compute_bill.
--- Sessions whose bill failed under 0.2.0 though their pile record is in
--- (charge_session.bill_error): billed now, priced where they can be, held
--- with the reason where they cannot.  (Those without a record are
--- detect_lost_bills()' work, as ever.)
-DO $$
-DECLARE
-	o text;
-BEGIN
-	FOR o IN
-		SELECT cs.order_no FROM evcharge.charge_session cs
-		WHERE cs.state = 'ended'
-		  AND NOT EXISTS (SELECT 1 FROM evcharge.bill b WHERE b.order_no = cs.order_no)
-		  AND EXISTS (SELECT 1 FROM evcharge.pile_record r WHERE r.order_no = cs.order_no)
-		ORDER BY cs.order_no
-	LOOP
-		PERFORM evcharge.make_bill(o);
-	END LOOP;
-END $$;
-
 -- == issue 17 item 2: YKC piles, their pile numbers and transaction serials ==
 ALTER TABLE evcharge.ocpp_transaction ADD COLUMN ykc_serial text
 	CONSTRAINT ocpp_transaction_ykc_serial_digits CHECK (ykc_serial ~ '^[0-9]{32}$');
@@ -4718,10 +4695,6 @@ CREATE UNIQUE INDEX ocpp_transaction_ykc_serial_idx ON evcharge.ocpp_transaction
 COMMENT ON INDEX evcharge.ocpp_transaction_ykc_serial_idx IS 'one transaction per YKC serial: a resent record or real-time data finds its order';
 COMMENT ON CONSTRAINT ocpp_transaction_ykc_serial_digits ON evcharge.ocpp_transaction IS 'a YKC transaction serial is 32 decimal digits';
 COMMENT ON COLUMN evcharge.ocpp_transaction.ykc_serial IS 'for a transaction of a YKC pile: its 32-digit transaction serial (the pile''s, or the one a remote start sent); NULL for OCPP';
-
--- == issue 17 item 5: anomaly 20, the pile's energy per class (catalogue row) ==
-INSERT INTO evcharge.anomaly_code (code, name, description, blocks_charge) VALUES
-	(20, 'class_energy_mismatch', 'The pile''s own energy per class (sharp, peak, flat, valley) differs from the platform''s split; on its own it does not change the amount.', false);
 
 -- == issue 17 items 2-5: the YKC registry, records, billing model and anomaly 20 ==
 
@@ -4957,3 +4930,34 @@ COMMENT ON FUNCTION evcharge.class_energy_check() IS
 CREATE TRIGGER class_energy_check BEFORE INSERT OR UPDATE OF wh_by_class, anomalies ON evcharge.bill
 	FOR EACH ROW EXECUTE FUNCTION evcharge.class_energy_check();
 COMMENT ON TRIGGER class_energy_check ON evcharge.bill IS 'anomaly 20: the pile''s energy per class against the bill''s';
+-- == issue 15 item 4: the anomaly catalogue has one home ==
+-- The table of codes is filled from the module's catalogue (the C array of
+-- src/anomaly_codes.c, through anomaly_catalogue()), as a fresh install
+-- fills it: new codes are added, and a name, description or effect changed
+-- in C replaces the table's.  No code is ever removed.
+INSERT INTO evcharge.anomaly_code AS a (code, name, description, blocks_charge)
+SELECT c.code, c.name, c.description, c.blocks_charge FROM evcharge.anomaly_catalogue() c ORDER BY c.code
+ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
+	blocks_charge = EXCLUDED.blocks_charge
+WHERE (a.name, a.description, a.blocks_charge) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.description, EXCLUDED.blocks_charge);
+
+-- == issue 16 item 1, last: the sessions 0.2.0 could not bill ==
+-- After every section that changes bill or compute_bill.
+-- Sessions whose bill failed under 0.2.0 though their pile record is in
+-- (charge_session.bill_error): billed now, priced where they can be, held
+-- with the reason where they cannot.  (Those without a record are
+-- detect_lost_bills()' work, as ever.)
+DO $$
+DECLARE
+	o text;
+BEGIN
+	FOR o IN
+		SELECT cs.order_no FROM evcharge.charge_session cs
+		WHERE cs.state = 'ended'
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.bill b WHERE b.order_no = cs.order_no)
+		  AND EXISTS (SELECT 1 FROM evcharge.pile_record r WHERE r.order_no = cs.order_no)
+		ORDER BY cs.order_no
+	LOOP
+		PERFORM evcharge.make_bill(o);
+	END LOOP;
+END $$;

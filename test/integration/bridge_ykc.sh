@@ -47,9 +47,11 @@ INSERT INTO member (member_id, operator_id) VALUES (502, 12);
 SELECT top_up(member_wallet(502), 50.00, 'ykc-test-1');
 SQL
 
-# The boundary: the first local minute at least 25 s ahead (valley before, flat after).
+# The boundary: the first local minute at least 25 s ahead (valley before, flat after),
+# never on a half-hour.
 IFS='|' read -r bnd bnd_epoch <<<"$(q -d $db -c "SELECT to_char(b, 'HH24:MI'), extract(epoch FROM b AT TIME ZONE 'Asia/Shanghai')::bigint FROM (SELECT date_trunc('minute', (now() AT TIME ZONE 'Asia/Shanghai') + interval '85 s') AS b) x")"
-[ "$bnd" = "00:00" ] && { sleep 60; IFS='|' read -r bnd bnd_epoch <<<"$(q -d $db -c "SELECT to_char(b, 'HH24:MI'), extract(epoch FROM b AT TIME ZONE 'Asia/Shanghai')::bigint FROM (SELECT date_trunc('minute', (now() AT TIME ZONE 'Asia/Shanghai') + interval '85 s') AS b) x")"; }
+# A boundary on a half-hour would be a plan YKC can carry: take the next minute.
+case "$bnd" in *:00|*:30) sleep 60; IFS='|' read -r bnd bnd_epoch <<<"$(q -d $db -c "SELECT to_char(b, 'HH24:MI'), extract(epoch FROM b AT TIME ZONE 'Asia/Shanghai')::bigint FROM (SELECT date_trunc('minute', (now() AT TIME ZONE 'Asia/Shanghai') + interval '85 s') AS b) x")";; esac
 warn=$(psql -X -q -d $db -c "INSERT INTO station_tariff (station_id, current_type, tariff, valid) VALUES (1, 'AC', '00:00-$bnd valley, $bnd-24:00 flat | flat 0.7000+0.4500, valley 0.3000+0.4500', '[2020-01-01,)')" 2>&1)
 echo "$warn" | sed "s/^/# /"
 echo "$warn" | grep -q "WARNING:  plan [0-9]* of station 1 (AC) cannot be sent to its 1 YKC pile(s)"
