@@ -465,6 +465,27 @@ CheckPassword(struct lws *wsi, const char *pile, const PileAuth *auth)
 	return 0;
 }
 
+/*
+ * Writes the connection's next queued frame (text for OCPP, raw bytes for
+ * YKC) and asks for another writable callback while frames or a close are
+ * pending; -1 when the socket took less than the frame (close it).
+ */
+static int
+WriteNextFrame(struct lws *wsi, Conn *c, enum lws_write_protocol mode)
+{
+	OutFrame   *f = c->out_head;
+
+	if (lws_write(wsi, (unsigned char *) f->data + LWS_PRE, f->len, mode) < (int) f->len)
+		return -1;
+	c->out_head = f->next;
+	if (c->out_head == NULL)
+		c->out_tail = NULL;
+	free(f);
+	if (c->out_head || c->closing)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
 static int
 Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
@@ -568,19 +589,7 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			if (c == NULL)
 				break;
 			if (c->out_head)
-			{
-				OutFrame   *f = c->out_head;
-
-				if (lws_write(wsi, (unsigned char *) f->data + LWS_PRE, f->len, LWS_WRITE_TEXT) < (int) f->len)
-					return -1;
-				c->out_head = f->next;
-				if (c->out_head == NULL)
-					c->out_tail = NULL;
-				free(f);
-				if (c->out_head || c->closing)
-					lws_callback_on_writable(wsi);
-				break;
-			}
+				return WriteNextFrame(wsi, c, LWS_WRITE_TEXT);
 			if (c->closing)
 			{
 				lws_close_reason(wsi, (enum lws_close_status) c->close_code, (unsigned char *) c->close_reason,
@@ -855,19 +864,7 @@ YkcCallback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
 			if (c == NULL)
 				break;
 			if (c->out_head)
-			{
-				OutFrame   *f = c->out_head;
-
-				if (lws_write(wsi, (unsigned char *) f->data + LWS_PRE, f->len, LWS_WRITE_RAW) < (int) f->len)
-					return -1;
-				c->out_head = f->next;
-				if (c->out_head == NULL)
-					c->out_tail = NULL;
-				free(f);
-				if (c->out_head || c->closing)
-					lws_callback_on_writable(wsi);
-				break;
-			}
+				return WriteNextFrame(wsi, c, LWS_WRITE_RAW);
 			if (c->closing)
 				return -1;
 			break;
