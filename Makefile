@@ -138,7 +138,7 @@ BRIDGE_LINT_SRCS = $(sort $(wildcard src/bridge/*.c)) src/bridge/fuzz/fuzz_frame
 BRIDGE_LINT_FLAGS = -Isrc -Isrc/bridge -I$(shell $(PG_CONFIG) --includedir) -D_GNU_SOURCE
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--std=c99 -Isrc -I$(PG_INCLUDEDIR_SERVER) $(LINT_DEFS) \
+		--std=c99 -Isrc -Isrc/bridge -I$(PG_INCLUDEDIR_SERVER) $(LINT_DEFS) \
 		'-Dpg_attribute_noreturn()=__attribute__((noreturn))' \
 		--suppress=missingIncludeSystem --suppress='*:$(PG_INCLUDEDIR_SERVER)/*' \
 		src/*.c test/fuzz/fuzz_ids.c test/fuzz/fuzz_anomaly.c test/fuzz/fuzz_engines.c bench/trafficgen/trafficgen.c \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench/bridge.sh: OCPP 1.6J charge points through evcharge-bridge into the
-# whole pipeline, against the same rows written by one COPY.
+# bench/bridge.sh: OCPP 1.6J charge points, and the same load from piles
+# speaking the YKC cloud protocol, through evcharge-bridge into the whole
+# pipeline, against the same rows written by one COPY.
 #
 # Uses the evcharge and evcharge-bridge installed on the machine; on a
 # machine that has neither (a fresh Debian 12, as root) it installs the
@@ -35,6 +36,16 @@
 #   4. the ceiling: every heartbeat row the bridge wrote, in the order it
 #      wrote them (received_at), into a fresh copy of the template with ONE
 #      server-side COPY, timed (rows/s), and the same rows checked in.
+# The YKC round (BENCH_PROTOCOLS, default "ocpp ykc": both, side by side)
+# is the same load from the same piles logging in with their YKC numbers
+# (ykc_pile): login, idle and plugged real-time data (0x13), the charge's
+# real-time data, each sample a 0x13 and a heartbeat 0x03 (0x13 has no
+# answer in the protocol: the heartbeat's 0x04 is the latency measured),
+# the transaction record 0x3B (answered 0x40 after commit) with the pile's
+# energy per class, then plugged and idle.  YKC real-time data carries no
+# time (the bridge stamps it), so a YKC charge runs in real time: its
+# energy is 6,992 W for the seconds it lasts, and its record is checked
+# against the bill like a StopTransaction.
 # BENCH_ROUNDS (3) rounds; prints every round and the medians.
 # BENCH_PERF=1 adds 10 s of perf's profile of the bridge in round 1.  About 2
 # minutes a round and rate at the defaults on 2 quiet cores.
@@ -44,11 +55,13 @@ PILES=${BENCH_PILES:-10000}
 SAMPLES=${BENCH_SAMPLES:-60}
 ROUNDS=${BENCH_ROUNDS:-3}
 read -r -a RATES <<< "${BENCH_RATES:-20000}"
+read -r -a PROTOCOLS <<< "${BENCH_PROTOCOLS:-ocpp ykc}"
 read -r -a BRIDGE_ARGS <<< "${BENCH_BRIDGE_ARGS:-}"
 TPL=bench_bridge_tpl
 RUN=bench_bridge_run
 CEIL=bench_bridge_ceiling
 PREFIX=442000001200001			# pile ids: region 442000, operator 0012, AC (01), serial 5 digits
+YKC_PREFIX=320102000			# their YKC numbers: these 9 digits and the same serial
 CARD=1234567890123456
 
 [ "$PILES" -ge 1 ] && [ "$PILES" -le 99999 ] || die "BENCH_PILES must be 1 to 99999"
@@ -107,7 +120,7 @@ pq -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXIST
 	-c "DROP DATABASE IF EXISTS $CEIL WITH (FORCE)" -c "DROP DATABASE IF EXISTS $TPL WITH (FORCE)" \
 	-c "CREATE DATABASE $TPL"
 pq -d "$TPL" -c "SET client_min_messages = warning" -c "CREATE EXTENSION evcharge CASCADE"
-pq -d "$TPL" -v piles="$PILES" -v prefix="$PREFIX" -v card="$CARD" -v day="$DAY" <<'SQL'
+pq -d "$TPL" -v piles="$PILES" -v prefix="$PREFIX" -v ykc_prefix="$YKC_PREFIX" -v card="$CARD" -v day="$DAY" <<'SQL'
 SET client_min_messages = warning;
 \o /dev/null
 INSERT INTO evcharge.operator VALUES (12, 'Zhongshan Charging Co.');
@@ -119,6 +132,9 @@ SELECT s, 'AC', '00:00-08:00 valley, 08:00-24:00 flat | flat 0.7000+0.4500, vall
   FROM generate_series(1, 4) s;
 INSERT INTO evcharge.pile (pile_id, station_id, gun_count, rated_power_w)
 SELECT (:'prefix' || lpad(n::text, 5, '0'))::evcharge.pile_id, (n - 1) % 4 + 1, 1, 7000
+  FROM generate_series(1, :piles) n;
+INSERT INTO evcharge.ykc_pile (ykc_no, pile_id)
+SELECT :'ykc_prefix' || lpad(n::text, 5, '0'), (:'prefix' || lpad(n::text, 5, '0'))::evcharge.pile_id
   FROM generate_series(1, :piles) n;
 INSERT INTO evcharge.member (member_id, operator_id, card_no) VALUES (501, 12, :'card');
 SELECT evcharge.maintain_partitions(:'day'::date + time '12:00');
@@ -142,10 +158,10 @@ SELECT 'HIST-' || g.gun::text || '-' || d, g.gun, g.station_id, 'card', 'ended',
 ANALYZE;
 SQL
 
-# round_rate ROUND RATE: one bridge run and its ceiling; appends a line of
-# key=value figures to $WORK/results.
+# round_rate ROUND RATE PROTOCOL: one bridge run and its ceiling; appends a
+# line of key=value figures to $WORK/results.
 round_rate() {
-	local round=$1 rate=$2 port mport out gen_pid res mv_rows hb_rows q bills bad expect_wh secs ceil_rows
+	local round=$1 rate=$2 proto=$3 port mport yport url tag out gen_pid res mv_rows hb_rows q bills bad expect_wh secs ceil_rows
 	pq -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $RUN WITH (FORCE)" \
 		-c "CREATE DATABASE $RUN TEMPLATE $TPL"
 	pq -d "$RUN" -c "CHECKPOINT" >/dev/null
@@ -153,15 +169,20 @@ round_rate() {
 	while ! port_free "$port"; do port=$((port + 1)); done
 	mport=$((port + 1))
 	while ! port_free "$mport"; do mport=$((mport + 1)); done
+	yport=$((mport + 1))
+	while ! port_free "$yport"; do yport=$((yport + 1)); done
+	tag=$round-$rate-$proto
+	# Both listeners, as a network of mixed piles runs it; the round's piles use one.
 	"$BRIDGE" --db "host=$PGHOST port=$PGPORT user=postgres dbname=$RUN" --ocpp "127.0.0.1:$port" \
-		--metrics "127.0.0.1:$mport" --bridge-id "bench-$round-$rate" "${BRIDGE_ARGS[@]}" \
-		2> "$WORK/bridge-$round-$rate.log" &
+		--ykc "127.0.0.1:$yport" --metrics "127.0.0.1:$mport" --bridge-id "bench-$tag" "${BRIDGE_ARGS[@]}" \
+		2> "$WORK/bridge-$tag.log" &
 	bridge_pid=$!
-	for _ in $(seq 100); do port_free "$port" || break; sleep 0.1; done
-	port_free "$port" && { tail "$WORK/bridge-$round-$rate.log" >&2; die "the bridge did not start"; }
+	for _ in $(seq 100); do port_free "$port" || port_free "$yport" || break; sleep 0.1; done
+	{ port_free "$port" || port_free "$yport"; } && { tail "$WORK/bridge-$tag.log" >&2; die "the bridge did not start"; }
 	sleep 0.5
-	out=$WORK/gen-$round-$rate.out
-	"$GEN" --url "ws://127.0.0.1:$port/ocpp" --piles "$PILES" --samples "$SAMPLES" --rate "$rate" \
+	out=$WORK/gen-$tag.out
+	if [ "$proto" = ykc ]; then url="tcp://127.0.0.1:$yport"; else url="ws://127.0.0.1:$port/ocpp"; fi
+	"$GEN" --url "$url" --ykc-prefix "$YKC_PREFIX" --piles "$PILES" --samples "$SAMPLES" --rate "$rate" \
 		--start "$START" --pile-prefix "$PREFIX" --id-tag "$CARD" --bridge-pid "$bridge_pid" --db-pid "$PM_PID" \
 		--metrics "127.0.0.1:$mport" > "$out" 2> "$out.err" &
 	gen_pid=$!
@@ -177,8 +198,8 @@ round_rate() {
 		cat "$out" >&2
 		head -20 "$out.err" >&2
 		say "the bridge's log, less connections, boots and flushes:"
-		grep -v -E 'connected from|disconnected \(|flush: |BootNotification: ' "$WORK/bridge-$round-$rate.log" | tail -20 >&2
-		die "the load generator failed (round $round, rate $rate)"
+		grep -v -E 'connected from|disconnected \(|flush: |BootNotification: ' "$WORK/bridge-$tag.log" | tail -20 >&2
+		die "the load generator failed (round $round, rate $rate, $proto)"
 	fi
 	sed 's/^/    /' "$out" | grep -v RESULT >&2
 	kill -TERM "$bridge_pid"
@@ -188,9 +209,14 @@ round_rate() {
 	get() { echo "$res" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 
 	# What was answered is committed, and the pipeline made the bills.
-	mv_rows=$(pq -d "$RUN" -A -t -c "SELECT count(*) FROM evcharge.heartbeat WHERE power_w IS NOT NULL")
+	if [ "$proto" = ykc ]; then
+		# Every sample a charging row, and the charge's first real-time data one more.
+		mv_rows=$(pq -d "$RUN" -A -t -c "SELECT count(*) - $PILES FROM evcharge.heartbeat WHERE status = 'charging'")
+	else
+		mv_rows=$(pq -d "$RUN" -A -t -c "SELECT count(*) FROM evcharge.heartbeat WHERE power_w IS NOT NULL")
+	fi
 	[ "$mv_rows" -eq "$(get mv_answered)" ] ||
-		die "round $round: $(get mv_answered) MeterValues answered, $mv_rows rows from MeterValues in evcharge.heartbeat"
+		die "round $round ($proto): $(get mv_answered) samples answered, $mv_rows rows of samples in evcharge.heartbeat"
 	hb_rows=$(pq -d "$RUN" -A -t -c "SELECT count(*) FROM evcharge.heartbeat")
 	q=$(pq -d "$RUN" -A -t -c "SELECT count(*) FROM evcharge.quarantine")
 	[ "$q" = 0 ] || die "round $round: $q heartbeats quarantined"
@@ -199,7 +225,7 @@ round_rate() {
 		       sum(t.meter_stop_wh - t.meter_start_wh)
 		  FROM evcharge.bill b JOIN evcharge.ocpp_transaction t USING (order_no)")
 	[ "$bills" = "$PILES" ] && [ "$bad" = 0 ] ||
-		die "round $round: $bills bills for $PILES piles, $bad with anomaly codes or the wrong energy"
+		die "round $round ($proto): $bills bills for $PILES piles, $bad with anomaly codes or the wrong energy"
 
 	# The ceiling: the same rows in one COPY into a fresh copy of the template.
 	pq -d "$RUN" -c "\\copy (SELECT gun, ts, status, meter_wh, power_w, voltage_v, current_a, soc, fault_code, order_no, received_at FROM evcharge.heartbeat ORDER BY received_at, ts) TO '$WORK/hb.tsv'"
@@ -228,55 +254,71 @@ round_rate() {
 : > "$WORK/results"
 for round in $(seq "$ROUNDS"); do
 	for rate in "${RATES[@]}"; do
-		say "round $round, rate $rate ($PILES piles x $SAMPLES MeterValues)"
-		round_rate "$round" "$rate"
-		line=$(tail -1 "$WORK/results")
-		awk -v line="$line" 'BEGIN {
-			n = split(line, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
-			per = v["rss_idle_kb"] - v["rss_before_kb"]
-			tot = v["cpu_bridge_s"] + v["cpu_db_s"] + v["cpu_gen_s"]
-			printf "==> round %s rate %s: %s MeterValues/s into committed rows (%s rows), answer p50 %s ms p99 %s ms; " \
-			       "ceiling (one COPY of %s rows) %s rows/s; %.2f KiB per idle connection; " \
-			       "CPU over %.1f s: bridge %.0f%%, database %.0f%%, generator %.0f%% of a core; %s rows per flush, %s ms per flush\n",
-			       v["round"], v["rate"], v["mv_per_s"], v["mv_rows"], v["mv_p50_ms"], v["mv_p99_ms"],
-			       v["hb_rows"], v["ceiling_rows_per_s"], per / v["piles"],
-			       v["cpu_span_s"], 100 * v["cpu_bridge_s"] / v["cpu_span_s"], 100 * v["cpu_db_s"] / v["cpu_span_s"],
-			       100 * v["cpu_gen_s"] / v["cpu_span_s"], v["rows_per_flush"], v["flush_ms"]
-		}' >&2
+		for proto in "${PROTOCOLS[@]}"; do
+			say "round $round, rate $rate, $proto ($PILES piles x $SAMPLES samples)"
+			round_rate "$round" "$rate" "$proto"
+			line=$(tail -1 "$WORK/results")
+			awk -v line="$line" 'BEGIN {
+				n = split(line, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
+				per = v["rss_idle_kb"] - v["rss_before_kb"]
+				printf "==> round %s rate %s %s: %s samples/s into committed rows (%s rows), answer p50 %s ms p99 %s ms; " \
+				       "ceiling (one COPY of %s rows) %s rows/s; %.2f KiB per idle connection; " \
+				       "CPU over %.1f s: bridge %.0f%%, database %.0f%%, generator %.0f%% of a core; %s rows per flush, %s ms per flush\n",
+				       v["round"], v["rate"], v["protocol"], v["mv_per_s"], v["mv_rows"], v["mv_p50_ms"], v["mv_p99_ms"],
+				       v["hb_rows"], v["ceiling_rows_per_s"], per / v["piles"],
+				       v["cpu_span_s"], 100 * v["cpu_bridge_s"] / v["cpu_span_s"], 100 * v["cpu_db_s"] / v["cpu_span_s"],
+				       100 * v["cpu_gen_s"] / v["cpu_span_s"], v["rows_per_flush"], v["flush_ms"]
+			}' >&2
+		done
 	done
 done
 [ "$(lib_sum)" = "$LIB_AT_START" ] || die "the installed evcharge or evcharge-bridge changed during the run: run it again"
 
-# Medians per rate, side by side.
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-col() { awk -v r="$1" -v k="$2" '{ delete v; for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] } if (v["rate"] == r) print v[k] }' "$WORK/results"; }
-derived() {
-	awk -v r="$1" -v what="$2" '{ delete v; for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] }
-		if (v["rate"] != r) next
+# Medians per rate and protocol, side by side.
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# fig RATE PROTOCOL KEY: the median of KEY (a RESULT key or a derived one) over the rounds.
+fig() {
+	awk -v r="$1" -v pr="$2" -v what="$3" '{ delete v; for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] }
+		if (v["rate"] != r || v["protocol"] != pr) next
 		if (what == "kb_conn") printf "%.2f\n", (v["rss_idle_kb"] - v["rss_before_kb"]) / v["piles"]
-		if (what == "kb_conn_end") printf "%.2f\n", (v["rss_end_kb"] - v["rss_before_kb"]) / v["piles"]
-		if (what == "ratio") printf "%.3f\n", v["mv_per_s"] / v["ceiling_rows_per_s"]
-		if (what == "cpu_bridge" || what == "cpu_db" || what == "cpu_gen" || what == "cpu_bridge_main" || what == "cpu_bridge_writer") printf "%.1f\n", 100 * v[what "_s"] / v["cpu_span_s"]
-		if (what == "cpu_total") printf "%.1f\n", 100 * (v["cpu_bridge_s"] + v["cpu_db_s"] + v["cpu_gen_s"]) / v["cpu_span_s"]
-	}' "$WORK/results"
+		else if (what == "kb_conn_end") printf "%.2f\n", (v["rss_end_kb"] - v["rss_before_kb"]) / v["piles"]
+		else if (what ~ /^start_/ && v["protocol"] == "ykc") next
+		else if (what == "ratio") printf "%.3f\n", v["mv_per_s"] / v["ceiling_rows_per_s"]
+		else if (what ~ /^cpu_(bridge|db|gen|bridge_main|bridge_writer)$/) printf "%.1f\n", 100 * v[what "_s"] / v["cpu_span_s"]
+		else if (what == "cpu_total") printf "%.1f\n", 100 * (v["cpu_bridge_s"] + v["cpu_db_s"] + v["cpu_gen_s"]) / v["cpu_span_s"]
+		else print v[what]
+	}' "$WORK/results" | median
+}
+# row LABEL KEY...: one line, a column per protocol (keys joined by " / ").
+row() {
+	local label=$1 pr k cell line=""
+	shift
+	for pr in "${PROTOCOLS[@]}"; do
+		cell=""
+		for k in "$@"; do cell="${cell:+$cell / }$(fig "$rate" "$pr" "$k")"; done
+		line="$line$(printf '%-26s' "$cell")"
+	done
+	printf '  %-50s %s\n' "$label" "$line"
 }
 echo
-echo "evcharge-bridge, $PILES charge points x $SAMPLES MeterValues on loopback, $(nproc) cores; medians of $ROUNDS round(s)" \
+echo "evcharge-bridge, $PILES piles x $SAMPLES samples on loopback, $(nproc) cores; medians of $ROUNDS round(s)" \
 	"(bridge flags: ${BENCH_BRIDGE_ARGS:-defaults})"
+echo "  OCPP: a sample is a MeterValues, answered after commit.  YKC: a real-time data frame (0x13, unanswered)"
+echo "  and a heartbeat (0x03, answered 0x04 by the bridge at once); its record 0x3B is answered after commit."
 for rate in "${RATES[@]}"; do
 	if [ "$rate" = 0 ]; then label="as fast as answered"; else label="$rate due a second"; fi
-	echo "MeterValues $label:"
-	printf '  %-44s %s (rounds: %s)\n' "MeterValues/s into committed rows" "$(col "$rate" mv_per_s | median)" "$(col "$rate" mv_per_s | tr '\n' ' ')"
-	printf '  %-44s %s (rounds: %s)\n' "ceiling: the same rows in one COPY, rows/s" "$(col "$rate" ceiling_rows_per_s | median)" "$(col "$rate" ceiling_rows_per_s | tr '\n' ' ')"
-	printf '  %-44s %s\n' "bridge / ceiling" "$(derived "$rate" ratio | median)"
-	printf '  %-44s %s / %s / %s\n' "answer to MeterValues p50 / p99 / max, ms" "$(col "$rate" mv_p50_ms | median)" "$(col "$rate" mv_p99_ms | median)" "$(col "$rate" mv_max_ms | median)"
-	printf '  %-44s %s / %s\n' "StartTransaction p50 / p99, ms" "$(col "$rate" start_p50_ms | median)" "$(col "$rate" start_p99_ms | median)"
-	printf '  %-44s %s / %s\n' "StopTransaction p50 / p99, ms" "$(col "$rate" stop_p50_ms | median)" "$(col "$rate" stop_p99_ms | median)"
-	printf '  %-44s %s / %s\n' "lag behind the schedule p50 / p99, ms" "$(col "$rate" lag_p50_ms | median)" "$(col "$rate" lag_p99_ms | median)"
-	printf '  %-44s %s (after the run, connections open: %s)\n' "bridge memory per idle connection, KiB" "$(derived "$rate" kb_conn | median)" "$(derived "$rate" kb_conn_end | median)"
-	printf '  %-44s bridge %s, database %s, generator %s (total %s)\n' "CPU, % of one core, during the MeterValues" \
-		"$(derived "$rate" cpu_bridge | median)" "$(derived "$rate" cpu_db | median)" "$(derived "$rate" cpu_gen | median)" "$(derived "$rate" cpu_total | median)"
-	printf '  %-44s main thread %s, writer thread %s\n' "  the bridge's CPU by thread" \
-		"$(derived "$rate" cpu_bridge_main | median)" "$(derived "$rate" cpu_bridge_writer | median)"
-	printf '  %-44s %s rows, %s ms\n' "bridge flush (from --metrics): per flush" "$(col "$rate" rows_per_flush | median)" "$(col "$rate" flush_ms | median)"
+	echo "samples $label:"
+	printf '  %-50s %s\n' "" "$(for pr in "${PROTOCOLS[@]}"; do printf '%-26s' "$pr"; done)"
+	row "samples/s into committed rows" mv_per_s
+	row "ceiling: the same rows in one COPY, rows/s" ceiling_rows_per_s
+	row "bridge / ceiling" ratio
+	row "answer to a sample p50 / p99 / max, ms" mv_p50_ms mv_p99_ms mv_max_ms
+	row "start (OCPP StartTransaction) p50 / p99, ms" start_p50_ms start_p99_ms
+	row "stop (StopTransaction; YKC record) p50 / p99, ms" stop_p50_ms stop_p99_ms
+	row "lag behind the schedule p50 / p99, ms" lag_p50_ms lag_p99_ms
+	row "bridge memory per idle connection, KiB" kb_conn
+	row "  after the run, connections open, KiB" kb_conn_end
+	row "CPU % of a core: bridge / database / generator" cpu_bridge cpu_db cpu_gen
+	row "  the bridge's main / writer thread" cpu_bridge_main cpu_bridge_writer
+	row "bridge flush (--metrics): rows / ms per flush" rows_per_flush flush_ms
 done

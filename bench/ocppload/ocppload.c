@@ -40,6 +40,16 @@
  *	  line is "RESULT key=value ..." for scripts.  Exits 1 on a CALLERROR, a
  *	  refused or lost connection, or no progress for 60 s.
  *
+ *	  With --url tcp://HOST:PORT the same piles speak the YKC cloud protocol
+ *	  (frames of src/bridge/ykc_frame.c): pile i logs in as
+ *	  <--ykc-prefix><serial>; Available, Preparing, Finishing and the last
+ *	  Available are real-time data (0x13, which the protocol does not
+ *	  answer), StartTransaction is the charge's first real-time data, and
+ *	  each sample is a 0x13 and a heartbeat 0x03 whose answer 0x04 is the
+ *	  latency; StopTransaction is the transaction record 0x3B, answered 0x40
+ *	  after commit.  Real-time data carries no time (the bridge stamps it),
+ *	  so a YKC charge runs in real time at 6,992 W.
+ *
  *	  Only for benchmarks on loopback: it is not installed.
  *
  *-------------------------------------------------------------------------
@@ -68,6 +78,8 @@
 #include <ev.h>
 #include <jansson.h>
 #include <libwebsockets.h>
+
+#include "ykc.h"
 
 #define STEP_S 15				/* simulated seconds between samples */
 #define STALL_US (60 * 1000000LL)	/* no answer for this long: give up */
@@ -123,8 +135,16 @@ typedef struct Pile
 	unsigned	msg_seq;
 	char		inflight[16];
 	int			close_code;		/* of the bridge's close frame, if any */
-	char	   *rx;				/* an answer arriving in fragments */
+	char	   *rx;				/* an answer arriving in fragments (YKC: bytes not yet framed) */
 	size_t		rx_len;
+	/* YKC only */
+	char		ykc_no[15];		/* the 14-digit pile number it logs in with */
+	char		serial[33];		/* the transaction's serial (32 digits) */
+	uint16_t	yseq;			/* the next frame's sequence number */
+	int64_t		start_wall_us;	/* when its charge began (wall clock) */
+	int64_t		energy_dwh;		/* energy of the charge so far, 0.1 Wh */
+	uint8_t		outq[64];		/* answers to the platform's frames, to write first */
+	size_t		outq_len;
 } Pile;
 
 /* Settings */
@@ -147,6 +167,8 @@ static int	db_pid;
 static char metrics_host[128];
 static int	metrics_port;
 static double timeout_s = 900;
+static bool ykc;				/* --url tcp://: the YKC cloud protocol */
+static char ykc_prefix[10] = "320102000";
 
 /* State */
 static struct lws_context *context;
@@ -509,7 +531,11 @@ Record(uint32_t *arr, size_t *n, int64_t us)
 static bool
 HasWork(const Pile *p)
 {
-	if (p->busy || p->wsi == NULL)
+	if (p->wsi == NULL)
+		return false;
+	if (p->outq_len > 0)
+		return true;
+	if (p->busy)
 		return false;
 	switch (p->step)
 	{
@@ -555,7 +581,14 @@ Connect(Pile *p)
 	ci.path = path;
 	ci.host = host;
 	ci.origin = host;
-	ci.protocol = "ocpp1.6";
+	if (ykc)
+	{
+		ci.method = "RAW";
+		ci.local_protocol_name = "ykc";
+		ci.path = "/";
+	}
+	else
+		ci.protocol = "ocpp1.6";
 	ci.userdata = p;
 	ci.pwsi = &p->wsi;
 	if (sources > 1)
@@ -679,6 +712,8 @@ BuildCall(Pile *p, char *buf, size_t cap)
 					"\"status\":\"%s\",\"timestamp\":\"%s\"}]", p->inflight, status, ts);
 }
 
+static void SendNextYkc(Pile *p);
+
 static void
 SendNext(Pile *p)
 {
@@ -687,6 +722,11 @@ SendNext(Pile *p)
 
 	if (!HasWork(p))
 		return;
+	if (ykc)
+	{
+		SendNextYkc(p);
+		return;
+	}
 	n = BuildCall(p, (char *) buf + LWS_PRE, sizeof(buf) - LWS_PRE);
 	if (n <= 0 || n >= (int) (sizeof(buf) - LWS_PRE))
 	{
@@ -710,6 +750,65 @@ SendNext(Pile *p)
 }
 
 static void EnterPhase(Phase ph);
+
+/*
+ * The pile's step is done: answered (lat: µs from sending), or, for a YKC
+ * frame the protocol does not answer, written (lat -1).  On to the next.
+ */
+static void
+StepDone(Pile *p, int64_t lat)
+{
+	last_progress_us = NowUs();
+	p->busy = false;
+	switch (p->step)
+	{
+		case ST_BOOT:
+			p->step = ST_AVAILABLE;
+			break;
+		case ST_AVAILABLE:
+			p->step = ST_IDLE;
+			if (++n_booted == npiles)
+				EnterPhase(PH_IDLE);
+			break;
+		case ST_PREPARING:
+			p->step = ST_START;
+			break;
+		case ST_START:
+			if (lat >= 0)
+				Record(lat_start, &n_lat_start, lat);
+			p->step = ST_CHARGING;
+			break;
+		case ST_CHARGING:
+			p->step = ST_METER;
+			if (++n_charging == npiles)
+				EnterPhase(PH_METER);
+			break;
+		case ST_METER:
+			Record(lat_meter, &n_lat_meter, lat);
+			if (p->k_sent == samples)
+			{
+				p->step = ST_STOP;
+				if (++n_metered == npiles)
+					EnterPhase(PH_STOP);
+			}
+			break;
+		case ST_STOP:
+			Record(lat_stop, &n_lat_stop, lat);
+			p->step = ST_FINISHING;
+			break;
+		case ST_FINISHING:
+			p->step = ST_UNPLUGGED;
+			break;
+		case ST_UNPLUGGED:
+			p->step = ST_DONE;
+			if (++n_done == npiles)
+				EnterPhase(PH_DONE);
+			break;
+		default:
+			break;
+	}
+	Kick(p);
+}
 
 /* A whole message from the bridge for pile p. */
 static void
@@ -755,69 +854,23 @@ HandleAnswer(Pile *p, const char *text, size_t len)
 	}
 	payload = json_array_get(root, 2);
 	lat = now - p->sent_us;
-	last_progress_us = now;
-	p->busy = false;
-	switch (p->step)
+	if (p->step == ST_BOOT &&
+		strcmp(json_string_value(json_object_get(payload, "status")) ?
+			   json_string_value(json_object_get(payload, "status")) : "", "Accepted") != 0)
+		Fail("pile %s: BootNotification not Accepted", p->id);
+	if (p->step == ST_START)
 	{
-		case ST_BOOT:
-			if (strcmp(json_string_value(json_object_get(payload, "status")) ?
-					   json_string_value(json_object_get(payload, "status")) : "", "Accepted") != 0)
-				Fail("pile %s: BootNotification not Accepted", p->id);
-			p->step = ST_AVAILABLE;
-			break;
-		case ST_AVAILABLE:
-			p->step = ST_IDLE;
-			if (++n_booted == npiles)
-				EnterPhase(PH_IDLE);
-			break;
-		case ST_PREPARING:
-			p->step = ST_START;
-			break;
-		case ST_START:
-			{
-				const char *st = json_string_value(json_object_get(json_object_get(payload, "idTagInfo"), "status"));
+		const char *st = json_string_value(json_object_get(json_object_get(payload, "idTagInfo"), "status"));
 
-				Record(lat_start, &n_lat_start, lat);
-				p->txid = (int) json_integer_value(json_object_get(payload, "transactionId"));
-				if (st == NULL || strcmp(st, "Accepted") != 0 || p->txid <= 0)
-				{
-					errors++;
-					Fail("pile %s: StartTransaction answered %s, transactionId %d", p->id, st ? st : "?", p->txid);
-				}
-				p->step = ST_CHARGING;
-			}
-			break;
-		case ST_CHARGING:
-			p->step = ST_METER;
-			if (++n_charging == npiles)
-				EnterPhase(PH_METER);
-			break;
-		case ST_METER:
-			Record(lat_meter, &n_lat_meter, lat);
-			if (p->k_sent == samples)
-			{
-				p->step = ST_STOP;
-				if (++n_metered == npiles)
-					EnterPhase(PH_STOP);
-			}
-			break;
-		case ST_STOP:
-			Record(lat_stop, &n_lat_stop, lat);
-			p->step = ST_FINISHING;
-			break;
-		case ST_FINISHING:
-			p->step = ST_UNPLUGGED;
-			break;
-		case ST_UNPLUGGED:
-			p->step = ST_DONE;
-			if (++n_done == npiles)
-				EnterPhase(PH_DONE);
-			break;
-		default:
-			break;
+		p->txid = (int) json_integer_value(json_object_get(payload, "transactionId"));
+		if (st == NULL || strcmp(st, "Accepted") != 0 || p->txid <= 0)
+		{
+			errors++;
+			Fail("pile %s: StartTransaction answered %s, transactionId %d", p->id, st ? st : "?", p->txid);
+		}
 	}
 	json_decref(root);
-	Kick(p);
+	StepDone(p, lat);
 }
 
 static int
@@ -907,8 +960,381 @@ Callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 	return 0;
 }
 
+/* ---------- YKC ---------- */
+
+/* Wall-clock µs since 1970: YKC real-time data carries no time, the bridge stamps it. */
+static int64_t
+WallUs(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * The bench's plan class of a moment, YKC's order (0 sharp, 1 peak, 2 flat,
+ * 3 valley): valley before 08:00 Beijing time, flat after (bench/bridge.sh).
+ */
+static int
+YkcClassAt(int64_t wall_us)
+{
+	int64_t		s = wall_us / 1000000 + 8 * 3600;
+
+	return (s % 86400) < 8 * 3600 ? 3 : 2;
+}
+
+/* Fixed-width fields, not strings: no NUL goes on the wire. */
+static const char ykc_vin[17] = "LSVAB4180E2000001";
+static const char ykc_firmware[8] = "AC-2.3.1";
+
+/* Appends a frame to out; its length. */
+static size_t
+YkcPut(Pile *p, uint8_t type, const uint8_t *body, int len, uint8_t *out)
+{
+	return YkcFrameEncode(p->yseq++, type, body, len, out);
+}
+
+/*
+ * A real-time data frame (0x13) of gun 1: status 2 idle or 3 charging,
+ * plugged or not; while charging 230.0 V x 30.4 A and the energy so far.
+ */
+static size_t
+YkcRealtime(Pile *p, int status, bool plugged, uint8_t *out)
+{
+	uint8_t		b[YKC_REALTIME_LEN];
+	bool		charging = status == 3;
+
+	memset(b, 0, sizeof(b));
+	YkcBcdEncode(charging ? p->serial : "", 16, b);
+	YkcBcdEncode(p->ykc_no, 7, b + 16);
+	YkcBcdEncode("01", 1, b + 23);
+	b[24] = (uint8_t) status;
+	b[26] = plugged ? 1 : 0;
+	YkcPutLe(b + 27, charging ? 2300 : 0, 2);
+	YkcPutLe(b + 29, charging ? 304 : 0, 2);
+	b[31] = 75;					/* gun temperature */
+	b[40] = (uint8_t) (charging ? 20 + p->k_sent * 60 / samples : 0);	/* SoC */
+	b[41] = 70;					/* battery temperature */
+	YkcPutLe(b + 42, (uint64_t) ((WallUs() - p->start_wall_us) / 60000000), 2);	/* minutes charged */
+	YkcPutLe(b + 46, (uint64_t) p->energy_dwh, 4);
+	YkcPutLe(b + 50, (uint64_t) p->energy_dwh, 4);
+	return YkcPut(p, YKC_REALTIME, b, YKC_REALTIME_LEN, out);
+}
+
+/* A heartbeat (0x03) of gun 1: answered 0x04 at once. */
+static size_t
+YkcHeartbeat(Pile *p, uint8_t *out)
+{
+	uint8_t		b[YKC_HEARTBEAT_LEN];
+
+	memset(b, 0, sizeof(b));
+	YkcBcdEncode(p->ykc_no, 7, b);
+	YkcBcdEncode("01", 1, b + 7);
+	return YkcPut(p, YKC_HEARTBEAT, b, YKC_HEARTBEAT_LEN, out);
+}
+
+/* The transaction record (0x3B): the whole energy in the class of its start. */
+static size_t
+YkcRecord(Pile *p, uint8_t *out)
+{
+	uint8_t		b[YKC_RECORD_LEN];
+	int64_t		end = WallUs();
+	int			cls = YkcClassAt(p->start_wall_us);
+
+	memset(b, 0, sizeof(b));
+	YkcBcdEncode(p->serial, 16, b);
+	YkcBcdEncode(p->ykc_no, 7, b + 16);
+	YkcBcdEncode("01", 1, b + 23);
+	YkcCp56Encode(p->start_wall_us, 480, b + 24);
+	YkcCp56Encode(end, 480, b + 31);
+	/* per class: price, energy, energy with loss, amount */
+	YkcPutLe(b + 38 + 16 * cls + 4, (uint64_t) p->energy_dwh, 4);
+	YkcPutLe(b + 38 + 16 * cls + 8, (uint64_t) p->energy_dwh, 4);
+	YkcPutLe(b + 102, 0, 5);	/* meter at start */
+	YkcPutLe(b + 107, (uint64_t) p->energy_dwh, 5);	/* meter at stop */
+	YkcPutLe(b + 112, (uint64_t) p->energy_dwh, 4);
+	YkcPutLe(b + 116, (uint64_t) p->energy_dwh, 4);
+	memcpy(b + 124, ykc_vin, sizeof(ykc_vin));
+	b[141] = 2;					/* started by card */
+	YkcCp56Encode(end, 480, b + 142);
+	b[149] = 0x40;				/* stopped: charged to the end */
+	YkcBcdEncode(id_tag, 8, b + 150);
+	return YkcPut(p, YKC_RECORD, b, YKC_RECORD_LEN, out);
+}
+
+/*
+ * The pile's next frames, as the OCPP steps: login (answered 0x02), idle
+ * (0x13, unanswered), plugged, the charge's first real-time data, a
+ * heartbeat, then per sample the real-time data and a heartbeat whose 0x04
+ * gives the latency (0x13 has no answer in the protocol), the record
+ * (answered 0x40 after commit), plugged and idle after the charge.
+ */
+static void
+SendNextYkc(Pile *p)
+{
+	unsigned char buf[LWS_PRE + 2 * YKC_MAX_FRAME + 64];
+	uint8_t    *out = buf + LWS_PRE;
+	size_t		n = 0,
+				queued;
+	bool		answered = true;
+
+	if (p->outq_len > 0)
+	{
+		memcpy(out, p->outq, p->outq_len);
+		n = p->outq_len;
+		p->outq_len = 0;
+	}
+	queued = n;
+	if (!p->busy)
+		switch (p->step)
+		{
+			case ST_BOOT:
+				{
+					uint8_t		b[YKC_LOGIN_LEN];
+
+					memset(b, 0, sizeof(b));
+					YkcBcdEncode(p->ykc_no, 7, b);
+					b[7] = 1;	/* AC */
+					b[8] = 1;	/* one gun */
+					b[9] = 0x10;	/* protocol 1.6 */
+					memcpy(b + 10, ykc_firmware, sizeof(ykc_firmware));
+					b[29] = 4;
+					n += YkcPut(p, YKC_LOGIN, b, YKC_LOGIN_LEN, out + n);
+				}
+				break;
+			case ST_AVAILABLE:
+				n += YkcRealtime(p, 2, false, out + n);
+				answered = false;
+				break;
+			case ST_PREPARING:
+				if (!p->released)
+					break;
+				n += YkcRealtime(p, 2, true, out + n);
+				answered = false;
+				break;
+			case ST_START:
+				{
+					char		stamp[32];
+					time_t		bj;
+					struct tm	tm;
+
+					p->start_wall_us = WallUs();
+					bj = (time_t) (p->start_wall_us / 1000000 + 8 * 3600);
+					gmtime_r(&bj, &tm);
+					strftime(stamp, sizeof(stamp), "%y%m%d%H%M%S", &tm);
+					snprintf(p->serial, sizeof(p->serial), "%.14s01%.12s%04u", p->ykc_no, stamp, (unsigned) p->index % 10000u);
+					p->energy_dwh = 0;
+					n += YkcRealtime(p, 3, true, out + n);
+					answered = false;
+				}
+				break;
+			case ST_CHARGING:
+				n += YkcHeartbeat(p, out + n);
+				break;
+			case ST_METER:
+				if (p->k_due <= p->k_sent)
+					break;
+				/* 6,992 W since the start, in 0.1 Wh */
+				p->energy_dwh = (WallUs() - p->start_wall_us) * 6992 / 360 / 1000000;
+				p->due_us = rate > 0 ? DueUs(p->k_sent + 1, p->index) : 0;
+				p->k_sent++;
+				n += YkcRealtime(p, 3, true, out + n);
+				n += YkcHeartbeat(p, out + n);
+				break;
+			case ST_STOP:
+				if (phase < PH_STOP)
+					break;
+				n += YkcRecord(p, out + n);
+				break;
+			case ST_FINISHING:
+				n += YkcRealtime(p, 2, true, out + n);
+				answered = false;
+				break;
+			case ST_UNPLUGGED:
+				n += YkcRealtime(p, 2, false, out + n);
+				answered = false;
+				break;
+			default:
+				break;
+		}
+	if (n == 0)
+		return;
+	if (n > queued)
+		p->sent_us = NowUs();
+	if (lws_write(p->wsi, out, n, LWS_WRITE_RAW) < (int) n)
+	{
+		Fail("pile %s: write failed", p->id);
+		return;
+	}
+	if (n == queued)
+		return;					/* only the queued answers were written */
+	if (p->step == ST_METER && rate > 0)
+		Record(lag_meter, &n_lag_meter, p->sent_us - p->due_us);
+	if (answered)
+		p->busy = true;
+	else
+		StepDone(p, -1);
+}
+
+/* Queues an answer to a frame of the platform's (written before the next step). */
+static void
+YkcQueue(Pile *p, uint8_t type, const uint8_t *body, int len)
+{
+	if (p->outq_len + 4 + 2 + (size_t) len + 2 > sizeof(p->outq))
+	{
+		Fail("pile %s: too many answers queued", p->id);
+		return;
+	}
+	p->outq_len += YkcPut(p, type, body, len, p->outq + p->outq_len);
+	lws_callback_on_writable(p->wsi);
+}
+
+/* A whole frame from the bridge. */
+static void
+HandleYkcFrame(Pile *p, const YkcFrame *f)
+{
+	int64_t		lat = NowUs() - p->sent_us;
+	uint8_t		b[16];
+	int			want;
+
+	switch (f->type)
+	{
+		case YKC_LOGIN_ACK:
+			want = ST_BOOT;
+			if (f->body_len < 8 || f->body[7] != 0)
+			{
+				Fail("pile %s (YKC %s): login refused (result %d)", p->id, p->ykc_no, f->body_len >= 8 ? f->body[7] : -1);
+				return;
+			}
+			break;
+		case YKC_HEARTBEAT_ACK:
+			want = p->step == ST_CHARGING ? ST_CHARGING : ST_METER;
+			break;
+		case YKC_RECORD_ACK:
+			want = ST_STOP;
+			if (f->body_len < 17 || f->body[16] != 0)
+			{
+				errors++;
+				Fail("pile %s: record %s acknowledged with result %d", p->id, p->serial, f->body_len >= 17 ? f->body[16] : -1);
+				return;
+			}
+			break;
+		case YKC_CLOCK_SET:
+			/* answered with the pile number and the time set */
+			if (f->body_len >= 14)
+				YkcQueue(p, YKC_CLOCK_ACK, f->body, 14);
+			return;
+		case YKC_MODEL_SET:
+			memset(b, 0, sizeof(b));
+			YkcBcdEncode(p->ykc_no, 7, b);
+			b[7] = 1;			/* set */
+			YkcQueue(p, YKC_MODEL_SET_ACK, b, YKC_MODEL_SET_ACK_LEN);
+			return;
+		default:
+			fprintf(stderr, "ocppload: pile %s: unexpected YKC frame 0x%02X ignored\n", p->id, f->type);
+			return;
+	}
+	if (!p->busy || (int) p->step != want)
+	{
+		Fail("pile %s: YKC frame 0x%02X, which answers nothing in flight (step %d)", p->id, f->type, (int) p->step);
+		return;
+	}
+	StepDone(p, lat);
+}
+
+/* Bytes from the bridge: every whole frame in them. */
+static void
+YkcReceive(Pile *p, const uint8_t *in, size_t len)
+{
+	char	   *nb = realloc(p->rx, p->rx_len + len);
+	size_t		off = 0;
+
+	if (nb == NULL)
+	{
+		Fail("out of memory");
+		return;
+	}
+	p->rx = nb;
+	memcpy(p->rx + p->rx_len, in, len);
+	p->rx_len += len;
+	for (;;)
+	{
+		YkcFrame	f;
+		YkcScan		r = YkcFrameScan((const uint8_t *) p->rx + off, p->rx_len - off, &f);
+
+		if (r == YKC_NEED_MORE)
+			break;
+		if (r != YKC_FRAME)
+		{
+			Fail("pile %s: a bad YKC frame from the bridge (scan %d)", p->id, (int) r);
+			return;
+		}
+		off += f.frame_len;
+		HandleYkcFrame(p, &f);
+		if (failed)
+			return;
+	}
+	memmove(p->rx, p->rx + off, p->rx_len - off);
+	p->rx_len -= off;
+}
+
+static int
+CallbackYkc(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	Pile	   *p = (Pile *) user;
+
+	if (p == NULL)
+		return 0;
+	switch (reason)
+	{
+		case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+			p->wsi = NULL;
+			if (p->handshaking)
+			{
+				p->handshaking = false;
+				connecting--;
+				ConnectFailed(p, in ? (const char *) in : "?");
+			}
+			break;
+		case LWS_CALLBACK_RAW_CONNECTED:
+			if (p->handshaking)
+			{
+				p->handshaking = false;
+				connecting--;
+			}
+			p->wsi = wsi;
+			p->step = ST_BOOT;
+			Kick(p);
+			ConnectMore();
+			break;
+		case LWS_CALLBACK_RAW_WRITEABLE:
+			SendNext(p);
+			break;
+		case LWS_CALLBACK_RAW_RX:
+			YkcReceive(p, in, len);
+			break;
+		case LWS_CALLBACK_RAW_CLOSE:
+			p->wsi = NULL;
+			if (p->handshaking)
+			{
+				p->handshaking = false;
+				connecting--;
+				ConnectFailed(p, "closed while connecting");
+			}
+			else if (phase != PH_DONE && !failed)
+				Fail("pile %s (YKC %s): the connection closed (at step %d, %s)", p->id, p->ykc_no, (int) p->step,
+					 p->busy ? "unanswered" : "answered");
+			break;
+		default:
+			break;
+	}
+	return 0;
+}
+
 static const struct lws_protocols protocols[] = {
 	{"ocpp1.6", Callback, 0, 4096, 0, NULL, 0},
+	{"ykc", CallbackYkc, 0, 4096, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
@@ -1055,7 +1481,9 @@ Percentiles(uint32_t *v, size_t n, double *p50, double *p99, double *max)
 static void
 Usage(void)
 {
-	fputs("usage: ocppload --url ws://HOST:PORT/ocpp --start YYYY-MM-DDTHH:MM:SSZ [options]\n"
+	fputs("usage: ocppload --url ws://HOST:PORT/ocpp|tcp://HOST:PORT --start YYYY-MM-DDTHH:MM:SSZ [options]\n"
+		  "  --url tcp://HOST:PORT   YKC piles (the YKC cloud protocol) instead of OCPP 1.6J\n"
+		  "  --ykc-prefix DIGITS     the first 9 digits of every YKC pile number (320102000)\n"
 		  "  --piles N               charge points (10000)\n"
 		  "  --first-serial N        serial of the first pile (1)\n"
 		  "  --pile-prefix DIGITS    the first 15 digits of every pile id (442000001200001)\n"
@@ -1107,6 +1535,7 @@ ParseArgs(int argc, char **argv)
 		{"db-pid", required_argument, NULL, 'd'},
 		{"metrics", required_argument, NULL, 'm'},
 		{"timeout", required_argument, NULL, 'T'},
+		{"ykc-prefix", required_argument, NULL, 'Y'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -1118,6 +1547,16 @@ ParseArgs(int argc, char **argv)
 		switch (c)
 		{
 			case 'u':
+				if (strncmp(optarg, "tcp://", 6) == 0)
+				{
+					ykc = true;
+					if (!HostPort(optarg + 6, host, sizeof(host), &port))
+					{
+						fprintf(stderr, "ocppload: --url tcp:// needs HOST:PORT, not \"%s\"\n", optarg + 6);
+						return false;
+					}
+					break;
+				}
 				{
 					const char *hp = strncmp(optarg, "ws://", 5) == 0 ? optarg + 5 : NULL;
 					const char *slash = hp ? strchr(hp, '/') : NULL;
@@ -1204,6 +1643,14 @@ ParseArgs(int argc, char **argv)
 			case 'T':
 				timeout_s = atof(optarg);
 				break;
+			case 'Y':
+				if (strlen(optarg) != 9 || strspn(optarg, "0123456789") != 9)
+				{
+					fprintf(stderr, "ocppload: --ykc-prefix must be 9 digits\n");
+					return false;
+				}
+				snprintf(ykc_prefix, sizeof(ykc_prefix), "%s", optarg);
+				break;
 			case 'h':
 				Usage();
 				exit(0);
@@ -1211,6 +1658,11 @@ ParseArgs(int argc, char **argv)
 				Usage();
 				return false;
 		}
+	}
+	if (ykc && (strlen(id_tag) != 16 || strspn(id_tag, "0123456789") != 16))
+	{
+		fprintf(stderr, "ocppload: over YKC the --id-tag is a card number of 16 digits\n");
+		return false;
 	}
 	if (!have_start || optind != argc)
 	{
@@ -1293,6 +1745,7 @@ main(int argc, char **argv)
 		piles[i].index = i;
 		snprintf(piles[i].id, sizeof(piles[i].id), "%s%05d", pile_prefix, first_serial + i);
 		piles[i].meter_wh = 1000000 + (int64_t) i * 37;
+		snprintf(piles[i].ykc_no, sizeof(piles[i].ykc_no), "%s%05d", ykc_prefix, first_serial + i);
 	}
 
 	loop = ev_loop_new(EVBACKEND_EPOLL);
@@ -1326,7 +1779,10 @@ main(int argc, char **argv)
 	}
 	if (bridge_pid)
 		rss_before_kb = ProcRssKb(bridge_pid);
-	printf("ocppload: %d piles on ws://%s:%d%s/, %d MeterValues each, ", npiles, host, port, path_prefix, samples);
+	if (ykc)
+		printf("ocppload: %d YKC piles on tcp://%s:%d, %d real-time samples each, ", npiles, host, port, samples);
+	else
+		printf("ocppload: %d piles on ws://%s:%d%s/, %d MeterValues each, ", npiles, host, port, path_prefix, samples);
 	if (rate > 0)
 		printf("%.0f due a second (%.2f s apart per pile: time x %.1f)\n", rate, npiles / rate, factor);
 	else
@@ -1352,15 +1808,16 @@ main(int argc, char **argv)
 	Percentiles(lat_start, n_lat_start, &s50, &s99, &smax);
 	Percentiles(lat_stop, n_lat_stop, &x50, &x99, &xmax);
 	Percentiles(lag_meter, n_lag_meter, &l50, &l99, &lmax);
-	printf("MeterValues: %zu answered in %.2f s: %.0f a second (due: %.0f); answer p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
+	printf("%s: %zu answered in %.2f s: %.0f a second (due: %.0f); answer p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
 		   "lag behind the schedule p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
-		   n_lat_meter, wall, mv_rate, rate, m50, m99, mmax, l50, l99, lmax);
-	printf("StartTransaction: p50 %.1f ms, p99 %.1f ms, max %.1f ms; StopTransaction: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
-		   s50, s99, smax, x50, x99, xmax);
-	printf("RESULT piles=%d samples=%d rate_due=%.0f mv_answered=%zu mv_seconds=%.3f mv_per_s=%.1f "
+		   ykc ? "YKC real-time samples (0x13 + heartbeat 0x03/0x04)" : "MeterValues", n_lat_meter, wall, mv_rate, rate, m50, m99, mmax, l50, l99, lmax);
+	printf("%s: p50 %.1f ms, p99 %.1f ms, max %.1f ms; %s: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+		   ykc ? "first heartbeat of the charge" : "StartTransaction",
+		   s50, s99, smax, ykc ? "transaction record 0x3B/0x40" : "StopTransaction", x50, x99, xmax);
+	printf("RESULT protocol=%s piles=%d samples=%d rate_due=%.0f mv_answered=%zu mv_seconds=%.3f mv_per_s=%.1f "
 		   "mv_p50_ms=%.2f mv_p99_ms=%.2f mv_max_ms=%.2f lag_p50_ms=%.2f lag_p99_ms=%.2f lag_max_ms=%.2f "
 		   "start_p50_ms=%.2f start_p99_ms=%.2f start_max_ms=%.2f stop_p50_ms=%.2f stop_p99_ms=%.2f stop_max_ms=%.2f",
-		   npiles, samples, rate, n_lat_meter, wall, mv_rate, m50, m99, mmax, l50, l99, lmax,
+		   ykc ? "ykc" : "ocpp", npiles, samples, rate, n_lat_meter, wall, mv_rate, m50, m99, mmax, l50, l99, lmax,
 		   s50, s99, smax, x50, x99, xmax);
 	if (bridge_pid)
 		printf(" rss_before_kb=%ld rss_idle_kb=%ld rss_end_kb=%ld", rss_before_kb, rss_idle_kb, rss_end_kb);
