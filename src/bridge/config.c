@@ -64,13 +64,13 @@ void
 Usage(void)
 {
 	fprintf(stderr,
-			"evcharge-bridge " BRIDGE_VERSION ": OCPP 1.6J charge points into evcharge\n"
+			"evcharge-bridge " BRIDGE_VERSION ": OCPP 1.6J and YKC charge points into evcharge\n"
 			"\n"
-			"usage: evcharge-bridge --db CONNINFO --ocpp HOST:PORT [--config FILE] [options]\n"
+			"usage: evcharge-bridge --db CONNINFO {--ocpp HOST:PORT | --ykc HOST:PORT | both} [--config FILE] [options]\n"
 			"\n"
 			"  --db CONNINFO          libpq connection string of the evcharge database\n"
 			"  --ocpp HOST:PORT       where charge points connect: ws://HOST:PORT/ocpp/<pile id>\n"
-			"  --ykc HOST:PORT        also listen for YKC (云快充 1.5/1.6) piles over TCP\n"
+			"  --ykc HOST:PORT        where YKC (云快充 1.5/1.6) piles connect over TCP\n"
 			"  --ykc-utc-offset-min N the YKC piles' clock, minutes east of UTC (480: +08:00)\n"
 			"  --ykc-model-recheck-s N  look at each YKC pile's billing model this often (300)\n"
 			"  --config FILE          settings, one \"name = value\" a line (flags override)\n"
@@ -82,7 +82,8 @@ Usage(void)
 			"  --rate-per-second N    messages a connection may send per second (20)\n"
 			"  --rate-burst N         and in a burst (200)\n"
 			"  --db-retry-max-ms N    longest wait between reconnect attempts (5000)\n"
-			"  --bridge-id NAME       this bridge in evcharge.ocpp_connection (HOSTNAME:PORT)\n"
+			"  --bridge-id NAME       this bridge in evcharge.ocpp_connection (HOSTNAME:PORT,\n"
+			"                         the OCPP port, or the YKC one without --ocpp)\n"
 			"  --tls-cert FILE        PEM certificate (chain): serve wss:// (security profile 2)\n"
 			"  --tls-key FILE         its PEM private key\n"
 			"  --metrics [HOST:]PORT  serve Prometheus metrics at http://HOST:PORT/metrics (HOST 127.0.0.1)\n"
@@ -361,9 +362,9 @@ ConfigParseArgs(int argc, char **argv)
 				return -1;
 		}
 	}
-	if (config.db == NULL || config.ocpp_port == 0)
+	if (config.db == NULL || (config.ocpp_port == 0 && config.ykc_port == 0))
 	{
-		fprintf(stderr, "evcharge-bridge: --db and --ocpp are required (try --help)\n");
+		fprintf(stderr, "evcharge-bridge: --db and at least one of --ocpp and --ykc are required (try --help)\n");
 		return -1;
 	}
 	{
@@ -378,13 +379,19 @@ ConfigParseArgs(int argc, char **argv)
 		fprintf(stderr, "evcharge-bridge: --tls-cert and --tls-key go together (wss:// needs both)\n");
 		return -1;
 	}
+	if (config.tls_cert != NULL && config.ocpp_port == 0)
+	{
+		fprintf(stderr, "evcharge-bridge: --tls-cert serves wss:// to OCPP charge points: it needs --ocpp (YKC is plain TCP)\n");
+		return -1;
+	}
 	if (config.bridge_id[0] == '\0')
 	{
 		char		host[40] = "localhost";
 
 		(void) gethostname(host, sizeof(host) - 1);
 		host[sizeof(host) - 1] = '\0';
-		snprintf(config.bridge_id, sizeof(config.bridge_id), "%s:%d", host, config.ocpp_port);
+		snprintf(config.bridge_id, sizeof(config.bridge_id), "%s:%d", host,
+				 config.ocpp_port ? config.ocpp_port : config.ykc_port);
 	}
 	return 0;
 }

@@ -79,8 +79,12 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	LogEvent(NULL, "starting: ocpp ws://%s:%d/ocpp/<pile id>, flush every %d ms or %d messages, queue at most %d",
-			 config.ocpp_host, config.ocpp_port, config.flush_ms, config.flush_rows, config.queue_max);
+	if (config.ocpp_port)
+		LogEvent(NULL, "starting: ocpp ws://%s:%d/ocpp/<pile id>, flush every %d ms or %d messages, queue at most %d",
+				 config.ocpp_host, config.ocpp_port, config.flush_ms, config.flush_rows, config.queue_max);
+	else
+		LogEvent(NULL, "starting: ykc tcp://%s:%d only, flush every %d ms or %d messages, queue at most %d",
+				 config.ykc_host, config.ykc_port, config.flush_ms, config.flush_rows, config.queue_max);
 	/*
 	 * The threads start with SIGTERM and SIGINT blocked, so that a stop is
 	 * delivered to the main thread, whose wait in lws_service() it

@@ -909,7 +909,11 @@ ServerRun(void)
 
 	lws_set_log_level(LLL_ERR, NULL);
 	memset(&info, 0, sizeof(info));
-	info.port = config.ocpp_port;
+	/*
+	 * The context's own vhost is the OCPP listener; a bridge for YKC piles
+	 * only keeps it, unlistening, and adds the YKC vhost below.
+	 */
+	info.port = config.ocpp_port ? config.ocpp_port : CONTEXT_PORT_NO_LISTEN;
 	info.iface = config.ocpp_host[0] && strcmp(config.ocpp_host, "0.0.0.0") != 0 ? config.ocpp_host : NULL;
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
@@ -925,13 +929,19 @@ ServerRun(void)
 	context = lws_create_context(&info);
 	if (context == NULL)
 	{
-		LogEvent(NULL, "cannot listen on %s:%d", config.ocpp_host, config.ocpp_port);
+		if (config.ocpp_port)
+			LogEvent(NULL, "cannot listen on %s:%d", config.ocpp_host, config.ocpp_port);
+		else
+			LogEvent(NULL, "cannot start libwebsockets");
 		WriterStop();
 		CommandsStop();
 		return -1;
 	}
-	LogEvent(NULL, "listening on %s:%d (%s)", config.ocpp_host, config.ocpp_port,
-			 config.tls_cert ? "wss://, TLS" : "ws://");
+	if (config.ocpp_port)
+		LogEvent(NULL, "listening on %s:%d (%s)", config.ocpp_host, config.ocpp_port,
+				 config.tls_cert ? "wss://, TLS" : "ws://");
+	else
+		LogEvent(NULL, "no --ocpp: not listening for OCPP charge points");
 	if (config.ykc_port)
 	{
 		struct lws_context_creation_info vi;

@@ -9,7 +9,7 @@
 # the billing model pushed when the plan in force changes; unknown piles
 # refused; bad frames dropped or closed with a log line and no row.
 source "$(dirname "$0")/lib/tap.sh"
-plan 53
+plan 58
 db=evcharge_it_ykc
 work=$(mktemp -d)
 bridge_pid=
@@ -215,6 +215,24 @@ is "$(q -d $db -c "SELECT count(*) FROM quarantine")" "0" "nothing went to quara
 kill -TERM $bridge_pid
 wait $bridge_pid
 is "$?" "0" "SIGTERM: the bridge exits 0"
+bridge_pid=
+
+# A bridge for YKC piles only: no --ocpp, no OCPP listener, the same pile logs in.
+"$bridge" --db "dbname=$db" 2>"$work/none.log"
+is "$?" "2" "neither --ocpp nor --ykc: the bridge does not start (exit 2)"
+grep -q "at least one of --ocpp and --ykc are required" "$work/none.log"
+ok $? "and says what it needs"
+"$bridge" --db "dbname=$db" --ykc 127.0.0.1:$yport --tls-cert /dev/null --tls-key /dev/null 2>"$work/none.log"
+grep -q "it needs --ocpp (YKC is plain TCP)" "$work/none.log"
+ok $? "a TLS certificate without --ocpp is refused: YKC is plain TCP"
+"$bridge" --db "dbname=$db" --ykc 127.0.0.1:$yport --flush-ms 10 2>>"$work/bridge.log" &
+bridge_pid=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$yport) 2>/dev/null && break; sleep 0.1; done
+ykc login $ya 32010200000003 '{"ac":false}' > "$work/o.json"
+is "$(jf "$work/o.json" login.result) $(jf "$work/o.json" after)" "0 open" "a bridge started with --ykc only: a mapped pile logs in (0x02 result 0)"
+if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then ok 1 "and nothing listens on the OCPP port"; else ok 0 "and nothing listens on the OCPP port"; fi
+kill -TERM $bridge_pid
+wait $bridge_pid
 bridge_pid=
 if [ $_tap_failed -gt 0 ]; then sed 's/^/# /' "$work/bridge.log" | tail -60; fi
 done_testing
