@@ -19,6 +19,7 @@ OBJS = \
 	src/anomaly_codes.o \
 	src/anomaly_set.o \
 	src/engine_core.o \
+	src/time_zone.o \
 	src/energy_split.o \
 	src/pricing.o \
 	src/heartbeat_trigger.o \
@@ -33,22 +34,27 @@ OBJS = \
 INSTALL_SQL = \
 	sql/install/evcharge.sql \
 	sql/install/pile_id.sql \
+	sql/install/time_zone.sql \
 	sql/install/tariff.sql \
 	sql/install/anomaly_set.sql \
 	sql/install/price_rules.sql \
 	sql/install/calendar.sql \
 	sql/install/partner.sql \
 	sql/install/anomaly.sql \
+	sql/install/finance_policy.sql \
 	sql/install/quote.sql \
 	sql/install/heartbeat.sql \
 	sql/install/session.sql \
 	sql/install/bill.sql \
+	sql/install/pipeline.sql \
 	sql/install/repair.sql \
 	sql/install/report.sql \
+	sql/install/customer.sql \
 	sql/install/ledger.sql \
 	sql/install/money.sql \
 	sql/install/bridge.sql \
 	sql/install/partner_settlement.sql \
+	sql/install/start.sql \
 	sql/install/daily_report.sql \
 	sql/install/reconcile.sql \
 	sql/install/evidence.sql \
@@ -116,7 +122,8 @@ $(BRIDGE_FUZZ_YKC): $(BRIDGE_FUZZ_YKC_SRCS) $(wildcard src/bridge/*.h)
 .PHONY: fuzz-bridge
 
 # The list of files is in this Makefile: a change to it rebuilds the script.
-$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SQL) Makefile
+$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SQL) Makefile scripts/sql_order.py $(wildcard src/*.c)
+	python3 scripts/sql_order.py $(INSTALL_SQL)
 	cat $(INSTALL_SQL) > $@
 
 # The version string is compiled in; rebuild evcharge.o when it changes.

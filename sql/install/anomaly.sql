@@ -34,21 +34,8 @@ COMMENT ON COLUMN evcharge.anomaly_policy.defective_firmware IS 'LIKE patterns o
 COMMENT ON COLUMN evcharge.anomaly_policy.notify_adjustment IS 'whether a repair that changes the amount writes a customer_notice (and NOTIFY evcharge_notice); off by default';
 COMMENT ON COLUMN evcharge.anomaly_policy.updated_at IS 'last change';
 
-CREATE FUNCTION evcharge.operator_policy_default() RETURNS trigger
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	INSERT INTO evcharge.anomaly_policy (operator_id) SELECT n.operator_id FROM new_rows n
-	ON CONFLICT (operator_id) DO NOTHING;
-	RETURN NULL;
-END $$;
-COMMENT ON FUNCTION evcharge.operator_policy_default() IS
-	'trigger: every new operator gets an anomaly_policy row with the defaults';
-CREATE TRIGGER operator_policy_default AFTER INSERT ON evcharge.operator
-	REFERENCING NEW TABLE AS new_rows
-	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_policy_default();
-COMMENT ON TRIGGER operator_policy_default ON evcharge.operator IS 'every new operator gets its anomaly thresholds with the defaults';
-
--- An operator's policy row is made with the operator (above), so a policy
+-- An operator's policy row is made with the operator (operator_defaults(),
+-- money.sql, the one trigger that makes a new operator's rows), so a policy
 -- row inserted for it afterwards would be a duplicate.  pg_restore, and a
 -- plain dump through psql, do exactly that: the COPY of operator makes the
 -- default rows, then the COPY of the policy table brings the rows that were

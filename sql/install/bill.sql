@@ -505,8 +505,6 @@ BEGIN
 			anomalies = b.anomalies, coupon_id = b.coupon_id, state = b.state, revision = b.revision,
 			updated_at = b.updated_at, partner_order_no = b.partner_order_no, breakdown = b.breakdown
 		WHERE order_no = b.order_no;
-		INSERT INTO evcharge.bill_revision (order_no, revision, method, reason, before, after)
-		VALUES (b.order_no, b.revision, p_method, p_reason, to_jsonb(old), to_jsonb(b));
 	END IF;
 	UPDATE evcharge.coupon SET used_order_no = NULL, used_at = NULL
 	WHERE used_order_no = b.order_no AND coupon_id IS DISTINCT FROM b.coupon_id;
@@ -517,6 +515,14 @@ BEGIN
 			RAISE EXCEPTION 'coupon % was taken by another bill while order % was billed', b.coupon_id, b.order_no
 				USING ERRCODE = 'serialization_failure', HINT = 'Bill it again: finalise_bill() or repair_bill().';
 		END IF;
+	END IF;
+	-- The revision last, once the coupon is taken: a settled bill's revision
+	-- is what the money layer posts the difference of (money.sql,
+	-- bill_revision_adjusts_ledger), and it locks accounts after the coupon
+	-- as every money function does.
+	IF old.order_no IS NOT NULL THEN
+		INSERT INTO evcharge.bill_revision (order_no, revision, method, reason, before, after)
+		VALUES (b.order_no, b.revision, p_method, p_reason, to_jsonb(old), to_jsonb(b));
 	END IF;
 	RETURN b;
 END $$;
@@ -649,6 +655,47 @@ END $$;
 COMMENT ON FUNCTION evcharge.take_partner_order_no(evcharge.charge_session, evcharge.pile_record) IS
 	'gives a session without a partner order number the one its pile record carries, when partner_order_no_refusal() finds nothing against it; returns the session as it is then';
 
+CREATE TABLE evcharge.customer_notice (
+	customer_notice_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	order_no text NOT NULL REFERENCES evcharge.bill,
+	member_id bigint NOT NULL,
+	revision int NOT NULL,
+	old_total numeric(12, 2) NOT NULL,
+	new_total numeric(12, 2) NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	sent_at timestamptz
+);
+CREATE INDEX customer_notice_unsent_idx ON evcharge.customer_notice (created_at) WHERE sent_at IS NULL;
+COMMENT ON INDEX evcharge.customer_notice_unsent_idx IS 'notices waiting to be sent, oldest first';
+COMMENT ON TABLE evcharge.customer_notice IS
+	'"Amount adjusted" notices for drivers, written by repairs that change a bill''s total when the operator''s policy says so (anomaly_policy.notify_adjustment); the app sends them and sets sent_at';
+COMMENT ON COLUMN evcharge.customer_notice.customer_notice_id IS 'row id';
+COMMENT ON COLUMN evcharge.customer_notice.order_no IS 'the bill';
+COMMENT ON COLUMN evcharge.customer_notice.member_id IS 'the driver to tell';
+COMMENT ON COLUMN evcharge.customer_notice.revision IS 'the bill revision that changed the amount';
+COMMENT ON COLUMN evcharge.customer_notice.old_total IS 'total before, yuan';
+COMMENT ON COLUMN evcharge.customer_notice.new_total IS 'total after, yuan';
+COMMENT ON COLUMN evcharge.customer_notice.created_at IS 'when the repair wrote it';
+COMMENT ON COLUMN evcharge.customer_notice.sent_at IS 'when the app sent it (NULL: not yet)';
+
+-- The driver is told of an adjusted amount when the operator says so.
+CREATE FUNCTION evcharge.notice_adjustment(s evcharge.charge_session, p_revision int, p_old numeric, p_new numeric)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_new = p_old OR s.member_id IS NULL
+	   OR NOT (SELECT p.notify_adjustment FROM evcharge.station_policy(s.station_id) p) THEN
+		RETURN false;
+	END IF;
+	INSERT INTO evcharge.customer_notice (order_no, member_id, revision, old_total, new_total)
+	VALUES (s.order_no, s.member_id, p_revision, p_old, p_new);
+	PERFORM pg_notify('evcharge_notice', json_build_object('order_no', s.order_no, 'member_id', s.member_id,
+		'old_total', p_old, 'new_total', p_new)::text);
+	RETURN true;
+END $$;
+COMMENT ON FUNCTION evcharge.notice_adjustment(evcharge.charge_session, int, numeric, numeric) IS
+	'when the operator''s notify_adjustment is on and a member''s bill changed amount: writes a customer_notice and sends NOTIFY evcharge_notice; true when it did';
+
 -- Finalise the bill of a session whose pile record has arrived; a record
 -- for a bill made from heartbeats (anomaly 1 or 2) completes it.
 CREATE FUNCTION evcharge.finalise_bill(p_order_no text) RETURNS boolean
@@ -709,8 +756,8 @@ BEGIN
 		END IF;
 		nb := evcharge.store_bill(nb, 'pile_record', why);
 		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
+		-- The ledger follows the revision (money.sql, bill_revision_adjusts_ledger).
 		IF old.state = 'settled' THEN
-			PERFORM evcharge.adjust_settled_bill(p_order_no, old, nb, why);
 			PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
 		END IF;
 		RETURN true;
@@ -823,3 +870,5 @@ COMMENT ON FUNCTION evcharge.detect_lost_bills(timestamptz) IS
 SELECT pg_catalog.pg_extension_config_dump('evcharge.bill', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.bill_revision', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.bill_revision_bill_revision_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.customer_notice', '');
+SELECT pg_catalog.pg_extension_config_dump('evcharge.customer_notice_customer_notice_id_seq', '');

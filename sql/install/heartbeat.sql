@@ -332,17 +332,6 @@ END;
 COMMENT ON FUNCTION evcharge.heartbeat_problem(evcharge.gun_id, timestamptz, evcharge.gun_status, bigint, smallint, evcharge.pile_id, int) IS
 	'why a heartbeat cannot be accepted (the quarantine reason), or NULL';
 
--- The trigger (C): quarantine what cannot be accepted, then bring the live
--- state of every gun in the batch up to date, once per statement.
-CREATE FUNCTION evcharge.heartbeat_ingest() RETURNS trigger
-	AS 'MODULE_PATHNAME', 'heartbeat_ingest' LANGUAGE C;
-COMMENT ON FUNCTION evcharge.heartbeat_ingest() IS
-	'statement-level AFTER INSERT trigger on heartbeat: quarantines rows it cannot accept and updates gun_state and offline periods, per batch';
-CREATE TRIGGER heartbeat_ingest AFTER INSERT ON evcharge.heartbeat
-	REFERENCING NEW TABLE AS new_rows
-	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.heartbeat_ingest();
-COMMENT ON TRIGGER heartbeat_ingest ON evcharge.heartbeat IS 'once per statement: quarantine, live state, sessions, faults, offline periods and the balance guard for the batch';
-
 -- Replay: feed quarantined traffic again, e.g. after registering a pile:
 -- heartbeats first, so that the sessions they open are there when the pile
 -- records of the same charges come.

@@ -6,78 +6,6 @@
 -- money.sql.
 \echo Use "CREATE EXTENSION evcharge" to load this file. \quit
 
-CREATE TABLE evcharge.sub_operator (
-	sub_operator_id bigint PRIMARY KEY,
-	operator_id bigint NOT NULL REFERENCES evcharge.operator,
-	name text NOT NULL CHECK (name <> '')
-);
-COMMENT ON TABLE evcharge.sub_operator IS
-	'A sub-operator (a bus company, a station owner) to which part of an operator''s revenue is attributed';
-COMMENT ON COLUMN evcharge.sub_operator.sub_operator_id IS 'sub-operator number';
-COMMENT ON COLUMN evcharge.sub_operator.operator_id IS 'the operator';
-COMMENT ON COLUMN evcharge.sub_operator.name IS 'its name';
-
-CREATE TABLE evcharge.member (
-	member_id bigint PRIMARY KEY,
-	operator_id bigint NOT NULL REFERENCES evcharge.operator,
-	group_id bigint REFERENCES evcharge.customer_group,
-	vin text,
-	card_no text,
-	created_at timestamptz NOT NULL DEFAULT now(),
-	partner_id bigint REFERENCES evcharge.partner,
-	card_daily_limit numeric(12, 2) CHECK (card_daily_limit > 0 AND card_daily_limit <> 'NaN')
-);
-CREATE INDEX member_group_idx ON evcharge.member (group_id);
-COMMENT ON INDEX evcharge.member_group_idx IS 'the members of a customer group (department)';
-CREATE UNIQUE INDEX member_card_idx ON evcharge.member (operator_id, card_no) WHERE card_no IS NOT NULL;
-COMMENT ON INDEX evcharge.member_card_idx IS 'a card belongs to one member of the operator: a start by card finds who pays';
-CREATE UNIQUE INDEX member_vin_idx ON evcharge.member (operator_id, vin) WHERE vin IS NOT NULL;
-COMMENT ON INDEX evcharge.member_vin_idx IS 'a vehicle belongs to one member of the operator: a start by VIN finds who pays';
-COMMENT ON TABLE evcharge.member IS
-	'A driver with a wallet; a member of a department whose group pays for its members charges to the department''s wallet';
-COMMENT ON COLUMN evcharge.member.member_id IS 'member number (charge_session.member_id)';
-COMMENT ON COLUMN evcharge.member.operator_id IS 'the operator the member charges with';
-COMMENT ON COLUMN evcharge.member.group_id IS 'the member''s customer group (department), if any';
-COMMENT ON COLUMN evcharge.member.vin IS 'the vehicle''s VIN, for attribution to a sub-operator';
-COMMENT ON COLUMN evcharge.member.card_no IS 'charging card number, for attribution to a sub-operator';
-COMMENT ON COLUMN evcharge.member.created_at IS 'when registered';
-COMMENT ON COLUMN evcharge.member.partner_id IS 'an interconnection partner''s user (e.g. a card of the partner''s fleet): the partner pays for the member''s charges, under its contract''s start channels';
-COMMENT ON COLUMN evcharge.member.card_daily_limit IS
-	'the most the member''s card may spend in a day of the operator''s books, yuan (a maintenance card shared by several cars): a start by the card is refused once the day''s charges reach it (card_day_spending); NULL: no limit';
-
-ALTER TABLE evcharge.customer_group ADD COLUMN pays_for_members boolean NOT NULL DEFAULT false;
-COMMENT ON COLUMN evcharge.customer_group.pays_for_members IS
-	'a department account: its members'' bills are paid from the department''s wallet, not their own';
-
--- What is attributed to a sub-operator: a station's charges, a department's,
--- a vehicle's (VIN) or a card's.  The most specific rule wins: VIN, card,
--- department, station.
-CREATE TABLE evcharge.attribution (
-	attribution_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	sub_operator_id bigint NOT NULL REFERENCES evcharge.sub_operator,
-	station_id bigint REFERENCES evcharge.station,
-	group_id bigint REFERENCES evcharge.customer_group,
-	vin text,
-	card_no text,
-	CHECK (num_nonnulls(station_id, group_id, vin, card_no) = 1)
-);
-CREATE UNIQUE INDEX attribution_station_idx ON evcharge.attribution (station_id) WHERE station_id IS NOT NULL;
-COMMENT ON INDEX evcharge.attribution_station_idx IS 'a station is attributed to one sub-operator at most';
-CREATE UNIQUE INDEX attribution_group_idx ON evcharge.attribution (group_id) WHERE group_id IS NOT NULL;
-COMMENT ON INDEX evcharge.attribution_group_idx IS 'a customer group is attributed to one sub-operator at most';
-CREATE UNIQUE INDEX attribution_vin_idx ON evcharge.attribution (vin) WHERE vin IS NOT NULL;
-COMMENT ON INDEX evcharge.attribution_vin_idx IS 'a vehicle is attributed to one sub-operator at most';
-CREATE UNIQUE INDEX attribution_card_idx ON evcharge.attribution (card_no) WHERE card_no IS NOT NULL;
-COMMENT ON INDEX evcharge.attribution_card_idx IS 'a card is attributed to one sub-operator at most';
-COMMENT ON TABLE evcharge.attribution IS
-	'Which charges belong to a sub-operator: by station, department (group), vehicle (VIN) or card; the most specific applies (VIN, card, department, station)';
-COMMENT ON COLUMN evcharge.attribution.attribution_id IS 'row id';
-COMMENT ON COLUMN evcharge.attribution.sub_operator_id IS 'the sub-operator';
-COMMENT ON COLUMN evcharge.attribution.station_id IS 'every charge at this station';
-COMMENT ON COLUMN evcharge.attribution.group_id IS 'every charge by members of this group';
-COMMENT ON COLUMN evcharge.attribution.vin IS 'every charge of this vehicle';
-COMMENT ON COLUMN evcharge.attribution.card_no IS 'every charge with this card';
-
 CREATE TABLE evcharge.account (
 	account_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	operator_id bigint NOT NULL REFERENCES evcharge.operator,
@@ -561,15 +489,11 @@ END;
 COMMENT ON FUNCTION evcharge.verify_ledger() IS
 	'the ledger''s discrepancies, each with its operator: transactions whose entries do not sum to zero (or have fewer than two), entries outside their transaction''s operator''s books (expected: that operator, actual: the other), operators whose books do not sum to zero, accounts whose balance differs from their entries, accounts of a member, group, partner or sub-operator that is not registered with their operator (actual: its operator, NULL when unknown); no rows when healthy';
 
-SELECT pg_catalog.pg_extension_config_dump('evcharge.sub_operator', '');
-SELECT pg_catalog.pg_extension_config_dump('evcharge.member', '');
-SELECT pg_catalog.pg_extension_config_dump('evcharge.attribution', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.account', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_txn', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_entry', '');
 -- The identity sequences too, or a restored database would number new rows
 -- from 1 again.
-SELECT pg_catalog.pg_extension_config_dump('evcharge.attribution_attribution_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.account_account_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_txn_txn_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.ledger_entry_entry_id_seq', '');

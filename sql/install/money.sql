@@ -4,81 +4,6 @@
 -- is idempotent on the event's own key.
 \echo Use "CREATE EXTENSION evcharge" to load this file. \quit
 
-CREATE TABLE evcharge.finance_policy (
-	operator_id bigint PRIMARY KEY REFERENCES evcharge.operator ON DELETE CASCADE,
-	stop_threshold numeric(10, 2) NOT NULL DEFAULT 1.00 CHECK (stop_threshold >= 0 AND stop_threshold <> 'NaN'),
-	void_coupons_on_refund boolean NOT NULL DEFAULT false,
-	guard_interval interval NOT NULL DEFAULT '60 s' CHECK (guard_interval > '0'),
-	tz evcharge.time_zone NOT NULL DEFAULT 'Asia/Shanghai',
-	updated_at timestamptz NOT NULL DEFAULT now(),
-	max_bill_amount numeric(12, 2) NOT NULL DEFAULT 5000.00
-		CHECK (max_bill_amount > 0 AND max_bill_amount <> 'NaN'),
-	max_bill_energy_wh bigint NOT NULL DEFAULT 1000000 CHECK (max_bill_energy_wh > 0)
-);
-COMMENT ON TABLE evcharge.finance_policy IS
-	'Each operator''s money settings; a row with the defaults is made for every new operator';
-COMMENT ON COLUMN evcharge.finance_policy.operator_id IS 'the operator';
-COMMENT ON COLUMN evcharge.finance_policy.stop_threshold IS 'a member''s charge is stopped before the wallet would fall below this (yuan)';
-COMMENT ON COLUMN evcharge.finance_policy.void_coupons_on_refund IS 'whether a request to refund a member''s whole balance voids the member''s unused coupons';
-COMMENT ON COLUMN evcharge.finance_policy.guard_interval IS
-	'how far ahead the balance guard looks: the longest a pile may take to send its next charging heartbeat (60 s)';
-COMMENT ON COLUMN evcharge.finance_policy.tz IS
-	'the time zone of the operator''s books: where its report days and statement months begin and end';
-COMMENT ON COLUMN evcharge.finance_policy.updated_at IS 'last change';
-COMMENT ON COLUMN evcharge.finance_policy.max_bill_amount IS
-	'the most one bill may come to, yuan (5000.00): a repair or a quote beyond it is refused as implausible';
-COMMENT ON COLUMN evcharge.finance_policy.max_bill_energy_wh IS
-	'the most energy one bill may carry, Wh (1,000,000: 1 MWh, beyond any vehicle''s battery): a repair or a quote beyond it is refused as implausible';
-
-CREATE FUNCTION evcharge.operator_finance_default() RETURNS trigger
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	INSERT INTO evcharge.finance_policy (operator_id) SELECT n.operator_id FROM new_rows n
-	ON CONFLICT (operator_id) DO NOTHING;
-	RETURN NULL;
-END $$;
-COMMENT ON FUNCTION evcharge.operator_finance_default() IS
-	'trigger: every new operator gets a finance_policy row with the defaults';
-CREATE TRIGGER operator_finance_default AFTER INSERT ON evcharge.operator
-	REFERENCING NEW TABLE AS new_rows
-	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_finance_default();
-COMMENT ON TRIGGER operator_finance_default ON evcharge.operator IS 'every new operator gets its money settings with the defaults';
-CREATE TRIGGER finance_policy_replaces_default BEFORE INSERT ON evcharge.finance_policy
-	FOR EACH ROW EXECUTE FUNCTION evcharge.policy_replaces_default();
-COMMENT ON TRIGGER finance_policy_replaces_default ON evcharge.finance_policy IS
-	'an inserted row replaces the operator''s default row if that is untouched: pg_restore loads the dumped policies after the operators made theirs';
-
--- The days of an operator's books: its finance_policy.tz.
-CREATE FUNCTION evcharge.books_tz(p_operator_id bigint) RETURNS text
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	tz text;
-BEGIN
-	SELECT fp.tz INTO tz FROM evcharge.finance_policy fp WHERE fp.operator_id = p_operator_id;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'operator % is not registered', coalesce(p_operator_id::text, 'NULL')
-			USING ERRCODE = 'no_data_found', HINT = 'Operators are in evcharge.operator.';
-	END IF;
-	RETURN tz;
-END $$;
-COMMENT ON FUNCTION evcharge.books_tz(bigint) IS
-	'the time zone of the operator''s books (finance_policy.tz), where its report days and statement months begin and end; error P0002 for an operator not registered';
-
--- One day of an operator's books, as a range of instants.
-CREATE FUNCTION evcharge.books_day(p_operator_id bigint, p_day date) RETURNS tstzrange
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	tz text := evcharge.books_tz(p_operator_id);
-BEGIN
-	IF p_day IS NULL THEN
-		RAISE EXCEPTION 'a day of operator %''s books is needed', p_operator_id
-			USING ERRCODE = 'null_value_not_allowed', HINT = 'Give the day, e.g. ''2026-11-20''.';
-	END IF;
-	RETURN tstzrange(p_day::timestamp AT TIME ZONE tz, (p_day + 1)::timestamp AT TIME ZONE tz, '[)');
-END $$;
-COMMENT ON FUNCTION evcharge.books_day(bigint, date) IS
-	'the day of the operator''s books as [midnight, next midnight) in its time zone (books_tz); errors for an operator not registered (P0002) or no day (22004)';
-
 -- Checks an amount of money given by a caller: positive, finite, yuan and
 -- fen, and no more than an account can hold.
 CREATE FUNCTION evcharge.check_amount(p_amount numeric, p_what text) RETURNS numeric
@@ -95,35 +20,6 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION evcharge.check_amount(numeric, text) IS
 	'returns the amount if it is positive, finite (not NaN or Infinity), in yuan and fen and below a trillion yuan, else raises 22023 naming what it was for';
-
--- The operator's plausibility limits for one bill (finance_policy): a
--- repair or a quote beyond them is refused, not billed.
-CREATE FUNCTION evcharge.check_bill_limits(p_operator_id bigint, p_energy_wh numeric, p_total numeric, p_what text)
-RETURNS void
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	fp evcharge.finance_policy;
-BEGIN
-	SELECT * INTO fp FROM evcharge.finance_policy f WHERE f.operator_id = p_operator_id;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'operator % is not registered', coalesce(p_operator_id::text, 'NULL')
-			USING ERRCODE = 'no_data_found', HINT = 'Operators are in evcharge.operator.';
-	END IF;
-	IF p_energy_wh > fp.max_bill_energy_wh THEN
-		RAISE EXCEPTION '% would bill % Wh, more than one bill of operator % may carry', p_what, trim_scale(p_energy_wh), p_operator_id
-			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = format('The operator''s limit is %s Wh (finance_policy.max_bill_energy_wh).', fp.max_bill_energy_wh),
-			      HINT = 'Check the energy; if such a charge is real, the operator raises its limit.';
-	END IF;
-	IF p_total > fp.max_bill_amount THEN
-		RAISE EXCEPTION '% would bill % yuan, more than one bill of operator % may come to', p_what, p_total, p_operator_id
-			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = format('The operator''s limit is %s yuan (finance_policy.max_bill_amount).', fp.max_bill_amount),
-			      HINT = 'Check the energy and the prices; if such a bill is real, the operator raises its limit.';
-	END IF;
-END $$;
-COMMENT ON FUNCTION evcharge.check_bill_limits(bigint, numeric, numeric, text) IS
-	'raises 22023 when a bill''s energy or total is beyond the operator''s finance_policy.max_bill_energy_wh or max_bill_amount (P0002 for an operator not registered); used by repair_bill and quote';
 
 CREATE FUNCTION evcharge.wallet_account(p_account_id bigint) RETURNS evcharge.account
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -256,21 +152,6 @@ END $$;
 COMMENT ON FUNCTION evcharge.check_alert(bigint) IS
 	'sends NOTIFY evcharge_alert once per crossing when a wallet with an alert threshold falls below it, and re-arms when it is back above; true when it sent one';
 
--- The sub-operator a charge or a wallet belongs to (the "Visibility" rule).
-CREATE FUNCTION evcharge.attributed_sub_operator(p_operator_id bigint, p_station_id bigint, p_group_id bigint,
-	p_vin text, p_card_no text) RETURNS bigint
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-	SELECT a.sub_operator_id FROM evcharge.attribution a
-	JOIN evcharge.sub_operator so ON so.sub_operator_id = a.sub_operator_id
-	WHERE so.operator_id = p_operator_id
-	  AND (a.vin = p_vin OR a.card_no = p_card_no OR a.group_id = p_group_id OR a.station_id = p_station_id)
-	ORDER BY CASE WHEN a.vin IS NOT NULL THEN 1 WHEN a.card_no IS NOT NULL THEN 2 WHEN a.group_id IS NOT NULL THEN 3 ELSE 4 END
-	LIMIT 1;
-END;
-COMMENT ON FUNCTION evcharge.attributed_sub_operator(bigint, bigint, bigint, text, text) IS
-	'the operator''s sub-operator that a charge at this station, by this department, vehicle (VIN) or card belongs to: the most specific rule wins (VIN, card, department, station); NULL: the operator itself';
-
 -- Who pays a session and to whom its revenue is attributed.
 CREATE FUNCTION evcharge.bill_parties(p_order_no text, OUT operator_id bigint, OUT payer bigint,
 	OUT sub_operator_id bigint)
@@ -278,30 +159,18 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp 
 DECLARE
 	s evcharge.charge_session;
 	m evcharge.member;
-	dept bigint;
-	pa evcharge.partner;
+	p record;
 BEGIN
 	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
 	SELECT st.operator_id INTO operator_id FROM evcharge.station st WHERE st.station_id = s.station_id;
 	SELECT * INTO m FROM evcharge.member mm WHERE mm.member_id = s.member_id;
-	SELECT g.group_id INTO dept FROM evcharge.customer_group g
-	WHERE g.group_id = coalesce(s.group_id, m.group_id) AND g.pays_for_members;
-	IF s.partner_id IS NOT NULL THEN
-		SELECT * INTO pa FROM evcharge.partner p WHERE p.partner_id = s.partner_id;
-		payer := evcharge.account_of(operator_id,
-			CASE WHEN pa.kind = 'prepaid' THEN 'partner_prepaid' ELSE 'partner_receivable' END, pa.partner_id);
-	ELSIF dept IS NOT NULL THEN
-		payer := evcharge.account_of(operator_id, 'department_wallet', dept);
-	ELSIF s.member_id IS NOT NULL THEN
-		payer := evcharge.account_of(operator_id, 'member_wallet', s.member_id);
-	ELSE
-		payer := evcharge.account_of(operator_id, 'unassigned_receivable');
-	END IF;
+	SELECT * INTO p FROM evcharge.payer_of(s.member_id, s.group_id, s.partner_id);
+	payer := evcharge.account_of(operator_id, p.kind, p.owner_id);
 	sub_operator_id := evcharge.attributed_sub_operator(operator_id, s.station_id, coalesce(s.group_id, m.group_id),
 		m.vin, m.card_no);
 END $$;
 COMMENT ON FUNCTION evcharge.bill_parties(text) IS
-	'who pays a session (the partner''s account for partner starts, the department''s wallet for members of a paying department, else the member''s wallet, else unassigned receivable) and the sub-operator its revenue is attributed to (VIN, card, department, station, in that order)';
+	'who pays a session (its account by the rule of payer_of: the partner''s account for partner starts, the department''s wallet for members of a paying department, else the member''s wallet, else unassigned receivable) and the sub-operator its revenue is attributed to (VIN, card, department, station, in that order)';
 
 -- The ledger lines of a bill's amounts: the payer debited the total, the
 -- revenue accounts credited, service net of the coupon.
@@ -537,6 +406,26 @@ END $$;
 COMMENT ON FUNCTION evcharge.adjust_settled_bill(text, evcharge.bill, evcharge.bill, text) IS
 	'posts the difference between a settled bill and its repaired version (payer and revenue), once per revision; a revenue line a refund of the bill took from moves as if it were at least what the refund took (bill_refunded), so nothing is given back twice';
 
+-- The money layer follows the bills: a revision of a settled bill (a
+-- repair, or a pile record that came after the bill was made from
+-- heartbeats) posts the difference in the same transaction.  The pipeline
+-- (bill.sql, repair.sql) writes the revision and calls nothing of money;
+-- a refund's own revision (method refund) moved its money already.
+CREATE FUNCTION evcharge.bill_revision_adjusts_ledger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM evcharge.adjust_settled_bill(NEW.order_no, jsonb_populate_record(NULL::evcharge.bill, NEW.before),
+		jsonb_populate_record(NULL::evcharge.bill, NEW.after), NEW.reason);
+	RETURN NULL;
+END $$;
+COMMENT ON FUNCTION evcharge.bill_revision_adjusts_ledger() IS
+	'trigger on bill_revision: a revision of a bill that was settled (not a refund''s) posts the difference between before and after through adjust_settled_bill, in the same transaction';
+CREATE TRIGGER bill_revision_adjusts_ledger AFTER INSERT ON evcharge.bill_revision
+	FOR EACH ROW WHEN (NEW.method <> 'refund' AND NEW.before ->> 'state' = 'settled')
+	EXECUTE FUNCTION evcharge.bill_revision_adjusts_ledger();
+COMMENT ON TRIGGER bill_revision_adjusts_ledger ON evcharge.bill_revision IS
+	'the ledger follows a settled bill''s revision: the difference is posted (adjust_settled_bill) as the revision is written';
+
 -- Refunds.  What a refund costs is by band: finance's rule for a bank
 -- transfer is 6 yuan under 10,000 yuan and 12 yuan from 10,000 to 100,000
 -- yuan, plus the payment provider's 0.6 %, which is all a provider refund
@@ -596,21 +485,31 @@ COMMENT ON COLUMN evcharge.refund_fee_bands.updated_at IS 'last change';
 COMMENT ON CONSTRAINT refund_fee_bands_valid ON evcharge.refund_fee_bands IS
 	'the bands are well formed (refund_fee_bands_valid): a fixed fee per limit, limits rising';
 
-CREATE FUNCTION evcharge.operator_refund_fee_default() RETURNS trigger
+-- The one place a new operator's own rows are made, with the defaults: its
+-- anomaly thresholds (anomaly_policy, anomaly.sql), its money settings
+-- (finance_policy) and its refund fee bands (default_refund_fee_bands()).
+-- A row already there is kept (ON CONFLICT DO NOTHING); a restore's rows
+-- replace these through the tables' *_replace(s)_default triggers.
+CREATE FUNCTION evcharge.operator_defaults() RETURNS trigger
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+	INSERT INTO evcharge.anomaly_policy (operator_id) SELECT n.operator_id FROM new_rows n
+	ON CONFLICT (operator_id) DO NOTHING;
+	INSERT INTO evcharge.finance_policy (operator_id) SELECT n.operator_id FROM new_rows n
+	ON CONFLICT (operator_id) DO NOTHING;
 	INSERT INTO evcharge.refund_fee_bands (operator_id, method, up_to, fixed_fee, rate)
 	SELECT n.operator_id, d.method, d.up_to, d.fixed_fee, d.rate
 	FROM new_rows n CROSS JOIN evcharge.default_refund_fee_bands() d
 	ON CONFLICT (operator_id, method) DO NOTHING;
 	RETURN NULL;
 END $$;
-COMMENT ON FUNCTION evcharge.operator_refund_fee_default() IS
-	'trigger: every new operator gets refund_fee_bands rows with the defaults (default_refund_fee_bands)';
-CREATE TRIGGER operator_refund_fee_default AFTER INSERT ON evcharge.operator
+COMMENT ON FUNCTION evcharge.operator_defaults() IS
+	'trigger: every new operator gets its anomaly_policy, finance_policy and refund_fee_bands rows with the defaults';
+CREATE TRIGGER operator_defaults AFTER INSERT ON evcharge.operator
 	REFERENCING NEW TABLE AS new_rows
-	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_refund_fee_default();
-COMMENT ON TRIGGER operator_refund_fee_default ON evcharge.operator IS 'every new operator gets its refund fee bands with the defaults';
+	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_defaults();
+COMMENT ON TRIGGER operator_defaults ON evcharge.operator IS
+	'every new operator gets its anomaly thresholds, money settings and refund fee bands with the defaults';
 
 -- As policy_replaces_default (anomaly.sql), per operator and method: a
 -- restore brings the dumped rows after the operators made theirs, and each
@@ -754,25 +653,16 @@ COMMENT ON COLUMN evcharge.refund.decided_by IS 'database user';
 COMMENT ON COLUMN evcharge.refund.reason IS 'why it was rejected';
 
 -- Whether a wallet pays for a session of this member, group and partner
--- (the rule of bill_parties()).
+-- (the rule of payer_of()).
 CREATE FUNCTION evcharge.pays_for(w evcharge.account, p_member_id bigint, p_group_id bigint, p_partner_id bigint)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-	SELECT CASE w.kind
-		WHEN 'partner_prepaid' THEN p_partner_id IS NOT DISTINCT FROM w.owner_id
-		WHEN 'department_wallet' THEN p_partner_id IS NULL AND w.owner_id IN (
-			SELECT g.group_id FROM evcharge.customer_group g
-			WHERE g.pays_for_members AND g.group_id = coalesce(p_group_id,
-				(SELECT m.group_id FROM evcharge.member m WHERE m.member_id = p_member_id)))
-		WHEN 'member_wallet' THEN p_partner_id IS NULL AND p_member_id IS NOT DISTINCT FROM w.owner_id
-			AND NOT EXISTS (SELECT 1 FROM evcharge.customer_group g
-				WHERE g.pays_for_members AND g.group_id = coalesce(p_group_id,
-					(SELECT m.group_id FROM evcharge.member m WHERE m.member_id = p_member_id)))
-		ELSE false END;
+	SELECT EXISTS (SELECT 1 FROM evcharge.payer_of(p_member_id, p_group_id, p_partner_id) p
+	               WHERE p.kind = w.kind AND p.owner_id = w.owner_id);
 END;
 COMMENT ON FUNCTION evcharge.pays_for(evcharge.account, bigint, bigint, bigint) IS
-	'whether the wallet pays for a session of this member, group and partner, by the rule of bill_parties()';
+	'whether the wallet pays for a session of this member, group and partner, by the rule of payer_of()';
 
 CREATE FUNCTION evcharge.request_refund(account_id bigint, method text, amount numeric DEFAULT NULL)
 RETURNS evcharge.refund
@@ -1210,17 +1100,16 @@ BEGIN
 	WITH s AS (
 		SELECT cs.order_no, cs.gun, cs.station_id, cs.member_id, cs.partner_id,
 		       coalesce(cs.running_total, 0) AS running_total, coalesce(g.power_w, 0) AS power_w,
-		       st.operator_id, fp.stop_threshold, fp.guard_interval,
-		       (SELECT cg.group_id FROM evcharge.customer_group cg
-		        WHERE cg.pays_for_members AND cg.group_id = coalesce(cs.group_id,
-		              (SELECT m.group_id FROM evcharge.member m WHERE m.member_id = cs.member_id))) AS dept,
-		       cs.last_ts
+		       st.operator_id, fp.stop_threshold, fp.guard_interval, pay.kind AS payer_kind,
+		       pay.owner_id AS payer_owner, cs.last_ts
 		FROM unnest(p_orders) o
 		JOIN evcharge.charge_session cs ON cs.order_no = o
 		JOIN evcharge.gun_state g ON g.gun OPERATOR(evcharge.=) cs.gun
 		JOIN evcharge.station st ON st.station_id = cs.station_id
 		JOIN evcharge.finance_policy fp ON fp.operator_id = st.operator_id
+		CROSS JOIN LATERAL evcharge.payer_of(cs.member_id, cs.group_id, cs.partner_id) pay
 		WHERE cs.state = 'charging'
+		  AND pay.kind IN ('member_wallet', 'department_wallet', 'partner_prepaid')
 		  AND NOT EXISTS (SELECT 1 FROM evcharge.stop_request r WHERE r.order_no = cs.order_no)
 	), w AS (
 		-- Only sessions paid from a wallet; the price only for them.
@@ -1231,10 +1120,7 @@ BEGIN
 		                 evcharge.tariff_prices(t.tariff) p), 0), 2) AS projected
 		FROM s
 		JOIN LATERAL (SELECT a.account_id, a.balance FROM evcharge.account a
-		              WHERE a.operator_id = s.operator_id
-		                AND ((s.partner_id IS NOT NULL AND a.kind = 'partner_prepaid' AND a.owner_id = s.partner_id)
-		                  OR (s.partner_id IS NULL AND s.dept IS NOT NULL AND a.kind = 'department_wallet' AND a.owner_id = s.dept)
-		                  OR (s.partner_id IS NULL AND s.dept IS NULL AND a.kind = 'member_wallet' AND a.owner_id = s.member_id))
+		              WHERE a.operator_id = s.operator_id AND a.kind = s.payer_kind AND a.owner_id = s.payer_owner
 		              LIMIT 1) a ON true
 	), stopped AS (
 		INSERT INTO evcharge.stop_request (order_no, gun, account_id, balance, running_total, projected, threshold)
@@ -1258,7 +1144,6 @@ END $$;
 COMMENT ON FUNCTION evcharge.balance_guard(text[]) IS
 	'called by the heartbeat trigger for the sessions a batch moved: a charging session whose paying wallet (member, department or prepaid partner) would fall below the operator''s stop_threshold within guard_interval at its present power and the plan''s highest price is recorded in stop_request and NOTIFY evcharge_stop is sent, once per session (for a charge an OCPP pile started, with a RemoteStopTransaction in ocpp_command); returns how many';
 
-SELECT pg_catalog.pg_extension_config_dump('evcharge.finance_policy', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.stop_request', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.refund', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.refund_refund_id_seq', '');

@@ -1,48 +1,8 @@
 -- repair.sql: held bills released by repair, one at a time or by rule,
 -- with every revision kept (bill_revision) and, where the operator wants
--- it, a notice to the driver when the amount changed.
+-- it, a notice to the driver when the amount changed (notice_adjustment,
+-- bill.sql).
 \echo Use "CREATE EXTENSION evcharge" to load this file. \quit
-
-CREATE TABLE evcharge.customer_notice (
-	customer_notice_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	order_no text NOT NULL REFERENCES evcharge.bill,
-	member_id bigint NOT NULL,
-	revision int NOT NULL,
-	old_total numeric(12, 2) NOT NULL,
-	new_total numeric(12, 2) NOT NULL,
-	created_at timestamptz NOT NULL DEFAULT now(),
-	sent_at timestamptz
-);
-CREATE INDEX customer_notice_unsent_idx ON evcharge.customer_notice (created_at) WHERE sent_at IS NULL;
-COMMENT ON INDEX evcharge.customer_notice_unsent_idx IS 'notices waiting to be sent, oldest first';
-COMMENT ON TABLE evcharge.customer_notice IS
-	'"Amount adjusted" notices for drivers, written by repairs that change a bill''s total when the operator''s policy says so (anomaly_policy.notify_adjustment); the app sends them and sets sent_at';
-COMMENT ON COLUMN evcharge.customer_notice.customer_notice_id IS 'row id';
-COMMENT ON COLUMN evcharge.customer_notice.order_no IS 'the bill';
-COMMENT ON COLUMN evcharge.customer_notice.member_id IS 'the driver to tell';
-COMMENT ON COLUMN evcharge.customer_notice.revision IS 'the bill revision that changed the amount';
-COMMENT ON COLUMN evcharge.customer_notice.old_total IS 'total before, yuan';
-COMMENT ON COLUMN evcharge.customer_notice.new_total IS 'total after, yuan';
-COMMENT ON COLUMN evcharge.customer_notice.created_at IS 'when the repair wrote it';
-COMMENT ON COLUMN evcharge.customer_notice.sent_at IS 'when the app sent it (NULL: not yet)';
-
--- The driver is told of an adjusted amount when the operator says so.
-CREATE FUNCTION evcharge.notice_adjustment(s evcharge.charge_session, p_revision int, p_old numeric, p_new numeric)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	IF p_new = p_old OR s.member_id IS NULL
-	   OR NOT (SELECT p.notify_adjustment FROM evcharge.station_policy(s.station_id) p) THEN
-		RETURN false;
-	END IF;
-	INSERT INTO evcharge.customer_notice (order_no, member_id, revision, old_total, new_total)
-	VALUES (s.order_no, s.member_id, p_revision, p_old, p_new);
-	PERFORM pg_notify('evcharge_notice', json_build_object('order_no', s.order_no, 'member_id', s.member_id,
-		'old_total', p_old, 'new_total', p_new)::text);
-	RETURN true;
-END $$;
-COMMENT ON FUNCTION evcharge.notice_adjustment(evcharge.charge_session, int, numeric, numeric) IS
-	'when the operator''s notify_adjustment is on and a member''s bill changed amount: writes a customer_notice and sends NOTIFY evcharge_notice; true when it did';
 
 CREATE FUNCTION evcharge.repair_bill(order_no text, reason text, method text DEFAULT 'recompute',
 	energy_wh bigint DEFAULT NULL)
@@ -144,9 +104,8 @@ BEGIN
 	END IF;
 	nb := evcharge.store_bill(nb, repair_bill.method, repair_bill.reason);
 	UPDATE evcharge.charge_session cs SET bill_error = NULL WHERE cs.order_no = v_order AND cs.bill_error IS NOT NULL;
-	IF had_bill AND old.state = 'settled' THEN
-		PERFORM evcharge.adjust_settled_bill(v_order, old, nb, repair_bill.reason);
-	END IF;
+	-- A settled bill's difference is posted by the money layer as the
+	-- revision is written (money.sql, bill_revision_adjusts_ledger).
 
 	IF had_bill THEN
 		PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
@@ -206,5 +165,3 @@ END $$;
 COMMENT ON FUNCTION evcharge.repair_bills(evcharge.anomaly_set, bigint, date, text, text) IS
 	'repairs by rule every unsettled bill of a station that carries all the given codes and ended on the given day (station''s local time), each as repair_bill() would; one row per bill with its outcome (repaired, unchanged, or skipped with the reason)';
 
-SELECT pg_catalog.pg_extension_config_dump('evcharge.customer_notice', '');
-SELECT pg_catalog.pg_extension_config_dump('evcharge.customer_notice_customer_notice_id_seq', '');

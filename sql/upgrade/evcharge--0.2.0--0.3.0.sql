@@ -5025,6 +5025,416 @@ BEGIN
 	END LOOP;
 END $$;
 
+-- == issue 15 item 7: one trigger makes a new operator's default rows ==
+DROP TRIGGER operator_policy_default ON evcharge.operator;
+DROP TRIGGER operator_finance_default ON evcharge.operator;
+DROP TRIGGER operator_refund_fee_default ON evcharge.operator;
+DROP FUNCTION evcharge.operator_policy_default();
+DROP FUNCTION evcharge.operator_finance_default();
+DROP FUNCTION evcharge.operator_refund_fee_default();
+CREATE FUNCTION evcharge.operator_defaults() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO evcharge.anomaly_policy (operator_id) SELECT n.operator_id FROM new_rows n
+	ON CONFLICT (operator_id) DO NOTHING;
+	INSERT INTO evcharge.finance_policy (operator_id) SELECT n.operator_id FROM new_rows n
+	ON CONFLICT (operator_id) DO NOTHING;
+	INSERT INTO evcharge.refund_fee_bands (operator_id, method, up_to, fixed_fee, rate)
+	SELECT n.operator_id, d.method, d.up_to, d.fixed_fee, d.rate
+	FROM new_rows n CROSS JOIN evcharge.default_refund_fee_bands() d
+	ON CONFLICT (operator_id, method) DO NOTHING;
+	RETURN NULL;
+END $$;
+COMMENT ON FUNCTION evcharge.operator_defaults() IS
+	'trigger: every new operator gets its anomaly_policy, finance_policy and refund_fee_bands rows with the defaults';
+CREATE TRIGGER operator_defaults AFTER INSERT ON evcharge.operator
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION evcharge.operator_defaults();
+COMMENT ON TRIGGER operator_defaults ON evcharge.operator IS
+	'every new operator gets its anomaly thresholds, money settings and refund fee bands with the defaults';
+
+-- == issue 15 item 3: who pays, one function (payer_of) ==
+-- bill_parties, pays_for and the balance guard each had the rule; now they
+-- ask payer_of().
+CREATE FUNCTION evcharge.payer_of(p_member_id bigint, p_group_id bigint, p_partner_id bigint)
+RETURNS TABLE (kind text, owner_id bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+	SELECT CASE WHEN p_partner_id IS NOT NULL THEN
+	                 CASE WHEN pa.kind = 'prepaid' THEN 'partner_prepaid' ELSE 'partner_receivable' END
+	            WHEN d.group_id IS NOT NULL THEN 'department_wallet'
+	            WHEN p_member_id IS NOT NULL THEN 'member_wallet'
+	            ELSE 'unassigned_receivable' END,
+	       CASE WHEN p_partner_id IS NOT NULL THEN p_partner_id
+	            WHEN d.group_id IS NOT NULL THEN d.group_id
+	            ELSE p_member_id END
+	FROM (VALUES (1)) one (x)
+	LEFT JOIN evcharge.partner pa ON pa.partner_id = p_partner_id
+	LEFT JOIN LATERAL (
+		SELECT g.group_id FROM evcharge.customer_group g
+		WHERE g.pays_for_members AND p_partner_id IS NULL
+		  AND g.group_id = coalesce(p_group_id, (SELECT m.group_id FROM evcharge.member m WHERE m.member_id = p_member_id))
+	) d ON true;
+END;
+COMMENT ON FUNCTION evcharge.payer_of(bigint, bigint, bigint) IS
+	'who pays a charge of this member, group and partner, as the kind and owner of the paying account: the partner (partner_prepaid or partner_receivable), else a paying department (department_wallet), else the member (member_wallet), else unassigned_receivable with no owner; the one rule of bill_parties, pays_for and balance_guard';
+
+CREATE OR REPLACE FUNCTION evcharge.bill_parties(p_order_no text, OUT operator_id bigint, OUT payer bigint,
+	OUT sub_operator_id bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	m evcharge.member;
+	p record;
+BEGIN
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
+	SELECT st.operator_id INTO operator_id FROM evcharge.station st WHERE st.station_id = s.station_id;
+	SELECT * INTO m FROM evcharge.member mm WHERE mm.member_id = s.member_id;
+	SELECT * INTO p FROM evcharge.payer_of(s.member_id, s.group_id, s.partner_id);
+	payer := evcharge.account_of(operator_id, p.kind, p.owner_id);
+	sub_operator_id := evcharge.attributed_sub_operator(operator_id, s.station_id, coalesce(s.group_id, m.group_id),
+		m.vin, m.card_no);
+END $$;
+COMMENT ON FUNCTION evcharge.bill_parties(text) IS
+	'who pays a session (its account by the rule of payer_of: the partner''s account for partner starts, the department''s wallet for members of a paying department, else the member''s wallet, else unassigned receivable) and the sub-operator its revenue is attributed to (VIN, card, department, station, in that order)';
+
+CREATE OR REPLACE FUNCTION evcharge.pays_for(w evcharge.account, p_member_id bigint, p_group_id bigint, p_partner_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT EXISTS (SELECT 1 FROM evcharge.payer_of(p_member_id, p_group_id, p_partner_id) p
+	               WHERE p.kind = w.kind AND p.owner_id = w.owner_id);
+END;
+COMMENT ON FUNCTION evcharge.pays_for(evcharge.account, bigint, bigint, bigint) IS
+	'whether the wallet pays for a session of this member, group and partner, by the rule of payer_of()';
+
+CREATE OR REPLACE FUNCTION evcharge.balance_guard(p_orders text[]) RETURNS int
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n int;
+BEGIN
+	-- No wallet in the ledger at all (the platform does not hold the money):
+	-- nothing to guard, and nothing to spend per batch on finding that out.
+	IF NOT EXISTS (SELECT 1 FROM evcharge.account a
+	               WHERE a.kind IN ('member_wallet', 'department_wallet', 'partner_prepaid')) THEN
+		RETURN 0;
+	END IF;
+	WITH s AS (
+		SELECT cs.order_no, cs.gun, cs.station_id, cs.member_id, cs.partner_id,
+		       coalesce(cs.running_total, 0) AS running_total, coalesce(g.power_w, 0) AS power_w,
+		       st.operator_id, fp.stop_threshold, fp.guard_interval, pay.kind AS payer_kind,
+		       pay.owner_id AS payer_owner, cs.last_ts
+		FROM unnest(p_orders) o
+		JOIN evcharge.charge_session cs ON cs.order_no = o
+		JOIN evcharge.gun_state g ON g.gun OPERATOR(evcharge.=) cs.gun
+		JOIN evcharge.station st ON st.station_id = cs.station_id
+		JOIN evcharge.finance_policy fp ON fp.operator_id = st.operator_id
+		CROSS JOIN LATERAL evcharge.payer_of(cs.member_id, cs.group_id, cs.partner_id) pay
+		WHERE cs.state = 'charging'
+		  AND pay.kind IN ('member_wallet', 'department_wallet', 'partner_prepaid')
+		  AND NOT EXISTS (SELECT 1 FROM evcharge.stop_request r WHERE r.order_no = cs.order_no)
+	), w AS (
+		-- Only sessions paid from a wallet; the price only for them.
+		SELECT s.*, a.account_id, a.balance,
+		       trunc(s.power_w / 1000.0 * extract(epoch FROM s.guard_interval) / 3600 * coalesce(
+		           (SELECT max(p.energy_price + p.service_fee)
+		            FROM evcharge.plan_in_force(s.station_id, evcharge.registered_current_type(s.gun), s.last_ts) t,
+		                 evcharge.tariff_prices(t.tariff) p), 0), 2) AS projected
+		FROM s
+		JOIN LATERAL (SELECT a.account_id, a.balance FROM evcharge.account a
+		              WHERE a.operator_id = s.operator_id AND a.kind = s.payer_kind AND a.owner_id = s.payer_owner
+		              LIMIT 1) a ON true
+	), stopped AS (
+		INSERT INTO evcharge.stop_request (order_no, gun, account_id, balance, running_total, projected, threshold)
+		SELECT w.order_no, w.gun, w.account_id, w.balance, w.running_total, w.projected, w.stop_threshold
+		FROM w WHERE w.balance - w.running_total - w.projected < w.stop_threshold
+		ON CONFLICT (order_no) DO NOTHING
+		RETURNING order_no, gun, account_id, balance, running_total
+	), remote_stop AS (
+		-- For a charge an OCPP pile started, the RemoteStopTransaction the
+		-- bridge holding the pile sends (woken by the NOTIFY below).
+		INSERT INTO evcharge.ocpp_command (pile_id, connector_id, action, order_no)
+		SELECT t.pile_id, t.connector_id, 'RemoteStopTransaction', t.order_no
+		FROM stopped JOIN evcharge.ocpp_transaction t ON t.order_no = stopped.order_no
+		WHERE t.stopped_at IS NULL
+		ON CONFLICT DO NOTHING
+	)
+	SELECT count(pg_notify('evcharge_stop', json_build_object('order_no', order_no, 'gun', gun::text,
+		'balance', balance, 'running_total', running_total)::text)) INTO n FROM stopped;
+	RETURN n;
+END $$;
+COMMENT ON FUNCTION evcharge.balance_guard(text[]) IS
+	'called by the heartbeat trigger for the sessions a batch moved: a charging session whose paying wallet (member, department or prepaid partner) would fall below the operator''s stop_threshold within guard_interval at its present power and the plan''s highest price is recorded in stop_request and NOTIFY evcharge_stop is sent, once per session (for a charge an OCPP pile started, with a RemoteStopTransaction in ocpp_command); returns how many';
+
+-- == issue 15 item 8: the pipeline calls nothing of money ==
+-- A settled bill's revision is posted by the money layer's trigger on
+-- bill_revision, no longer by finalise_bill and repair_bill; store_bill
+-- writes the revision after the coupon is taken, so the accounts are
+-- locked after the coupon as before.  (Files moved: finance_policy.sql,
+-- start.sql, notices in bill.sql; no object changed by the moves.)
+CREATE OR REPLACE FUNCTION evcharge.store_bill(b evcharge.bill, p_method text, p_reason text) RETURNS evcharge.bill
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	old evcharge.bill;
+BEGIN
+	SELECT * INTO old FROM evcharge.bill WHERE order_no = b.order_no FOR UPDATE;
+	IF NOT FOUND THEN
+		-- Made by a repair: revision 1, with no bill before.
+		b.revision := CASE WHEN p_method = 'auto' THEN 0 ELSE 1 END;
+		INSERT INTO evcharge.bill SELECT b.*;
+		IF b.revision = 1 THEN
+			INSERT INTO evcharge.bill_revision (order_no, revision, method, reason, before, after)
+			VALUES (b.order_no, 1, p_method, p_reason, NULL, to_jsonb(b));
+		END IF;
+	ELSE
+		b.finalised_at := old.finalised_at;
+		b.revision := old.revision + 1;
+		b.updated_at := now();
+		UPDATE evcharge.bill SET gun = b.gun, station_id = b.station_id, member_id = b.member_id,
+			channel = b.channel, started_at = b.started_at, ended_at = b.ended_at,
+			occupied_until = b.occupied_until, energy_wh = b.energy_wh, wh_by_class = b.wh_by_class,
+			energy_fee = b.energy_fee, service_fee = b.service_fee, occupancy_fee = b.occupancy_fee,
+			discount = b.discount, total = b.total, applied = b.applied, energy_source = b.energy_source,
+			anomalies = b.anomalies, coupon_id = b.coupon_id, state = b.state, revision = b.revision,
+			updated_at = b.updated_at, partner_order_no = b.partner_order_no, breakdown = b.breakdown
+		WHERE order_no = b.order_no;
+	END IF;
+	UPDATE evcharge.coupon SET used_order_no = NULL, used_at = NULL
+	WHERE used_order_no = b.order_no AND coupon_id IS DISTINCT FROM b.coupon_id;
+	IF b.coupon_id IS NOT NULL THEN
+		UPDATE evcharge.coupon SET used_order_no = b.order_no, used_at = now()
+		WHERE coupon_id = b.coupon_id AND (used_order_no IS NULL OR used_order_no = b.order_no);
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'coupon % was taken by another bill while order % was billed', b.coupon_id, b.order_no
+				USING ERRCODE = 'serialization_failure', HINT = 'Bill it again: finalise_bill() or repair_bill().';
+		END IF;
+	END IF;
+	-- The revision last, once the coupon is taken: a settled bill's revision
+	-- is what the money layer posts the difference of (money.sql,
+	-- bill_revision_adjusts_ledger), and it locks accounts after the coupon
+	-- as every money function does.
+	IF old.order_no IS NOT NULL THEN
+		INSERT INTO evcharge.bill_revision (order_no, revision, method, reason, before, after)
+		VALUES (b.order_no, b.revision, p_method, p_reason, to_jsonb(old), to_jsonb(b));
+	END IF;
+	RETURN b;
+END $$;
+COMMENT ON FUNCTION evcharge.store_bill(evcharge.bill, text, text) IS
+	'writes a bill from compute_bill(): inserts it, or updates it and records the revision (method, reason, before, after); moves the coupon it uses';
+
+CREATE OR REPLACE FUNCTION evcharge.finalise_bill(p_order_no text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	rec evcharge.pile_record;
+	old evcharge.bill;
+	nb evcharge.bill;
+	why text;
+BEGIN
+	SELECT * INTO s FROM evcharge.charge_session WHERE order_no = p_order_no FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	SELECT * INTO rec FROM evcharge.pile_record WHERE order_no = p_order_no ORDER BY received_at, ctid LIMIT 1;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	SELECT * INTO old FROM evcharge.bill WHERE order_no = p_order_no FOR UPDATE;
+	-- A charge started at the pile: its record says by whom.  Not for a
+	-- bill already settled: its payer has been charged.
+	IF NOT FOUND OR old.state <> 'settled' THEN
+		s := evcharge.identify_starter(s, rec);
+	END IF;
+	s := evcharge.take_partner_order_no(s, rec);
+	IF old.order_no IS NOT NULL THEN
+		IF NOT old.anomalies OPERATOR(evcharge.&&) '1+2'::evcharge.anomaly_set THEN
+			RETURN false;
+		END IF;
+		-- A bill made from heartbeats gets its record: the pile's figures
+		-- are authoritative, codes 1 and 2 go.  But energy a person agreed
+		-- by hand (repair method manual) is an agreement with the driver:
+		-- it is kept, and the record is only compared with it.
+		PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
+		IF EXISTS (SELECT 1 FROM evcharge.bill_revision r WHERE r.order_no = p_order_no AND r.method = 'manual') THEN
+			nb := evcharge.compute_bill(p_order_no, 'manual', old.energy_wh);
+			why := 'the pile record arrived after the bill was repaired by hand; the energy agreed by hand is kept';
+			IF old.state <> 'held' THEN
+				nb.state := old.state;
+			END IF;
+		ELSE
+			nb := evcharge.compute_bill(p_order_no, 'auto');
+			why := 'the pile record arrived after the bill was made from heartbeats';
+		END IF;
+		-- A settled bill stays settled: the difference moves in the ledger,
+		-- and the driver is told when the operator says so.  One the record
+		-- cannot be priced by keeps what was charged (try_finalise_bill
+		-- records why).
+		IF old.state = 'settled' AND nb.anomalies OPERATOR(evcharge.&&) '12+17+18+19'::evcharge.anomaly_set THEN
+			RAISE EXCEPTION 'the late pile record of settled order % cannot be billed', p_order_no
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+				      DETAIL = array_to_string(nb.applied, '; '),
+				      HINT = 'The settled bill stands; mend the cause, then repair_bill() it.';
+		END IF;
+		IF old.state = 'settled' THEN
+			nb.state := 'settled';
+		END IF;
+		nb := evcharge.store_bill(nb, 'pile_record', why);
+		UPDATE evcharge.charge_session SET bill_error = NULL WHERE order_no = p_order_no AND bill_error IS NOT NULL;
+		-- The ledger follows the revision (money.sql, bill_revision_adjusts_ledger).
+		IF old.state = 'settled' THEN
+			PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
+		END IF;
+		RETURN true;
+	END IF;
+	-- A record before the unplug (many piles send it when charging stops)
+	-- ends charging; the bill waits for the unplug, which the occupancy fee
+	-- needs.  A session that never saw a heartbeat ends with its record.
+	IF s.state IN ('charging', 'occupied') THEN
+		UPDATE evcharge.charge_session SET state = 'occupied',
+			charging_ended_at = coalesce(charging_ended_at, rec.ended_at), updated_at = now()
+		WHERE order_no = p_order_no;
+		RETURN false;
+	ELSIF s.state = 'pending' THEN
+		UPDATE evcharge.charge_session SET state = 'ended',
+			started_at = coalesce(started_at, rec.started_at),
+			charging_ended_at = coalesce(charging_ended_at, rec.ended_at),
+			occupied_until = coalesce(occupied_until, rec.ended_at), updated_at = now()
+		WHERE order_no = p_order_no;
+	END IF;
+	-- The member's free coupons are locked first: two bills cannot take one.
+	PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
+	PERFORM evcharge.make_bill(p_order_no);
+	RETURN true;
+END $$;
+COMMENT ON FUNCTION evcharge.finalise_bill(text) IS
+	'makes the bill of a session that has ended and whose pile record is in (make_bill: held when a blocking anomaly is found or it cannot be priced), or completes a bill made from heartbeats when its record comes late (energy agreed by hand is kept; a settled bill''s difference is posted to the ledger); returns false when there is nothing to do yet';
+
+CREATE OR REPLACE FUNCTION evcharge.repair_bill(order_no text, reason text, method text DEFAULT 'recompute',
+	energy_wh bigint DEFAULT NULL)
+RETURNS evcharge.bill
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_order text := repair_bill.order_no;
+	s evcharge.charge_session;
+	old evcharge.bill;
+	had_bill boolean;
+	nb evcharge.bill;
+	rated int;
+BEGIN
+	IF repair_bill.reason IS NULL OR btrim(repair_bill.reason) = '' THEN
+		RAISE EXCEPTION 'a repair of order % needs a reason', coalesce(v_order, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Say why, as the driver or the support ticket would read it: ''pile record lost, recomputed from heartbeats''.';
+	END IF;
+	IF repair_bill.method IS NULL OR repair_bill.method NOT IN ('recompute', 'pile', 'platform', 'manual') THEN
+		RAISE EXCEPTION 'repair method "%" is not known', repair_bill.method
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Use recompute (heartbeats, pile record and plans in force), pile (the pile''s energy), platform (the heartbeats'' energy) or manual (energy set by hand).';
+	END IF;
+	-- Energy is set by hand only in a manual repair; given to another
+	-- method it would be dropped without a word.
+	IF repair_bill.energy_wh IS NOT NULL AND repair_bill.method <> 'manual' THEN
+		RAISE EXCEPTION 'a % repair takes no energy (% Wh given)', repair_bill.method, repair_bill.energy_wh
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Energy agreed by hand is a manual repair: repair_bill(order_no, reason, ''manual'', 12500).';
+	END IF;
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = v_order;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', v_order
+			USING ERRCODE = 'no_data_found', HINT = 'Order numbers are in evcharge.charge_session.';
+	END IF;
+	IF s.state IN ('pending', 'charging', 'occupied', 'cancelled') THEN
+		RAISE EXCEPTION 'order % has no bill to repair: its session is %', v_order, s.state
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'A bill is repaired once its session has ended.';
+	END IF;
+	-- One repair at a time per bill: a second one fails at once, it does not wait.
+	BEGIN
+		PERFORM 1 FROM evcharge.charge_session cs WHERE cs.order_no = v_order FOR UPDATE NOWAIT;
+		SELECT * INTO old FROM evcharge.bill b WHERE b.order_no = v_order FOR UPDATE NOWAIT;
+		had_bill := FOUND;
+	EXCEPTION WHEN lock_not_available THEN
+		RAISE EXCEPTION 'bill % is being repaired or billed by another session', v_order
+			USING ERRCODE = 'lock_not_available',
+			      HINT = 'Wait for it to finish, then look at evcharge.bill_revision before repairing again.';
+	END;
+	PERFORM 1 FROM evcharge.coupon c WHERE c.member_id = s.member_id AND c.used_order_no IS NULL FOR UPDATE;
+	-- Energy by hand beyond any bill of the operator is refused before it is priced.
+	IF repair_bill.method = 'manual' AND repair_bill.energy_wh IS NOT NULL THEN
+		PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+			repair_bill.energy_wh, NULL, format('a repair of order %s', v_order));
+	END IF;
+	nb := evcharge.compute_bill(v_order, repair_bill.method, repair_bill.energy_wh);
+	-- A bill that still cannot be priced is not released at no amount: that
+	-- would be a default price of zero.
+	IF nb.anomalies OPERATOR(evcharge.&&) '12+17+19'::evcharge.anomaly_set THEN
+		RAISE EXCEPTION 'order % still cannot be priced', v_order
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = array_to_string(ARRAY(SELECT a FROM unnest(nb.applied) a
+			                                     WHERE a LIKE 'not priced: %' OR a LIKE 'no tariff in force: %'), '; '),
+			      HINT = CASE
+			          WHEN evcharge.anomaly_has(nb.anomalies, 17) THEN
+			              format('Register pile %s with its current type (evcharge.pile), then repair again.', evcharge.pile(s.gun))
+			          WHEN evcharge.anomaly_has(nb.anomalies, 12) THEN
+			              'Add the plan in force at the time to evcharge.station_tariff, then repair again.'
+			          ELSE 'Mend the cause the detail names, then repair again.' END;
+	END IF;
+	-- Plausible: energy set by hand no more than the gun can deliver in the
+	-- bill's span, and no bill beyond the operator's limits, whatever the method.
+	SELECT pl.rated_power_w INTO rated FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(s.gun);
+	IF repair_bill.method = 'manual' AND rated IS NOT NULL
+	   AND nb.energy_wh > evcharge.gun_energy_limit(rated, nb.started_at, nb.ended_at) THEN
+		RAISE EXCEPTION '% Wh cannot have been charged by gun % from % to %', nb.energy_wh, s.gun, nb.started_at, nb.ended_at
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The gun is rated %s W: at most %s Wh in that time (rated power x time x 1.2 + 10 Wh).',
+			                      rated, floor(evcharge.gun_energy_limit(rated, nb.started_at, nb.ended_at))),
+			      HINT = 'Check the energy agreed; if the pile''s own record is right, repair with method pile.';
+	END IF;
+	PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+		nb.energy_wh, nb.total, format('a repair of order %s', v_order));
+
+	-- The same repair again changes nothing and returns the bill as it is.
+	IF had_bill AND old.state IN ('final', 'settled')
+	   AND (nb.energy_wh, nb.wh_by_class, nb.energy_fee, nb.service_fee, nb.occupancy_fee, nb.discount,
+	        nb.total, nb.energy_source, nb.coupon_id, evcharge.anomaly_codes(nb.anomalies))
+	       IS NOT DISTINCT FROM
+	       (old.energy_wh, old.wh_by_class, old.energy_fee, old.service_fee, old.occupancy_fee, old.discount,
+	        old.total, old.energy_source, old.coupon_id, evcharge.anomaly_codes(old.anomalies)) THEN
+		RETURN old;
+	END IF;
+
+	-- A settled bill stays settled: the difference moves as an adjustment.
+	IF had_bill AND old.state = 'settled' THEN
+		nb.state := 'settled';
+	END IF;
+	nb := evcharge.store_bill(nb, repair_bill.method, repair_bill.reason);
+	UPDATE evcharge.charge_session cs SET bill_error = NULL WHERE cs.order_no = v_order AND cs.bill_error IS NOT NULL;
+	-- A settled bill's difference is posted by the money layer as the
+	-- revision is written (money.sql, bill_revision_adjusts_ledger).
+
+	IF had_bill THEN
+		PERFORM evcharge.notice_adjustment(s, nb.revision, old.total, nb.total);
+	END IF;
+	RETURN nb;
+END $$;
+COMMENT ON FUNCTION evcharge.repair_bill(text, text, text, bigint) IS
+	'recomputes a bill (recompute: heartbeats, pile record and plans in force; pile: the pile''s energy; platform: the heartbeats'' energy; manual: energy_wh), releases it and records the revision with the reason (a settled bill stays settled and the difference is posted to the ledger); the same repair twice changes nothing; a repair already running on the bill makes this one fail at once (55P03); refused (22023): energy given to a method other than manual, manual energy beyond what the gun can deliver in the bill''s span (gun_energy_limit), a bill beyond the operator''s limits (check_bill_limits); refused (55000): a bill that still cannot be priced (no tariff, current type unknown, pricing failed)';
+
+CREATE FUNCTION evcharge.bill_revision_adjusts_ledger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM evcharge.adjust_settled_bill(NEW.order_no, jsonb_populate_record(NULL::evcharge.bill, NEW.before),
+		jsonb_populate_record(NULL::evcharge.bill, NEW.after), NEW.reason);
+	RETURN NULL;
+END $$;
+COMMENT ON FUNCTION evcharge.bill_revision_adjusts_ledger() IS
+	'trigger on bill_revision: a revision of a bill that was settled (not a refund''s) posts the difference between before and after through adjust_settled_bill, in the same transaction';
+CREATE TRIGGER bill_revision_adjusts_ledger AFTER INSERT ON evcharge.bill_revision
+	FOR EACH ROW WHEN (NEW.method <> 'refund' AND NEW.before ->> 'state' = 'settled')
+	EXECUTE FUNCTION evcharge.bill_revision_adjusts_ledger();
+COMMENT ON TRIGGER bill_revision_adjusts_ledger ON evcharge.bill_revision IS
+	'the ledger follows a settled bill''s revision: the difference is posted (adjust_settled_bill) as the revision is written';
+
 -- == issue 16 item 1, last: the sessions 0.2.0 could not bill ==
 -- After every section that changes bill or compute_bill.
 -- Sessions whose bill failed under 0.2.0 though their pile record is in
