@@ -23,6 +23,9 @@ OBJS = \
 	src/energy_split.o \
 	src/pricing.o \
 	src/heartbeat_trigger.o \
+	src/heartbeat_check.o \
+	src/gun_events.o \
+	src/session_plans.o \
 	src/session_machine.o \
 	src/pile_record_trigger.o \
 	src/spi_trigger.o \

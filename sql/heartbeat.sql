@@ -99,6 +99,36 @@ SELECT count(*) AS accepted, count(*) FILTER (WHERE gun IS NULL OR ts IS NULL OR
 FROM heartbeat WHERE ts >= '2026-11-20 11:00+08' OR ts IS NULL;
 SELECT last_heartbeat FROM gun_state WHERE gun = '44200000120000100001002';
 
+-- Pile clocks are bounded by the operator's own policy: an operator that
+-- went live in 2020 moves plausible_from, and a heartbeat from 2019 (which
+-- the platform's default would take) is quarantined with that bound, while
+-- one after it is accepted.
+UPDATE anomaly_policy SET plausible_from = '2020-06-01 00:00+08' WHERE operator_id = 12;
+COPY heartbeat (gun, ts, status, meter_wh) FROM stdin;
+44200000120000100001002	2019-05-01 09:00:00+08	idle	300000
+44200000120000100001002	2020-06-01 00:00:00+08	idle	300000
+\.
+SELECT reason, ts FROM quarantine WHERE ts < '2020-06-02' AND ts > '2019-01-01' ORDER BY quarantine_id;
+SELECT count(*) AS kept FROM heartbeat WHERE gun = '44200000120000100001002' AND ts = '2020-06-01 00:00+08';
+
+-- heartbeat_problem() is the trigger's own test and words: asked of the
+-- rows above and of the first batch's refusals, it gives their reasons.
+SELECT heartbeat_problem('44200000120000100001002', '2019-05-01 09:00+08', 'idle', 300000, NULL,
+                         '44200000120000100001', 2, p.plausible_from) AS clock,
+       heartbeat_problem('44200000120000100001002', '2020-06-01 00:00+08', 'idle', 300000, NULL,
+                         '44200000120000100001', 2, p.plausible_from) AS accepted,
+       heartbeat_problem('44200000120000100001003', '2026-11-20 10:00+08', 'idle', 1, NULL,
+                         '44200000120000100001', 2, p.plausible_from) AS gun_no,
+       heartbeat_problem('44200000120000100099001', '2026-11-20 10:00+08', 'idle', 1, NULL,
+                         NULL, NULL, NULL) AS unregistered,
+       heartbeat_problem('44200000120010100005001', '2026-11-20 10:00+08', 'occupied', 0, NULL,
+                         '44200000120010100005', 1, p.plausible_from) AS ground_lock,
+       heartbeat_problem('44200000120000100001001', '2026-11-20 10:00+08', 'idle', 1, 150::smallint,
+                         '44200000120000100001', 2, NULL) AS no_policy,
+       heartbeat_problem(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) AS no_gun
+FROM anomaly_policy p WHERE p.operator_id = 12 \gx
+UPDATE anomaly_policy SET plausible_from = DEFAULT WHERE operator_id = 12;
+
 -- Settings are checked.
 SET evcharge.offline_after = '10s';
 SET evcharge.incident_min_piles = 1;

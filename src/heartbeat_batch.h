@@ -1,9 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * heartbeat_batch.h
- *	  One batch of heartbeats as the trigger holds it in memory, shared by
- *	  heartbeat_trigger.c (reading, checking, live state, faults, offline
- *	  periods) and session_machine.c (sessions from the same rows).
+ *	  One batch of heartbeats as the trigger holds it in memory, and the
+ *	  steps the trigger runs over it, each owned by one file:
+ *	  heartbeat_trigger.c (reading the batch, the order of the steps),
+ *	  heartbeat_check.c (which rows are accepted, quarantine),
+ *	  gun_events.c (live state, faults, offline periods, incidents),
+ *	  session_plans.c (the plan in force for each gun) and
+ *	  session_machine.c (the sessions: read, run, written, billed).
  *
  *-------------------------------------------------------------------------
  */
@@ -12,9 +16,11 @@
 
 #include "postgres.h"
 #include "datatype/timestamp.h"
+#include "utils/array.h"
 
 #include "energy_split.h"
 #include "pile_id.h"
+#include "spi_trigger.h"
 #include "tariff.h"
 
 /* What a gun reports, in the order of the enum evcharge.gun_status. */
@@ -37,6 +43,7 @@ typedef struct HbRow
 	GunId		gun;
 	TimestampTz ts;
 	TimestampTz received_at;
+	int64		ordinal;		/* its place in the transition table, from 1 */
 	int64		meter;			/* -1 when NULL */
 	char	   *order_no;		/* NULL when NULL */
 	int32		power_w;
@@ -91,6 +98,103 @@ typedef struct GunBatch
 								 * the guns of the batch under the same plan */
 } GunBatch;
 
+/* The registry's facts about one pile of the batch. */
+typedef struct PileInfo
+{
+	bool		registered;
+	int32		gun_count;
+	int32		rated_power_w;
+	int64		station_id;
+	char	   *tz;
+	char	   *current_type;	/* AC, DC or NULL (a ground lock) */
+	bool		ground_lock;	/* a parking ground lock's (by its id) */
+	bool		has_policy;		/* its operator has an anomaly_policy row */
+	TimestampTz plausible_from; /* that policy's earliest believable time */
+} PileInfo;
+
+/* A row of the batch without gun, time or status (not read further). */
+typedef struct HbNullKey
+{
+	int64		ordinal;		/* its place in the transition table, from 1 */
+	bool		gun_null;
+	bool		ts_null;
+} HbNullKey;
+
+/* ---------- arrays for the batch's statements (ArrayBuildState) ---------- */
+
+static inline ArrayBuildState *
+BatchArray(Oid elemtype)
+{
+	return initArrayResult(elemtype, CurrentMemoryContext, false);
+}
+
+static inline void
+BatchArrayPush(ArrayBuildState *a, Datum d, bool isnull)
+{
+	accumArrayResult(a, d, isnull, a->element_type, a->mcontext);
+}
+
+static inline Datum
+BatchArrayDatum(ArrayBuildState *a)
+{
+	return makeArrayResult(a, a->mcontext);
+}
+
+/* ---------- heartbeat_trigger.c ---------- */
+
+/*
+ * Runs a kept statement for the batch (the generic plan for small batches,
+ * see KeptExecute) and returns to the batch's memory context; an SPI
+ * result other than expect is an internal error naming what.
+ */
+extern void BatchExecute(KeptStatement cache, const char *sql, int nargs, Oid *types,
+						 Datum *args, int expect, const char *what);
+
+/* ---------- heartbeat_check.c ---------- */
+
+/* The registry's facts for each pile, given by one of its guns. */
+extern PileInfo *LookUpPiles(const GunId *piles, int npiles, Oid gun_type);
+
+/*
+ * Whether the row can be accepted, p being its pile's facts (NULL for a row
+ * without gun); the one definition of heartbeat acceptance, which
+ * evcharge.heartbeat_problem() words.
+ */
+extern bool HeartbeatAccepted(const HbRow *r, const PileInfo *p);
+
+/*
+ * Moves the refused rows to evcharge.quarantine, each with its reason, and
+ * out of the log: bad[0..nbad) the rows HeartbeatAccepted() refused, with
+ * their piles' facts in pile_of, and nulls[0..nnull) those without gun,
+ * time or status.
+ */
+extern void QuarantineRefused(HbRow **bad, int nbad, const PileInfo *const *pile_of,
+							  const HbNullKey *nulls, int nnull);
+
+extern void ForgetCheckStatements(void);
+
+/* ---------- gun_events.c ---------- */
+
+/* Each gun's newest accepted row becomes its live state (gun order). */
+extern void WriteGunState(GunBatch *guns, int nguns, Oid gun_type);
+
+/* Fault events, the end of offline periods, and network incidents. */
+extern void WriteGunEvents(GunBatch *guns, int nguns, Oid gun_type);
+
+extern void ForgetGunEventStatements(void);
+
+/* ---------- session_plans.c ---------- */
+
+/* Sets each gun's tariff and splitter: the plan in force at its first row. */
+extern void FindPlans(GunBatch *guns, int nguns);
+
+extern void ForgetPlanStatements(void);
+
+/* ---------- session_machine.c ---------- */
+
+/* Reads each gun's open session and the end of its last closed one. */
+extern void LoadSessions(GunBatch *guns, int nguns, Oid gun_type);
+
 /*
  * Runs the session state machine over the guns that have an open session
  * or an active row, writes the sessions back and bills those that ended.
@@ -98,5 +202,7 @@ typedef struct GunBatch
  * memory context.
  */
 extern void ProcessSessions(GunBatch *guns, int nguns);
+
+extern void ForgetSessionStatements(void);
 
 #endif							/* EVCHARGE_HEARTBEAT_BATCH_H */

@@ -202,7 +202,7 @@ GunIdCompare(const GunId *a, const GunId *b)
 }
 
 /* The pile part of a gun id. */
-static void
+void
 GunIdPile(const GunId *g, PileId *p)
 {
 	p->head = g->head;
@@ -432,6 +432,18 @@ PileCurrentType(const PileId *p)
 		default:
 			return NULL;
 	}
+}
+
+/* Whether the gun is a parking ground lock's (its id says so). */
+bool
+GunIdIsGroundLock(const GunId *g)
+{
+	PileId		p;
+	const char *kind;
+
+	GunIdPile(g, &p);
+	kind = PileProductKind(&p);
+	return kind != NULL && strcmp(kind, "ground_lock") == 0;
 }
 
 #define RETURN_TEXT_OR_NULL(s) \

@@ -52,4 +52,13 @@ typedef struct GunId
 /* The text form of a gun id, for the pipeline's session rows. */
 extern Datum gun_id_out(PG_FUNCTION_ARGS);
 
+/* The text form of a pile id. */
+extern Datum pile_id_out(PG_FUNCTION_ARGS);
+
+/* The pile part of a gun id. */
+extern void GunIdPile(const GunId *g, PileId *p);
+
+/* Whether the gun is a parking ground lock's (its id says so). */
+extern bool GunIdIsGroundLock(const GunId *g);
+
 #endif							/* EVCHARGE_PILE_ID_H */

@@ -5,8 +5,8 @@
  *	  evcharge.pile_record.  Once per statement it quarantines records it
  *	  cannot accept (no order number, gun, start or end; unregistered gun,
  *	  negative energy; and for an order the
- *	  platform does not know an end before the start or a clock before
- *	  2015; for a known order these are anomaly 3 on its bill), opens an
+ *	  platform does not know an end before the start or a clock before its
+ *	  operator's anomaly_policy.plausible_from; for a known order these are anomaly 3 on its bill), opens an
  *	  ended session for a record whose order the platform never saw (the
  *	  pile was offline throughout), and finalises the bill of every order
  *	  the batch closes.  A record that arrives a second time changes
@@ -38,10 +38,13 @@ static const char *const RecordSql =
 "    WHEN n.energy_wh < 0 THEN 'negative energy'"
 "    WHEN s.order_no IS NOT NULL THEN NULL"
 "    WHEN n.ended_at < n.started_at THEN 'ends before it starts, for an order the platform does not know'"
-"    WHEN n.started_at < '2015-01-01 00:00+08'"
-"      THEN 'time before 2015 (the pile''s clock is not set), for an order the platform does not know'"
+"    WHEN n.started_at < ap.plausible_from"
+"      THEN format('time before %s (the operator''s plausible_from: the pile''s clock is not set),"
+" for an order the platform does not know', to_char(ap.plausible_from, 'YYYY-MM-DD HH24:MI:SSOF'))"
 "  END AS reason"
 "  FROM new_rows n LEFT JOIN evcharge.pile p ON p.pile_id OPERATOR(evcharge.=) evcharge.pile(n.gun)"
+"  LEFT JOIN evcharge.station st ON st.station_id = p.station_id"
+"  LEFT JOIN evcharge.anomaly_policy ap ON ap.operator_id = st.operator_id"
 "  LEFT JOIN evcharge.charge_session s ON s.order_no = n.order_no"
 "), bad AS ("
 "  INSERT INTO evcharge.quarantine (source, reason, gun, ts, payload)"

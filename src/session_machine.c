@@ -7,8 +7,11 @@
  *	  unplugging), the write-back of evcharge.charge_session in one
  *	  statement per batch, the balance guard for the sessions still charging
  *	  (evcharge.balance_guard), and the bill of each session that ended when
- *	  its pile record is already in.  heartbeat_trigger.c hands it the batch's
- *	  guns, their accepted rows in time order and their context.
+ *	  its pile record is already in.  It reads what it needs of
+ *	  evcharge.charge_session itself (each gun's open session and the end of
+ *	  its last closed one, LoadSessions); heartbeat_trigger.c hands it the
+ *	  batch's guns, their accepted rows in time order and their plans
+ *	  (session_plans.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +22,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -26,6 +30,25 @@
 #include "engine_core.h"
 #include "heartbeat_batch.h"
 #include "spi_trigger.h"
+
+/*
+ * Each gun's open session, and for the guns the session machine will see,
+ * the end of the last closed session (a late line of it must not open a
+ * new one).  Read after the gun_state upsert, so under the gun's row lock.
+ * The LIMIT keeps the look-up a probe of the partial index per gun: as a
+ * plain join the planner, not knowing how many guns the array holds, once
+ * rescanned every open session for each gun.
+ */
+static const char *const SessionReadSql =
+"SELECT cs.order_no, cs.state, cs.last_ts, cs.high_meter_wh, cs.wh_by_class, cs.jump_wh,"
+"       cs.started_at, cs.first_meter_wh, cs.charging_ended_at, cs.high_meter_at,"
+"       (SELECT max(coalesce(c2.occupied_until, c2.charging_ended_at)) FROM evcharge.charge_session c2"
+"         WHERE (u.active OR cs.order_no IS NOT NULL) AND c2.gun OPERATOR(evcharge.=) u.g"
+"           AND c2.state IN ('ended', 'cancelled') AND c2.occupied_until >= u.ts1 - interval '1 day')"
+" FROM unnest($1::evcharge.gun_id[], $2::bool[], $3::timestamptz[]) WITH ORDINALITY AS u(g, active, ts1, n)"
+" LEFT JOIN LATERAL (SELECT * FROM evcharge.charge_session cs WHERE cs.gun OPERATOR(evcharge.=) u.g"
+"                      AND cs.state IN ('pending', 'charging', 'occupied') LIMIT 1) cs ON true"
+" ORDER BY u.n";
 
 /* Writes the sessions back, in the order computed (ends before starts). */
 static const char *const SessionWriteSql =
@@ -57,12 +80,93 @@ static const char *const GuardSql = "SELECT evcharge.balance_guard($1)";
 static const char *const SessionBillSql =
 "SELECT evcharge.try_finalise_bill(o) FROM unnest($1::text[]) o";
 
+static KeptStatement session_read_plan = {NULL, NULL};
 static KeptStatement session_write_plan = {NULL, NULL};
 static SPIPlanPtr session_bill_plan = NULL;
 static SPIPlanPtr guard_plan = NULL;
 
 #define SESSION_COLS 18
 
+
+/* ---------- reading the sessions ---------- */
+
+static SessionOut *
+ReadOpenSession(HeapTuple tup, TupleDesc desc, int64 station_id)
+{
+	SessionOut *s = palloc0(sizeof(SessionOut));
+	bool		isnull;
+	Datum		v;
+	ArrayType  *wh_arr;
+	Datum	   *wh_d;
+	int			nwh;
+	int			c;
+
+	s->order_no = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+	s->station_id = station_id;
+	s->state = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+	v = SPI_getbinval(tup, desc, 3, &isnull);
+	s->last_ts = isnull ? DT_NOBEGIN : DatumGetTimestampTz(v);
+	v = SPI_getbinval(tup, desc, 4, &isnull);
+	s->high_meter = isnull ? -1 : DatumGetInt64(v);
+	wh_arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull));
+	deconstruct_array(wh_arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &wh_d, NULL, &nwh);
+	for (c = 0; c < TOU_CLASSES && c < nwh; c++)
+		s->wh[c] = DatumGetInt64(wh_d[c]);
+	s->jump = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+	s->started_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &s->started_null));
+	v = SPI_getbinval(tup, desc, 8, &isnull);
+	s->first_meter = isnull ? -1 : DatumGetInt64(v);
+	s->charging_ended_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &s->charging_ended_null));
+	v = SPI_getbinval(tup, desc, 10, &isnull);
+	s->high_at = isnull ? s->last_ts : DatumGetTimestampTz(v);
+	s->occupied_null = true;
+	return s;
+}
+
+void
+LoadSessions(GunBatch *guns, int nguns, Oid gun_type)
+{
+	ArrayBuildState *gun = BatchArray(gun_type);
+	ArrayBuildState *active = BatchArray(BOOLOID);
+	ArrayBuildState *first = BatchArray(TIMESTAMPTZOID);
+	Oid			types[3] = {get_array_type(gun_type), BOOLARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[3];
+	int			i;
+
+	for (i = 0; i < nguns; i++)
+	{
+		BatchArrayPush(gun, PointerGetDatum(&guns[i].gun), false);
+		BatchArrayPush(active, BoolGetDatum(guns[i].active), false);
+		BatchArrayPush(first, TimestampTzGetDatum(guns[i].rows[0]->ts), false);
+	}
+	args[0] = BatchArrayDatum(gun);
+	args[1] = BatchArrayDatum(active);
+	args[2] = BatchArrayDatum(first);
+	BatchExecute(session_read_plan, SessionReadSql, 3, types, args, SPI_OK_SELECT, "session read");
+	if ((int) SPI_processed != nguns)
+		elog(ERROR, "session read returned " UINT64_FORMAT " rows for %d guns", SPI_processed, nguns);
+	for (i = 0; i < nguns; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		v;
+
+		(void) SPI_getbinval(tup, desc, 1, &isnull);
+		guns[i].open = isnull ? NULL : ReadOpenSession(tup, desc, guns[i].station_id);
+		v = SPI_getbinval(tup, desc, 11, &isnull);
+		guns[i].last_closed = isnull ? DT_NOBEGIN : DatumGetTimestampTz(v);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+void
+ForgetSessionStatements(void)
+{
+	ForgetKept(session_read_plan);
+}
+
+/* ---------- the machine ---------- */
 
 typedef struct SessionBatch
 {
@@ -133,10 +237,7 @@ IsMeterJump(int64 rise, int64 rated_w, TimestampTz from, TimestampTz to)
 static char *
 OfflineOrderNo(const char *gun, TimestampTz ts)
 {
-	int64		unix_secs = ts / USECS_PER_SEC +
-		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
-
-	return psprintf("%s-" INT64_FORMAT, gun, unix_secs);
+	return psprintf("%s-" INT64_FORMAT, gun, (int64) timestamptz_to_time_t(ts));
 }
 
 /* A session starts charging at ts with this meter reading as its baseline. */
@@ -334,41 +435,16 @@ RunSessionMachine(GunBatch *g, char *gun, SessionBatch *batch)
 		batch->rows[i].fen = RunningFen(tariff, batch->rows[i].wh, batch->rows[i].order_no);
 }
 
+/* The strings v[0..n) as a text[]. */
 static Datum
-TextArrayDatum(char **v, int n)
+TextArray(char **v, int n)
 {
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	ArrayBuildState *a = BatchArray(TEXTOID);
 	int			i;
 
 	for (i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-static Datum
-Int8ArrayDatum(int64 *v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-static Datum
-TimestampArrayDatum(TimestampTz *v, bool *nulls, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			dims[1];
-	int			lbs[1] = {1};
-	int			i;
-
-	dims[0] = n;
-	for (i = 0; i < n; i++)
-		d[i] = TimestampTzGetDatum(v[i]);
-	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TIMESTAMPTZOID, 8,
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		BatchArrayPush(a, CStringGetTextDatum(v[i]), false);
+	return BatchArrayDatum(a);
 }
 
 /* Write the batch's sessions back and bill those that ended. */
@@ -376,66 +452,47 @@ static void
 WriteSessions(SessionBatch *b)
 {
 	int			n = b->n;
-	char	  **order_no = palloc(sizeof(char *) * Max(n, 1));
-	char	  **gun = palloc(sizeof(char *) * Max(n, 1));
-	char	  **state = palloc(sizeof(char *) * Max(n, 1));
-	int64	   *station = palloc(sizeof(int64) * Max(n, 1));
-	TimestampTz *t[5];
-	bool	   *tn[5];
-	int64	   *v[9];
+	Oid			elem[SESSION_COLS] = {TEXTOID, TEXTOID, INT8OID, TEXTOID,
+		TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+	INT8OID, INT8OID, TIMESTAMPTZOID, INT8OID};
+	ArrayBuildState *a[SESSION_COLS];
 	Datum		args[SESSION_COLS];
-	Oid			types[SESSION_COLS] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
-		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-	INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
+	Oid			types[SESSION_COLS];
 	int			i;
 	int			k;
 	int			ret;
 
-	for (k = 0; k < 5; k++)
+	for (k = 0; k < SESSION_COLS; k++)
 	{
-		t[k] = palloc(sizeof(TimestampTz) * Max(n, 1));
-		tn[k] = palloc(sizeof(bool) * Max(n, 1));
+		a[k] = BatchArray(elem[k]);
+		types[k] = get_array_type(elem[k]);
 	}
-	for (k = 0; k < 9; k++)
-		v[k] = palloc(sizeof(int64) * Max(n, 1));
-
 	for (i = 0; i < n; i++)
 	{
 		SessionOut *s = &b->rows[i];
 
-		order_no[i] = s->order_no;
-		gun[i] = s->gun;
-		state[i] = unconstify(char *, s->state);
-		station[i] = s->station_id;
-		t[0][i] = s->started_at;
-		tn[0][i] = s->started_null;
-		t[1][i] = s->charging_ended_at;
-		tn[1][i] = s->charging_ended_null;
-		t[2][i] = s->occupied_until;
-		tn[2][i] = s->occupied_null;
-		t[3][i] = s->last_ts;
-		tn[3][i] = (s->last_ts == DT_NOBEGIN);
-		t[4][i] = s->high_at;
-		tn[4][i] = (s->high_meter < 0 || s->high_at == DT_NOBEGIN);
-		v[0][i] = s->first_meter;
-		v[1][i] = s->high_meter;
+		BatchArrayPush(a[0], CStringGetTextDatum(s->order_no), false);
+		BatchArrayPush(a[1], CStringGetTextDatum(s->gun), false);
+		BatchArrayPush(a[2], Int64GetDatum(s->station_id), false);
+		BatchArrayPush(a[3], CStringGetTextDatum(s->state), false);
+		BatchArrayPush(a[4], TimestampTzGetDatum(s->started_at), s->started_null);
+		BatchArrayPush(a[5], TimestampTzGetDatum(s->charging_ended_at), s->charging_ended_null);
+		BatchArrayPush(a[6], TimestampTzGetDatum(s->occupied_until), s->occupied_null);
+		BatchArrayPush(a[7], TimestampTzGetDatum(s->last_ts), s->last_ts == DT_NOBEGIN);
+		BatchArrayPush(a[8], Int64GetDatum(s->first_meter), false);
+		BatchArrayPush(a[9], Int64GetDatum(s->high_meter), false);
 		for (k = 0; k < TOU_CLASSES_V1; k++)
-			v[2 + k][i] = s->wh[k];
-		v[6][i] = s->jump;
-		v[7][i] = s->fen;
-		v[8][i] = s->wh[TOU_DEEP_VALLEY];	/* $18: written only when not 0 */
+			BatchArrayPush(a[10 + k], Int64GetDatum(s->wh[k]), false);
+		BatchArrayPush(a[14], Int64GetDatum(s->jump), false);
+		BatchArrayPush(a[15], Int64GetDatum(s->fen), false);
+		BatchArrayPush(a[16], TimestampTzGetDatum(s->high_at),
+					   s->high_meter < 0 || s->high_at == DT_NOBEGIN);
+		/* $18: written only when not 0 */
+		BatchArrayPush(a[17], Int64GetDatum(s->wh[TOU_DEEP_VALLEY]), false);
 	}
-	args[0] = TextArrayDatum(order_no, n);
-	args[1] = TextArrayDatum(gun, n);
-	args[2] = Int8ArrayDatum(station, n);
-	args[3] = TextArrayDatum(state, n);
-	for (k = 0; k < 4; k++)
-		args[4 + k] = TimestampArrayDatum(t[k], tn[k], n);
-	for (k = 0; k < 8; k++)
-		args[8 + k] = Int8ArrayDatum(v[k], n);
-	args[16] = TimestampArrayDatum(t[4], tn[4], n);
-	args[17] = Int8ArrayDatum(v[8], n);
+	for (k = 0; k < SESSION_COLS; k++)
+		args[k] = BatchArrayDatum(a[k]);
 
 	ret = KeptExecute(session_write_plan, SessionWriteSql, SESSION_COLS, types, args, n);
 	if (ret != SPI_OK_INSERT)
@@ -454,7 +511,7 @@ WriteSessions(SessionBatch *b)
 			Oid			gtypes[1] = {TEXTARRAYOID};
 			Datum		gargs[1];
 
-			gargs[0] = TextArrayDatum(charging, ncharging);
+			gargs[0] = TextArray(charging, ncharging);
 			ret = SPI_execute_plan(KeptGenericPlan(&guard_plan, GuardSql, 1, gtypes), gargs, NULL, false, 0);
 			if (ret != SPI_OK_SELECT)
 				elog(ERROR, "balance guard failed: %s", SPI_result_code_string(ret));
@@ -466,7 +523,7 @@ WriteSessions(SessionBatch *b)
 		Oid			btypes[1] = {TEXTARRAYOID};
 		Datum		bargs[1];
 
-		bargs[0] = TextArrayDatum(b->ended, b->nended);
+		bargs[0] = TextArray(b->ended, b->nended);
 		ret = SPI_execute_plan(KeptGenericPlan(&session_bill_plan, SessionBillSql, 1, btypes),
 							   bargs, NULL, false, 0);
 		if (ret != SPI_OK_SELECT)

@@ -27,7 +27,7 @@ COMMENT ON COLUMN evcharge.anomaly_policy.energy_tolerance_pct IS 'the same tole
 COMMENT ON COLUMN evcharge.anomaly_policy.duration_tolerance IS 'charging durations of pile and platform may differ by this much before anomaly 9';
 COMMENT ON COLUMN evcharge.anomaly_policy.occupancy_tolerance IS 'the pile''s end of charging may differ from the platform''s by this much before anomaly 10 (the occupancy fee counts from the platform''s)';
 COMMENT ON COLUMN evcharge.anomaly_policy.record_wait IS 'how long after a session ends detect_lost_bills() waits for the pile record before billing from heartbeats with anomaly 1 or 2';
-COMMENT ON COLUMN evcharge.anomaly_policy.plausible_from IS 'a pile record starting before this is anomaly 3 (a pile clock not set)';
+COMMENT ON COLUMN evcharge.anomaly_policy.plausible_from IS 'a pile clock before this is not set: a pile record starting before it is anomaly 3 (quarantined when its order is unknown), a heartbeat before it is quarantined';
 COMMENT ON COLUMN evcharge.anomaly_policy.clock_skew IS 'a pile record whose start differs from the platform''s by more, or that ends more than this after it was received, is anomaly 3';
 COMMENT ON COLUMN evcharge.anomaly_policy.max_session IS 'charging longer than this is anomaly 5';
 COMMENT ON COLUMN evcharge.anomaly_policy.defective_firmware IS 'LIKE patterns of firmware versions the operator knows to be defective (e.g. {1.%}); bills of such piles get anomaly 16';

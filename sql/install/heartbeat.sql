@@ -310,27 +310,17 @@ END $$;
 COMMENT ON FUNCTION evcharge.check_time(date, text, interval) IS
 	'check_time() for a day: refuses NULL (22004), infinite days (22008) and days before 2015-01-01 or beginning later than now() + ahead (22023); returns the day';
 
--- Why a heartbeat cannot be accepted, or NULL; p_pile and p_gun_count are
--- the registered pile's (NULL when it is not registered).
+-- Why a heartbeat cannot be accepted, or NULL: the heartbeat trigger's own
+-- test and words (src/heartbeat_check.c), for a support engineer or a
+-- loader to ask of one row.  p_pile and p_gun_count are the registered
+-- pile's (NULL when it is not registered), p_plausible_from its operator's
+-- anomaly_policy.plausible_from (NULL when the operator has no policy row).
 CREATE FUNCTION evcharge.heartbeat_problem(p_gun evcharge.gun_id, p_ts timestamptz, p_status evcharge.gun_status,
-	p_meter_wh bigint, p_soc smallint, p_pile evcharge.pile_id, p_gun_count int) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-RETURN CASE
-	WHEN p_gun IS NULL THEN 'no gun'
-	WHEN p_ts IS NULL THEN 'no time'
-	WHEN p_status IS NULL THEN 'no status'
-	WHEN p_pile IS NULL THEN format('pile %s is not registered', evcharge.pile(p_gun))
-	WHEN evcharge.gun_no(p_gun) > p_gun_count
-		THEN format('gun %s of pile %s, which has %s gun(s)', evcharge.gun_no(p_gun), p_pile, p_gun_count)
-	WHEN p_status IN ('charging', 'suspended', 'occupied') AND evcharge.product_kind(p_gun) = 'ground_lock'
-		THEN format('status %s, which a parking ground lock cannot have', p_status)
-	WHEN p_status = 'charging' AND p_meter_wh IS NULL THEN 'charging without a meter reading'
-	WHEN p_ts < '2015-01-01 00:00+08' THEN 'time before 2015: the pile''s clock is not set'
-	WHEN p_ts > now() + interval '1 day' THEN 'time more than a day ahead: the pile''s clock is wrong'
-	WHEN p_soc NOT BETWEEN 0 AND 100 THEN format('state of charge %s outside 0-100', p_soc)
-END;
-COMMENT ON FUNCTION evcharge.heartbeat_problem(evcharge.gun_id, timestamptz, evcharge.gun_status, bigint, smallint, evcharge.pile_id, int) IS
-	'why a heartbeat cannot be accepted (the quarantine reason), or NULL';
+	p_meter_wh bigint, p_soc smallint, p_pile evcharge.pile_id, p_gun_count int, p_plausible_from timestamptz)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'heartbeat_problem' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION evcharge.heartbeat_problem(evcharge.gun_id, timestamptz, evcharge.gun_status, bigint, smallint, evcharge.pile_id, int, timestamptz) IS
+	'why the heartbeat trigger would refuse this heartbeat (the quarantine reason), or NULL: its own test, in C; clocks are bounded by the operator''s plausible_from and a day after now()';
 
 -- Replay: feed quarantined traffic again, e.g. after registering a pile:
 -- heartbeats first, so that the sessions they open are there when the pile

@@ -5435,6 +5435,26 @@ CREATE TRIGGER bill_revision_adjusts_ledger AFTER INSERT ON evcharge.bill_revisi
 COMMENT ON TRIGGER bill_revision_adjusts_ledger ON evcharge.bill_revision IS
 	'the ledger follows a settled bill''s revision: the difference is posted (adjust_settled_bill) as the revision is written';
 
+-- == issue 15 item 1: heartbeat acceptance written once, in C ==
+-- The trigger's test (src/heartbeat_check.c) words its own reasons and
+-- bounds pile clocks by the operator's anomaly_policy.plausible_from; the
+-- SQL function that repeated it becomes that same C code, with the policy's
+-- bound as an argument.
+DROP FUNCTION evcharge.heartbeat_problem(evcharge.gun_id, timestamptz, evcharge.gun_status, bigint, smallint, evcharge.pile_id, int);
+COMMENT ON COLUMN evcharge.anomaly_policy.plausible_from IS 'a pile clock before this is not set: a pile record starting before it is anomaly 3 (quarantined when its order is unknown), a heartbeat before it is quarantined';
+-- Why a heartbeat cannot be accepted, or NULL: the heartbeat trigger's own
+-- test and words (src/heartbeat_check.c), for a support engineer or a
+-- loader to ask of one row.  p_pile and p_gun_count are the registered
+-- pile's (NULL when it is not registered), p_plausible_from its operator's
+-- anomaly_policy.plausible_from (NULL when the operator has no policy row).
+CREATE FUNCTION evcharge.heartbeat_problem(p_gun evcharge.gun_id, p_ts timestamptz, p_status evcharge.gun_status,
+	p_meter_wh bigint, p_soc smallint, p_pile evcharge.pile_id, p_gun_count int, p_plausible_from timestamptz)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'heartbeat_problem' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION evcharge.heartbeat_problem(evcharge.gun_id, timestamptz, evcharge.gun_status, bigint, smallint, evcharge.pile_id, int, timestamptz) IS
+	'why the heartbeat trigger would refuse this heartbeat (the quarantine reason), or NULL: its own test, in C; clocks are bounded by the operator''s plausible_from and a day after now()';
+
+
 -- == issue 16 item 1, last: the sessions 0.2.0 could not bill ==
 -- After every section that changes bill or compute_bill.
 -- Sessions whose bill failed under 0.2.0 though their pile record is in

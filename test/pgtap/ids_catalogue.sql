@@ -1,6 +1,6 @@
 -- pgTAP: the catalogue entries of the id types.
 BEGIN;
-SELECT plan(68);
+SELECT plan(69);
 
 SELECT has_type('evcharge', 'pile_id', 'type pile_id exists');
 SELECT has_type('evcharge', 'gun_id', 'type gun_id exists');
@@ -46,9 +46,16 @@ SELECT is(
 	   AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
 	   AND (p.proargtypes[0] IN ('evcharge.pile_id'::regtype, 'evcharge.gun_id'::regtype)
 	        OR p.prorettype IN ('evcharge.pile_id'::regtype, 'evcharge.gun_id'::regtype))
+	   -- a heartbeat's check, not the id's: it reads now() and words NULLs
+	   AND p.oid <> 'evcharge.heartbeat_problem(evcharge.gun_id, timestamptz, evcharge.gun_status, bigint, smallint, evcharge.pile_id, int, timestamptz)'::regprocedure
 	   AND NOT (p.provolatile = 'i' AND p.proisstrict AND p.proparallel = 's')),
 	NULL,
 	'every C function over the id types is IMMUTABLE STRICT PARALLEL SAFE');
+SELECT is(
+	(SELECT (p.provolatile, p.proisstrict, p.proparallel)::text FROM pg_proc p
+	 WHERE p.oid = 'evcharge.heartbeat_problem(evcharge.gun_id, timestamptz, evcharge.gun_status, bigint, smallint, evcharge.pile_id, int, timestamptz)'::regprocedure),
+	'(s,f,s)',
+	'heartbeat_problem() is STABLE (now() bounds clocks), not STRICT (a NULL gun, time or status is a reason), PARALLEL SAFE');
 
 SELECT is(
 	(SELECT array_agg(p.oid::regprocedure::text ORDER BY 1)
