@@ -64,9 +64,13 @@ SELECT c.who, s.channel, s.group_id FROM charges c JOIN charge_session s USING (
 -- crew.  The partner's user pays the public price.
 SELECT c.who, b.energy_wh, b.energy_fee, b.service_fee, b.occupancy_fee, b.total, b.applied
 FROM charges c JOIN bill b USING (order_no) ORDER BY c.who;
--- The same charges as quote() prices them: the pipeline and the quote agree.
-SELECT c.who, b.total = (SELECT q.total FROM quote(b.station_id, 'AC', s.group_id, b.started_at, b.ended_at,
-                                                  b.energy_wh / 1000.0, b.occupied_until) q) AS same_as_quote
-FROM charges c JOIN bill b USING (order_no) JOIN charge_session s USING (order_no) ORDER BY c.who;
+-- The same charges as quote() prices them: the pipeline and the quote agree,
+-- to the fen and in what they say applied (one occupancy rule for both).
+SELECT c.who, b.total = q.total AS same_as_quote, b.occupancy_fee = q.occupancy_fee AS same_occupancy,
+       b.applied = q.applied AS same_applied
+FROM charges c JOIN bill b USING (order_no) JOIN charge_session s USING (order_no)
+CROSS JOIN LATERAL quote(b.station_id, 'AC', s.group_id, b.started_at, b.ended_at,
+                         b.energy_wh / 1000.0, b.occupied_until) q
+ORDER BY c.who;
 
 \i sql/include/reset.sql

@@ -225,7 +225,6 @@ DECLARE
 	no_price int;				-- why it has no price: 12, 17 or 19 (docs/anomalies.md)
 	codes int[] := '{}';
 	occ record;
-	minutes bigint;
 	occupancy numeric := 0;
 	applied text[];
 	cp record;
@@ -365,28 +364,21 @@ BEGIN
 			                                         'another session took it at the same moment'));
 	END IF;
 
-	SELECT o.grace_minutes, o.fee_per_minute, o.cap,
-	       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e WHERE e.station_id = o.station_id AND e.group_id = s.group_id) AS exempt
-	INTO occ FROM evcharge.occupancy_fee o WHERE o.station_id = s.station_id;
-	IF FOUND AND no_price IS NULL AND s.occupied_until IS NOT NULL AND s.charging_ended_at IS NOT NULL THEN
-		minutes := floor(extract(epoch FROM s.occupied_until - s.charging_ended_at) / 60)::bigint - occ.grace_minutes;
-		IF minutes > 0 AND NOT occ.exempt THEN
-			occupancy := least(trunc(minutes * occ.fee_per_minute, 2), coalesce(occ.cap, 'Infinity'::numeric));
-			applied := applied || format('occupancy: %s min', minutes);
+	-- Occupancy and the coupon, by the rules quote() uses; the coupon this
+	-- bill already holds counts as free.
+	IF no_price IS NULL THEN
+		SELECT o.fee, o.applied INTO occ
+		FROM evcharge.occupancy_charge(s.station_id, s.group_id, s.charging_ended_at, s.occupied_until) o;
+		occupancy := occ.fee;
+		IF occ.applied IS NOT NULL THEN
+			applied := applied || occ.applied;
 		END IF;
 	END IF;
-
-	-- The member's best coupon; the one this bill already holds counts as free.
-	IF s.member_id IS NOT NULL AND q.service_fee > 0 THEN
-		SELECT c.coupon_id, c.amount INTO cp
-		FROM evcharge.coupon c JOIN evcharge.station st ON st.operator_id = c.operator_id
-		WHERE st.station_id = s.station_id AND c.member_id = s.member_id
-		  AND (c.used_order_no IS NULL OR c.used_order_no = p_order_no)
-		  AND c.valid @> t_start AND c.min_kwh <= q.kwh
-		ORDER BY least(c.amount, q.service_fee) DESC, c.amount ASC, upper(c.valid) ASC NULLS LAST, c.coupon_id
-		LIMIT 1;
+	IF s.member_id IS NOT NULL THEN
+		SELECT c.coupon_id, c.discount INTO cp
+		FROM evcharge.best_coupon(s.station_id, s.member_id, t_start, q.kwh, q.service_fee, p_order_no) c;
 		IF FOUND THEN
-			discount := least(cp.amount, q.service_fee);
+			discount := cp.discount;
 			applied := applied || format('coupon: %s', cp.coupon_id);
 			b.coupon_id := cp.coupon_id;
 		END IF;

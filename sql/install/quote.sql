@@ -288,6 +288,60 @@ END $$;
 COMMENT ON FUNCTION evcharge.price_session(bigint, text, bigint, timestamptz[], bigint[]) IS
 	'prices a session''s meter samples at a station: each part by the plan in force then (plan_in_force; split at local midnight where the day''s plan changes), group price and promotions (on the service fee and the electricity price) applied; no occupancy fee or coupon; P0002 for a station or group that is not registered (or a group of another operator)';
 
+-- The occupancy fee of a charge, the one rule quote() and compute_bill
+-- use: whole minutes plugged after charging ended, beyond the station's
+-- grace, at its price per minute, truncated to the fen, up to its cap; a
+-- group the station exempts pays nothing.  Always one row: the fee (0 when
+-- none) and what applied, in words (NULL when no minute is charged).
+CREATE FUNCTION evcharge.occupancy_charge(p_station_id bigint, p_group_id bigint,
+	p_charging_ended_at timestamptz, p_occupied_until timestamptz)
+RETURNS TABLE (fee numeric, applied text)
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+BEGIN ATOMIC
+	SELECT CASE WHEN m.minutes > 0 AND NOT m.exempt
+	            THEN least(trunc(m.minutes * m.fee_per_minute, 2), coalesce(m.cap, 'Infinity'::numeric))
+	            ELSE 0.00 END,
+	       CASE WHEN m.minutes > 0 THEN
+	            format('occupancy: %s min', m.minutes)
+	            || CASE WHEN m.exempt THEN ', group exempt'
+	                    WHEN m.cap IS NOT NULL AND trunc(m.minutes * m.fee_per_minute, 2) > m.cap THEN ', capped'
+	                    ELSE '' END END
+	FROM (SELECT 1) AS one
+	LEFT JOIN LATERAL (
+		SELECT floor(extract(epoch FROM p_occupied_until - p_charging_ended_at) / 60)::bigint - o.grace_minutes AS minutes,
+		       o.fee_per_minute, o.cap,
+		       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e
+		               WHERE e.station_id = o.station_id AND e.group_id = p_group_id) AS exempt
+		FROM evcharge.occupancy_fee o
+		WHERE o.station_id = p_station_id
+		  AND p_occupied_until IS NOT NULL AND p_charging_ended_at IS NOT NULL) AS m ON true;
+END;
+COMMENT ON FUNCTION evcharge.occupancy_charge(bigint, bigint, timestamptz, timestamptz) IS
+	'the occupancy fee of a charge at a station for a group (whole minutes plugged after charging ended beyond the grace, truncated to the fen, capped; exempt groups pay 0) and what applied in words ("occupancy: N min[, group exempt | , capped]", NULL when no minute is charged): the one rule of quote() and compute_bill';
+
+-- The coupon a charge uses, the one rule quote() and compute_bill use: of
+-- the member's coupons of the station's operator valid at the start and
+-- meant for this much energy, the one with the largest discount (never
+-- more than the service fee), and of those the smallest, soonest to
+-- expire, so that nothing is wasted.  p_order_no's own coupon counts as
+-- free (a bill worked out again keeps it).  No row when none applies or
+-- the service fee is 0.
+CREATE FUNCTION evcharge.best_coupon(p_station_id bigint, p_member_id bigint, p_started_at timestamptz,
+	p_kwh numeric, p_service_fee numeric, p_order_no text)
+RETURNS TABLE (coupon_id bigint, discount numeric)
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+BEGIN ATOMIC
+	SELECT c.coupon_id, least(c.amount, p_service_fee)
+	FROM evcharge.coupon c JOIN evcharge.station s ON s.operator_id = c.operator_id
+	WHERE p_service_fee > 0 AND s.station_id = p_station_id AND c.member_id = p_member_id
+	  AND (c.used_order_no IS NULL OR c.used_order_no = p_order_no)
+	  AND c.valid @> p_started_at AND c.min_kwh <= p_kwh
+	ORDER BY least(c.amount, p_service_fee) DESC, c.amount ASC, upper(c.valid) ASC NULLS LAST, c.coupon_id
+	LIMIT 1;
+END;
+COMMENT ON FUNCTION evcharge.best_coupon(bigint, bigint, timestamptz, numeric, numeric, text) IS
+	'the coupon a charge uses and its discount: the member''s coupon of the station''s operator, valid at the start, for at least its energy, giving the largest discount (at most the service fee), then the smallest and soonest to expire; the order''s own coupon counts as free; no row when none applies or the service fee is 0: the one rule of quote() and compute_bill';
+
 CREATE FUNCTION evcharge.quote(station_id bigint, current_type text, group_id bigint,
 	started_at timestamptz, ended_at timestamptz, kwh numeric,
 	occupied_until timestamptz DEFAULT NULL, member_id bigint DEFAULT NULL)
@@ -297,7 +351,6 @@ DECLARE
 	r evcharge.charge_quote;
 	wh bigint;
 	occ record;
-	minutes bigint;
 	cp record;
 	op bigint;
 	rated int;
@@ -371,40 +424,18 @@ BEGIN
 			      HINT = 'Give one of the operator''s members (evcharge.member), or NULL for no coupon.';
 	END IF;
 
-	-- Occupancy: whole minutes plugged after charging, beyond the grace.
-	IF occupied_until IS NOT NULL THEN
-		SELECT o.grace_minutes, o.fee_per_minute, o.cap,
-		       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e
-		               WHERE e.station_id = o.station_id AND e.group_id = quote.group_id) AS exempt
-		INTO occ FROM evcharge.occupancy_fee o WHERE o.station_id = quote.station_id;
-		IF FOUND THEN
-			minutes := floor(extract(epoch FROM occupied_until - ended_at) / 60)::bigint - occ.grace_minutes;
-			IF minutes > 0 AND occ.exempt THEN
-				r.applied := r.applied || format('occupancy: %s min, group exempt', minutes);
-			ELSIF minutes > 0 THEN
-				r.occupancy_fee := trunc(minutes * occ.fee_per_minute, 2);
-				IF occ.cap IS NOT NULL AND r.occupancy_fee > occ.cap THEN
-					r.occupancy_fee := occ.cap;
-					r.applied := r.applied || format('occupancy: %s min, capped', minutes);
-				ELSE
-					r.applied := r.applied || format('occupancy: %s min', minutes);
-				END IF;
-			END IF;
-		END IF;
+	-- Occupancy and the coupon, by the rules the bill uses.
+	SELECT o.fee, o.applied INTO occ
+	FROM evcharge.occupancy_charge(quote.station_id, quote.group_id, ended_at, occupied_until) o;
+	r.occupancy_fee := occ.fee;
+	IF occ.applied IS NOT NULL THEN
+		r.applied := r.applied || occ.applied;
 	END IF;
-
-	-- The member's best coupon valid at the start for this much energy: the
-	-- largest discount it gives (never more than the service fee), and of
-	-- those the smallest coupon, soonest to expire, so that nothing is wasted.
 	IF member_id IS NOT NULL THEN
-		SELECT c.coupon_id, c.amount INTO cp
-		FROM evcharge.coupon c JOIN evcharge.station s ON s.operator_id = c.operator_id
-		WHERE s.station_id = quote.station_id AND c.member_id = quote.member_id
-		  AND c.used_order_no IS NULL AND c.valid @> started_at AND c.min_kwh <= kwh
-		ORDER BY least(c.amount, r.service_fee) DESC, c.amount ASC, upper(c.valid) ASC NULLS LAST, c.coupon_id
-		LIMIT 1;
-		IF FOUND AND r.service_fee > 0 THEN
-			r.discount := least(cp.amount, r.service_fee);
+		SELECT c.coupon_id, c.discount INTO cp
+		FROM evcharge.best_coupon(quote.station_id, quote.member_id, started_at, kwh, r.service_fee, NULL) c;
+		IF FOUND THEN
+			r.discount := cp.discount;
 			r.applied := r.applied || format('coupon: %s', cp.coupon_id);
 		END IF;
 	END IF;

@@ -5455,6 +5455,442 @@ COMMENT ON FUNCTION evcharge.heartbeat_problem(evcharge.gun_id, timestamptz, evc
 	'why the heartbeat trigger would refuse this heartbeat (the quarantine reason), or NULL: its own test, in C; clocks are bounded by the operator''s plausible_from and a day after now()';
 
 
+-- == issue 15 item 2: the occupancy fee and the coupon, one rule each ==
+-- quote() and compute_bill worked both out each on its own and had drifted
+-- (the quote said "group exempt" and "capped", the bill did not); both now
+-- ask occupancy_charge() and best_coupon().
+-- The occupancy fee of a charge, the one rule quote() and compute_bill
+-- use: whole minutes plugged after charging ended, beyond the station's
+-- grace, at its price per minute, truncated to the fen, up to its cap; a
+-- group the station exempts pays nothing.  Always one row: the fee (0 when
+-- none) and what applied, in words (NULL when no minute is charged).
+CREATE FUNCTION evcharge.occupancy_charge(p_station_id bigint, p_group_id bigint,
+	p_charging_ended_at timestamptz, p_occupied_until timestamptz)
+RETURNS TABLE (fee numeric, applied text)
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+BEGIN ATOMIC
+	SELECT CASE WHEN m.minutes > 0 AND NOT m.exempt
+	            THEN least(trunc(m.minutes * m.fee_per_minute, 2), coalesce(m.cap, 'Infinity'::numeric))
+	            ELSE 0.00 END,
+	       CASE WHEN m.minutes > 0 THEN
+	            format('occupancy: %s min', m.minutes)
+	            || CASE WHEN m.exempt THEN ', group exempt'
+	                    WHEN m.cap IS NOT NULL AND trunc(m.minutes * m.fee_per_minute, 2) > m.cap THEN ', capped'
+	                    ELSE '' END END
+	FROM (SELECT 1) AS one
+	LEFT JOIN LATERAL (
+		SELECT floor(extract(epoch FROM p_occupied_until - p_charging_ended_at) / 60)::bigint - o.grace_minutes AS minutes,
+		       o.fee_per_minute, o.cap,
+		       EXISTS (SELECT 1 FROM evcharge.occupancy_exemption e
+		               WHERE e.station_id = o.station_id AND e.group_id = p_group_id) AS exempt
+		FROM evcharge.occupancy_fee o
+		WHERE o.station_id = p_station_id
+		  AND p_occupied_until IS NOT NULL AND p_charging_ended_at IS NOT NULL) AS m ON true;
+END;
+COMMENT ON FUNCTION evcharge.occupancy_charge(bigint, bigint, timestamptz, timestamptz) IS
+	'the occupancy fee of a charge at a station for a group (whole minutes plugged after charging ended beyond the grace, truncated to the fen, capped; exempt groups pay 0) and what applied in words ("occupancy: N min[, group exempt | , capped]", NULL when no minute is charged): the one rule of quote() and compute_bill';
+
+-- The coupon a charge uses, the one rule quote() and compute_bill use: of
+-- the member's coupons of the station's operator valid at the start and
+-- meant for this much energy, the one with the largest discount (never
+-- more than the service fee), and of those the smallest, soonest to
+-- expire, so that nothing is wasted.  p_order_no's own coupon counts as
+-- free (a bill worked out again keeps it).  No row when none applies or
+-- the service fee is 0.
+CREATE FUNCTION evcharge.best_coupon(p_station_id bigint, p_member_id bigint, p_started_at timestamptz,
+	p_kwh numeric, p_service_fee numeric, p_order_no text)
+RETURNS TABLE (coupon_id bigint, discount numeric)
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+BEGIN ATOMIC
+	SELECT c.coupon_id, least(c.amount, p_service_fee)
+	FROM evcharge.coupon c JOIN evcharge.station s ON s.operator_id = c.operator_id
+	WHERE p_service_fee > 0 AND s.station_id = p_station_id AND c.member_id = p_member_id
+	  AND (c.used_order_no IS NULL OR c.used_order_no = p_order_no)
+	  AND c.valid @> p_started_at AND c.min_kwh <= p_kwh
+	ORDER BY least(c.amount, p_service_fee) DESC, c.amount ASC, upper(c.valid) ASC NULLS LAST, c.coupon_id
+	LIMIT 1;
+END;
+COMMENT ON FUNCTION evcharge.best_coupon(bigint, bigint, timestamptz, numeric, numeric, text) IS
+	'the coupon a charge uses and its discount: the member''s coupon of the station''s operator, valid at the start, for at least its energy, giving the largest discount (at most the service fee), then the smallest and soonest to expire; the order''s own coupon counts as free; no row when none applies or the service fee is 0: the one rule of quote() and compute_bill';
+
+CREATE OR REPLACE FUNCTION evcharge.quote(station_id bigint, current_type text, group_id bigint,
+	started_at timestamptz, ended_at timestamptz, kwh numeric,
+	occupied_until timestamptz DEFAULT NULL, member_id bigint DEFAULT NULL)
+RETURNS evcharge.charge_quote
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r evcharge.charge_quote;
+	wh bigint;
+	occ record;
+	cp record;
+	op bigint;
+	rated int;
+BEGIN
+	IF started_at IS NULL OR ended_at IS NULL OR kwh IS NULL THEN
+		RAISE EXCEPTION 'started_at, ended_at and kwh are required' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT isfinite(started_at) OR NOT isfinite(ended_at) OR NOT isfinite(coalesce(occupied_until, ended_at)) THEN
+		RAISE EXCEPTION 'a charge from % to % (unplugged %) cannot be priced', started_at, ended_at,
+			coalesce(occupied_until::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A charge starts, ends and is unplugged at finite times.',
+			      HINT = 'Give the times of the charge, e.g. ''2026-11-20 10:00+08''.';
+	END IF;
+	IF kwh IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'energy % kWh is not a number of kWh', kwh
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'evcharge measures energy in Wh: give kWh with at most 3 decimals, 0 or more.';
+	END IF;
+	IF ended_at < started_at THEN
+		RAISE EXCEPTION 'the charge ends (%) before it starts (%)', ended_at, started_at
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF kwh < 0 OR kwh <> round(kwh, 3) THEN
+		RAISE EXCEPTION 'energy % kWh is not a whole number of Wh at least 0', kwh
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'evcharge measures energy in Wh: give kWh with at most 3 decimals.';
+	END IF;
+	IF ended_at = started_at AND kwh > 0 THEN
+		RAISE EXCEPTION 'a charge of % kWh cannot start and end at the same time (%)', kwh, started_at
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Energy flows over time: give the time charging ended.';
+	END IF;
+	IF occupied_until IS NOT NULL AND occupied_until < ended_at THEN
+		RAISE EXCEPTION 'the gun is unplugged (%) before charging ends (%)', occupied_until, ended_at
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- Plausible: no more than the station's most powerful gun of that
+	-- current type can deliver in the span, nor than the operator allows
+	-- one bill (finance_policy).
+	SELECT s.operator_id, (SELECT max(pl.rated_power_w) FROM evcharge.pile pl
+	                       WHERE pl.station_id = s.station_id AND pl.current_type = quote.current_type)
+	INTO op, rated
+	FROM evcharge.station s WHERE s.station_id = quote.station_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'station % does not exist', coalesce(quote.station_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'Register it in evcharge.station.';
+	END IF;
+	IF rated IS NOT NULL AND kwh * 1000 > evcharge.gun_energy_limit(rated, started_at, ended_at) THEN
+		RAISE EXCEPTION '% kWh cannot be charged at station % from % to %', kwh, quote.station_id, started_at, ended_at
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Its most powerful %s gun is rated %s W: at most %s kWh in that time (rated power x time x 1.2 + 10 Wh).',
+			                      quote.current_type, rated, trunc(evcharge.gun_energy_limit(rated, started_at, ended_at) / 1000, 3)),
+			      HINT = 'Check the energy and the times of the charge.';
+	END IF;
+	PERFORM evcharge.check_bill_limits(op, kwh * 1000, NULL, 'a quote');
+	wh := (kwh * 1000)::bigint;
+
+	-- A linear session: the energy rises evenly from start to end.
+	r := evcharge.price_session(quote.station_id, quote.current_type, quote.group_id,
+	                            ARRAY[started_at, ended_at], ARRAY[0, wh]);
+
+	IF quote.member_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM evcharge.member m
+	                                               WHERE m.member_id = quote.member_id AND m.operator_id = op) THEN
+		RAISE EXCEPTION 'operator % has no member %', op, quote.member_id
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = format('Station %s is operator %s''s; %s.', quote.station_id, op,
+			                      coalesce((SELECT format('member %s is operator %s''s', m.member_id, m.operator_id)
+			                                FROM evcharge.member m WHERE m.member_id = quote.member_id),
+			                               format('no member %s is registered', quote.member_id))),
+			      HINT = 'Give one of the operator''s members (evcharge.member), or NULL for no coupon.';
+	END IF;
+
+	-- Occupancy and the coupon, by the rules the bill uses.
+	SELECT o.fee, o.applied INTO occ
+	FROM evcharge.occupancy_charge(quote.station_id, quote.group_id, ended_at, occupied_until) o;
+	r.occupancy_fee := occ.fee;
+	IF occ.applied IS NOT NULL THEN
+		r.applied := r.applied || occ.applied;
+	END IF;
+	IF member_id IS NOT NULL THEN
+		SELECT c.coupon_id, c.discount INTO cp
+		FROM evcharge.best_coupon(quote.station_id, quote.member_id, started_at, kwh, r.service_fee, NULL) c;
+		IF FOUND THEN
+			r.discount := cp.discount;
+			r.applied := r.applied || format('coupon: %s', cp.coupon_id);
+		END IF;
+	END IF;
+
+	r.total := r.energy_fee + r.service_fee + r.occupancy_fee - r.discount;
+	r.applied := ARRAY(SELECT a FROM unnest(r.applied) a ORDER BY a);
+	PERFORM evcharge.check_bill_limits(op, wh, r.total, 'a quote');
+	RETURN r;
+END $$;
+COMMENT ON FUNCTION evcharge.quote(bigint, text, bigint, timestamptz, timestamptz, numeric, timestamptz, bigint) IS
+	'what a charge would cost: plans in force across the span, group price, promotions, occupancy fee up to occupied_until, the member''s best coupon; refuses (22023) energy beyond what the station''s most powerful gun of the type can deliver in the span (gun_energy_limit) or beyond the operator''s bill limits (check_bill_limits), NaN, infinite or negative energy and infinite times; P0002 for a station, group or member not the operator''s';
+
+CREATE OR REPLACE FUNCTION evcharge.compute_bill(p_order_no text, p_method text DEFAULT 'auto', p_energy_wh bigint DEFAULT NULL)
+RETURNS evcharge.bill
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s evcharge.charge_session;
+	rec evcharge.pile_record;
+	has_rec boolean;
+	pol evcharge.anomaly_policy;
+	rated int;
+	firmware text;
+	allowed text[];
+	smp record;
+	nsamples int;
+	measured bigint;
+	t_start timestamptz;
+	t_end timestamptz;
+	times_ok boolean := true;
+	plausible boolean := true;
+	chosen bigint;
+	source text;
+	ts timestamptz[];
+	wh bigint[];
+	q evcharge.charge_quote;
+	ctype text;
+	no_price int;				-- why it has no price: 12, 17 or 19 (docs/anomalies.md)
+	codes int[] := '{}';
+	occ record;
+	occupancy numeric := 0;
+	applied text[];
+	cp record;
+	discount numeric := 0;
+	tol bigint;
+	b evcharge.bill;
+	i int;
+	blind boolean;
+BEGIN
+	IF p_method IS NULL OR p_method NOT IN ('auto', 'recompute', 'pile', 'platform', 'manual') THEN
+		RAISE EXCEPTION 'bill method "%" is not known', p_method
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A bill is computed by recompute, pile, platform or manual (auto is the pipeline''s own).',
+			      HINT = 'Use recompute (heartbeats, pile record and plans in force), pile (the pile''s energy), platform (the heartbeats'' energy) or manual (energy set by hand).';
+	END IF;
+	SELECT * INTO s FROM evcharge.charge_session cs WHERE cs.order_no = p_order_no;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" is not known', p_order_no
+			USING ERRCODE = 'no_data_found', HINT = 'Order numbers are in evcharge.charge_session.';
+	END IF;
+	SELECT * INTO rec FROM evcharge.pile_record r WHERE r.order_no = p_order_no ORDER BY r.received_at, r.ctid LIMIT 1;
+	has_rec := FOUND;
+	pol := evcharge.station_policy(s.station_id);
+	tol := pol.energy_tolerance_wh;
+	SELECT pl.rated_power_w, pl.firmware, pl.current_type INTO rated, firmware, ctype
+	FROM evcharge.pile pl WHERE pl.pile_id OPERATOR(evcharge.=) evcharge.pile(s.gun);
+	SELECT pa.allowed_channels INTO allowed FROM evcharge.partner pa WHERE pa.partner_id = s.partner_id;
+
+	-- The pile's clock: a record dated 1999, ending before it starts, ending
+	-- after it was received, or far from the platform's start is not believed.
+	IF has_rec THEN
+		times_ok := cardinality(evcharge.pile_record_clock_faults(rec, s.started_at, pol, 'UTC')) = 0;
+	END IF;
+	t_start := coalesce(s.started_at, CASE WHEN has_rec AND times_ok THEN rec.started_at END, s.created_at);
+	t_end := coalesce(s.charging_ended_at, CASE WHEN has_rec AND times_ok THEN rec.ended_at END, s.last_ts,
+		s.occupied_until, t_start);
+	-- The gun went offline during the session: what the platform saw ends
+	-- at the silence, so the pile's own end (when its clock is believed) is
+	-- the end, and the pile's figures are not held against the heartbeats'.
+	blind := EXISTS (SELECT 1 FROM evcharge.offline_period o
+		WHERE o.gun OPERATOR(evcharge.=) s.gun AND o.started_at <= coalesce(s.occupied_until, t_end)
+		  AND coalesce(o.ended_at, 'infinity') >= t_start);
+	IF blind AND has_rec AND times_ok AND rec.ended_at > t_end THEN
+		t_end := rec.ended_at;
+	END IF;
+
+	smp := evcharge.session_samples(p_order_no);
+	nsamples := coalesce(array_length(smp.ts, 1), 0);
+	measured := CASE WHEN nsamples > 0 THEN smp.meter_wh[nsamples] ELSE 0 END;
+
+	-- The pile's energy is believed only if the gun could deliver it in the
+	-- longer of the record's span and the platform's.
+	IF has_rec AND rec.energy_wh IS NOT NULL THEN
+		plausible := coalesce(rec.energy_wh <= rated::bigint * extract(epoch FROM
+			greatest(CASE WHEN times_ok THEN rec.ended_at - rec.started_at END, t_end - t_start)) / 3600 * 1.2 + 10, true);
+	END IF;
+
+	CASE p_method
+	WHEN 'auto', 'recompute' THEN
+		IF has_rec AND rec.energy_wh IS NOT NULL AND plausible THEN
+			chosen := rec.energy_wh;
+			source := 'pile';
+		ELSE
+			source := 'heartbeats';
+		END IF;
+	WHEN 'pile' THEN
+		IF NOT has_rec OR rec.energy_wh IS NULL THEN
+			RAISE EXCEPTION 'order % has no pile record with energy', p_order_no
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+				      HINT = 'Use recompute, platform, or manual with the energy.';
+		END IF;
+		chosen := rec.energy_wh;
+		source := 'pile';
+	WHEN 'platform' THEN
+		source := 'heartbeats';
+	ELSE
+		IF p_energy_wh IS NULL OR p_energy_wh < 0 THEN
+			RAISE EXCEPTION 'energy % Wh cannot be set by hand', coalesce(p_energy_wh::text, 'NULL')
+				USING ERRCODE = 'invalid_parameter_value',
+				      HINT = 'A manual repair needs the energy in Wh, 0 or more: repair_bill(order_no, reason, ''manual'', 12500).';
+		END IF;
+		chosen := p_energy_wh;
+		source := 'manual';
+	END CASE;
+
+	-- The curve to price: measured, scaled to the chosen total in the
+	-- measured proportions, or the total evenly over the span.
+	IF measured = 0 THEN
+		ts := ARRAY[t_start, greatest(t_end, t_start + interval '1 s')];
+		wh := ARRAY[0, coalesce(chosen, 0)];
+	ELSIF chosen IS NULL THEN
+		ts := smp.ts;
+		wh := smp.meter_wh;
+	ELSE
+		ts := smp.ts;
+		wh := smp.meter_wh;
+		FOR i IN 1 .. nsamples LOOP
+			wh[i] := floor(smp.meter_wh[i]::numeric * chosen / measured)::bigint;
+		END LOOP;
+	END IF;
+
+	-- Priced by the registry's current type.  Whatever keeps a session from
+	-- being priced (no type, no plan, an error in pricing) gives a bill with
+	-- its energy, no amount and the reason, held: never a default price,
+	-- never no bill.
+	IF ctype IS NULL THEN
+		no_price := 17;
+		applied := ARRAY[format(CASE WHEN rated IS NULL THEN 'not priced: pile %s is not in the pile registry, which gives its current type'
+		                             ELSE 'not priced: the pile registry does not give the current type of pile %s' END,
+		                        evcharge.pile(s.gun))];
+	ELSE
+		BEGIN
+			q := evcharge.price_session(s.station_id, ctype, s.group_id, ts, wh);
+			applied := q.applied;
+		EXCEPTION WHEN SQLSTATE 'EV001' THEN
+			no_price := 12;
+			applied := ARRAY['no tariff in force: ' || SQLERRM];
+		WHEN OTHERS THEN
+			no_price := 19;
+			applied := ARRAY[format('not priced: %s: %s', SQLSTATE, SQLERRM)];
+		END;
+	END IF;
+	IF no_price IS NOT NULL THEN
+		q.kwh := wh[array_length(wh, 1)] / 1000.0;
+		q.class_kwh := ARRAY[0, 0, 0, 0];
+		q.energy_fee := 0;
+		q.service_fee := 0;
+	END IF;
+	IF NOT plausible THEN
+		applied := applied || format('the pile''s %s Wh exceed what %s W allow in its span', rec.energy_wh, rated);
+	END IF;
+	-- A partner order number in the pile's record that the session did not
+	-- take (finalise_bill) is said on the bill.
+	IF has_rec AND rec.partner_order_no IS DISTINCT FROM s.partner_order_no AND rec.partner_order_no IS NOT NULL THEN
+		applied := applied || format('the pile record''s partner order number "%s" is not taken: %s',
+			left(rec.partner_order_no, 80), coalesce(evcharge.partner_order_no_refusal(s, rec.partner_order_no),
+			                                         'another session took it at the same moment'));
+	END IF;
+
+	-- Occupancy and the coupon, by the rules quote() uses; the coupon this
+	-- bill already holds counts as free.
+	IF no_price IS NULL THEN
+		SELECT o.fee, o.applied INTO occ
+		FROM evcharge.occupancy_charge(s.station_id, s.group_id, s.charging_ended_at, s.occupied_until) o;
+		occupancy := occ.fee;
+		IF occ.applied IS NOT NULL THEN
+			applied := applied || occ.applied;
+		END IF;
+	END IF;
+	IF s.member_id IS NOT NULL THEN
+		SELECT c.coupon_id, c.discount INTO cp
+		FROM evcharge.best_coupon(s.station_id, s.member_id, t_start, q.kwh, q.service_fee, p_order_no) c;
+		IF FOUND THEN
+			discount := cp.discount;
+			applied := applied || format('coupon: %s', cp.coupon_id);
+			b.coupon_id := cp.coupon_id;
+		END IF;
+	END IF;
+
+	b.order_no := p_order_no;
+	b.gun := s.gun;
+	b.station_id := s.station_id;
+	b.member_id := s.member_id;
+	b.channel := s.channel;
+	b.started_at := t_start;
+	b.ended_at := t_end;
+	b.occupied_until := s.occupied_until;
+	b.energy_wh := round(q.kwh * 1000)::bigint;
+	b.wh_by_class := ARRAY(SELECT round(k * 1000)::bigint FROM unnest(q.class_kwh) k);
+	b.energy_fee := q.energy_fee;
+	b.service_fee := q.service_fee;
+	b.occupancy_fee := occupancy;
+	b.discount := discount;
+	b.total := q.energy_fee + q.service_fee + occupancy - discount;
+	b.applied := ARRAY(SELECT a FROM unnest(applied) a ORDER BY a);
+	b.energy_source := source;
+	b.partner_order_no := s.partner_order_no;
+	-- Per class, exact and as charged; nothing to break down without a price.
+	b.breakdown := CASE WHEN no_price IS NULL THEN evcharge.bill_breakdown(b.wh_by_class, q.class_energy_fee, q.class_service_fee) END;
+
+	-- Anomalies (docs/anomalies.md).
+	IF NOT has_rec THEN
+		codes := codes || CASE WHEN blind THEN 2 ELSE 1 END;
+	ELSE
+		IF NOT times_ok THEN
+			codes := codes || 3;
+		END IF;
+		-- Blind, the pile may well have charged more than was seen, never
+		-- less: only less (or an implausible figure) is a mismatch then.
+		IF rec.energy_wh IS NOT NULL AND (NOT plausible OR (measured > 0 AND
+			CASE WHEN blind THEN measured - rec.energy_wh ELSE abs(rec.energy_wh - measured) END
+			> greatest(tol, greatest(rec.energy_wh, measured) * pol.energy_tolerance_pct / 100))) THEN
+			codes := codes || 8;
+		END IF;
+		IF times_ok AND NOT blind AND s.started_at IS NOT NULL AND s.charging_ended_at IS NOT NULL
+		   AND greatest((rec.ended_at - rec.started_at) - (s.charging_ended_at - s.started_at),
+		                (s.charging_ended_at - s.started_at) - (rec.ended_at - rec.started_at)) > pol.duration_tolerance THEN
+			codes := codes || 9;
+		END IF;
+		IF times_ok AND NOT blind AND s.charging_ended_at IS NOT NULL AND s.occupied_until IS NOT NULL
+		   AND greatest(rec.ended_at - s.charging_ended_at, s.charging_ended_at - rec.ended_at) > pol.occupancy_tolerance THEN
+			codes := codes || 10;
+		END IF;
+	END IF;
+	IF t_end < t_start THEN
+		codes := codes || 3;
+	END IF;
+	IF t_end - t_start > pol.max_session OR (t_end <= t_start AND b.energy_wh > 0) THEN
+		codes := codes || 5;
+	END IF;
+	IF smp.jump_wh > tol THEN
+		codes := codes || 11;
+	END IF;
+	IF no_price IS NOT NULL THEN
+		codes := codes || no_price;
+	ELSIF b.energy_wh > 0 AND b.total <= 0 THEN
+		codes := codes || 13;
+	END IF;
+	IF allowed IS NOT NULL AND s.channel <> ALL (allowed) THEN
+		codes := codes || 14;
+	END IF;
+	IF b.energy_wh > tol AND measured = 0 AND nsamples >= 2 THEN
+		codes := codes || 15;
+	END IF;
+	IF firmware LIKE ANY (pol.defective_firmware) THEN
+		codes := codes || 16;
+	END IF;
+	-- More than the operator allows one bill (finance_policy): held, the limit said.
+	BEGIN
+		PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+			b.energy_wh, CASE WHEN no_price IS NULL THEN b.total END, format('order %s', p_order_no));
+	EXCEPTION WHEN invalid_parameter_value THEN
+		codes := codes || 18;
+		b.applied := ARRAY(SELECT a FROM unnest(b.applied || SQLERRM) a ORDER BY a);
+	END;
+	b.anomalies := evcharge.anomaly_set(codes);
+	b.state := CASE WHEN p_method = 'auto' AND evcharge.anomaly_blocking(b.anomalies) THEN 'held' ELSE 'final' END;
+	b.revision := 0;
+	b.finalised_at := now();
+	b.updated_at := now();
+	RETURN b;
+END $$;
+COMMENT ON FUNCTION evcharge.compute_bill(text, text, bigint) IS
+	'the bill a session would have now and its anomalies, written nowhere: method auto as the pipeline bills (held on a blocking anomaly), recompute, pile, platform or manual (p_energy_wh) as a repair would; priced by the registry''s current type; a session that cannot be priced keeps its energy with no amount (12 no tariff, 17 current type unknown, 19 pricing failed), one beyond the operator''s finance_policy limits carries 18';
+
 -- == issue 16 item 1, last: the sessions 0.2.0 could not bill ==
 -- After every section that changes bill or compute_bill.
 -- Sessions whose bill failed under 0.2.0 though their pile record is in
