@@ -30,6 +30,7 @@
 #include "engine_core.h"
 #include "tariff.h"
 
+PG_FUNCTION_INFO_V1(tou_tariff_price);
 PG_FUNCTION_INFO_V1(price);
 
 static Datum
@@ -54,7 +55,7 @@ NumericArray(const Datum *d, int n)
  * 4-class plan priced with 4 figures answers as before 0.3.0.
  */
 Datum
-price(PG_FUNCTION_ARGS)
+tou_tariff_price(PG_FUNCTION_ARGS)
 {
 	TouTariff  *t = PG_GETARG_TOU_TARIFF_P(0);
 	ArrayType  *wh_arr = PG_GETARG_ARRAYTYPE_P(1);
@@ -137,4 +138,16 @@ price(PG_FUNCTION_ARGS)
 	values[5] = NumericArray(e_d, nout);
 	values[6] = NumericArray(s_d, nout);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * The same function under the C name of releases 0.1.0 and 0.2.0, whose
+ * install scripts (sql/release/) declare evcharge.price() with it: they
+ * are frozen, and a database at either keeps working with this library
+ * until ALTER EXTENSION UPDATE points it at tou_tariff_price.
+ */
+Datum
+price(PG_FUNCTION_ARGS)
+{
+	return tou_tariff_price(fcinfo);
 }

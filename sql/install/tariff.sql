@@ -168,6 +168,6 @@ COMMENT ON COLUMN evcharge.charge_amount.class_energy_fee IS 'exact electricity 
 COMMENT ON COLUMN evcharge.charge_amount.class_service_fee IS 'exact service fee per class, before truncation';
 
 CREATE FUNCTION evcharge.price(tariff evcharge.tou_tariff, wh bigint[]) RETURNS evcharge.charge_amount
-	AS 'MODULE_PATHNAME', 'price' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'tou_tariff_price' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION evcharge.price(evcharge.tou_tariff, bigint[]) IS
 	'prices Wh per class under a plan: exact sums, each money figure truncated to the fen';

@@ -5891,6 +5891,12 @@ END $$;
 COMMENT ON FUNCTION evcharge.compute_bill(text, text, bigint) IS
 	'the bill a session would have now and its anomalies, written nowhere: method auto as the pipeline bills (held on a blocking anomaly), recompute, pile, platform or manual (p_energy_wh) as a repair would; priced by the registry''s current type; a session that cannot be priced keeps its energy with no amount (12 no tariff, 17 current type unknown, 19 pricing failed), one beyond the operator''s finance_policy limits carries 18';
 
+-- == issue 15: SQL-callable C names follow type_action ==
+-- price() is tou_tariff_price in C; the old C name stays in the library for
+-- the frozen 0.1.0 and 0.2.0 install scripts.
+CREATE OR REPLACE FUNCTION evcharge.price(tariff evcharge.tou_tariff, wh bigint[]) RETURNS evcharge.charge_amount
+	AS 'MODULE_PATHNAME', 'tou_tariff_price' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 -- == issue 16 item 1, last: the sessions 0.2.0 could not bill ==
 -- After every section that changes bill or compute_bill.
 -- Sessions whose bill failed under 0.2.0 though their pile record is in
