@@ -225,6 +225,7 @@ DECLARE
 	no_price int;				-- why it has no price: 12, 17 or 19 (docs/anomalies.md)
 	codes int[] := '{}';
 	occ record;
+	gap timestamptz;			-- the first instant without a plan in force
 	occupancy numeric := 0;
 	applied text[];
 	cp record;
@@ -336,16 +337,23 @@ BEGIN
 		                             ELSE 'not priced: the pile registry does not give the current type of pile %s' END,
 		                        evcharge.pile(s.gun))];
 	ELSE
-		BEGIN
-			q := evcharge.price_session(s.station_id, ctype, s.group_id, ts, wh);
-			applied := q.applied;
-		EXCEPTION WHEN SQLSTATE 'EV001' THEN
+		-- No plan in force is tested, not caught (anomaly 12); what no
+		-- test can foresee (a group of another operator, an amount beyond
+		-- range) is caught, so the record still gives a held bill (19).
+		SELECT evcharge.plan_gap(s.station_id, ctype, min(u.t), max(u.t)) INTO gap
+		FROM unnest(ts, wh) AS u(t, w) WHERE u.w >= 0;
+		IF gap IS NOT NULL THEN
 			no_price := 12;
-			applied := ARRAY['no tariff in force: ' || SQLERRM];
-		WHEN OTHERS THEN
-			no_price := 19;
-			applied := ARRAY[format('not priced: %s: %s', SQLSTATE, SQLERRM)];
-		END;
+			applied := ARRAY['no tariff in force: ' || evcharge.no_plan_reason(s.station_id, ctype, gap)];
+		ELSE
+			BEGIN
+				q := evcharge.price_session(s.station_id, ctype, s.group_id, ts, wh);
+				applied := q.applied;
+			EXCEPTION WHEN OTHERS THEN
+				no_price := 19;
+				applied := ARRAY[format('not priced: %s: %s', SQLSTATE, SQLERRM)];
+			END;
+		END IF;
 	END IF;
 	IF no_price IS NOT NULL THEN
 		q.kwh := wh[array_length(wh, 1)] / 1000.0;

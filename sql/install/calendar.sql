@@ -128,6 +128,51 @@ END;
 COMMENT ON FUNCTION evcharge.plan_in_force(bigint, text, timestamptz) IS
 	'the plan in force at a station for AC or DC at an instant, by the station''s local date: declared day > holiday > weekday/weekend > season > every day; with the day''s type and season, the condition that matched, and until when the answer holds; no row when none is in force (callers raise EV001)';
 
+-- Why a span cannot be priced, tested rather than raised: the first instant
+-- of [p_from, p_to) (p_from itself when they are equal) at which no plan is
+-- in force at the station for the current type, or NULL when a plan is in
+-- force throughout.  It walks plan_in_force()'s answers by their until, so
+-- the calendar and its precedence stay plan_in_force's: one probe per local
+-- day or plan change of the span.
+CREATE FUNCTION evcharge.plan_gap(p_station_id bigint, p_current_type text, p_from timestamptz, p_to timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t timestamptz := p_from;
+	u timestamptz;
+BEGIN
+	LOOP
+		SELECT f.until INTO u FROM evcharge.plan_in_force(p_station_id, p_current_type, t) f;
+		IF NOT FOUND THEN
+			RETURN t;
+		END IF;
+		IF u >= p_to THEN
+			RETURN NULL;
+		END IF;
+		IF u <= t THEN
+			RAISE EXCEPTION 'plan_in_force() at % holds only until %', t, u
+				USING ERRCODE = 'internal_error';
+		END IF;
+		t := u;
+	END LOOP;
+END $$;
+COMMENT ON FUNCTION evcharge.plan_gap(bigint, text, timestamptz, timestamptz) IS
+	'the first instant of [p_from, p_to) (p_from when equal) at which the station has no plan in force for the current type, by plan_in_force(); NULL when a plan is in force throughout: compute_bill tests it instead of catching EV001';
+
+-- The words of "no plan in force", the one wording of price_session's
+-- EV001 and of the bill held for it (anomaly 12): the time in the
+-- station's zone, named.
+CREATE FUNCTION evcharge.no_plan_reason(p_station_id bigint, p_current_type text, p_at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+	SELECT format('no tariff in force for station %s (%s) at %s', p_station_id, p_current_type,
+	              to_char(p_at AT TIME ZONE s.tz, 'YYYY-MM-DD HH24:MI:SS') || ' ' || s.tz)
+	FROM (SELECT 1) one LEFT JOIN evcharge.station s ON s.station_id = p_station_id;
+END;
+COMMENT ON FUNCTION evcharge.no_plan_reason(bigint, text, timestamptz) IS
+	'"no tariff in force for station N (AC) at <local time> <zone>": the words of price_session''s EV001 and of a bill held for anomaly 12';
+
 SELECT pg_catalog.pg_extension_config_dump('evcharge.calendar_day', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.declared_day', '');
 SELECT pg_catalog.pg_extension_config_dump('evcharge.tariff_season', '');

@@ -231,8 +231,7 @@ BEGIN
 		SELECT f.station_tariff_id, f.tariff, f.name INTO pl
 		FROM evcharge.plan_in_force(p_station_id, p_current_type, cut) f;
 		IF NOT FOUND THEN
-			RAISE EXCEPTION 'no tariff in force for station % (%) at %', p_station_id, p_current_type,
-				to_char(cut AT TIME ZONE st.tz, 'YYYY-MM-DD HH24:MI:SS') || ' ' || st.tz
+			RAISE EXCEPTION '%', evcharge.no_plan_reason(p_station_id, p_current_type, cut)
 				USING ERRCODE = 'EV001',
 				      DETAIL = format('Station "%s" has no %s plan whose validity contains that time; evcharge never prices at a default price.',
 				                      st.name, p_current_type),

@@ -5619,6 +5619,216 @@ END $$;
 COMMENT ON FUNCTION evcharge.quote(bigint, text, bigint, timestamptz, timestamptz, numeric, timestamptz, bigint) IS
 	'what a charge would cost: plans in force across the span, group price, promotions, occupancy fee up to occupied_until, the member''s best coupon; refuses (22023) energy beyond what the station''s most powerful gun of the type can deliver in the span (gun_energy_limit) or beyond the operator''s bill limits (check_bill_limits), NaN, infinite or negative energy and infinite times; P0002 for a station, group or member not the operator''s';
 
+
+-- == issue 15: SQL-callable C names follow type_action ==
+-- price() is tou_tariff_price in C; the old C name stays in the library for
+-- the frozen 0.1.0 and 0.2.0 install scripts.
+CREATE OR REPLACE FUNCTION evcharge.price(tariff evcharge.tou_tariff, wh bigint[]) RETURNS evcharge.charge_amount
+	AS 'MODULE_PATHNAME', 'tou_tariff_price' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- == issue 15: compute_bill tests for the plan instead of catching EV001 ==
+-- (and, with item 2, asks occupancy_charge() and best_coupon()); the words
+-- of "no plan in force" in one function for price_session and the bill.
+-- Why a span cannot be priced, tested rather than raised: the first instant
+-- of [p_from, p_to) (p_from itself when they are equal) at which no plan is
+-- in force at the station for the current type, or NULL when a plan is in
+-- force throughout.  It walks plan_in_force()'s answers by their until, so
+-- the calendar and its precedence stay plan_in_force's: one probe per local
+-- day or plan change of the span.
+CREATE FUNCTION evcharge.plan_gap(p_station_id bigint, p_current_type text, p_from timestamptz, p_to timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t timestamptz := p_from;
+	u timestamptz;
+BEGIN
+	LOOP
+		SELECT f.until INTO u FROM evcharge.plan_in_force(p_station_id, p_current_type, t) f;
+		IF NOT FOUND THEN
+			RETURN t;
+		END IF;
+		IF u >= p_to THEN
+			RETURN NULL;
+		END IF;
+		IF u <= t THEN
+			RAISE EXCEPTION 'plan_in_force() at % holds only until %', t, u
+				USING ERRCODE = 'internal_error';
+		END IF;
+		t := u;
+	END LOOP;
+END $$;
+COMMENT ON FUNCTION evcharge.plan_gap(bigint, text, timestamptz, timestamptz) IS
+	'the first instant of [p_from, p_to) (p_from when equal) at which the station has no plan in force for the current type, by plan_in_force(); NULL when a plan is in force throughout: compute_bill tests it instead of catching EV001';
+
+-- The words of "no plan in force", the one wording of price_session's
+-- EV001 and of the bill held for it (anomaly 12): the time in the
+-- station's zone, named.
+CREATE FUNCTION evcharge.no_plan_reason(p_station_id bigint, p_current_type text, p_at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+	SELECT format('no tariff in force for station %s (%s) at %s', p_station_id, p_current_type,
+	              to_char(p_at AT TIME ZONE s.tz, 'YYYY-MM-DD HH24:MI:SS') || ' ' || s.tz)
+	FROM (SELECT 1) one LEFT JOIN evcharge.station s ON s.station_id = p_station_id;
+END;
+COMMENT ON FUNCTION evcharge.no_plan_reason(bigint, text, timestamptz) IS
+	'"no tariff in force for station N (AC) at <local time> <zone>": the words of price_session''s EV001 and of a bill held for anomaly 12';
+
+CREATE OR REPLACE FUNCTION evcharge.price_session(p_station_id bigint, p_current_type text, p_group_id bigint,
+	p_ts timestamptz[], p_meter_wh bigint[])
+RETURNS evcharge.charge_quote
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	st record;
+	t_from timestamptz;
+	t_to timestamptz;
+	cuts timestamptz[];
+	plans evcharge.tou_tariff[] := '{}';
+	plan_names text[] := '{}';
+	starts timestamptz[] := '{}';
+	cut timestamptz;
+	pl record;
+	wh bigint[];
+	k int;
+	c int;
+	pr record;
+	sr record;
+	er record;
+	hard boolean[];
+	prev_plan bigint;
+	e_exact numeric[] := '{0,0,0,0}';
+	s_exact numeric[] := '{0,0,0,0}';
+	wh_sum bigint[] := '{0,0,0,0}';
+	applied text[] := '{}';
+	r evcharge.charge_quote;
+BEGIN
+	SELECT s.station_id, s.tz, s.name, s.operator_id INTO st FROM evcharge.station s WHERE s.station_id = p_station_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'station % does not exist', coalesce(p_station_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'Register it in evcharge.station.';
+	END IF;
+	-- A group that is not the station's operator's would price at the
+	-- public rate without a word: an unknown group is an error.
+	IF p_group_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM evcharge.customer_group g
+	                                          WHERE g.group_id = p_group_id AND g.operator_id = st.operator_id) THEN
+		RAISE EXCEPTION 'operator % has no customer group %', st.operator_id, p_group_id
+			USING ERRCODE = 'no_data_found',
+			      DETAIL = format('Station %s is operator %s''s; %s.', p_station_id, st.operator_id,
+			                      coalesce((SELECT format('group %s is operator %s''s', g.group_id, g.operator_id)
+			                                FROM evcharge.customer_group g WHERE g.group_id = p_group_id),
+			                               format('no group %s is registered', p_group_id))),
+			      HINT = 'Give one of the operator''s groups (evcharge.customer_group), or NULL for the public price.';
+	END IF;
+	IF p_current_type IS NULL OR p_current_type NOT IN ('AC', 'DC') THEN
+		RAISE EXCEPTION 'current type % is neither AC nor DC', quote_nullable(p_current_type)
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass ''AC'' or ''DC'', as evcharge.current_type(pile) gives it.';
+	END IF;
+	IF p_ts IS NULL OR p_meter_wh IS NULL THEN
+		RAISE EXCEPTION 'the samples of a session are required' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	-- The span of the readings (a -1 is no reading and draws no energy).
+	SELECT min(t), max(t) INTO t_from, t_to FROM unnest(p_ts, p_meter_wh) AS u(t, w) WHERE w >= 0;
+	IF t_from IS NULL THEN
+		RAISE EXCEPTION 'a session needs at least one meter reading' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- Where the price may change: plan changes and promotion bounds, and,
+	-- when the station has plans by calendar then, each local midnight,
+	-- where one may give way to another (the session is split at the day
+	-- boundary in the station's zone, each part priced by its day's plan).
+	-- A midnight where the plan stays is no cut: the split and the figures
+	-- are as without it.
+	SELECT array_agg(b ORDER BY b), array_agg(h ORDER BY b) INTO cuts, hard FROM (
+		SELECT b, bool_or(h) AS h FROM (
+			SELECT lower(valid) AS b, true AS h FROM evcharge.station_tariff
+			WHERE station_id = p_station_id AND current_type = p_current_type
+			  AND valid && tstzrange(t_from, t_to, '[]')
+			UNION ALL
+			SELECT upper(valid), true FROM evcharge.station_tariff
+			WHERE station_id = p_station_id AND current_type = p_current_type
+			  AND valid && tstzrange(t_from, t_to, '[]') AND NOT upper_inf(valid)
+			UNION ALL
+			SELECT unnest(ARRAY[lower(promo.valid), upper(promo.valid)]), true
+			FROM evcharge.promotion promo JOIN evcharge.promotion_station ps USING (promotion_id)
+			WHERE ps.station_id = p_station_id AND promo.valid && tstzrange(t_from, t_to, '[]')
+			UNION ALL
+			SELECT d::date::timestamp AT TIME ZONE st.tz, false
+			FROM generate_series((t_from AT TIME ZONE st.tz)::date + 1, (t_to AT TIME ZONE st.tz)::date, interval '1 day') d
+			WHERE EXISTS (SELECT 1 FROM evcharge.station_tariff c
+			              WHERE c.station_id = p_station_id AND c.current_type = p_current_type
+			                AND (c.season IS NOT NULL OR c.day_kind IS NOT NULL)
+			                AND c.valid && tstzrange(t_from, t_to, '[]'))
+		) x GROUP BY b
+	) bounds WHERE b > t_from AND b <= t_to;
+	cuts := ARRAY[t_from] || coalesce(cuts, '{}');
+	hard := ARRAY[true] || coalesce(hard, '{}');
+
+	-- The plan in force at each cut (plan_in_force, the one answer); none
+	-- is an error that names the time.
+	FOR k IN 1 .. array_length(cuts, 1) LOOP
+		cut := cuts[k];
+		IF cut = t_to AND cut <> t_from THEN
+			CONTINUE;			-- nothing is consumed from the session's last instant on
+		END IF;
+		SELECT f.station_tariff_id, f.tariff, f.name INTO pl
+		FROM evcharge.plan_in_force(p_station_id, p_current_type, cut) f;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION '%', evcharge.no_plan_reason(p_station_id, p_current_type, cut)
+				USING ERRCODE = 'EV001',
+				      DETAIL = format('Station "%s" has no %s plan whose validity contains that time; evcharge never prices at a default price.',
+				                      st.name, p_current_type),
+				      HINT = 'Add the plan to evcharge.station_tariff, then price the session again.';
+		END IF;
+		IF NOT hard[k] AND pl.station_tariff_id = prev_plan THEN
+			CONTINUE;			-- the same plan on the next day
+		END IF;
+		prev_plan := pl.station_tariff_id;
+		plans := plans || pl.tariff;
+		plan_names := plan_names || pl.name;
+		starts := starts || cut;
+	END LOOP;
+
+	wh := evcharge.split_energy_by_span(plans, starts, p_ts, p_meter_wh, st.tz);
+	-- 4 classes, or 5 when a plan has deep valley (split_energy_by_span's)
+	IF array_length(wh, 2) = 5 THEN
+		e_exact := e_exact || 0::numeric;
+		s_exact := s_exact || 0::numeric;
+		wh_sum := wh_sum || 0::bigint;
+	END IF;
+
+	FOR k IN 1 .. array_length(plans, 1) LOOP
+		FOR pr IN SELECT * FROM evcharge.tariff_prices(plans[k]) LOOP
+			c := array_position(evcharge.tariff_classes(), pr.class);
+			IF wh[k][c] = 0 THEN
+				CONTINUE;
+			END IF;
+			sr := evcharge.service_rate(p_station_id, p_group_id, starts[k], pr.service_fee);
+			er := evcharge.energy_rate(p_station_id, p_group_id, starts[k], pr.energy_price);
+			e_exact[c] := e_exact[c] + wh[k][c] * er.rate / 1000;
+			s_exact[c] := s_exact[c] + wh[k][c] * sr.rate / 1000;
+			wh_sum[c] := wh_sum[c] + wh[k][c];
+			applied := applied || ('plan: ' || plan_names[k]) || sr.applied || er.applied;
+		END LOOP;
+	END LOOP;
+	IF array_length(applied, 1) IS NULL THEN
+		applied := ARRAY['plan: ' || plan_names[1]];
+	END IF;
+
+	r.class_kwh := ARRAY(SELECT trim_scale(w / 1000.0) FROM unnest(wh_sum) w);
+	r.class_energy_fee := ARRAY(SELECT trim_scale(x) FROM unnest(e_exact) x);
+	r.class_service_fee := ARRAY(SELECT trim_scale(x) FROM unnest(s_exact) x);
+	r.kwh := round((SELECT sum(w) FROM unnest(wh_sum) w) / 1000.0, 3);
+	r.energy_fee := trunc((SELECT sum(x) FROM unnest(e_exact) x), 2);
+	r.service_fee := trunc((SELECT sum(x) FROM unnest(s_exact) x), 2);
+	r.occupancy_fee := 0.00;
+	r.discount := 0.00;
+	r.total := r.energy_fee + r.service_fee;
+	r.applied := ARRAY(SELECT DISTINCT a FROM unnest(applied) a ORDER BY a);
+	RETURN r;
+END $$;
+COMMENT ON FUNCTION evcharge.price_session(bigint, text, bigint, timestamptz[], bigint[]) IS
+	'prices a session''s meter samples at a station: each part by the plan in force then (plan_in_force; split at local midnight where the day''s plan changes), group price and promotions (on the service fee and the electricity price) applied; no occupancy fee or coupon; P0002 for a station or group that is not registered (or a group of another operator)';
+
 CREATE OR REPLACE FUNCTION evcharge.compute_bill(p_order_no text, p_method text DEFAULT 'auto', p_energy_wh bigint DEFAULT NULL)
 RETURNS evcharge.bill
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -5646,6 +5856,7 @@ DECLARE
 	no_price int;				-- why it has no price: 12, 17 or 19 (docs/anomalies.md)
 	codes int[] := '{}';
 	occ record;
+	gap timestamptz;			-- the first instant without a plan in force
 	occupancy numeric := 0;
 	applied text[];
 	cp record;
@@ -5757,16 +5968,23 @@ BEGIN
 		                             ELSE 'not priced: the pile registry does not give the current type of pile %s' END,
 		                        evcharge.pile(s.gun))];
 	ELSE
-		BEGIN
-			q := evcharge.price_session(s.station_id, ctype, s.group_id, ts, wh);
-			applied := q.applied;
-		EXCEPTION WHEN SQLSTATE 'EV001' THEN
+		-- No plan in force is tested, not caught (anomaly 12); what no
+		-- test can foresee (a group of another operator, an amount beyond
+		-- range) is caught, so the record still gives a held bill (19).
+		SELECT evcharge.plan_gap(s.station_id, ctype, min(u.t), max(u.t)) INTO gap
+		FROM unnest(ts, wh) AS u(t, w) WHERE u.w >= 0;
+		IF gap IS NOT NULL THEN
 			no_price := 12;
-			applied := ARRAY['no tariff in force: ' || SQLERRM];
-		WHEN OTHERS THEN
-			no_price := 19;
-			applied := ARRAY[format('not priced: %s: %s', SQLSTATE, SQLERRM)];
-		END;
+			applied := ARRAY['no tariff in force: ' || evcharge.no_plan_reason(s.station_id, ctype, gap)];
+		ELSE
+			BEGIN
+				q := evcharge.price_session(s.station_id, ctype, s.group_id, ts, wh);
+				applied := q.applied;
+			EXCEPTION WHEN OTHERS THEN
+				no_price := 19;
+				applied := ARRAY[format('not priced: %s: %s', SQLSTATE, SQLERRM)];
+			END;
+		END IF;
 	END IF;
 	IF no_price IS NOT NULL THEN
 		q.kwh := wh[array_length(wh, 1)] / 1000.0;
@@ -5890,12 +6108,6 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION evcharge.compute_bill(text, text, bigint) IS
 	'the bill a session would have now and its anomalies, written nowhere: method auto as the pipeline bills (held on a blocking anomaly), recompute, pile, platform or manual (p_energy_wh) as a repair would; priced by the registry''s current type; a session that cannot be priced keeps its energy with no amount (12 no tariff, 17 current type unknown, 19 pricing failed), one beyond the operator''s finance_policy limits carries 18';
-
--- == issue 15: SQL-callable C names follow type_action ==
--- price() is tou_tariff_price in C; the old C name stays in the library for
--- the frozen 0.1.0 and 0.2.0 install scripts.
-CREATE OR REPLACE FUNCTION evcharge.price(tariff evcharge.tou_tariff, wh bigint[]) RETURNS evcharge.charge_amount
-	AS 'MODULE_PATHNAME', 'tou_tariff_price' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- == issue 16 item 1, last: the sessions 0.2.0 could not bill ==
 -- After every section that changes bill or compute_bill.
