@@ -276,18 +276,159 @@ OpenSession(SessionBatch *b, char *order_no, char *gun, int64 station_id,
  * of charging (occupied, or idle/plugged directly) and the unplugging
  * (idle or plugged after charging), which ends the session.
  */
+/* The session ends: unplugged (or its charge superseded) at ts. */
+static void
+EndSession(SessionBatch *batch, SessionOut *s, TimestampTz ts)
+{
+	s->state = "ended";
+	s->occupied_until = ts;
+	s->occupied_null = false;
+	batch->ended[batch->nended++] = s->order_no;
+}
+
+/*
+ * A late sample of the open session (at or before its last one): the bill
+ * recounts from the log, but a charging sample from before the session's
+ * start (another loader's batch committed first) moves the start back, so
+ * that the bill measures from it.
+ */
+static void
+LateSample(SessionOut *cur, const HbRow *r, bool charging, int64 meter)
+{
+	if (charging && !cur->started_null && r->ts < cur->started_at &&
+		(r->order_no == NULL || strcmp(r->order_no, cur->order_no) == 0))
+	{
+		cur->started_at = r->ts;
+		if (meter >= 0)
+			cur->first_meter = meter;
+	}
+}
+
+/*
+ * What a charging row does to the gun's sessions; returns the session it
+ * charges, and sets *done when the row has nothing more to give (it opened
+ * a charge under a new order, or began a pending start).
+ */
+static SessionOut *
+ChargingRow(SessionBatch *batch, SessionOut *cur, const HbRow *r, char *gun, int64 station_id,
+			int64 meter, bool *done)
+{
+	TimestampTz ts = r->ts;
+	char	   *order_no = r->order_no;
+
+	*done = false;
+
+	/*
+	 * Another order than the open charging session's: the pile ended that
+	 * charge and began a new one while we did not hear it.
+	 */
+	if (cur != NULL && strcmp(cur->state, "charging") == 0 && order_no != NULL &&
+		strcmp(order_no, cur->order_no) != 0)
+	{
+		cur->charging_ended_at = cur->last_ts;
+		cur->charging_ended_null = false;
+		EndSession(batch, cur, ts);
+		*done = true;
+		return OpenSession(batch, pstrdup(order_no), gun, station_id, ts, meter);
+	}
+
+	/* No session, or charging again after "occupied": the same order resumes, any other starts anew. */
+	if (cur == NULL || strcmp(cur->state, "occupied") == 0)
+	{
+		if (cur != NULL && order_no != NULL && strcmp(order_no, cur->order_no) == 0)
+		{
+			cur->state = "charging";
+			return cur;
+		}
+		if (cur != NULL)
+			EndSession(batch, cur, ts);
+		return OpenSession(batch, order_no == NULL ? OfflineOrderNo(gun, ts) : pstrdup(order_no),
+						   gun, station_id, ts, meter);
+	}
+
+	/* An app start the pile begins, or one it never began (it charges another order). */
+	if (strcmp(cur->state, "pending") == 0)
+	{
+		*done = true;
+		if (order_no == NULL || strcmp(order_no, cur->order_no) == 0)
+		{
+			StartCharging(cur, ts, meter);
+			return cur;
+		}
+		cur->state = "cancelled";
+		return OpenSession(batch, pstrdup(order_no), gun, station_id, ts, meter);
+	}
+	return cur;
+}
+
+/*
+ * Energy: the rise above the highest reading, split by the plan's classes;
+ * a rise faster than the gun can deliver is a meter jump, kept apart.
+ */
+static void
+CountRise(SessionOut *cur, TimestampTz ts, int64 meter, int64 rated, RiseSplitter *splitter)
+{
+	int64		rise;
+
+	if (meter < 0)
+		return;
+	if (cur->high_meter < 0)
+	{
+		cur->high_meter = meter;
+		cur->high_at = ts;
+		if (cur->first_meter < 0)
+			cur->first_meter = meter;
+		return;
+	}
+	if (meter <= cur->high_meter)
+		return;
+
+	/*
+	 * The rise had the time since the highest reading (a 0 in between, after
+	 * an outage, does not shorten it).
+	 */
+	rise = meter - cur->high_meter; /* both >= 0 */
+	if (IsMeterJump(rise, rated, cur->high_at, ts))
+	{
+		if (pg_add_s64_overflow(cur->jump, rise, &cur->jump))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("meter jumps of session \"%s\" out of range", cur->order_no)));
+	}
+	else if (splitter != NULL)
+		RiseSplitterAdd(splitter, cur->high_at, ts, rise, cur->wh);
+	cur->high_meter = meter;
+	cur->high_at = ts;
+}
+
+/*
+ * The end of charging (the first row that does not charge) and of the
+ * session (the gun idle, unplugged or at fault); returns the session still
+ * open after the row, or NULL.
+ */
+static SessionOut *
+AfterRow(SessionBatch *batch, SessionOut *cur, const HbRow *r, bool charging)
+{
+	if (!charging && strcmp(cur->state, "charging") == 0)
+	{
+		cur->charging_ended_at = r->ts;
+		cur->charging_ended_null = false;
+		cur->state = "occupied";
+	}
+	if (r->status == GUN_IDLE || r->status == GUN_PLUGGED || r->status == GUN_FAULT)
+	{
+		EndSession(batch, cur, r->ts);
+		return NULL;
+	}
+	return cur;
+}
+
 static void
 RunSessionMachine(GunBatch *g, char *gun, SessionBatch *batch)
 {
-	int64		rated = g->rated_power_w;
-	int64		station_id = g->station_id;
-	const TouTariff *tariff = g->tariff;
-	RiseSplitter *splitter = g->splitter;
-	int			n = g->nrows;
-	int			i;
 	SessionOut *cur = NULL;
-	TimestampTz last_closed = g->last_closed;
 	int			first_row = batch->n;	/* this gun's rows start here */
+	int			i;
 
 	/* The open session, if any, is the first of the gun's rows. */
 	if (g->open != NULL)
@@ -297,142 +438,37 @@ RunSessionMachine(GunBatch *g, char *gun, SessionBatch *batch)
 		cur->gun = gun;
 	}
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < g->nrows; i++)
 	{
 		const HbRow *r = g->rows[i];
-		TimestampTz ts = r->ts;
-		int			status = r->status;
 		int64		meter = r->meter_null ? -1 : r->meter;
-		char	   *order_no = r->order_no;
-		bool		charging = status == GUN_CHARGING || status == GUN_SUSPENDED;
+		bool		charging = r->status == GUN_CHARGING || r->status == GUN_SUSPENDED;
+		bool		done;
 
-		/*
-		 * A late sample of the open session: the bill recounts from the log,
-		 * but a charging sample from before the session's start (another
-		 * loader's batch committed first) moves the start back, so that the
-		 * bill measures from it.
-		 */
-		if (cur != NULL && strcmp(cur->state, "pending") != 0 && ts <= cur->last_ts)
+		if (cur != NULL && strcmp(cur->state, "pending") != 0 && r->ts <= cur->last_ts)
 		{
-			if (charging && !cur->started_null && ts < cur->started_at &&
-				(order_no == NULL || strcmp(order_no, cur->order_no) == 0))
-			{
-				cur->started_at = ts;
-				if (meter >= 0)
-					cur->first_meter = meter;
-			}
+			LateSample(cur, r, charging, meter);
 			continue;
 		}
-
 		/* A late line of a session that has already ended opens nothing. */
-		if (cur == NULL && ts <= last_closed)
+		if (cur == NULL && r->ts <= g->last_closed)
 			continue;
-
-		/*
-		 * Charging under another order than the open session's: the pile ended
-		 * that charge and began a new one while we did not hear it.
-		 */
-		if (charging && cur != NULL && strcmp(cur->state, "charging") == 0 && order_no != NULL &&
-			strcmp(order_no, cur->order_no) != 0)
+		if (charging)
 		{
-			cur->state = "ended";
-			cur->charging_ended_at = cur->last_ts;
-			cur->charging_ended_null = false;
-			cur->occupied_until = ts;
-			cur->occupied_null = false;
-			batch->ended[batch->nended++] = cur->order_no;
-			cur = OpenSession(batch, pstrdup(order_no), gun, station_id, ts, meter);
-			continue;
+			cur = ChargingRow(batch, cur, r, gun, g->station_id, meter, &done);
+			if (done)
+				continue;
 		}
-
-		if (charging && (cur == NULL || strcmp(cur->state, "occupied") == 0))
-		{
-			/* Charging again after "occupied" starts over as a new charge only with a new order. */
-			if (cur != NULL && order_no != NULL && strcmp(order_no, cur->order_no) == 0)
-				cur->state = "charging";
-			else
-			{
-				if (cur != NULL)
-				{
-					cur->state = "ended";
-					cur->occupied_until = ts;
-					cur->occupied_null = false;
-					batch->ended[batch->nended++] = cur->order_no;
-				}
-				cur = OpenSession(batch, order_no == NULL ? OfflineOrderNo(gun, ts) : pstrdup(order_no),
-								  gun, station_id, ts, meter);
-			}
-		}
-		else if (charging && strcmp(cur->state, "pending") == 0)
-		{
-			if (order_no == NULL || strcmp(order_no, cur->order_no) == 0)
-			{
-				StartCharging(cur, ts, meter);
-			}
-			else
-			{
-				/* The pile charges for another order: the app start never came. */
-				cur->state = "cancelled";
-				cur = OpenSession(batch, pstrdup(order_no), gun, station_id, ts, meter);
-			}
-			continue;
-		}
-
 		if (cur == NULL || strcmp(cur->state, "pending") == 0)
 			continue;
-
-		/* Energy: the rise above the highest reading. */
-		if (meter >= 0)
-		{
-			if (cur->high_meter < 0)
-			{
-				cur->high_meter = meter;
-				cur->high_at = ts;
-				if (cur->first_meter < 0)
-					cur->first_meter = meter;
-			}
-			else if (meter > cur->high_meter)
-			{
-				/*
-				 * The rise had the time since the highest reading (a 0 in
-				 * between, after an outage, does not shorten it).
-				 */
-				int64		rise = meter - cur->high_meter;	/* both >= 0 */
-
-				if (IsMeterJump(rise, rated, cur->high_at, ts))
-				{
-					if (pg_add_s64_overflow(cur->jump, rise, &cur->jump))
-						ereport(ERROR,
-								(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-								 errmsg("meter jumps of session \"%s\" out of range", cur->order_no)));
-				}
-				else if (splitter != NULL)
-					RiseSplitterAdd(splitter, cur->high_at, ts, rise, cur->wh);
-				cur->high_meter = meter;
-				cur->high_at = ts;
-			}
-		}
-		cur->last_ts = ts;
-
-		if (!charging && strcmp(cur->state, "charging") == 0)
-		{
-			cur->charging_ended_at = ts;
-			cur->charging_ended_null = false;
-			cur->state = "occupied";
-		}
-		if (status == GUN_IDLE || status == GUN_PLUGGED || status == GUN_FAULT)
-		{
-			cur->state = "ended";
-			cur->occupied_until = ts;
-			cur->occupied_null = false;
-			batch->ended[batch->nended++] = cur->order_no;
-			cur = NULL;
-		}
+		CountRise(cur, r->ts, meter, g->rated_power_w, g->splitter);
+		cur->last_ts = r->ts;
+		cur = AfterRow(batch, cur, r, charging);
 	}
 
 	/* Running amounts at the plan's prices, for this gun's rows only. */
 	for (i = first_row; i < batch->n; i++)
-		batch->rows[i].fen = RunningFen(tariff, batch->rows[i].wh, batch->rows[i].order_no);
+		batch->rows[i].fen = RunningFen(g->tariff, batch->rows[i].wh, batch->rows[i].order_no);
 }
 
 /* The strings v[0..n) as a text[]. */
