@@ -226,6 +226,7 @@ DECLARE
 	codes int[] := '{}';
 	occ record;
 	gap timestamptz;			-- the first instant without a plan in force
+	breach text;				-- why the bill is beyond the operator's limits
 	occupancy numeric := 0;
 	applied text[];
 	cp record;
@@ -461,13 +462,13 @@ BEGIN
 		codes := codes || 16;
 	END IF;
 	-- More than the operator allows one bill (finance_policy): held, the limit said.
-	BEGIN
-		PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
-			b.energy_wh, CASE WHEN no_price IS NULL THEN b.total END, format('order %s', p_order_no));
-	EXCEPTION WHEN invalid_parameter_value THEN
+	SELECT br.message INTO breach
+	FROM evcharge.bill_limit_breach((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+		b.energy_wh, CASE WHEN no_price IS NULL THEN b.total END, format('order %s', p_order_no)) br;
+	IF breach IS NOT NULL THEN
 		codes := codes || 18;
-		b.applied := ARRAY(SELECT a FROM unnest(b.applied || SQLERRM) a ORDER BY a);
-	END;
+		b.applied := ARRAY(SELECT a FROM unnest(b.applied || breach) a ORDER BY a);
+	END IF;
 	b.anomalies := evcharge.anomaly_set(codes);
 	b.state := CASE WHEN p_method = 'auto' AND evcharge.anomaly_blocking(b.anomalies) THEN 'held' ELSE 'final' END;
 	b.revision := 0;

@@ -67,10 +67,12 @@ END $$;
 COMMENT ON FUNCTION evcharge.books_day(bigint, date) IS
 	'the day of the operator''s books as [midnight, next midnight) in its time zone (books_tz); errors for an operator not registered (P0002) or no day (22004)';
 
--- The operator's plausibility limits for one bill (finance_policy): a
--- repair or a quote beyond them is refused, not billed.
-CREATE FUNCTION evcharge.check_bill_limits(p_operator_id bigint, p_energy_wh numeric, p_total numeric, p_what text)
-RETURNS void
+-- The operator's plausibility limits for one bill (finance_policy), the
+-- one rule: why a bill of this energy and total is beyond them, in the
+-- words of an error (message, detail, hint), or NULLs when it is within.
+-- compute_bill tests it (anomaly 18); check_bill_limits raises it.
+CREATE FUNCTION evcharge.bill_limit_breach(p_operator_id bigint, p_energy_wh numeric, p_total numeric, p_what text,
+	OUT message text, OUT detail text, OUT hint text)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	fp evcharge.finance_policy;
@@ -81,19 +83,33 @@ BEGIN
 			USING ERRCODE = 'no_data_found', HINT = 'Operators are in evcharge.operator.';
 	END IF;
 	IF p_energy_wh > fp.max_bill_energy_wh THEN
-		RAISE EXCEPTION '% would bill % Wh, more than one bill of operator % may carry', p_what, trim_scale(p_energy_wh), p_operator_id
-			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = format('The operator''s limit is %s Wh (finance_policy.max_bill_energy_wh).', fp.max_bill_energy_wh),
-			      HINT = 'Check the energy; if such a charge is real, the operator raises its limit.';
+		message := format('%s would bill %s Wh, more than one bill of operator %s may carry', p_what, trim_scale(p_energy_wh), p_operator_id);
+		detail := format('The operator''s limit is %s Wh (finance_policy.max_bill_energy_wh).', fp.max_bill_energy_wh);
+		hint := 'Check the energy; if such a charge is real, the operator raises its limit.';
+	ELSIF p_total > fp.max_bill_amount THEN
+		message := format('%s would bill %s yuan, more than one bill of operator %s may come to', p_what, p_total, p_operator_id);
+		detail := format('The operator''s limit is %s yuan (finance_policy.max_bill_amount).', fp.max_bill_amount);
+		hint := 'Check the energy and the prices; if such a bill is real, the operator raises its limit.';
 	END IF;
-	IF p_total > fp.max_bill_amount THEN
-		RAISE EXCEPTION '% would bill % yuan, more than one bill of operator % may come to', p_what, p_total, p_operator_id
-			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = format('The operator''s limit is %s yuan (finance_policy.max_bill_amount).', fp.max_bill_amount),
-			      HINT = 'Check the energy and the prices; if such a bill is real, the operator raises its limit.';
+END $$;
+COMMENT ON FUNCTION evcharge.bill_limit_breach(bigint, numeric, numeric, text) IS
+	'why a bill''s energy or total is beyond the operator''s finance_policy.max_bill_energy_wh or max_bill_amount (energy first), as message, detail and hint; NULLs when within; P0002 for an operator not registered: the one rule of check_bill_limits and compute_bill (anomaly 18)';
+
+-- The same limits as an error: a repair or a quote beyond them is refused,
+-- not billed.
+CREATE FUNCTION evcharge.check_bill_limits(p_operator_id bigint, p_energy_wh numeric, p_total numeric, p_what text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	br record;
+BEGIN
+	SELECT * INTO br FROM evcharge.bill_limit_breach(p_operator_id, p_energy_wh, p_total, p_what);
+	IF br.message IS NOT NULL THEN
+		RAISE EXCEPTION '%', br.message
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = br.detail, HINT = br.hint;
 	END IF;
 END $$;
 COMMENT ON FUNCTION evcharge.check_bill_limits(bigint, numeric, numeric, text) IS
-	'raises 22023 when a bill''s energy or total is beyond the operator''s finance_policy.max_bill_energy_wh or max_bill_amount (P0002 for an operator not registered); used by repair_bill and quote';
+	'raises 22023 when a bill''s energy or total is beyond the operator''s finance_policy.max_bill_energy_wh or max_bill_amount (bill_limit_breach; P0002 for an operator not registered); used by repair_bill and quote';
 
 SELECT pg_catalog.pg_extension_config_dump('evcharge.finance_policy', '');

@@ -5628,7 +5628,8 @@ CREATE OR REPLACE FUNCTION evcharge.price(tariff evcharge.tou_tariff, wh bigint[
 
 -- == issue 15: compute_bill tests for the plan instead of catching EV001 ==
 -- (and, with item 2, asks occupancy_charge() and best_coupon()); the words
--- of "no plan in force" in one function for price_session and the bill.
+-- of "no plan in force" in one function for price_session and the bill; the
+-- operator's bill limits tested (bill_limit_breach) rather than caught.
 -- Why a span cannot be priced, tested rather than raised: the first instant
 -- of [p_from, p_to) (p_from itself when they are equal) at which no plan is
 -- in force at the station for the current type, or NULL when a plan is in
@@ -5829,6 +5830,49 @@ END $$;
 COMMENT ON FUNCTION evcharge.price_session(bigint, text, bigint, timestamptz[], bigint[]) IS
 	'prices a session''s meter samples at a station: each part by the plan in force then (plan_in_force; split at local midnight where the day''s plan changes), group price and promotions (on the service fee and the electricity price) applied; no occupancy fee or coupon; P0002 for a station or group that is not registered (or a group of another operator)';
 
+-- The operator's plausibility limits for one bill (finance_policy), the
+-- one rule: why a bill of this energy and total is beyond them, in the
+-- words of an error (message, detail, hint), or NULLs when it is within.
+-- compute_bill tests it (anomaly 18); check_bill_limits raises it.
+CREATE FUNCTION evcharge.bill_limit_breach(p_operator_id bigint, p_energy_wh numeric, p_total numeric, p_what text,
+	OUT message text, OUT detail text, OUT hint text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	fp evcharge.finance_policy;
+BEGIN
+	SELECT * INTO fp FROM evcharge.finance_policy f WHERE f.operator_id = p_operator_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'operator % is not registered', coalesce(p_operator_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'Operators are in evcharge.operator.';
+	END IF;
+	IF p_energy_wh > fp.max_bill_energy_wh THEN
+		message := format('%s would bill %s Wh, more than one bill of operator %s may carry', p_what, trim_scale(p_energy_wh), p_operator_id);
+		detail := format('The operator''s limit is %s Wh (finance_policy.max_bill_energy_wh).', fp.max_bill_energy_wh);
+		hint := 'Check the energy; if such a charge is real, the operator raises its limit.';
+	ELSIF p_total > fp.max_bill_amount THEN
+		message := format('%s would bill %s yuan, more than one bill of operator %s may come to', p_what, p_total, p_operator_id);
+		detail := format('The operator''s limit is %s yuan (finance_policy.max_bill_amount).', fp.max_bill_amount);
+		hint := 'Check the energy and the prices; if such a bill is real, the operator raises its limit.';
+	END IF;
+END $$;
+COMMENT ON FUNCTION evcharge.bill_limit_breach(bigint, numeric, numeric, text) IS
+	'why a bill''s energy or total is beyond the operator''s finance_policy.max_bill_energy_wh or max_bill_amount (energy first), as message, detail and hint; NULLs when within; P0002 for an operator not registered: the one rule of check_bill_limits and compute_bill (anomaly 18)';
+
+CREATE OR REPLACE FUNCTION evcharge.check_bill_limits(p_operator_id bigint, p_energy_wh numeric, p_total numeric, p_what text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	br record;
+BEGIN
+	SELECT * INTO br FROM evcharge.bill_limit_breach(p_operator_id, p_energy_wh, p_total, p_what);
+	IF br.message IS NOT NULL THEN
+		RAISE EXCEPTION '%', br.message
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = br.detail, HINT = br.hint;
+	END IF;
+END $$;
+COMMENT ON FUNCTION evcharge.check_bill_limits(bigint, numeric, numeric, text) IS
+	'raises 22023 when a bill''s energy or total is beyond the operator''s finance_policy.max_bill_energy_wh or max_bill_amount (bill_limit_breach; P0002 for an operator not registered); used by repair_bill and quote';
+
 CREATE OR REPLACE FUNCTION evcharge.compute_bill(p_order_no text, p_method text DEFAULT 'auto', p_energy_wh bigint DEFAULT NULL)
 RETURNS evcharge.bill
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -5857,6 +5901,7 @@ DECLARE
 	codes int[] := '{}';
 	occ record;
 	gap timestamptz;			-- the first instant without a plan in force
+	breach text;				-- why the bill is beyond the operator's limits
 	occupancy numeric := 0;
 	applied text[];
 	cp record;
@@ -6092,13 +6137,13 @@ BEGIN
 		codes := codes || 16;
 	END IF;
 	-- More than the operator allows one bill (finance_policy): held, the limit said.
-	BEGIN
-		PERFORM evcharge.check_bill_limits((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
-			b.energy_wh, CASE WHEN no_price IS NULL THEN b.total END, format('order %s', p_order_no));
-	EXCEPTION WHEN invalid_parameter_value THEN
+	SELECT br.message INTO breach
+	FROM evcharge.bill_limit_breach((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
+		b.energy_wh, CASE WHEN no_price IS NULL THEN b.total END, format('order %s', p_order_no)) br;
+	IF breach IS NOT NULL THEN
 		codes := codes || 18;
-		b.applied := ARRAY(SELECT a FROM unnest(b.applied || SQLERRM) a ORDER BY a);
-	END;
+		b.applied := ARRAY(SELECT a FROM unnest(b.applied || breach) a ORDER BY a);
+	END IF;
 	b.anomalies := evcharge.anomaly_set(codes);
 	b.state := CASE WHEN p_method = 'auto' AND evcharge.anomaly_blocking(b.anomalies) THEN 'held' ELSE 'final' END;
 	b.revision := 0;
