@@ -5629,7 +5629,8 @@ CREATE OR REPLACE FUNCTION evcharge.price(tariff evcharge.tou_tariff, wh bigint[
 -- == issue 15: compute_bill tests for the plan instead of catching EV001 ==
 -- (and, with item 2, asks occupancy_charge() and best_coupon()); the words
 -- of "no plan in force" in one function for price_session and the bill; the
--- operator's bill limits tested (bill_limit_breach) rather than caught.
+-- operator's bill limits tested (bill_limit_breach) rather than caught; the
+-- anomaly rules name their codes (the names anomaly_set accepts).
 -- Why a span cannot be priced, tested rather than raised: the first instant
 -- of [p_from, p_to) (p_from itself when they are equal) at which no plan is
 -- in force at the station for the current type, or NULL when a plan is in
@@ -5897,8 +5898,8 @@ DECLARE
 	wh bigint[];
 	q evcharge.charge_quote;
 	ctype text;
-	no_price int;				-- why it has no price: 12, 17 or 19 (docs/anomalies.md)
-	codes int[] := '{}';
+	no_price evcharge.anomaly_set;	-- why it has no price: no_tariff, current_type_unknown or not_priced (docs/anomalies.md)
+	codes evcharge.anomaly_set := '';
 	occ record;
 	gap timestamptz;			-- the first instant without a plan in force
 	breach text;				-- why the bill is beyond the operator's limits
@@ -6008,7 +6009,7 @@ BEGIN
 	-- its energy, no amount and the reason, held: never a default price,
 	-- never no bill.
 	IF ctype IS NULL THEN
-		no_price := 17;
+		no_price := 'current_type_unknown';
 		applied := ARRAY[format(CASE WHEN rated IS NULL THEN 'not priced: pile %s is not in the pile registry, which gives its current type'
 		                             ELSE 'not priced: the pile registry does not give the current type of pile %s' END,
 		                        evcharge.pile(s.gun))];
@@ -6019,14 +6020,14 @@ BEGIN
 		SELECT evcharge.plan_gap(s.station_id, ctype, min(u.t), max(u.t)) INTO gap
 		FROM unnest(ts, wh) AS u(t, w) WHERE u.w >= 0;
 		IF gap IS NOT NULL THEN
-			no_price := 12;
+			no_price := 'no_tariff';
 			applied := ARRAY['no tariff in force: ' || evcharge.no_plan_reason(s.station_id, ctype, gap)];
 		ELSE
 			BEGIN
 				q := evcharge.price_session(s.station_id, ctype, s.group_id, ts, wh);
 				applied := q.applied;
 			EXCEPTION WHEN OTHERS THEN
-				no_price := 19;
+				no_price := 'not_priced';
 				applied := ARRAY[format('not priced: %s: %s', SQLSTATE, SQLERRM)];
 			END;
 		END IF;
@@ -6091,60 +6092,60 @@ BEGIN
 
 	-- Anomalies (docs/anomalies.md).
 	IF NOT has_rec THEN
-		codes := codes || CASE WHEN blind THEN 2 ELSE 1 END;
+		codes := codes OPERATOR(evcharge.|) CASE WHEN blind THEN 'bill_lost_offline' ELSE 'bill_lost' END::evcharge.anomaly_set;
 	ELSE
 		IF NOT times_ok THEN
-			codes := codes || 3;
+			codes := codes OPERATOR(evcharge.|) 'time_anomaly';
 		END IF;
 		-- Blind, the pile may well have charged more than was seen, never
 		-- less: only less (or an implausible figure) is a mismatch then.
 		IF rec.energy_wh IS NOT NULL AND (NOT plausible OR (measured > 0 AND
 			CASE WHEN blind THEN measured - rec.energy_wh ELSE abs(rec.energy_wh - measured) END
 			> greatest(tol, greatest(rec.energy_wh, measured) * pol.energy_tolerance_pct / 100))) THEN
-			codes := codes || 8;
+			codes := codes OPERATOR(evcharge.|) 'energy_mismatch';
 		END IF;
 		IF times_ok AND NOT blind AND s.started_at IS NOT NULL AND s.charging_ended_at IS NOT NULL
 		   AND greatest((rec.ended_at - rec.started_at) - (s.charging_ended_at - s.started_at),
 		                (s.charging_ended_at - s.started_at) - (rec.ended_at - rec.started_at)) > pol.duration_tolerance THEN
-			codes := codes || 9;
+			codes := codes OPERATOR(evcharge.|) 'duration_mismatch';
 		END IF;
 		IF times_ok AND NOT blind AND s.charging_ended_at IS NOT NULL AND s.occupied_until IS NOT NULL
 		   AND greatest(rec.ended_at - s.charging_ended_at, s.charging_ended_at - rec.ended_at) > pol.occupancy_tolerance THEN
-			codes := codes || 10;
+			codes := codes OPERATOR(evcharge.|) 'occupancy_mismatch';
 		END IF;
 	END IF;
 	IF t_end < t_start THEN
-		codes := codes || 3;
+		codes := codes OPERATOR(evcharge.|) 'time_anomaly';
 	END IF;
 	IF t_end - t_start > pol.max_session OR (t_end <= t_start AND b.energy_wh > 0) THEN
-		codes := codes || 5;
+		codes := codes OPERATOR(evcharge.|) 'duration_anomaly';
 	END IF;
 	IF smp.jump_wh > tol THEN
-		codes := codes || 11;
+		codes := codes OPERATOR(evcharge.|) 'energy_lost';
 	END IF;
 	IF no_price IS NOT NULL THEN
-		codes := codes || no_price;
+		codes := codes OPERATOR(evcharge.|) no_price;
 	ELSIF b.energy_wh > 0 AND b.total <= 0 THEN
-		codes := codes || 13;
+		codes := codes OPERATOR(evcharge.|) 'nonpositive_amount';
 	END IF;
 	IF allowed IS NOT NULL AND s.channel <> ALL (allowed) THEN
-		codes := codes || 14;
+		codes := codes OPERATOR(evcharge.|) 'channel_not_allowed';
 	END IF;
 	IF b.energy_wh > tol AND measured = 0 AND nsamples >= 2 THEN
-		codes := codes || 15;
+		codes := codes OPERATOR(evcharge.|) 'no_energy_flowed';
 	END IF;
 	IF firmware LIKE ANY (pol.defective_firmware) THEN
-		codes := codes || 16;
+		codes := codes OPERATOR(evcharge.|) 'defective_firmware';
 	END IF;
 	-- More than the operator allows one bill (finance_policy): held, the limit said.
 	SELECT br.message INTO breach
 	FROM evcharge.bill_limit_breach((SELECT st.operator_id FROM evcharge.station st WHERE st.station_id = s.station_id),
 		b.energy_wh, CASE WHEN no_price IS NULL THEN b.total END, format('order %s', p_order_no)) br;
 	IF breach IS NOT NULL THEN
-		codes := codes || 18;
+		codes := codes OPERATOR(evcharge.|) 'beyond_bill_limits';
 		b.applied := ARRAY(SELECT a FROM unnest(b.applied || breach) a ORDER BY a);
 	END IF;
-	b.anomalies := evcharge.anomaly_set(codes);
+	b.anomalies := codes;
 	b.state := CASE WHEN p_method = 'auto' AND evcharge.anomaly_blocking(b.anomalies) THEN 'held' ELSE 'final' END;
 	b.revision := 0;
 	b.finalised_at := now();
